@@ -1,0 +1,442 @@
+//! The measurement model: what a relay measures and what a minute record holds.
+//!
+//! Every quantity is a scaled integer: the stored value is a thousandth of the unit people
+//! read (volts for kV, milliamps for A, millihertz for Hz, ‰ for the power factor, watts for
+//! kW, var for kvar). Integers make a record exact and bit-for-bit reproducible on every
+//! platform, which a ledger that hashes records needs; the three decimals match the
+//! resolution of the published study. `to_f32` gives the value in the unit people read.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The most samples a minute record holds: one every 10 seconds.
+pub const MAX_SAMPLES: usize = 6;
+
+/// Identifies one relay across the whole network (not just on its Modbus bus).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RelayId(pub u32);
+
+impl fmt::Display for RelayId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A UTC minute: whole minutes since 1970-01-01T00:00Z.
+///
+/// A `u32` of minutes lasts until the year 10136, unlike a `u32` of seconds (2106).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Minute(pub u32);
+
+impl Minute {
+    /// The minute that contains the given Unix time (seconds), saturating past year 10136.
+    #[must_use]
+    pub fn containing(unix_secs: u64) -> Self {
+        Minute(u32::try_from(unix_secs / 60).unwrap_or(u32::MAX))
+    }
+
+    /// Unix time (seconds) of the first second of this minute.
+    #[must_use]
+    pub fn start_unix_secs(self) -> u64 {
+        u64::from(self.0) * 60
+    }
+}
+
+impl fmt::Display for Minute {
+    /// ISO 8601 in UTC, e.g. `2026-11-24T17:50Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, m, d) = civil_from_days(i64::from(self.0 / 1440));
+        let in_day = self.0 % 1440;
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}Z",
+            in_day / 60,
+            in_day % 60
+        )
+    }
+}
+
+/// Gregorian (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+macro_rules! scaled_unit {
+    ($(#[$doc:meta])* $name:ident($repr:ty), $unit:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub $repr);
+
+        impl $name {
+            /// The unit people read (the stored integer is a thousandth of it).
+            pub const UNIT: &'static str = $unit;
+
+            /// The value in [`Self::UNIT`].
+            #[must_use]
+            pub fn to_f32(self) -> f32 {
+                self.0 as f32 / 1000.0
+            }
+        }
+    };
+}
+
+scaled_unit!(
+    /// Phase-to-phase voltage in volts, read as kV (`115_000` = 115.000 kV).
+    Volts(u32),
+    "kV"
+);
+scaled_unit!(
+    /// Line current in milliamps, read as A (`12_345` = 12.345 A).
+    MilliAmps(u32),
+    "A"
+);
+scaled_unit!(
+    /// Frequency in millihertz, read as Hz (`60_000` = 60.000 Hz; up to 65.535 Hz).
+    MilliHertz(u16),
+    "Hz"
+);
+scaled_unit!(
+    /// Power factor in thousandths, −1000..=1000 (`950` = 0.950).
+    PerMille(i16),
+    ""
+);
+scaled_unit!(
+    /// Active power in watts, read as kW; negative when power flows back.
+    Watts(i32),
+    "kW"
+);
+scaled_unit!(
+    /// Reactive power in var, read as kvar; positive for a lagging (inductive) load.
+    Vars(i32),
+    "kvar"
+);
+
+/// One 10-second sample of the ten quantities a relay measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sample {
+    /// Voltage between phases A and B.
+    pub vab: Volts,
+    /// Voltage between phases B and C.
+    pub vbc: Volts,
+    /// Voltage between phases C and A.
+    pub vca: Volts,
+    /// Current in line A.
+    pub ia: MilliAmps,
+    /// Current in line B.
+    pub ib: MilliAmps,
+    /// Current in line C.
+    pub ic: MilliAmps,
+    /// System frequency.
+    pub freq: MilliHertz,
+    /// Power factor.
+    pub pf: PerMille,
+    /// Three-phase active power.
+    pub p: Watts,
+    /// Three-phase reactive power.
+    pub q: Vars,
+}
+
+/// The ten quantities of a [`Sample`], in register-map order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Quantity {
+    Vab,
+    Vbc,
+    Vca,
+    Ia,
+    Ib,
+    Ic,
+    Freq,
+    Pf,
+    P,
+    Q,
+}
+
+impl Quantity {
+    /// All quantities, in register-map order.
+    pub const ALL: [Quantity; 10] = [
+        Quantity::Vab,
+        Quantity::Vbc,
+        Quantity::Vca,
+        Quantity::Ia,
+        Quantity::Ib,
+        Quantity::Ic,
+        Quantity::Freq,
+        Quantity::Pf,
+        Quantity::P,
+        Quantity::Q,
+    ];
+
+    /// Short name, as in the study (`Vab`, `Ia`, `f`, `PF`, `P`, `Q`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantity::Vab => "Vab",
+            Quantity::Vbc => "Vbc",
+            Quantity::Vca => "Vca",
+            Quantity::Ia => "Ia",
+            Quantity::Ib => "Ib",
+            Quantity::Ic => "Ic",
+            Quantity::Freq => "f",
+            Quantity::Pf => "PF",
+            Quantity::P => "P",
+            Quantity::Q => "Q",
+        }
+    }
+
+    /// The unit people read.
+    #[must_use]
+    pub fn unit(self) -> &'static str {
+        match self {
+            Quantity::Vab | Quantity::Vbc | Quantity::Vca => Volts::UNIT,
+            Quantity::Ia | Quantity::Ib | Quantity::Ic => MilliAmps::UNIT,
+            Quantity::Freq => MilliHertz::UNIT,
+            Quantity::Pf => PerMille::UNIT,
+            Quantity::P => Watts::UNIT,
+            Quantity::Q => Vars::UNIT,
+        }
+    }
+
+    /// The stored integer (thousandths of [`Self::unit`]).
+    #[must_use]
+    pub fn raw(self, s: &Sample) -> i64 {
+        match self {
+            Quantity::Vab => s.vab.0.into(),
+            Quantity::Vbc => s.vbc.0.into(),
+            Quantity::Vca => s.vca.0.into(),
+            Quantity::Ia => s.ia.0.into(),
+            Quantity::Ib => s.ib.0.into(),
+            Quantity::Ic => s.ic.0.into(),
+            Quantity::Freq => s.freq.0.into(),
+            Quantity::Pf => s.pf.0.into(),
+            Quantity::P => s.p.0.into(),
+            Quantity::Q => s.q.0.into(),
+        }
+    }
+
+    /// The value in [`Self::unit`].
+    #[must_use]
+    pub fn value(self, s: &Sample) -> f32 {
+        match self {
+            Quantity::Vab => s.vab.to_f32(),
+            Quantity::Vbc => s.vbc.to_f32(),
+            Quantity::Vca => s.vca.to_f32(),
+            Quantity::Ia => s.ia.to_f32(),
+            Quantity::Ib => s.ib.to_f32(),
+            Quantity::Ic => s.ic.to_f32(),
+            Quantity::Freq => s.freq.to_f32(),
+            Quantity::Pf => s.pf.to_f32(),
+            Quantity::P => s.p.to_f32(),
+            Quantity::Q => s.q.to_f32(),
+        }
+    }
+}
+
+/// Status bits of a relay and of each record it closes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecordFlags(pub u16);
+
+impl RecordFlags {
+    /// The relay's clock was set from a trusted source: the minute is a real UTC minute.
+    /// Without it, the minute counts from the relay's power-up and must not be trusted as a
+    /// date (a board without a battery-backed clock, before its first time sync).
+    pub const CLOCK_SET: RecordFlags = RecordFlags(1);
+    /// Every bit this version of the map defines.
+    pub const KNOWN: RecordFlags = RecordFlags(1);
+
+    /// True if every bit of `other` is set in `self`.
+    #[must_use]
+    pub fn contains(self, other: RecordFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// What a relay closes at each minute boundary: everything it measured in that minute.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MinuteRecord {
+    /// The relay that measured it.
+    pub relay: RelayId,
+    /// The minute it covers.
+    pub minute: Minute,
+    /// Breaker openings caused by faults during the minute.
+    pub faults: u16,
+    /// Status bits at closing time.
+    pub flags: RecordFlags,
+    /// The samples, oldest first, evenly spaced through the minute (six at 10 s).
+    pub samples: heapless::Vec<Sample, MAX_SAMPLES>,
+}
+
+/// Why bytes or registers do not hold a valid minute record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// The postcard bytes do not decode (truncated, overlong, bad varint, too many samples).
+    Malformed,
+    /// The bytes decode but are not the one canonical encoding of the record
+    /// (trailing bytes or a non-minimal varint): a ledger hashes bytes, so only one
+    /// encoding per record is accepted.
+    NonCanonical,
+    /// A record holds 1 to [`MAX_SAMPLES`] samples; this one holds the given number.
+    SampleCount(usize),
+    /// A power factor outside −1000..=1000 ‰, at the given sample index.
+    PowerFactor(usize),
+    /// Status bits this version of the map does not define.
+    UnknownFlags(u16),
+    /// The buffer given to [`MinuteRecord::encode`] is too small.
+    BufferTooSmall,
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::Malformed => f.write_str("record bytes do not decode"),
+            RecordError::NonCanonical => f.write_str("record bytes are not in canonical form"),
+            RecordError::SampleCount(n) => {
+                write!(f, "record holds {n} samples, expected 1 to {MAX_SAMPLES}")
+            }
+            RecordError::PowerFactor(i) => {
+                write!(f, "sample {i} has a power factor outside -1..1")
+            }
+            RecordError::UnknownFlags(bits) => write!(f, "unknown status bits {bits:#06x}"),
+            RecordError::BufferTooSmall => f.write_str("buffer too small for the record"),
+        }
+    }
+}
+
+impl core::error::Error for RecordError {}
+
+impl MinuteRecord {
+    /// The largest postcard encoding of any valid record, in bytes.
+    pub const MAX_ENCODED_LEN: usize =
+        5 + 5 + 3 + 3 + 1 + MAX_SAMPLES * (3 * 5 + 3 * 5 + 3 + 3 + 5 + 5);
+
+    /// Checks the rules that the types alone do not enforce.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        if self.samples.is_empty() {
+            return Err(RecordError::SampleCount(0));
+        }
+        if let Some(i) = self
+            .samples
+            .iter()
+            .position(|s| !(-1000..=1000).contains(&s.pf.0))
+        {
+            return Err(RecordError::PowerFactor(i));
+        }
+        let unknown = self.flags.0 & !RecordFlags::KNOWN.0;
+        if unknown != 0 {
+            return Err(RecordError::UnknownFlags(unknown));
+        }
+        Ok(())
+    }
+
+    /// Writes the canonical postcard encoding into `buf` and returns the bytes written.
+    ///
+    /// A buffer of [`Self::MAX_ENCODED_LEN`] bytes always suffices.
+    pub fn encode<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], RecordError> {
+        postcard::to_slice(self, buf).map_err(|_| RecordError::BufferTooSmall)
+    }
+
+    /// Decodes and validates a record from exactly `bytes`, accepting only the canonical
+    /// encoding (what [`Self::encode`] writes).
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        let (record, rest): (MinuteRecord, _) =
+            postcard::take_from_bytes(bytes).map_err(|_| RecordError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(RecordError::NonCanonical);
+        }
+        record.validate()?;
+        let mut buf = [0u8; Self::MAX_ENCODED_LEN];
+        let canonical = record.encode(&mut buf)?;
+        if *canonical != *bytes {
+            return Err(RecordError::NonCanonical);
+        }
+        Ok(record)
+    }
+}
+
+/// Who a relay is: its network-wide id, its name and its substation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// The relay's network-wide id.
+    pub relay: RelayId,
+    /// Relay name, at most 32 bytes of UTF-8.
+    pub name: heapless::String<32>,
+    /// Substation name, at most 64 bytes of UTF-8.
+    pub substation: heapless::String<64>,
+}
+
+impl Identity {
+    /// Builds an identity, cutting each name at a character boundary to fit its field.
+    #[must_use]
+    pub fn new(relay: RelayId, name: &str, substation: &str) -> Self {
+        Identity {
+            relay,
+            name: truncated(name),
+            substation: truncated(substation),
+        }
+    }
+}
+
+/// The longest prefix of `s` that fits in `N` bytes without splitting a character.
+pub(crate) fn truncated<const N: usize>(s: &str) -> heapless::String<N> {
+    let mut end = s.len().min(N);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = heapless::String::new();
+    // Cannot fail: `end <= N` bytes.
+    let _ = out.push_str(&s[..end]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minute_formats_as_utc() {
+        assert_eq!(format_minute(Minute(0)), "1970-01-01T00:00Z");
+        // 2026-11-24T17:50:00Z = 1795542600 s.
+        assert_eq!(
+            format_minute(Minute::containing(1_795_542_600)),
+            "2026-11-24T17:50Z"
+        );
+        // Leap day.
+        assert_eq!(
+            format_minute(Minute::containing(951_782_400)),
+            "2000-02-29T00:00Z"
+        );
+    }
+
+    fn format_minute(m: Minute) -> heapless::String<32> {
+        use core::fmt::Write;
+        let mut s = heapless::String::new();
+        write!(s, "{m}").expect("fits");
+        s
+    }
+
+    #[test]
+    fn identity_truncates_on_char_boundary() {
+        let id = Identity::new(
+            RelayId(1),
+            "Relay 1",
+            "Bogotá Electrical Substation - U.D. and a lot more text",
+        );
+        assert!(id.substation.len() <= 64);
+        assert!(id.substation.starts_with("Bogotá"));
+        let long = "ááááááááááááááááá"; // 17 two-byte characters = 34 bytes
+        let id = Identity::new(RelayId(1), long, "");
+        assert_eq!(id.name.len(), 32);
+        assert_eq!(id.name.chars().count(), 16);
+    }
+}

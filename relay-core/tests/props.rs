@@ -1,0 +1,197 @@
+//! Property tests: the register map and the postcard form round-trip every valid record,
+//! never panic on hostile input, and the signal model stays in its documented ranges.
+
+use proptest::prelude::*;
+use relay_core::registers::{self, decode_live, decode_record, LiveValues, RegisterImage};
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{
+    Identity, MilliAmps, MilliHertz, Minute, MinuteRecord, PerMille, Quantity, RecordError,
+    RecordFlags, RelayId, Sample, Vars, Volts, Watts, MAX_SAMPLES,
+};
+
+fn sample() -> impl Strategy<Value = Sample> {
+    (
+        any::<[u32; 3]>(),
+        any::<[u32; 3]>(),
+        any::<u16>(),
+        -1000i16..=1000,
+        any::<i32>(),
+        any::<i32>(),
+    )
+        .prop_map(|(v, i, f, pf, p, q)| Sample {
+            vab: Volts(v[0]),
+            vbc: Volts(v[1]),
+            vca: Volts(v[2]),
+            ia: MilliAmps(i[0]),
+            ib: MilliAmps(i[1]),
+            ic: MilliAmps(i[2]),
+            freq: MilliHertz(f),
+            pf: PerMille(pf),
+            p: Watts(p),
+            q: Vars(q),
+        })
+}
+
+fn record() -> impl Strategy<Value = MinuteRecord> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<u16>(),
+        0u16..=1,
+        prop::collection::vec(sample(), 1..=MAX_SAMPLES),
+    )
+        .prop_map(|(relay, minute, faults, flags, samples)| MinuteRecord {
+            relay: RelayId(relay),
+            minute: Minute(minute),
+            faults,
+            flags: RecordFlags(flags),
+            samples: samples.into_iter().collect(),
+        })
+}
+
+fn image() -> RegisterImage {
+    RegisterImage::new(&Identity::new(RelayId(1), "Relay 1", "Substation"), 6)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn record_round_trips_through_registers(rec in record(), seq in 1u16..) {
+        let mut img = image();
+        img.set_record(seq, &rec);
+        let regs = img.read(registers::RECORD.start, registers::RECORD.len).expect("in map");
+        let read = decode_record(regs).expect("valid");
+        prop_assert_eq!(read.seq, seq);
+        prop_assert_eq!(read.record, rec);
+    }
+
+    #[test]
+    fn record_round_trips_through_postcard(rec in record()) {
+        let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+        let bytes = rec.encode(&mut buf).expect("MAX_ENCODED_LEN suffices");
+        prop_assert_eq!(MinuteRecord::decode(bytes), Ok(rec));
+    }
+
+    #[test]
+    fn postcard_decode_never_panics_and_accepts_only_canonical(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(rec) = MinuteRecord::decode(&bytes) {
+            let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+            prop_assert_eq!(&*rec.encode(&mut buf).expect("fits"), &bytes[..]);
+        }
+    }
+
+    #[test]
+    fn appended_byte_is_rejected(rec in record(), extra in any::<u8>()) {
+        let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN + 1];
+        let len = rec.encode(&mut buf).expect("fits").len();
+        buf[len] = extra;
+        prop_assert_eq!(MinuteRecord::decode(&buf[..=len]), Err(RecordError::NonCanonical));
+    }
+
+    #[test]
+    fn register_decode_never_panics(regs in prop::collection::vec(any::<u16>(), 0..130)) {
+        let _ = decode_record(&regs);
+        let _ = registers::decode_identity(&regs);
+        let _ = decode_live(&regs);
+    }
+
+    #[test]
+    fn live_floats_are_the_sample_in_display_units(s in sample(), minute in any::<u32>(), second in 0u16..60, faults in any::<u16>()) {
+        let mut img = image();
+        img.set_live(&LiveValues { sample: s, minute: Minute(minute), second, faults_so_far: faults });
+        let live = decode_live(img.read(registers::LIVE.start, registers::LIVE.len).expect("in map")).expect("decodes");
+        for (i, q) in Quantity::ALL.iter().enumerate() {
+            let exact = q.raw(&s) as f64 / 1000.0;
+            let tolerance = exact.abs() * 1e-6 + 1e-6;
+            prop_assert!((f64::from(live.values[i]) - exact).abs() <= tolerance, "{} {} vs {}", q.name(), live.values[i], exact);
+        }
+        prop_assert_eq!((live.minute, live.second, live.faults_so_far), (Minute(minute), second, faults));
+    }
+
+    #[test]
+    fn paper_profile_stays_in_the_study_ranges(seed in any::<u64>(), relay in any::<u32>(), minute in 0u32..100_000_000) {
+        let m = SignalModel::new(seed, Profile::Paper);
+        let rec = m.record(RelayId(relay), Minute(minute), 6, RecordFlags::CLOCK_SET);
+        prop_assert!(rec.faults <= 28);
+        for s in &rec.samples {
+            for v in [s.vab, s.vbc, s.vca] { prop_assert!((109_000..=118_000).contains(&v.0)); }
+            for i in [s.ia, s.ib, s.ic] { prop_assert!(i.0 <= 50_000); }
+            prop_assert!((59_000..=61_000).contains(&s.freq.0));
+            prop_assert!((0..=1000).contains(&s.pf.0));
+            prop_assert!((0..=700_000).contains(&s.p.0));
+            prop_assert!((0..=700_000).contains(&s.q.0));
+        }
+    }
+
+    #[test]
+    fn realistic_profile_is_physically_consistent(seed in any::<u64>(), relay in any::<u32>(), t in 0u64..6_000_000_000) {
+        let s = SignalModel::new(seed, Profile::Realistic).sample(RelayId(relay), t);
+        for v in [s.vab, s.vbc, s.vca] { prop_assert!((109_000..=118_000).contains(&v.0), "{:?}", s); }
+        for i in [s.ia, s.ib, s.ic] { prop_assert!(i.0 <= 50_000, "{:?}", s); }
+        prop_assert!((59_980..=60_020).contains(&s.freq.0), "{:?}", s);
+        prop_assert!((900..=980).contains(&s.pf.0), "{:?}", s);
+        // P = √3·V·I·PF and Q = √3·V·I·sin φ, in floating point, within rounding.
+        let v = (s.vab.0 + s.vbc.0 + s.vca.0) as f64 / 3.0;
+        let i = (s.ia.0 + s.ib.0 + s.ic.0) as f64 / 3.0 / 1000.0;
+        let pf = f64::from(s.pf.0) / 1000.0;
+        let sa = 3f64.sqrt() * v * i;
+        let p = sa * pf;
+        let q = sa * (1.0 - pf * pf).sqrt();
+        prop_assert!((f64::from(s.p.0) - p).abs() <= p * 1e-3 + 2.0, "P {} vs {p}", s.p.0);
+        prop_assert!((f64::from(s.q.0) - q).abs() <= q * 1e-3 + 2.0, "Q {} vs {q}", s.q.0);
+    }
+
+    #[test]
+    fn every_model_record_is_valid(seed in any::<u64>(), relay in any::<u32>(), minute in any::<u32>(), n in 1u16..=6, paper in any::<bool>()) {
+        let profile = if paper { Profile::Paper } else { Profile::Realistic };
+        let rec = SignalModel::new(seed, profile).record(RelayId(relay), Minute(minute), n, RecordFlags::CLOCK_SET);
+        prop_assert_eq!(rec.samples.len(), usize::from(n));
+        prop_assert_eq!(rec.validate(), Ok(()));
+    }
+}
+
+#[test]
+fn max_encoded_len_is_reached_by_the_largest_record() {
+    let big = Sample {
+        vab: Volts(u32::MAX),
+        vbc: Volts(u32::MAX),
+        vca: Volts(u32::MAX),
+        ia: MilliAmps(u32::MAX),
+        ib: MilliAmps(u32::MAX),
+        ic: MilliAmps(u32::MAX),
+        freq: MilliHertz(u16::MAX),
+        pf: PerMille(-1000),
+        p: Watts(i32::MIN),
+        q: Vars(i32::MIN),
+    };
+    let rec = MinuteRecord {
+        relay: RelayId(u32::MAX),
+        minute: Minute(u32::MAX),
+        faults: u16::MAX,
+        flags: RecordFlags(u16::MAX),
+        samples: core::iter::repeat_n(big, MAX_SAMPLES).collect(),
+    };
+    let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+    let len = rec.encode(&mut buf).expect("fits").len();
+    // pf -1000 zigzags to 1999, two bytes instead of the bound's three.
+    assert_eq!(len, MinuteRecord::MAX_ENCODED_LEN - MAX_SAMPLES);
+}
+
+#[test]
+fn typical_record_size() {
+    let m = SignalModel::new(1, Profile::Realistic);
+    let rec = m.record(
+        RelayId(1),
+        Minute::containing(1_795_542_600),
+        6,
+        RecordFlags::CLOCK_SET,
+    );
+    let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+    let len = rec.encode(&mut buf).expect("fits").len();
+    // Documented in docs/registers.md ("Record encoding"): 150 to 200 bytes.
+    assert!(
+        (150..=200).contains(&len),
+        "realistic record is {len} bytes"
+    );
+}
