@@ -547,7 +547,7 @@ mod tests {
         // First half from record 1, second half from record 2.
         let mut regs = [0u16; RECORD.len as usize];
         let split = 60;
-        regs[..split].copy_from_slice(&a.read(RECORD.start, split as u16).expect("in map"));
+        regs[..split].copy_from_slice(a.read(RECORD.start, split as u16).expect("in map"));
         regs[split..].copy_from_slice(
             b.read(RECORD.start + split as u16, RECORD.len - split as u16)
                 .expect("in map"),
