@@ -1,0 +1,213 @@
+//! The relays a simulator serves: one register image per unit id, refreshed by a ticker.
+//!
+//! Readers copy registers out under a read lock and the ticker replaces a whole block
+//! under the write lock, so a single request always sees one consistent image: the record
+//! block is never torn within one read.
+
+use std::sync::{PoisonError, RwLock};
+
+use relay_core::registers::{Exception, LiveValues, RegisterImage};
+use relay_core::signal::SignalModel;
+use relay_core::{Identity, Minute, MinuteRecord, RecordFlags, RelayId};
+
+/// One simulated relay.
+#[derive(Debug)]
+pub struct Relay {
+    unit: u8,
+    id: RelayId,
+    image: RwLock<RegisterImage>,
+}
+
+impl Relay {
+    /// Its Modbus unit id.
+    #[must_use]
+    pub fn unit(&self) -> u8 {
+        self.unit
+    }
+
+    /// Its network-wide relay id.
+    #[must_use]
+    pub fn id(&self) -> RelayId {
+        self.id
+    }
+
+    /// Copies `quantity` registers from `address` out of one consistent image.
+    pub fn read(&self, address: u16, quantity: u16) -> Result<Vec<u16>, Exception> {
+        let image = self.image.read().unwrap_or_else(PoisonError::into_inner);
+        image.read(address, quantity).map(<[u16]>::to_vec)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut RegisterImage)) {
+        f(&mut self.image.write().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// All relays of one simulator, behind consecutive unit ids.
+#[derive(Debug)]
+pub struct Bank {
+    relays: Vec<Relay>,
+    first_unit: u8,
+    model: SignalModel,
+    samples_per_record: u16,
+}
+
+/// Who the relays of a bank are.
+#[derive(Clone, Debug)]
+pub struct BankSpec {
+    /// Unit id of the first relay; the others follow.
+    pub first_unit: u8,
+    /// Number of relays.
+    pub relays: u8,
+    /// Relay id of the first relay; the others follow.
+    pub first_relay_id: u32,
+    /// Name template; `{unit}` is replaced by the unit id.
+    pub name: String,
+    /// Substation name, shared by all relays.
+    pub substation: String,
+    /// Samples in each minute record (1..=6).
+    pub samples_per_record: u16,
+}
+
+impl Bank {
+    /// Builds the relays: identities filled in, clock set, no sample or record yet.
+    #[must_use]
+    pub fn new(spec: &BankSpec, model: SignalModel) -> Self {
+        let relays = (0..spec.relays)
+            .map(|k| {
+                let unit = spec.first_unit + k;
+                let id = RelayId(spec.first_relay_id.wrapping_add(u32::from(k)));
+                let name = spec.name.replace("{unit}", &unit.to_string());
+                let mut image = RegisterImage::new(
+                    &Identity::new(id, &name, &spec.substation),
+                    spec.samples_per_record,
+                );
+                image.set_status(RecordFlags::CLOCK_SET);
+                Relay {
+                    unit,
+                    id,
+                    image: RwLock::new(image),
+                }
+            })
+            .collect();
+        Bank {
+            relays,
+            first_unit: spec.first_unit,
+            model,
+            samples_per_record: spec.samples_per_record,
+        }
+    }
+
+    /// The relay behind `unit`, if any.
+    #[must_use]
+    pub fn relay(&self, unit: u8) -> Option<&Relay> {
+        let k = unit.checked_sub(self.first_unit)?;
+        self.relays.get(usize::from(k))
+    }
+
+    /// All relays, in unit id order.
+    #[must_use]
+    pub fn relays(&self) -> &[Relay] {
+        &self.relays
+    }
+
+    /// Publishes, on every relay, the sample taken at Unix second `t`.
+    pub fn publish_sample(&self, t: u64) {
+        let minute = Minute::containing(t);
+        let second = (t % 60) as u16;
+        let index = second / (60 / self.samples_per_record.max(1));
+        for relay in &self.relays {
+            let values = LiveValues {
+                sample: self.model.sample(relay.id, t),
+                minute,
+                second,
+                faults_so_far: self.model.faults_so_far(
+                    relay.id,
+                    minute,
+                    index,
+                    self.samples_per_record,
+                ),
+            };
+            relay.update(|image| image.set_live(&values));
+        }
+    }
+
+    /// Closes `minute` on every relay under sequence number `seq`; returns the records.
+    pub fn close_minute(&self, minute: Minute, seq: u16) -> Vec<MinuteRecord> {
+        self.relays
+            .iter()
+            .map(|relay| {
+                let record = self.model.record(
+                    relay.id,
+                    minute,
+                    self.samples_per_record,
+                    RecordFlags::CLOCK_SET,
+                );
+                relay.update(|image| image.set_record(seq, &record));
+                record
+            })
+            .collect()
+    }
+}
+
+/// The sequence number after `seq`: 1, 2, … 65535, 1, … (0 means "no record yet").
+#[must_use]
+pub fn next_seq(seq: u16) -> u16 {
+    if seq == u16::MAX {
+        1
+    } else {
+        seq + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::registers::{decode_identity, decode_record, IDENTITY, RECORD};
+    use relay_core::signal::Profile;
+
+    fn bank(relays: u8) -> Bank {
+        Bank::new(
+            &BankSpec {
+                first_unit: 3,
+                relays,
+                first_relay_id: 100,
+                name: "Relay {unit}".into(),
+                substation: "S".into(),
+                samples_per_record: 6,
+            },
+            SignalModel::new(1, Profile::Realistic),
+        )
+    }
+
+    #[test]
+    fn units_map_to_relays() {
+        let b = bank(2);
+        assert!(b.relay(2).is_none());
+        assert!(b.relay(5).is_none());
+        let r = b.relay(4).expect("unit 4 exists");
+        assert_eq!(r.id(), RelayId(101));
+        let id = decode_identity(&r.read(IDENTITY.start, IDENTITY.len).expect("in map"))
+            .expect("decodes");
+        assert_eq!(id.identity.name.as_str(), "Relay 4");
+        assert!(id.status.contains(RecordFlags::CLOCK_SET));
+    }
+
+    #[test]
+    fn closed_minute_is_served() {
+        let b = bank(2);
+        let recs = b.close_minute(Minute(1000), 9);
+        for (relay, rec) in b.relays().iter().zip(&recs) {
+            let read = decode_record(&relay.read(RECORD.start, RECORD.len).expect("in map"))
+                .expect("decodes");
+            assert_eq!((read.seq, &read.record), (9, rec));
+            assert_eq!(read.record.relay, relay.id());
+        }
+    }
+
+    #[test]
+    fn seq_skips_zero() {
+        assert_eq!(next_seq(0), 1);
+        assert_eq!(next_seq(41), 42);
+        assert_eq!(next_seq(u16::MAX), 1);
+    }
+}

@@ -1,0 +1,241 @@
+//! `relay-sim`: a simulated substation protection relay on Modbus TCP.
+//!
+//! It serves the register map of `relay-core` (see `docs/registers.md`): identity, the
+//! live sample as float32, and the last closed minute record, for one or many relays
+//! behind consecutive unit ids. Values come from `relay-core`'s deterministic signal model,
+//! so the same seed gives the same records on every run and on the firmware.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), relay_sim::SimError> {
+//! let config = relay_sim::Config { minute_secs: 2.0, ..relay_sim::Config::default() };
+//! let sim = relay_sim::Simulator::bind(config).await?;
+//! println!("serving on {}", sim.local_addr());
+//! sim.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod bank;
+pub mod clock;
+mod server;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_core::signal::{Profile, SignalModel};
+use tokio::net::TcpListener;
+
+pub use bank::{Bank, BankSpec};
+pub use clock::RelayClock;
+pub use server::ClientLimits;
+
+/// Everything a simulator needs to know. [`Config::default`] is the documented default of
+/// each `relay-sim` flag.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to serve Modbus TCP on.
+    pub listen: SocketAddr,
+    /// Unit id of the first relay.
+    pub unit_id: u8,
+    /// Number of relays, behind unit ids `unit_id ..= unit_id + relays - 1`.
+    pub relays: u8,
+    /// Relay id of the first relay; the others follow.
+    pub relay_id: u32,
+    /// Relay name; `{unit}` is replaced by the unit id.
+    pub relay_name: String,
+    /// Substation name.
+    pub substation: String,
+    /// Signal profile.
+    pub profile: Profile,
+    /// Seed of the signal model.
+    pub seed: u64,
+    /// Relay seconds between samples: 10, 12, 15, 20, 30 or 60 (6 to 1 samples a minute).
+    pub sample_secs: u16,
+    /// Wall seconds per relay minute: 60 is real time, smaller compresses time.
+    pub minute_secs: f64,
+    /// Relay clock at start, Unix seconds; `None` starts at the system clock.
+    pub start_time: Option<u64>,
+    /// Client connection limits.
+    pub limits: ClientLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5010)),
+            unit_id: 1,
+            relays: 1,
+            relay_id: 1,
+            relay_name: "Relay {unit}".into(),
+            substation: "Bogotá Electrical Substation - U.D.".into(),
+            profile: Profile::Realistic,
+            seed: 1,
+            sample_secs: 10,
+            minute_secs: 60.0,
+            start_time: None,
+            limits: ClientLimits {
+                max_clients: 256,
+                idle_timeout: Some(Duration::from_secs(300)),
+            },
+        }
+    }
+}
+
+/// Why a simulator could not start or stopped.
+#[derive(Debug)]
+pub enum SimError {
+    /// `--sample-secs` does not divide a minute into 1 to 6 samples.
+    SampleSecs(u16),
+    /// `--minute-secs` is below the 0.2 s floor, or not a number.
+    MinuteSecs(f64),
+    /// `--relays` is 0, or the unit ids would pass 247 (the last valid Modbus unit id).
+    Units {
+        /// First unit id.
+        first: u8,
+        /// Number of relays.
+        relays: u8,
+    },
+    /// `--max-clients` is 0.
+    MaxClients,
+    /// The listen address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// The server failed while running.
+    Serve(io::Error),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::SampleSecs(s) => write!(
+                f,
+                "--sample-secs {s} is not allowed: use 10, 12, 15, 20, 30 or 60 (a record holds 1 to 6 samples)"
+            ),
+            SimError::MinuteSecs(s) => {
+                write!(f, "--minute-secs {s} is not allowed: use a number of seconds >= 0.2")
+            }
+            SimError::Units { first, relays } => write!(
+                f,
+                "--unit-id {first} with --relays {relays} is not allowed: unit ids must stay within 1..=247"
+            ),
+            SimError::MaxClients => f.write_str("--max-clients must be at least 1"),
+            SimError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            SimError::Serve(e) => write!(f, "Modbus server failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SimError::Bind(_, e) | SimError::Serve(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every value, naming the first bad one.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if !matches!(self.sample_secs, 10 | 12 | 15 | 20 | 30 | 60) {
+            return Err(SimError::SampleSecs(self.sample_secs));
+        }
+        if !(self.minute_secs >= 0.2 && self.minute_secs.is_finite()) {
+            return Err(SimError::MinuteSecs(self.minute_secs));
+        }
+        let last = u16::from(self.unit_id) + u16::from(self.relays);
+        if self.relays == 0 || self.unit_id == 0 || last - 1 > 247 {
+            return Err(SimError::Units {
+                first: self.unit_id,
+                relays: self.relays,
+            });
+        }
+        if self.limits.max_clients == 0 {
+            return Err(SimError::MaxClients);
+        }
+        Ok(())
+    }
+
+    /// Samples in each minute record.
+    #[must_use]
+    pub fn samples_per_record(&self) -> u16 {
+        60 / self.sample_secs.max(1)
+    }
+}
+
+/// A simulator bound to its address, ready to run.
+#[derive(Debug)]
+pub struct Simulator {
+    listener: TcpListener,
+    bank: Arc<Bank>,
+    clock: RelayClock,
+    config: Config,
+}
+
+impl Simulator {
+    /// Validates `config` and binds its listen address (port 0 picks a free port).
+    pub async fn bind(config: Config) -> Result<Self, SimError> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| SimError::Bind(config.listen, e))?;
+        let spec = BankSpec {
+            first_unit: config.unit_id,
+            relays: config.relays,
+            first_relay_id: config.relay_id,
+            name: config.relay_name.clone(),
+            substation: config.substation.clone(),
+            samples_per_record: config.samples_per_record(),
+        };
+        let bank = Arc::new(Bank::new(
+            &spec,
+            SignalModel::new(config.seed, config.profile),
+        ));
+        let start_ms = config
+            .start_time
+            .map_or_else(RelayClock::system_now_ms, |s| s.saturating_mul(1000));
+        let clock = RelayClock::new(start_ms, config.minute_secs);
+        Ok(Simulator {
+            listener,
+            bank,
+            clock,
+            config,
+        })
+    }
+
+    /// The address actually bound.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// The relays, for callers that run the simulator in-process.
+    #[must_use]
+    pub fn bank(&self) -> Arc<Bank> {
+        Arc::clone(&self.bank)
+    }
+
+    /// The relay clock.
+    #[must_use]
+    pub fn clock(&self) -> RelayClock {
+        self.clock
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) -> Result<(), SimError> {
+        let ticker = tokio::spawn(server::tick(
+            Arc::clone(&self.bank),
+            self.clock,
+            self.config.sample_secs,
+        ));
+        let result = server::serve(self.listener, self.bank, self.config.limits, shutdown).await;
+        ticker.abort();
+        result.map_err(SimError::Serve)
+    }
+}

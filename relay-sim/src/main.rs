@@ -1,0 +1,181 @@
+//! `relay-sim`: parses flags and runs the simulator; all logic is in the library.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use relay_core::signal::Profile;
+use relay_sim::{ClientLimits, Config, Simulator};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+/// A simulated substation protection relay on Modbus TCP.
+///
+/// Serves identity, live measurements (float32) and the last closed minute record on input
+/// registers (FC04) and, read-only, holding registers (FC03). The register map, with
+/// modpoll and mbpoll command lines, is in docs/registers.md. Every flag can also be set
+/// by the environment variable shown. Logs go to stderr; set RUST_LOG (e.g. debug) for more.
+#[derive(Debug, Parser)]
+#[command(name = "relay-sim", version, about, long_about)]
+struct Args {
+    /// Address to serve Modbus TCP on.
+    #[arg(long, env = "RELAY_SIM_LISTEN", default_value = "127.0.0.1:5010")]
+    listen: SocketAddr,
+
+    /// Modbus unit id of the (first) relay.
+    #[arg(long, env = "RELAY_SIM_UNIT_ID", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=247))]
+    unit_id: u8,
+
+    /// Number of relays, behind consecutive unit ids starting at --unit-id.
+    #[arg(long, env = "RELAY_SIM_RELAYS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=247))]
+    relays: u8,
+
+    /// Network-wide id of the (first) relay; the others follow.
+    #[arg(long, env = "RELAY_SIM_RELAY_ID", default_value_t = 1)]
+    relay_id: u32,
+
+    /// Relay name (at most 32 bytes); {unit} is replaced by the unit id.
+    #[arg(long, env = "RELAY_SIM_RELAY_NAME", default_value = "Relay {unit}")]
+    relay_name: String,
+
+    /// Substation name (at most 64 bytes).
+    #[arg(
+        long,
+        env = "RELAY_SIM_SUBSTATION",
+        default_value = "Bogotá Electrical Substation - U.D."
+    )]
+    substation: String,
+
+    /// Signal profile: `paper` is uniform in the study's ranges, `realistic` is physically
+    /// consistent along a daily load curve.
+    #[arg(long, env = "RELAY_SIM_PROFILE", value_enum, default_value_t = ProfileArg::Realistic)]
+    profile: ProfileArg,
+
+    /// Seed of the signal model: the same seed gives the same records.
+    #[arg(long, env = "RELAY_SIM_SEED", default_value_t = 1)]
+    seed: u64,
+
+    /// Relay seconds between samples: 10, 12, 15, 20, 30 or 60.
+    #[arg(long, env = "RELAY_SIM_SAMPLE_SECS", default_value_t = 10)]
+    sample_secs: u16,
+
+    /// Wall seconds per relay minute; below 60 compresses time (2 = a record every 2 s).
+    #[arg(long, env = "RELAY_SIM_MINUTE_SECS", default_value_t = 60.0)]
+    minute_secs: f64,
+
+    /// Relay clock at start, in Unix seconds (default: the system clock).
+    #[arg(long, env = "RELAY_SIM_START_TIME")]
+    start_time: Option<u64>,
+
+    /// Client connections served at once; more are closed at once.
+    #[arg(long, env = "RELAY_SIM_MAX_CLIENTS", default_value_t = 256)]
+    max_clients: usize,
+
+    /// Close a connection that sends nothing for this many seconds (0: never).
+    #[arg(long, env = "RELAY_SIM_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    idle_timeout_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProfileArg {
+    Paper,
+    Realistic,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    let config = Config {
+        listen: args.listen,
+        unit_id: args.unit_id,
+        relays: args.relays,
+        relay_id: args.relay_id,
+        relay_name: args.relay_name,
+        substation: args.substation,
+        profile: match args.profile {
+            ProfileArg::Paper => Profile::Paper,
+            ProfileArg::Realistic => Profile::Realistic,
+        },
+        seed: args.seed,
+        sample_secs: args.sample_secs,
+        minute_secs: args.minute_secs,
+        start_time: args.start_time,
+        limits: ClientLimits {
+            max_clients: args.max_clients,
+            idle_timeout: (args.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(args.idle_timeout_secs)),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let summary = format!(
+            "units {}..={}, relay ids from {}, profile {:?}, seed {}, {} s samples, {} s per minute",
+            config.unit_id,
+            u16::from(config.unit_id) + u16::from(config.relays) - 1,
+            config.relay_id,
+            config.profile,
+            config.seed,
+            config.sample_secs,
+            config.minute_secs
+        );
+        let sim = match Simulator::bind(config).await {
+            Ok(sim) => sim,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!("relay-sim serving Modbus TCP on {} ({summary})", sim.local_addr());
+        let shutdown = async {
+            stop_signal().await;
+            info!("shutting down");
+        };
+        match sim.run(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM; never if no handler can be set.
+async fn stop_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
