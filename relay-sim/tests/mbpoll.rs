@@ -208,3 +208,53 @@ async fn mbpoll_reads_what_the_map_says() {
     let (ok, _, err) = mbpoll_write(addr, &["-a", "1", "-t", "4", "-r", "1"], &["5"]);
     assert!(!ok && err.contains("Illegal function"), "{err}");
 }
+
+/// Every mbpoll command line in docs/registers.md runs and prints values against the
+/// relay-sim binary (with the documented port swapped for the test's).
+#[test]
+fn documented_mbpoll_lines_work() {
+    if !mbpoll_available() {
+        return;
+    }
+    let doc = include_str!("../../docs/registers.md");
+    let lines: Vec<&str> = doc
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("mbpoll "))
+        .collect();
+    assert!(lines.len() >= 4, "docs/registers.md lost its mbpoll lines");
+    let (_sim, addr) = start_sim(&["--minute-secs", "2"]);
+    // The record lines need a closed record: wait for the first one.
+    std::thread::sleep(Duration::from_millis(2500));
+    for line in lines {
+        let args: Vec<String> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|a| {
+                if a == "5010" {
+                    addr.port().to_string()
+                } else {
+                    a.to_owned()
+                }
+            })
+            .collect();
+        assert!(
+            args.iter().any(|a| a == &addr.port().to_string()),
+            "documented line does not use port 5010: {line}"
+        );
+        let out = Command::new("mbpoll")
+            .args(&args)
+            .output()
+            .expect("mbpoll runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "documented line failed: {line}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("]: "),
+            "documented line printed no value: {line}\n{stdout}"
+        );
+    }
+}
