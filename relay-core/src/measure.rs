@@ -274,6 +274,10 @@ pub struct MinuteRecord {
     /// Status bits at closing time.
     pub flags: RecordFlags,
     /// The samples, oldest first, evenly spaced through the minute (six at 10 s).
+    ///
+    /// Encoded as the first sample, then each later one as per-quantity differences from
+    /// the one before: consecutive samples are close, so the record shrinks by a quarter.
+    #[serde(with = "delta_samples")]
     pub samples: heapless::Vec<Sample, MAX_SAMPLES>,
 }
 
@@ -316,9 +320,10 @@ impl fmt::Display for RecordError {
 impl core::error::Error for RecordError {}
 
 impl MinuteRecord {
-    /// The largest postcard encoding of any valid record, in bytes.
+    /// The largest postcard encoding of any valid record, in bytes: the header fields, the
+    /// first sample, then five deltas of ten zigzag varints of up to 33 bits (5 bytes).
     pub const MAX_ENCODED_LEN: usize =
-        5 + 5 + 3 + 3 + 1 + MAX_SAMPLES * (3 * 5 + 3 * 5 + 3 + 3 + 5 + 5);
+        5 + 5 + 3 + 3 + 1 + (3 * 5 + 3 * 5 + 3 + 3 + 5 + 5) + (MAX_SAMPLES - 1) * 10 * 5;
 
     /// Checks the rules that the types alone do not enforce.
     pub fn validate(&self) -> Result<(), RecordError> {
@@ -361,6 +366,98 @@ impl MinuteRecord {
             return Err(RecordError::NonCanonical);
         }
         Ok(record)
+    }
+}
+
+/// The samples of a record as postcard sees them: a sequence whose first element is a
+/// [`Sample`] and whose later elements are `[i64; 10]` differences from the previous sample,
+/// in [`Quantity::ALL`] order.
+mod delta_samples {
+    use core::fmt;
+
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
+
+    use super::{
+        MilliAmps, MilliHertz, PerMille, Quantity, Sample, Vars, Volts, Watts, MAX_SAMPLES,
+    };
+
+    type Samples = heapless::Vec<Sample, MAX_SAMPLES>;
+
+    fn raw(s: &Sample) -> [i64; 10] {
+        Quantity::ALL.map(|q| q.raw(s))
+    }
+
+    fn from_raw(v: [i64; 10]) -> Option<Sample> {
+        Some(Sample {
+            vab: Volts(v[0].try_into().ok()?),
+            vbc: Volts(v[1].try_into().ok()?),
+            vca: Volts(v[2].try_into().ok()?),
+            ia: MilliAmps(v[3].try_into().ok()?),
+            ib: MilliAmps(v[4].try_into().ok()?),
+            ic: MilliAmps(v[5].try_into().ok()?),
+            freq: MilliHertz(v[6].try_into().ok()?),
+            pf: PerMille(v[7].try_into().ok()?),
+            p: Watts(v[8].try_into().ok()?),
+            q: Vars(v[9].try_into().ok()?),
+        })
+    }
+
+    pub(super) fn serialize<S: Serializer>(samples: &Samples, ser: S) -> Result<S::Ok, S::Error> {
+        let mut seq = ser.serialize_seq(Some(samples.len()))?;
+        let mut prev: Option<[i64; 10]> = None;
+        for s in samples {
+            let now = raw(s);
+            match prev {
+                None => seq.serialize_element(s)?,
+                Some(p) => {
+                    let mut delta = [0i64; 10];
+                    for i in 0..10 {
+                        delta[i] = now[i] - p[i];
+                    }
+                    seq.serialize_element(&delta)?;
+                }
+            }
+            prev = Some(now);
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Samples, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Samples;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sample followed by up to five sample deltas")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Samples, A::Error> {
+                let mut out = Samples::new();
+                let Some(first) = seq.next_element::<Sample>()? else {
+                    return Ok(out);
+                };
+                let mut prev = raw(&first);
+                out.push(first)
+                    .map_err(|_| A::Error::custom("too many samples"))?;
+                while let Some(delta) = seq.next_element::<[i64; 10]>()? {
+                    let mut now = [0i64; 10];
+                    for i in 0..10 {
+                        now[i] = prev[i]
+                            .checked_add(delta[i])
+                            .ok_or_else(|| A::Error::custom("sample delta overflows"))?;
+                    }
+                    let sample =
+                        from_raw(now).ok_or_else(|| A::Error::custom("sample out of range"))?;
+                    out.push(sample)
+                        .map_err(|_| A::Error::custom("too many samples"))?;
+                    prev = now;
+                }
+                Ok(out)
+            }
+        }
+        de.deserialize_seq(V)
     }
 }
 

@@ -174,8 +174,35 @@ fn max_encoded_len_is_reached_by_the_largest_record() {
     };
     let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
     let len = rec.encode(&mut buf).expect("fits").len();
-    // pf -1000 zigzags to 1999, two bytes instead of the bound's three.
-    assert_eq!(len, MinuteRecord::MAX_ENCODED_LEN - MAX_SAMPLES);
+    // pf -1000 zigzags to 1999, two bytes instead of the bound's three; the five deltas are
+    // all zero, one byte each instead of five.
+    assert_eq!(
+        len,
+        MinuteRecord::MAX_ENCODED_LEN - 1 - (MAX_SAMPLES - 1) * 10 * 4
+    );
+    // Extreme deltas: alternate the largest and smallest value of every quantity.
+    let small = Sample {
+        vab: Volts(0),
+        vbc: Volts(0),
+        vca: Volts(0),
+        ia: MilliAmps(0),
+        ib: MilliAmps(0),
+        ic: MilliAmps(0),
+        freq: MilliHertz(0),
+        pf: PerMille(1000),
+        p: Watts(i32::MAX),
+        q: Vars(i32::MAX),
+    };
+    let mut rec = rec;
+    rec.flags = RecordFlags::CLOCK_SET;
+    for (i, s) in rec.samples.iter_mut().enumerate() {
+        if i % 2 == 1 {
+            *s = small;
+        }
+    }
+    let len = rec.encode(&mut buf).expect("fits").len();
+    assert!(len <= MinuteRecord::MAX_ENCODED_LEN);
+    assert_eq!(MinuteRecord::decode(&buf[..len]), Ok(rec));
 }
 
 #[test]
@@ -189,9 +216,9 @@ fn typical_record_size() {
     );
     let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
     let len = rec.encode(&mut buf).expect("fits").len();
-    // Documented in docs/registers.md ("Record encoding"): 150 to 200 bytes.
+    // Documented in docs/registers.md ("The record as bytes"): 112 to 135 bytes.
     assert!(
-        (150..=200).contains(&len),
+        (100..=150).contains(&len),
         "realistic record is {len} bytes"
     );
 }
