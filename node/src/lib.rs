@@ -1,7 +1,11 @@
 //! `gridledger`: a proof-of-work ledger of substation relay minute records.
 //!
 //! The data path, top down: [`chain`] (what a block is, how it is mined, checked and
-//! chosen).
+//! chosen) → [`mempool`] (records waiting for a block) → [`store`] (redb on disk) →
+//! [`ledger`] (store, tree and rules as one consistent whole).
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod ledger;
+pub mod mempool;
+pub mod store;

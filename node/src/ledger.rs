@@ -1,0 +1,312 @@
+//! The ledger: the store, the block tree over it, and the rules, as one consistent whole.
+//!
+//! Opening a ledger re-verifies every stored block (all rules, signatures on every core)
+//! and names the first bad height rather than serve a corrupt chain. Adding a block
+//! validates it, applies fork choice, commits, and hands back the records of abandoned
+//! blocks that the new main chain lacks, so that they go back to the mempool: no record is
+//! ever lost to a reorg.
+
+use std::path::Path;
+
+use relay_core::MinuteRecord;
+use tracing::warn;
+
+use crate::chain::validate::{self, check_contents, verify_signatures};
+use crate::chain::{Block, BlockId, BlockTree, Change, Header, Height, Network, ValidationError};
+use crate::store::{unpack_key, Store, StoreError};
+
+/// Blocks whose signatures are checked together when a ledger opens.
+const VERIFY_BATCH: usize = 4096;
+
+/// Why a block was not added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    /// It breaks a rule.
+    #[error("invalid block: {0}")]
+    Invalid(#[from] ValidationError),
+    /// It is already in the ledger.
+    #[error("block {0} is already known")]
+    Known(BlockId),
+    /// The store failed; the block is not stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What adding a block did.
+#[derive(Clone, Debug)]
+pub struct Added {
+    /// The block's id.
+    pub id: BlockId,
+    /// Its height.
+    pub height: Height,
+    /// What happened to the main chain.
+    pub change: Change,
+    /// Records of blocks that left the main chain and that the new main chain lacks: they
+    /// belong in the mempool again.
+    pub returned: Vec<MinuteRecord>,
+}
+
+/// Figures of a verified ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Main-chain height.
+    pub height: Height,
+    /// The tip.
+    pub tip: BlockId,
+    /// Records on the main chain.
+    pub records: usize,
+    /// Blocks known, side branches and genesis included.
+    pub blocks: usize,
+}
+
+/// A verified chain on disk with its in-memory tree.
+#[derive(Debug)]
+pub struct Ledger {
+    net: Network,
+    store: Store,
+    tree: BlockTree,
+    genesis: Block,
+    poisoned: bool,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger of `net` in `dir` and verifies it.
+    pub fn open(dir: &Path, net: Network) -> Result<Self, StoreError> {
+        let store = Store::open(dir, &net.name, net.bits, true)?;
+        Self::load(store, net)
+    }
+
+    /// Opens an existing ledger for the network it was created for, and verifies it.
+    pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
+        let (name, bits) = Store::stamp(dir)?;
+        Self::load(
+            Store::open(dir, &name, bits, false)?,
+            Network::new(&name, bits),
+        )
+    }
+
+    fn load(store: Store, net: Network) -> Result<Self, StoreError> {
+        let genesis = net.genesis();
+        let mut tree = BlockTree::new(&genesis.header);
+        let corrupt = |height: Height, reason: String| StoreError::Corrupt { height, reason };
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut batch: Vec<(Block, BlockId, Height)> = Vec::with_capacity(VERIFY_BATCH);
+        let flush = |batch: &mut Vec<(Block, BlockId, Height)>| -> Result<(), StoreError> {
+            let refs: Vec<(&Block, BlockId)> = batch.iter().map(|(b, id, _)| (b, *id)).collect();
+            if let Err(i) = verify_signatures(&refs, threads) {
+                return Err(corrupt(
+                    batch[i].2,
+                    ValidationError::BadSignature.to_string(),
+                ));
+            }
+            batch.clear();
+            Ok(())
+        };
+        let mut main_records = 0usize;
+        for (i, (height, id)) in store.main_ids()?.into_iter().enumerate() {
+            let expected = i as Height + 1;
+            if height != expected {
+                return Err(corrupt(expected, "missing from the main chain".into()));
+            }
+            let bytes = store
+                .block_bytes(&id)?
+                .ok_or_else(|| corrupt(height, format!("block {id} is missing")))?;
+            let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records)
+                .map_err(|e| corrupt(height, e.to_string()))?;
+            if block.id() != id {
+                return Err(corrupt(
+                    height,
+                    format!(
+                        "block bytes hash to {}, not to the stored id {id}",
+                        block.id()
+                    ),
+                ));
+            }
+            let checked = check_contents(block, &net, &tree, u64::MAX)
+                .map_err(|e| corrupt(height, e.to_string()))?;
+            main_records += checked.records.len();
+            match tree.insert(&checked.block.header, checked.keys()) {
+                Change::Extended => {}
+                other => {
+                    return Err(corrupt(
+                        height,
+                        format!("does not extend the chain ({other:?})"),
+                    ))
+                }
+            }
+            batch.push((checked.block, id, height));
+            if batch.len() == VERIFY_BATCH {
+                flush(&mut batch)?;
+            }
+        }
+        flush(&mut batch)?;
+
+        // The record index must say exactly what the blocks say.
+        let index = store.record_index()?;
+        for (k, h) in &index {
+            if tree.record_height(&unpack_key(*k)) != Some(*h) {
+                return Err(corrupt(
+                    *h,
+                    "the record index disagrees with the block".into(),
+                ));
+            }
+        }
+        if index.len() != main_records {
+            let indexed: std::collections::HashSet<u64> = index.iter().map(|(k, _)| *k).collect();
+            let first_missing = (1..=tree.height()).find(|&h| {
+                tree.main_at(h).is_some_and(|id| {
+                    tree.keys_of(&id)
+                        .iter()
+                        .any(|k| !indexed.contains(&k.to_u64()))
+                })
+            });
+            return Err(corrupt(
+                first_missing.unwrap_or(0),
+                "a record is missing from the record index".into(),
+            ));
+        }
+
+        // Side branches: keep the valid ones, drop the rest with a warning.
+        let mut side: Vec<Block> = Vec::new();
+        for id in store.all_ids()? {
+            if tree.contains(&id) {
+                continue;
+            }
+            match store
+                .block_bytes(&id)?
+                .map(|b| Block::from_bytes(&b, net.max_block_bytes, net.max_records))
+            {
+                Some(Ok(block)) if block.id() == id => side.push(block),
+                _ => warn!(block = %id, "ignoring an unreadable side-branch block"),
+            }
+        }
+        side.sort_by_key(|b| b.header.height);
+        for block in side {
+            let id = block.id();
+            match validate::check(block, &net, &tree, u64::MAX) {
+                Ok(c) => {
+                    let change = tree.insert(&c.block.header, c.keys());
+                    if change != Change::SideBranch {
+                        return Err(corrupt(
+                            c.block.header.height,
+                            "a stored side branch has more work than the stored main chain".into(),
+                        ));
+                    }
+                }
+                Err(e) => warn!(block = %id, "ignoring an invalid side-branch block: {e}"),
+            }
+        }
+        Ok(Ledger {
+            net,
+            store,
+            tree,
+            genesis,
+            poisoned: false,
+        })
+    }
+
+    /// Validates `block` against the rules and the clock `now_ms`, applies fork choice and
+    /// stores it durably.
+    pub fn add(&mut self, block: Block, now_ms: u64) -> Result<Added, AddError> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned.into());
+        }
+        let id = block.id();
+        if self.tree.contains(&id) {
+            return Err(AddError::Known(id));
+        }
+        let checked = validate::check(block, &self.net, &self.tree, now_ms)?;
+        let change = self.tree.insert(&checked.block.header, checked.keys());
+        if let Err(e) = self.store.commit(&checked.block, &id, &change, &self.tree) {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        let mut returned = Vec::new();
+        if let Change::Reorg { abandoned, .. } = &change {
+            for gone in abandoned {
+                let Some(block) = self.block(gone)? else {
+                    continue;
+                };
+                for bytes in &block.records {
+                    if let Ok(r) = MinuteRecord::decode(bytes) {
+                        let key = crate::chain::RecordKey {
+                            relay: r.relay,
+                            minute: r.minute,
+                        };
+                        if self.tree.record_height(&key).is_none() {
+                            returned.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Added {
+            id,
+            height: checked.block.header.height,
+            change,
+            returned,
+        })
+    }
+
+    /// A stored block (or the genesis block).
+    pub fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
+        if *id == self.genesis.id() {
+            return Ok(Some(self.genesis.clone()));
+        }
+        let Some(bytes) = self.store.block_bytes(id)? else {
+            return Ok(None);
+        };
+        Block::from_bytes(&bytes, self.net.max_block_bytes, self.net.max_records)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                height: self.tree.height_of(id).unwrap_or(0),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The main chain's block at `height`.
+    pub fn block_at(&self, height: Height) -> Result<Option<Block>, StoreError> {
+        match self.tree.main_at(height) {
+            Some(id) => self.block(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// The tip's header.
+    pub fn tip_header(&self) -> Result<Header, StoreError> {
+        let tip = self.tree.tip();
+        self.block(&tip)?
+            .map(|b| b.header)
+            .ok_or_else(|| StoreError::Corrupt {
+                height: self.tree.height(),
+                reason: format!("tip {tip} is missing"),
+            })
+    }
+
+    /// The block tree.
+    #[must_use]
+    pub fn tree(&self) -> &BlockTree {
+        &self.tree
+    }
+
+    /// The network.
+    #[must_use]
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// Figures of the main chain.
+    #[must_use]
+    pub fn summary(&self) -> Summary {
+        let records = (1..=self.tree.height())
+            .filter_map(|h| self.tree.main_at(h))
+            .map(|id| self.tree.keys_of(&id).len())
+            .sum();
+        Summary {
+            height: self.tree.height(),
+            tip: self.tree.tip(),
+            records,
+            blocks: self.tree.len(),
+        }
+    }
+}

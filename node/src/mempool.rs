@@ -1,0 +1,69 @@
+//! The mempool: records read from relays (or returned by a reorg) waiting for a block.
+//!
+//! Deduplicated by (relay, minute) against itself; the caller checks the chain before
+//! adding, and removes what a new block holds.
+
+use std::collections::BTreeMap;
+
+use relay_core::MinuteRecord;
+
+use crate::chain::RecordKey;
+
+/// Pending records, oldest minute first.
+#[derive(Debug, Default)]
+pub struct Mempool {
+    pending: BTreeMap<(u32, u32), MinuteRecord>,
+}
+
+fn key_of(r: &MinuteRecord) -> (u32, u32) {
+    (r.minute.0, r.relay.0)
+}
+
+impl Mempool {
+    /// An empty mempool.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a record; false if one for the same relay and minute is already pending.
+    pub fn add(&mut self, record: MinuteRecord) -> bool {
+        let k = key_of(&record);
+        if self.pending.contains_key(&k) {
+            return false;
+        }
+        self.pending.insert(k, record);
+        true
+    }
+
+    /// Drops the records with these keys (they are in a block now).
+    pub fn remove(&mut self, keys: &[RecordKey]) {
+        for k in keys {
+            self.pending.remove(&(k.minute.0, k.relay.0));
+        }
+    }
+
+    /// True if a record for this key is pending.
+    #[must_use]
+    pub fn contains(&self, key: &RecordKey) -> bool {
+        self.pending.contains_key(&(key.minute.0, key.relay.0))
+    }
+
+    /// Up to `n` pending records, oldest minute first, left in place.
+    #[must_use]
+    pub fn peek(&self, n: usize) -> Vec<MinuteRecord> {
+        self.pending.values().take(n).cloned().collect()
+    }
+
+    /// Number of pending records.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True if nothing is pending.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}

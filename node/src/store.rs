@@ -1,0 +1,300 @@
+//! The store: an embedded ACID database (redb) under the data dir.
+//!
+//! Tables:
+//! - `blocks`: block id → block bytes, for every valid block known (side branches too, so
+//!   fork choice survives a restart);
+//! - `main`: height → block id, the main chain;
+//! - `records`: (relay id << 32 | minute) → height, for the main chain's records;
+//! - `meta`: `network` → the network name and difficulty the data dir was created for.
+//!
+//! A block, its main-chain rows and its index rows are written in one transaction, durable
+//! when `commit` returns (redb's `Durability::Immediate`): a block counts as stored only
+//! then, and a crash at any moment leaves either all of it or none of it.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::chain::{Block, BlockId, BlockTree, Change, Height, RecordKey};
+
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
+const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "chain.redb";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data dir could not be created or read.
+    #[error("data dir {path}: {source}")]
+    Dir {
+        /// The data dir.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database reported an error (I/O, corruption of its own structures, full disk).
+    #[error("database {path}: {source}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: Box<redb::Error>,
+    },
+    /// The data dir belongs to another network.
+    #[error("data dir is for network '{found}', not '{expected}'")]
+    NetworkMismatch {
+        /// What the data dir holds.
+        found: String,
+        /// What was asked for.
+        expected: String,
+    },
+    /// Another process (or another ledger in this one) has the data dir open.
+    #[error("data dir {0} is in use by another gridledger process")]
+    InUse(PathBuf),
+    /// The data dir holds no chain (no database file).
+    #[error("no chain in {0} (no {DB_FILE})")]
+    NoChain(PathBuf),
+    /// A stored block is missing, unreadable or invalid; the chain is good below it.
+    #[error("chain is corrupt at height {height}: {reason}")]
+    Corrupt {
+        /// The first bad height.
+        height: Height,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// An earlier commit failed; memory and disk may differ, so the store refuses further
+    /// writes. Reopen it.
+    #[error("an earlier write failed; reopen the store")]
+    Poisoned,
+}
+
+/// The database of one data dir.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+fn db_error(path: &Path, dir: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.to_owned()),
+        e => StoreError::Db {
+            path: path.to_owned(),
+            source: Box::new(e.into()),
+        },
+    }
+}
+
+/// The network identity recorded in a data dir: name and difficulty bits.
+fn network_tag(name: &str, bits: u8) -> Vec<u8> {
+    let mut tag = vec![bits];
+    tag.extend_from_slice(name.as_bytes());
+    tag
+}
+
+impl Store {
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    /// Opens the store in `dir`, creating dir and database if `create` is set. A new store
+    /// is stamped with the network `(name, bits)`; an existing one must carry the same stamp.
+    pub fn open(dir: &Path, name: &str, bits: u8, create: bool) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() && !create {
+            return Err(StoreError::NoChain(dir.to_owned()));
+        }
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let db = Database::create(&path).map_err(|e| db_error(&path, dir, e))?;
+        let store = Store { db, path };
+        let tag = network_tag(name, bits);
+        let found = store.network()?;
+        match found {
+            Some((found_name, found_bits)) if network_tag(&found_name, found_bits) != tag => {
+                Err(StoreError::NetworkMismatch {
+                    found: format!("{found_name}' ({found_bits} bits"),
+                    expected: format!("{name}' ({bits} bits"),
+                })
+            }
+            Some(_) => Ok(store),
+            None => {
+                let txn = store.db.begin_write().map_err(|e| store.err(e))?;
+                {
+                    let mut meta = txn.open_table(META).map_err(|e| store.err(e))?;
+                    meta.insert("network", tag.as_slice())
+                        .map_err(|e| store.err(e))?;
+                    // Create the other tables so that readers find them.
+                    txn.open_table(BLOCKS).map_err(|e| store.err(e))?;
+                    txn.open_table(MAIN).map_err(|e| store.err(e))?;
+                    txn.open_table(RECORDS).map_err(|e| store.err(e))?;
+                }
+                txn.commit().map_err(|e| store.err(e))?;
+                Ok(store)
+            }
+        }
+    }
+
+    /// The network `(name, bits)` stamped on the existing store in `dir`.
+    pub fn stamp(dir: &Path) -> Result<(String, u8), StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::NoChain(dir.to_owned()));
+        }
+        let db = Database::open(&path).map_err(|e| db_error(&path, dir, e))?;
+        let store = Store { db, path };
+        store.network()?.ok_or_else(|| StoreError::Corrupt {
+            height: 0,
+            reason: "the data dir carries no network stamp".into(),
+        })
+    }
+
+    /// The network `(name, bits)` this store was created for, if stamped.
+    pub fn network(&self) -> Result<Option<(String, u8)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let Some(tag) = meta.get("network").map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let tag = tag.value();
+        match tag.split_first() {
+            Some((&bits, name)) => Ok(Some((String::from_utf8_lossy(name).into_owned(), bits))),
+            None => Ok(None),
+        }
+    }
+
+    /// Main-chain block ids by height, from height 1 up (genesis is not stored).
+    pub fn main_ids(&self) -> Result<Vec<(Height, BlockId)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in main.iter().map_err(|e| self.err(e))? {
+            let (h, id) = row.map_err(|e| self.err(e))?;
+            let id: [u8; 32] = id.value().try_into().map_err(|_| StoreError::Corrupt {
+                height: h.value(),
+                reason: "main-chain row does not hold a 32-byte id".into(),
+            })?;
+            out.push((h.value(), BlockId(id)));
+        }
+        Ok(out)
+    }
+
+    /// Every stored block id.
+    pub fn all_ids(&self) -> Result<Vec<BlockId>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in blocks.iter().map_err(|e| self.err(e))? {
+            let (id, _) = row.map_err(|e| self.err(e))?;
+            if let Ok(id) = <[u8; 32]>::try_from(id.value()) {
+                out.push(BlockId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes of a stored block.
+    pub fn block_bytes(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let got = blocks.get(id.0.as_slice()).map_err(|e| self.err(e))?;
+        Ok(got.map(|v| v.value().to_vec()))
+    }
+
+    /// The record index: every (key, height) row.
+    pub fn record_index(&self) -> Result<Vec<(u64, Height)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in records.iter().map_err(|e| self.err(e))? {
+            let (k, h) = row.map_err(|e| self.err(e))?;
+            out.push((k.value(), h.value()));
+        }
+        Ok(out)
+    }
+
+    /// Stores `block` and applies `change` (as computed by the tree, which already holds
+    /// the block) to the main chain and the record index, in one durable transaction.
+    pub fn commit(
+        &self,
+        block: &Block,
+        id: &BlockId,
+        change: &Change,
+        tree: &BlockTree,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let mut main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+            let mut records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+            blocks
+                .insert(id.0.as_slice(), block.to_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+            let add_main = |main: &mut redb::Table<u32, &[u8]>,
+                            records: &mut redb::Table<u64, u32>,
+                            bid: &BlockId|
+             -> Result<(), redb::StorageError> {
+                let h = tree.height_of(bid).unwrap_or(0);
+                main.insert(h, bid.0.as_slice())?;
+                for key in tree.keys_of(bid) {
+                    records.insert(key.to_u64(), h)?;
+                }
+                Ok(())
+            };
+            match change {
+                Change::SideBranch => {}
+                Change::Extended => {
+                    add_main(&mut main, &mut records, id).map_err(|e| self.err(e))?
+                }
+                Change::Reorg { abandoned, adopted } => {
+                    for gone in abandoned {
+                        for key in tree.keys_of(gone) {
+                            records.remove(key.to_u64()).map_err(|e| self.err(e))?;
+                        }
+                    }
+                    for new in adopted {
+                        add_main(&mut main, &mut records, new).map_err(|e| self.err(e))?;
+                    }
+                    // Heights the new chain does not reach any more.
+                    let top = adopted.last().and_then(|b| tree.height_of(b)).unwrap_or(0);
+                    for gone in abandoned {
+                        if let Some(h) = tree.height_of(gone) {
+                            if h > top {
+                                main.remove(h).map_err(|e| self.err(e))?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Where the database file is.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Record keys as the store packs them, for comparison with the tree.
+#[must_use]
+pub fn unpack_key(k: u64) -> RecordKey {
+    RecordKey {
+        relay: relay_core::RelayId((k >> 32) as u32),
+        minute: relay_core::Minute(k as u32),
+    }
+}

@@ -1,0 +1,316 @@
+//! The ledger's rules, fork choice and persistence, on real data dirs.
+
+mod common;
+
+use common::{block_on, now_ms, record};
+use gridledger::chain::block::HEADER_LEN;
+use gridledger::chain::{Block, BlockTree, Change, Header, Network, ValidationError};
+use gridledger::ledger::{AddError, Ledger};
+use gridledger::store::StoreError;
+
+fn net() -> Network {
+    Network::new("test", 4)
+}
+
+#[test]
+fn a_chain_survives_reopen_and_refuses_duplicates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let mut parent = net.genesis().header;
+    for m in 0..5 {
+        let b = block_on(&parent, &[record(1, m), record(2, m)], &net, 1);
+        let added = ledger.add(b.clone(), now_ms()).expect("valid");
+        assert_eq!(added.change, Change::Extended);
+        assert_eq!(added.height, m + 1);
+        parent = b.header;
+    }
+    let again = block_on(&parent, &[record(1, 3)], &net, 1);
+    assert!(matches!(
+        ledger.add(again, now_ms()),
+        Err(AddError::Invalid(ValidationError::DuplicateRecord {
+            index: 0,
+            ..
+        }))
+    ));
+    let summary = ledger.summary();
+    assert_eq!((summary.height, summary.records), (5, 10));
+    drop(ledger);
+    let reopened = Ledger::open(dir.path(), net.clone()).expect("reopens and verifies");
+    assert_eq!(reopened.summary(), summary);
+    // One process at a time: a second open of a data dir in use is refused clearly.
+    assert!(matches!(
+        Ledger::open_existing(dir.path()),
+        Err(StoreError::InUse(_))
+    ));
+    drop(reopened);
+    let existing = Ledger::open_existing(dir.path()).expect("opens by its own stamp");
+    assert_eq!(existing.summary(), summary);
+    drop(existing);
+    // Another network's node refuses the data dir.
+    assert!(matches!(
+        Ledger::open(dir.path(), Network::new("other", 4)),
+        Err(StoreError::NetworkMismatch { .. })
+    ));
+}
+
+#[test]
+fn equal_work_keeps_the_first_seen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let g = net.genesis().header;
+    let a = block_on(&g, &[record(1, 0)], &net, 1);
+    let b = block_on(&g, &[record(1, 0)], &net, 2);
+    assert_eq!(
+        ledger.add(a.clone(), now_ms()).expect("a").change,
+        Change::Extended
+    );
+    assert_eq!(
+        ledger.add(b, now_ms()).expect("b").change,
+        Change::SideBranch
+    );
+    assert_eq!(ledger.tree().tip(), a.id());
+}
+
+#[test]
+fn deep_reorg_keeps_every_record_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let g = net.genesis().header;
+    // Main: A1 (r0, r1), A2 (r2, shared), A3 (r3).
+    let shared = record(9, 9);
+    let a1 = block_on(&g, &[record(1, 0), record(1, 1)], &net, 1);
+    let a2 = block_on(&a1.header, &[record(1, 2), shared.clone()], &net, 1);
+    let a3 = block_on(&a2.header, &[record(1, 3)], &net, 1);
+    // Branch: B1 (shared), B2 (r1), B3 (b0), B4 (b1) — one block more.
+    let b1 = block_on(&g, std::slice::from_ref(&shared), &net, 2);
+    let b2 = block_on(&b1.header, &[record(1, 1)], &net, 2);
+    let b3 = block_on(&b2.header, &[record(2, 0)], &net, 2);
+    let b4 = block_on(&b3.header, &[record(2, 1)], &net, 2);
+    for b in [&a1, &a2, &a3] {
+        ledger.add(b.clone(), now_ms()).expect("main");
+    }
+    for b in [&b1, &b2, &b3] {
+        assert_eq!(
+            ledger.add(b.clone(), now_ms()).expect("side").change,
+            Change::SideBranch
+        );
+    }
+    let added = ledger.add(b4.clone(), now_ms()).expect("reorg");
+    assert_eq!(
+        added.change,
+        Change::Reorg {
+            abandoned: vec![a1.id(), a2.id(), a3.id()],
+            adopted: vec![b1.id(), b2.id(), b3.id(), b4.id()],
+        }
+    );
+    // Returned: only what the new chain lacks (r0, r2, r3), not r1 nor the shared one.
+    let mut returned: Vec<_> = added
+        .returned
+        .iter()
+        .map(|r| (r.relay.0, r.minute.0))
+        .collect();
+    returned.sort_unstable();
+    let want = |r: &relay_core::MinuteRecord| (r.relay.0, r.minute.0);
+    assert_eq!(
+        returned,
+        vec![
+            want(&record(1, 0)),
+            want(&record(1, 2)),
+            want(&record(1, 3))
+        ]
+    );
+    // The shared record is on the main chain once, at B1's height.
+    let key = gridledger::chain::RecordKey {
+        relay: shared.relay,
+        minute: shared.minute,
+    };
+    assert_eq!(ledger.tree().record_height(&key), Some(1));
+    // The same holds after a restart.
+    let summary = ledger.summary();
+    drop(ledger);
+    let reopened = Ledger::open(dir.path(), net).expect("reopens");
+    assert_eq!(reopened.summary(), summary);
+    assert_eq!(reopened.tree().tip(), b4.id());
+    assert_eq!(reopened.tree().record_height(&key), Some(1));
+}
+
+#[test]
+fn a_longer_chain_with_less_work_loses() {
+    // Fixed-difficulty networks never mix bits, so this is fork choice alone, on the tree.
+    let genesis = net().genesis().header;
+    let mut tree = BlockTree::new(&genesis);
+    let child = |parent: &Header, bits: u8, nonce: u64| Header {
+        height: parent.height + 1,
+        prev: parent.id(),
+        bits,
+        nonce,
+        time_ms: parent.time_ms + 1,
+        ..*parent
+    };
+    let heavy = child(&genesis, 10, 1);
+    assert_eq!(tree.insert(&heavy, vec![]), Change::Extended);
+    let mut light = child(&genesis, 2, 2);
+    for n in 0..5 {
+        assert_eq!(
+            tree.insert(&light, vec![]),
+            Change::SideBranch,
+            "light block {n}"
+        );
+        light = child(&light, 2, 3 + n);
+    }
+    assert_eq!(tree.tip(), heavy.id());
+    assert_eq!(tree.tip_work(), 1024);
+}
+
+/// Every single-bit flip anywhere in a block is refused, with the error of the rule that
+/// the flipped field breaks.
+#[test]
+fn every_flipped_bit_is_refused_with_its_own_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let g = net.genesis().header;
+    let b1 = block_on(&g, &[record(1, 0)], &net, 1);
+    ledger.add(b1.clone(), now_ms()).expect("b1");
+    let b2 = block_on(&b1.header, &[record(1, 1), record(2, 1)], &net, 1);
+    let bytes = b2.to_bytes();
+    let now = now_ms();
+    let mut seen = std::collections::HashSet::new();
+    for bit in 0..bytes.len() * 8 {
+        let mut bad = bytes.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        let result = Block::from_bytes(&bad, net.max_block_bytes, net.max_records)
+            .map_err(ValidationError::from)
+            .and_then(|b| gridledger::chain::validate::check(b, &net, ledger.tree(), now));
+        let err = match result {
+            Ok(_) => panic!("bit {bit} flipped and the block still validates"),
+            Err(e) => e,
+        };
+        let byte = bit / 8;
+        use ValidationError as E;
+        let ok = match byte {
+            0..=1 => matches!(err, E::WrongVersion { .. }),
+            2..=5 => matches!(err, E::WrongHeight { .. }),
+            6..=37 => matches!(err, E::UnknownParent(_)),
+            38..=69 => matches!(err, E::BadMerkleRoot | E::InsufficientWork { .. }),
+            70..=77 => matches!(
+                err,
+                E::TimeTooOld { .. }
+                    | E::TimeInFuture { .. }
+                    | E::InsufficientWork { .. }
+                    | E::BadSignature
+            ),
+            78 => matches!(err, E::WrongDifficulty { .. }),
+            79..=118 => matches!(err, E::InsufficientWork { .. } | E::BadSignature),
+            119..=182 => matches!(err, E::BadSignature),
+            _ => matches!(err, E::Malformed(_) | E::BadMerkleRoot),
+        };
+        assert!(ok, "bit {bit} (byte {byte}) gave {err:?}");
+        seen.insert(std::mem::discriminant(&err));
+    }
+    assert!(bytes.len() > HEADER_LEN + 64);
+    assert!(seen.len() >= 9, "only {} distinct errors", seen.len());
+    // And the untouched block is fine.
+    ledger.add(b2, now).expect("valid");
+}
+
+#[test]
+fn content_rules_each_have_their_error() {
+    use gridledger::chain::validate::{check, sign};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = Network::new("rules", 0);
+    let ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let g = net.genesis().header;
+    let now = now_ms();
+    let resign = |mut b: Block| {
+        b.header.merkle_root = gridledger::chain::merkle::root(&b.records);
+        b.signature = sign(&common::key(1), &b.id());
+        b
+    };
+    let good = block_on(&g, &[record(1, 0)], &net, 1);
+    assert!(check(good.clone(), &net, ledger.tree(), now).is_ok());
+
+    let mut empty = good.clone();
+    empty.records.clear();
+    assert_eq!(
+        check(resign(empty), &net, ledger.tree(), now).err(),
+        Some(ValidationError::EmptyBody)
+    );
+
+    let mut dup = good.clone();
+    dup.records.push(dup.records[0].clone());
+    assert!(matches!(
+        check(resign(dup), &net, ledger.tree(), now),
+        Err(ValidationError::DuplicateRecord { index: 1, .. })
+    ));
+
+    let mut junk = good.clone();
+    junk.records[0] = vec![1, 2, 3];
+    assert!(matches!(
+        check(resign(junk), &net, ledger.tree(), now),
+        Err(ValidationError::RecordDecode { index: 0, .. })
+    ));
+
+    let mut unset = record(1, 0);
+    unset.flags = relay_core::RecordFlags(0);
+    let unset = block_on(&g, &[unset], &net, 1);
+    assert_eq!(
+        check(unset, &net, ledger.tree(), now).err(),
+        Some(ValidationError::ClockNotSet { index: 0 })
+    );
+
+    let mut future = good.clone();
+    future.header.time_ms = now + 3 * 60 * 1000;
+    assert!(matches!(
+        check(resign(future), &net, ledger.tree(), now),
+        Err(ValidationError::TimeInFuture { .. })
+    ));
+
+    net.allow_list = Some(vec![common::key(2).verifying_key().to_bytes()]);
+    assert!(matches!(
+        check(good.clone(), &net, ledger.tree(), now),
+        Err(ValidationError::MinerNotAllowed(_))
+    ));
+
+    let hard = Network::new("rules", 20);
+    assert!(matches!(
+        check(good, &hard, ledger.tree(), now),
+        Err(ValidationError::WrongDifficulty {
+            got: 0,
+            expected: 20
+        })
+    ));
+}
+
+#[test]
+fn a_tampered_block_in_the_data_dir_is_named_by_height() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let mut parent = net.genesis().header;
+    let mut blocks = Vec::new();
+    for m in 0..4 {
+        let b = block_on(&parent, &[record(1, m)], &net, 1);
+        ledger.add(b.clone(), now_ms()).expect("valid");
+        parent = b.header;
+        blocks.push(b);
+    }
+    drop(ledger);
+    let file = dir.path().join(gridledger::store::DB_FILE);
+    let mut raw = std::fs::read(&file).expect("db file");
+    // Flip one byte inside the stored signature of the block at height 3.
+    let sig = blocks[2].signature;
+    let at = raw
+        .windows(64)
+        .position(|w| w == sig)
+        .expect("signature is in the file");
+    raw[at + 10] ^= 0x01;
+    std::fs::write(&file, &raw).expect("written");
+    match Ledger::open_existing(dir.path()) {
+        Err(StoreError::Corrupt { height: 3, .. }) => {}
+        other => panic!("expected corruption at height 3, got {other:?}"),
+    }
+}
