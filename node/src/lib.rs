@@ -2,10 +2,13 @@
 //!
 //! The data path, top down: [`chain`] (what a block is, how it is mined, checked and
 //! chosen) → [`mempool`] (records waiting for a block) → [`store`] (redb on disk) →
-//! [`ledger`] (store, tree and rules as one consistent whole).
+//! [`ledger`] (store, tree and rules as one consistent whole) → [`export`]. [`keys`] holds
+//! the miner's key.
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod export;
+pub mod keys;
 pub mod ledger;
 pub mod mempool;
 pub mod store;

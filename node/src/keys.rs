@@ -1,0 +1,77 @@
+//! Miner keys: an ed25519 secret key in a file, as 64 hex digits and a newline.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+
+/// Why a key file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file does not hold 64 hex digits.
+    #[error("key file {0} does not hold an ed25519 secret key (64 hex digits)")]
+    Malformed(PathBuf),
+    /// The file exists and overwriting was not asked for.
+    #[error("key file {0} exists; refusing to overwrite a key (pass --force to replace it)")]
+    Exists(PathBuf),
+    /// The system has no randomness to give.
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
+}
+
+/// Reads a key file.
+pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .map_err(|_| KeyError::Malformed(path.to_owned()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// A fresh key from the operating system's randomness.
+pub fn generate() -> Result<SigningKey, KeyError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Writes `key` to `path`, readable by its owner only, refusing to replace a file unless
+/// `force`.
+pub fn save(key: &SigningKey, path: &Path, force: bool) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyError::Exists(path.to_owned())
+        } else {
+            io(e)
+        }
+    })?;
+    writeln!(file, "{}", hex::encode(key.to_bytes())).map_err(io)?;
+    file.sync_all().map_err(io)
+}
