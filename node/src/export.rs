@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use relay_core::{MinuteRecord, Quantity, RecordFlags};
 use serde::Serialize;
+use serde_json::Number;
 
 use crate::chain::Block;
 use crate::ledger::Ledger;
@@ -56,7 +57,37 @@ struct JsonRecord {
     clock_set: bool,
     /// The record's canonical postcard bytes: the Merkle leaf.
     raw: String,
-    samples: Vec<serde_json::Map<String, serde_json::Value>>,
+    samples: Vec<JsonSample>,
+}
+
+/// A sample in the export: fields in register-map order (docs/FORMAT.md, section 9).
+#[derive(Serialize)]
+struct JsonSample {
+    #[serde(rename = "Vab_kV")]
+    vab: Number,
+    #[serde(rename = "Vbc_kV")]
+    vbc: Number,
+    #[serde(rename = "Vca_kV")]
+    vca: Number,
+    #[serde(rename = "Ia_A")]
+    ia: Number,
+    #[serde(rename = "Ib_A")]
+    ib: Number,
+    #[serde(rename = "Ic_A")]
+    ic: Number,
+    #[serde(rename = "f_Hz")]
+    f: Number,
+    #[serde(rename = "PF")]
+    pf: Number,
+    #[serde(rename = "P_kW")]
+    p: Number,
+    #[serde(rename = "Q_kvar")]
+    q: Number,
+}
+
+/// A scaled integer as a JSON number with the value of `raw / 1000`.
+fn number(raw: i64) -> Number {
+    milli(raw).parse().unwrap_or_else(|_| Number::from(0))
 }
 
 /// A scaled integer (thousandths) as an exact decimal with three places.
@@ -83,15 +114,19 @@ fn json_record(bytes: &[u8], r: &MinuteRecord) -> JsonRecord {
         .samples
         .iter()
         .map(|s| {
-            Quantity::ALL
-                .iter()
-                .map(|q| {
-                    let v: serde_json::Value = milli(q.raw(s))
-                        .parse::<serde_json::Number>()
-                        .map_or(serde_json::Value::Null, serde_json::Value::Number);
-                    (column(*q), v)
-                })
-                .collect()
+            let v = |q: Quantity| number(q.raw(s));
+            JsonSample {
+                vab: v(Quantity::Vab),
+                vbc: v(Quantity::Vbc),
+                vca: v(Quantity::Vca),
+                ia: v(Quantity::Ia),
+                ib: v(Quantity::Ib),
+                ic: v(Quantity::Ic),
+                f: v(Quantity::Freq),
+                pf: v(Quantity::Pf),
+                p: v(Quantity::P),
+                q: v(Quantity::Q),
+            }
         })
         .collect();
     JsonRecord {

@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""An independent verifier for `gridledger export --format json`, written from
+docs/FORMAT.md alone, with the Python standard library only (ed25519 included, after
+RFC 8032 section 6).
+
+    python3 tools/verify_export.py chain.json
+
+It re-derives everything from the `raw` fields: genesis, ids, links, heights, proof of work,
+times, Merkle roots, records, signatures; then it renders the export file that those raw
+bytes imply and compares it with the given file byte for byte, so that any change to any
+byte of the file is caught. Exit 0 and `ok: ...` if the chain is valid, 1 and
+`invalid: ...` otherwise.
+"""
+
+import hashlib
+import json
+import sys
+import time
+
+# --- ed25519 (RFC 8032, section 6), verification only ----------------------------------
+
+P = 2**255 - 19
+Q = 2**252 + 27742317777372353535851937790883648493
+D = -121665 * pow(121666, P - 2, P) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+IDENTITY = (0, 1, 1, 0)
+
+
+def _add(a, b):
+    x1, y1, z1, t1 = a
+    x2, y2, z2, t2 = b
+    aa = (y1 - x1) * (y2 - x2) % P
+    bb = (y1 + x1) * (y2 + x2) % P
+    cc = 2 * t1 * t2 * D % P
+    dd = 2 * z1 * z2 % P
+    e, f, g, h = bb - aa, dd - cc, dd + cc, bb + aa
+    return (e * f % P, g * h % P, f * g % P, e * h % P)
+
+
+def _mul(s, pt):
+    out = IDENTITY
+    while s > 0:
+        if s & 1:
+            out = _add(out, pt)
+        pt = _add(pt, pt)
+        s >>= 1
+    return out
+
+
+def _equal(a, b):
+    return (a[0] * b[2] - b[0] * a[2]) % P == 0 and (a[1] * b[2] - b[1] * a[2]) % P == 0
+
+
+def _recover_x(y, sign):
+    if y >= P:
+        return None
+    x2 = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (P + 3) // 8, P)
+    if (x * x - x2) % P != 0:
+        x = x * SQRT_M1 % P
+    if (x * x - x2) % P != 0:
+        return None
+    if (x & 1) != sign:
+        x = P - x
+    return x
+
+
+def _decompress(s):
+    y = int.from_bytes(s, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    x = _recover_x(y, sign)
+    if x is None:
+        return None
+    return (x, y, 1, x * y % P)
+
+
+def _compress(pt):
+    zinv = pow(pt[2], P - 2, P)
+    x, y = pt[0] * zinv % P, pt[1] * zinv % P
+    return int.to_bytes(y | ((x & 1) << 255), 32, "little")
+
+
+_GY = 4 * pow(5, P - 2, P) % P
+BASE = (_recover_x(_GY, 0), _GY, 1, _recover_x(_GY, 0) * _GY % P)
+
+
+def ed25519_verify_strict(public, message, signature):
+    """Cofactorless verification that also refuses small-order keys and R, and
+    non-canonical encodings (the rules of ed25519-dalek's verify_strict)."""
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    a = _decompress(public)
+    r = _decompress(signature[:32])
+    if a is None or r is None:
+        return False
+    if _equal(_mul(8, a), IDENTITY) or _equal(_mul(8, r), IDENTITY):
+        return False
+    s = int.from_bytes(signature[32:], "little")
+    if s >= Q:
+        return False
+    k = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % Q
+    neg_a = ((P - a[0]) % P, a[1], a[2], (P - a[3]) % P)
+    return _compress(_add(_mul(s, BASE), _mul(k, neg_a))) == signature[:32]
+
+
+# --- FORMAT.md ----------------------------------------------------------------------------
+
+
+class Invalid(Exception):
+    pass
+
+
+def sha256(b):
+    return hashlib.sha256(b).digest()
+
+
+class Reader:
+    def __init__(self, data, what):
+        self.data, self.pos, self.what = data, 0, what
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise Invalid(f"{self.what}: bytes end early")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, max_bits):
+        value, shift, count = 0, 0, 0
+        while True:
+            (b,) = self.take(1)
+            count += 1
+            value |= (b & 0x7F) << shift
+            if b & 0x80 == 0:
+                if count > 1 and b == 0:
+                    raise Invalid(f"{self.what}: non-minimal varint")
+                break
+            shift += 7
+            if shift >= 70:
+                raise Invalid(f"{self.what}: varint too long")
+        if value >= 1 << max_bits:
+            raise Invalid(f"{self.what}: varint out of range")
+        return value
+
+    def zigzag(self, bits):
+        v = self.varint(bits)
+        return (v >> 1) if v & 1 == 0 else -((v + 1) >> 1)
+
+    def done(self):
+        return self.pos == len(self.data)
+
+
+def merkle_root(leaves):
+    if not leaves:
+        return sha256(b"")
+    if len(leaves) == 1:
+        return sha256(b"\x00" + leaves[0])
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:]))
+
+
+# Field order, names in the export, and the range of each quantity's type.
+QUANTITIES = [
+    ("Vab_kV", 0, 2**32 - 1), ("Vbc_kV", 0, 2**32 - 1), ("Vca_kV", 0, 2**32 - 1),
+    ("Ia_A", 0, 2**32 - 1), ("Ib_A", 0, 2**32 - 1), ("Ic_A", 0, 2**32 - 1),
+    ("f_Hz", 0, 2**16 - 1), ("PF", -1000, 1000),
+    ("P_kW", -(2**31), 2**31 - 1), ("Q_kvar", -(2**31), 2**31 - 1),
+]
+
+
+def decode_record(raw):
+    r = Reader(raw, "record")
+    relay, minute = r.varint(32), r.varint(32)
+    faults, flags = r.varint(16), r.varint(16)
+    if flags & ~1:
+        raise Invalid("record: unknown flag bits")
+    count = r.varint(64)
+    if not 1 <= count <= 6:
+        raise Invalid(f"record: {count} samples")
+    first = [r.varint(32) for _ in range(6)] + [r.varint(16), r.zigzag(16), r.zigzag(32), r.zigzag(32)]
+    samples = [first]
+    for _ in range(count - 1):
+        delta = [r.zigzag(64) for _ in range(10)]
+        samples.append([a + b for a, b in zip(samples[-1], delta)])
+    for s in samples:
+        for v, (name, lo, hi) in zip(s, QUANTITIES):
+            if not lo <= v <= hi:
+                raise Invalid(f"record: {name} out of range")
+    if not r.done():
+        raise Invalid("record: bytes after the last sample")
+    return relay, minute, faults, flags, samples
+
+
+def milli(v):
+    sign = "-" if v < 0 else ""
+    return float(f"{sign}{abs(v) // 1000}.{abs(v) % 1000:03d}")
+
+
+def minute_utc(minute):
+    return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(minute * 60))
+
+
+def genesis_raw(name, bits):
+    prev = sha256(b"gridledger genesis v1\x00" + name.encode() + bytes([0, bits]))
+    header = (
+        (1).to_bytes(2, "big") + (0).to_bytes(4, "big") + prev + sha256(b"")
+        + (0).to_bytes(8, "big") + bytes([bits]) + bytes(32) + (0).to_bytes(8, "big")
+    )
+    return header + bytes(64) + b"\x00"
+
+
+def parse_block(raw):
+    r = Reader(raw, "block")
+    header = r.take(119)
+    sig = r.take(64)
+    records = [r.take(r.varint(64)) for _ in range(r.varint(64))]
+    if not r.done():
+        raise Invalid("block: bytes after the last record")
+    return header, sig, records
+
+
+def verify(text, now_ms):
+    doc = json.loads(text)
+    name, bits = doc["network"], doc["difficulty_bits"]
+    blocks = doc["blocks"]
+    if not blocks or blocks[0]["raw"] != genesis_raw(name, bits).hex():
+        raise Invalid("the first block is not this network's genesis")
+    rendered, times, seen, prev_id, n_records = [], [], set(), None, 0
+    for height, b in enumerate(blocks):
+        raw = bytes.fromhex(b["raw"])
+        if len(raw) > 1 << 20:
+            raise Invalid(f"height {height}: block over 1 MiB")
+        header, sig, records = parse_block(raw)
+        if len(records) > 4096:
+            raise Invalid(f"height {height}: too many records")
+        bid = sha256(header)
+        version = int.from_bytes(header[0:2], "big")
+        h = int.from_bytes(header[2:6], "big")
+        prev, root = header[6:38], header[38:70]
+        t = int.from_bytes(header[70:78], "big")
+        hbits, miner, nonce = header[78], header[79:111], int.from_bytes(header[111:119], "big")
+        if version != 1 or h != height or hbits != bits:
+            raise Invalid(f"height {height}: bad version, height or difficulty")
+        if height > 0:
+            if prev != prev_id:
+                raise Invalid(f"height {height}: does not link to the block below")
+            if int.from_bytes(bid, "big") >> (256 - bits) != 0:
+                raise Invalid(f"height {height}: not enough proof of work")
+            window = sorted(times[-11:])
+            if t < window[len(window) // 2] or t > now_ms + 120_000:
+                raise Invalid(f"height {height}: time out of bounds")
+            if not records or merkle_root(records) != root:
+                raise Invalid(f"height {height}: Merkle root does not match")
+            if not ed25519_verify_strict(miner, bid, sig):
+                raise Invalid(f"height {height}: bad signature")
+        out_records = []
+        for raw_rec in records:
+            relay, minute, faults, flags, samples = decode_record(raw_rec)
+            if not flags & 1:
+                raise Invalid(f"height {height}: record without a set clock")
+            if (relay, minute) in seen:
+                raise Invalid(f"height {height}: duplicate record for relay {relay} at {minute}")
+            seen.add((relay, minute))
+            out_records.append({
+                "relay": relay, "minute": minute, "minute_utc": minute_utc(minute),
+                "faults": faults, "clock_set": bool(flags & 1), "raw": raw_rec.hex(),
+                "samples": [{q[0]: milli(v) for q, v in zip(QUANTITIES, s)} for s in samples],
+            })
+        n_records += len(records)
+        times.append(t)
+        prev_id = bid
+        rendered.append({
+            "height": height, "id": bid.hex(), "prev": prev.hex(), "merkle_root": root.hex(),
+            "time_ms": t, "bits": hbits, "miner": miner.hex(), "nonce": nonce,
+            "signature": sig.hex(), "raw": raw.hex(), "records": out_records,
+        })
+    canonical = (
+        '{"network":' + json.dumps(name, ensure_ascii=False)
+        + f',"difficulty_bits":{bits},"height":{len(blocks) - 1},"blocks":['
+        + ",\n".join(json.dumps(b, ensure_ascii=False, separators=(",", ":")) for b in rendered)
+        + "]}\n"
+    )
+    if canonical != text:
+        raise Invalid("the file differs from what its raw blocks imply")
+    return len(blocks) - 1, n_records
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__.strip().splitlines()[0], file=sys.stderr)
+        print("usage: verify_export.py EXPORT.json", file=sys.stderr)
+        return 2
+    try:
+        with open(sys.argv[1], encoding="utf-8") as f:
+            text = f.read()
+        height, records = verify(text, int(time.time() * 1000))
+    except (Invalid, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as e:
+        print(f"invalid: {e}")
+        return 1
+    print(f"ok: height {height}, {records} records")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
