@@ -11,7 +11,7 @@ use std::path::Path;
 use relay_core::MinuteRecord;
 use tracing::warn;
 
-use crate::chain::validate::{self, check_contents, verify_signatures};
+use crate::chain::validate::{self, verify_run};
 use crate::chain::{Block, BlockId, BlockTree, Change, Header, Height, Network, ValidationError};
 use crate::store::{unpack_key, Store, StoreError};
 
@@ -90,56 +90,40 @@ impl Ledger {
         let mut tree = BlockTree::new(&genesis.header);
         let corrupt = |height: Height, reason: String| StoreError::Corrupt { height, reason };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let mut batch: Vec<(Block, BlockId, Height)> = Vec::with_capacity(VERIFY_BATCH);
-        let flush = |batch: &mut Vec<(Block, BlockId, Height)>| -> Result<(), StoreError> {
-            let refs: Vec<(&Block, BlockId)> = batch.iter().map(|(b, id, _)| (b, *id)).collect();
-            if let Err(i) = verify_signatures(&refs, threads) {
-                return Err(corrupt(
-                    batch[i].2,
-                    ValidationError::BadSignature.to_string(),
-                ));
-            }
-            batch.clear();
-            Ok(())
-        };
+        let main = store.main_ids()?;
         let mut main_records = 0usize;
-        for (i, (height, id)) in store.main_ids()?.into_iter().enumerate() {
-            let expected = i as Height + 1;
-            if height != expected {
-                return Err(corrupt(expected, "missing from the main chain".into()));
-            }
-            let bytes = store
-                .block_bytes(&id)?
-                .ok_or_else(|| corrupt(height, format!("block {id} is missing")))?;
-            let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records)
-                .map_err(|e| corrupt(height, e.to_string()))?;
-            if block.id() != id {
-                return Err(corrupt(
-                    height,
-                    format!(
-                        "block bytes hash to {}, not to the stored id {id}",
-                        block.id()
-                    ),
-                ));
-            }
-            let checked = check_contents(block, &net, &tree, u64::MAX)
-                .map_err(|e| corrupt(height, e.to_string()))?;
-            main_records += checked.records.len();
-            match tree.insert(&checked.block.header, checked.keys()) {
-                Change::Extended => {}
-                other => {
+        for (b, batch) in main.chunks(VERIFY_BATCH).enumerate() {
+            let mut blocks = Vec::with_capacity(batch.len());
+            for (i, (height, id)) in batch.iter().enumerate() {
+                let expected = (b * VERIFY_BATCH + i) as Height + 1;
+                if *height != expected {
+                    return Err(corrupt(expected, "missing from the main chain".into()));
+                }
+                let bytes = store
+                    .block_bytes(id)?
+                    .ok_or_else(|| corrupt(*height, format!("block {id} is missing")))?;
+                let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records)
+                    .map_err(|e| corrupt(*height, e.to_string()))?;
+                if block.id() != *id {
                     return Err(corrupt(
-                        height,
-                        format!("does not extend the chain ({other:?})"),
-                    ))
+                        *height,
+                        format!(
+                            "block bytes hash to {}, not to the stored id {id}",
+                            block.id()
+                        ),
+                    ));
+                }
+                blocks.push(block);
+            }
+            let checked = verify_run(blocks, &net, &mut tree, u64::MAX, threads)
+                .map_err(|(i, e)| corrupt(batch[i].0, e.to_string()))?;
+            main_records += checked.iter().map(|c| c.records.len()).sum::<usize>();
+            if let Some((height, id)) = batch.last() {
+                if tree.tip() != *id {
+                    return Err(corrupt(*height, "does not extend the chain".into()));
                 }
             }
-            batch.push((checked.block, id, height));
-            if batch.len() == VERIFY_BATCH {
-                flush(&mut batch)?;
-            }
         }
-        flush(&mut batch)?;
 
         // The record index must say exactly what the blocks say.
         let index = store.record_index()?;

@@ -134,23 +134,15 @@ impl Checked {
     }
 }
 
-/// Runs every rule except the signature against the chain in `tree` and the clock `now_ms`.
-pub fn check_contents(
-    block: Block,
+/// The rules about the header alone and its place in the chain: version, difficulty,
+/// parent, height, time, allow-list.
+fn check_header(
+    h: &super::block::Header,
     net: &Network,
     tree: &BlockTree,
     now_ms: u64,
-) -> Result<Checked, ValidationError> {
-    let h = &block.header;
-    if h.version != VERSION {
-        return Err(ValidationError::WrongVersion { got: h.version });
-    }
-    if h.bits != net.bits {
-        return Err(ValidationError::WrongDifficulty {
-            got: h.bits,
-            expected: net.bits,
-        });
-    }
+) -> Result<(), ValidationError> {
+    check_static_header(h, net)?;
     let parent_height = tree
         .height_of(&h.prev)
         .ok_or(ValidationError::UnknownParent(h.prev))?;
@@ -179,6 +171,27 @@ pub fn check_contents(
             return Err(ValidationError::MinerNotAllowed(hex::encode(h.miner)));
         }
     }
+    Ok(())
+}
+
+/// Header rules that need no chain: version and difficulty.
+fn check_static_header(h: &super::block::Header, net: &Network) -> Result<(), ValidationError> {
+    if h.version != VERSION {
+        return Err(ValidationError::WrongVersion { got: h.version });
+    }
+    if h.bits != net.bits {
+        return Err(ValidationError::WrongDifficulty {
+            got: h.bits,
+            expected: net.bits,
+        });
+    }
+    Ok(())
+}
+
+/// The rules that need nothing but the block: proof of work, Merkle root, records (decode,
+/// clock set, no duplicate within the block).
+fn check_body(block: Block) -> Result<Checked, ValidationError> {
+    let h = &block.header;
     let id = h.id();
     let zeros = id.leading_zeros();
     if zeros < u32::from(h.bits) {
@@ -201,11 +214,7 @@ pub fn check_contents(
         if !record.flags.contains(RecordFlags::CLOCK_SET) {
             return Err(ValidationError::ClockNotSet { index });
         }
-        let key = RecordKey {
-            relay: record.relay,
-            minute: record.minute,
-        };
-        if !seen.insert(key) || tree.chain_has_record(&h.prev, &key) {
+        if !seen.insert((record.relay, record.minute)) {
             return Err(ValidationError::DuplicateRecord {
                 index,
                 relay: record.relay,
@@ -215,6 +224,89 @@ pub fn check_contents(
         records.push(record);
     }
     Ok(Checked { block, id, records })
+}
+
+/// No record of the block may already be in the chain it extends.
+fn check_chain_records(checked: &Checked, tree: &BlockTree) -> Result<(), ValidationError> {
+    let prev = checked.block.header.prev;
+    for (index, key) in checked.keys().iter().enumerate() {
+        if tree.chain_has_record(&prev, key) {
+            return Err(ValidationError::DuplicateRecord {
+                index,
+                relay: key.relay,
+                minute: key.minute,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs every rule except the signature against the chain in `tree` and the clock `now_ms`.
+pub fn check_contents(
+    block: Block,
+    net: &Network,
+    tree: &BlockTree,
+    now_ms: u64,
+) -> Result<Checked, ValidationError> {
+    check_header(&block.header, net, tree, now_ms)?;
+    let checked = check_body(block)?;
+    check_chain_records(&checked, tree)?;
+    Ok(checked)
+}
+
+/// Verifies a run of blocks that extend each other, from a parent in `tree`, and inserts
+/// them into `tree`. Everything that needs no chain (decoding, work, Merkle roots, records,
+/// signatures) runs on `threads` threads; the links, heights, times and duplicate checks
+/// follow in order on the calling thread. On failure returns the index of the first bad
+/// block and its error; the blocks before it are in the tree.
+pub fn verify_run(
+    blocks: Vec<Block>,
+    net: &Network,
+    tree: &mut BlockTree,
+    now_ms: u64,
+    threads: usize,
+) -> Result<Vec<Checked>, (usize, ValidationError)> {
+    let threads = threads.max(1);
+    let chunk = blocks.len().div_ceil(threads).max(1);
+    let mut parts: Vec<Vec<Block>> = Vec::new();
+    let mut it = blocks.into_iter();
+    loop {
+        let part: Vec<Block> = it.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let results: Vec<Vec<Result<Checked, ValidationError>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                s.spawn(move || {
+                    part.into_iter()
+                        .map(|b| {
+                            check_static_header(&b.header, net)?;
+                            let c = check_body(b)?;
+                            verify_signature(&c.block, &c.id)?;
+                            Ok(c)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for (i, result) in results.into_iter().flatten().enumerate() {
+        let checked = result.map_err(|e| (i, e))?;
+        check_header(&checked.block.header, net, tree, now_ms).map_err(|e| (i, e))?;
+        check_chain_records(&checked, tree).map_err(|e| (i, e))?;
+        tree.insert(&checked.block.header, checked.keys());
+        out.push(checked);
+    }
+    Ok(out)
 }
 
 /// Checks one block's signature: the miner's key signed the 32-byte block id.
@@ -245,7 +337,7 @@ pub fn verify_signatures(blocks: &[(&Block, BlockId)], threads: usize) -> Result
             .collect();
         handles
             .into_iter()
-            .filter_map(|h| h.join().unwrap_or(Some(0)))
+            .filter_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .min()
     });
     match first_bad {

@@ -1,0 +1,233 @@
+//! `chain-bench`: the chain's numbers, each next to the bound this CPU sets for it.
+//!
+//! 1. Miner hash rate against the raw single-core SHA-256 compression rate (goal ≥ 0.70).
+//! 2. Full verification of N blocks (ids, work, Merkle roots, records, signatures, links,
+//!    times, duplicates) against the bare ed25519 verification rate on all cores
+//!    (goal ≥ 0.80).
+//! 3. Bytes per minute record on chain against the study's JSON text (goal ≤ 20 %).
+//!
+//! `cargo run --release -p gridledger-bench --bin chain-bench [-- --blocks 100000]`
+
+use std::hint::black_box;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use clap::Parser;
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
+use gridledger::chain::block::VERSION;
+use gridledger::chain::pow::Midstate;
+use gridledger::chain::validate::verify_run;
+use gridledger::chain::{assemble, Block, BlockId, BlockTree, Header, Network};
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Minute, MinuteRecord, Quantity, RecordFlags, RelayId};
+use sha2::block_api::compress256;
+
+/// The chain benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "chain-bench", about)]
+struct Args {
+    /// Blocks to verify.
+    #[arg(long, default_value_t = 100_000)]
+    blocks: u32,
+    /// SHA-256 compressions (and nonces) to time.
+    #[arg(long, default_value_t = 20_000_000)]
+    hashes: u64,
+    /// Threads for verification (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    println!("chain-bench: {} cores used for verification", threads);
+    mining(args.hashes);
+    verification(args.blocks, threads);
+    sizes();
+}
+
+fn mining(n: u64) {
+    let mut state = [0u32; 8];
+    let block = [0x5au8; 64];
+    let start = Instant::now();
+    for i in 0..n {
+        let mut b = block;
+        b[..8].copy_from_slice(&i.to_be_bytes());
+        compress256(&mut state, &[b]);
+    }
+    black_box(state);
+    let raw = n as f64 / start.elapsed().as_secs_f64();
+
+    let header = Header {
+        version: VERSION,
+        height: 1,
+        prev: BlockId([1; 32]),
+        merkle_root: [2; 32],
+        time_ms: 1,
+        bits: 255, // never met: every nonce is tried
+        miner: [3; 32],
+        nonce: 0,
+    };
+    let mut mid = Midstate::new(&header);
+    let start = Instant::now();
+    black_box(mid.search(0..n, &AtomicBool::new(false)));
+    let miner = n as f64 / start.elapsed().as_secs_f64();
+    println!("\n[mining] {n} hashes, one core");
+    println!("  raw SHA-256 compression: {:>8.2} M/s", raw / 1e6);
+    println!("  miner (midstate + nonce): {:>7.2} MH/s", miner / 1e6);
+    println!(
+        "  ratio miner / compression: {:.2} (goal >= 0.70)",
+        miner / raw
+    );
+}
+
+fn verification(n: u32, threads: usize) {
+    let net = Network::new("bench", 0);
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let model = SignalModel::new(1, Profile::Realistic);
+    let cancel = AtomicBool::new(false);
+    let build = Instant::now();
+    let mut blocks = Vec::with_capacity(n as usize);
+    let mut parent = net.genesis().header;
+    for i in 0..n {
+        let rec = model.record(
+            RelayId(1),
+            Minute(29_000_000 + i),
+            6,
+            RecordFlags::CLOCK_SET,
+        );
+        let b = assemble(&parent, &[rec], &key, parent.time_ms + 60_000, 0, &cancel)
+            .expect("bits 0 always mines");
+        parent = b.header;
+        blocks.push(b);
+    }
+    println!(
+        "\n[verification] {n} blocks of one record each (built in {:.1} s)",
+        build.elapsed().as_secs_f64()
+    );
+
+    // Bare ed25519: the same signatures, verify_strict, split over the same threads.
+    let triples: Vec<(VerifyingKey, BlockId, Signature)> = blocks
+        .iter()
+        .map(|b| {
+            (
+                VerifyingKey::from_bytes(&b.header.miner).expect("valid key"),
+                b.id(),
+                Signature::from_bytes(&b.signature),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let chunk = triples.len().div_ceil(threads);
+    let all_ok = std::thread::scope(|s| {
+        triples
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .all(|(k, id, sig)| k.verify_strict(&id.0, sig).is_ok())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .all(|h| h.join().unwrap_or(false))
+    });
+    assert!(all_ok);
+    let bare = f64::from(n) / start.elapsed().as_secs_f64();
+
+    let copy: Vec<Block> = blocks.clone();
+    let mut tree = BlockTree::new(&net.genesis().header);
+    let start = Instant::now();
+    let checked = verify_run(copy, &net, &mut tree, u64::MAX, threads).expect("valid chain");
+    let full = f64::from(n) / start.elapsed().as_secs_f64();
+    assert_eq!(checked.len(), n as usize);
+    assert_eq!(tree.height(), n);
+    println!("  bare ed25519 verify_strict, {threads} threads: {bare:>9.0} signatures/s");
+    println!("  full verification, {threads} threads:          {full:>9.0} blocks/s");
+    println!(
+        "  ratio full / bare ed25519: {:.2} (goal >= 0.80)",
+        full / bare
+    );
+}
+
+/// A record as the published study's nodes wrote it: a JSON object per sample with the
+/// quantities as three-decimal numbers, plus the relay, minute and fault count.
+fn study_record_json(rec: &MinuteRecord) -> String {
+    let samples: Vec<String> = rec
+        .samples
+        .iter()
+        .map(|s| {
+            let fields: Vec<String> = Quantity::ALL
+                .iter()
+                .map(|q| format!("\"{}\": {:.3}", q.name(), q.raw(s) as f64 / 1000.0))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        })
+        .collect();
+    format!(
+        "{{\"relay\": {}, \"minute\": \"{}\", \"faults\": {}, \"samples\": [{}]}}",
+        rec.relay,
+        rec.minute,
+        rec.faults,
+        samples.join(", ")
+    )
+}
+
+/// A block as the study's nodes wrote it: index, timestamp, data, previous hash, nonce, hash.
+fn study_block_json(height: u32, records: &[MinuteRecord]) -> String {
+    let data: Vec<String> = records.iter().map(study_record_json).collect();
+    format!(
+        "{{\"index\": {height}, \"timestamp\": \"2026-11-24 17:51:05.123456\", \"data\": [{}], \"previous_hash\": \"{}\", \"nonce\": 123456, \"hash\": \"{}\"}}",
+        data.join(", "),
+        "0".repeat(64),
+        "0".repeat(64)
+    )
+}
+
+fn sizes() {
+    let net = Network::new("bench", 0);
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let cancel = AtomicBool::new(false);
+    println!(
+        "\n[size] bytes per minute record, a day of minutes (1440), realistic and paper profiles"
+    );
+    for profile in [Profile::Realistic, Profile::Paper] {
+        let model = SignalModel::new(1, profile);
+        for per_block in [1u32, 4] {
+            let (mut ours_rec, mut ours_block, mut json_rec, mut json_block) =
+                (0usize, 0usize, 0usize, 0usize);
+            let mut parent = net.genesis().header;
+            let first = Minute::containing(1_795_478_400).0;
+            for m in 0..1440 {
+                let records: Vec<MinuteRecord> = (1..=per_block)
+                    .map(|relay| {
+                        model.record(RelayId(relay), Minute(first + m), 6, RecordFlags::CLOCK_SET)
+                    })
+                    .collect();
+                let b = assemble(&parent, &records, &key, parent.time_ms + 60_000, 0, &cancel)
+                    .expect("mined");
+                ours_rec += b.records.iter().map(Vec::len).sum::<usize>();
+                ours_block += b.to_bytes().len();
+                json_rec += records
+                    .iter()
+                    .map(|r| study_record_json(r).len())
+                    .sum::<usize>();
+                json_block += study_block_json(b.header.height, &records).len();
+                parent = b.header;
+            }
+            let n = (1440 * per_block) as f64;
+            println!(
+                "  {profile:?}, {per_block} record(s) per block: record {:.0} B vs JSON {:.0} B ({:.1} %); whole block {:.0} B/record vs JSON block {:.0} B/record ({:.1} %)",
+                ours_rec as f64 / n,
+                json_rec as f64 / n,
+                100.0 * ours_rec as f64 / json_rec as f64,
+                ours_block as f64 / n,
+                json_block as f64 / n,
+                100.0 * ours_block as f64 / json_block as f64,
+            );
+        }
+    }
+    println!("  (goal: <= 20 % of the study's JSON text for the same record)");
+}
