@@ -314,3 +314,21 @@ fn a_tampered_block_in_the_data_dir_is_named_by_height() {
         other => panic!("expected corruption at height 3, got {other:?}"),
     }
 }
+
+#[test]
+fn inclusion_proofs_check_against_the_header() {
+    use gridledger::chain::merkle::InclusionProof;
+    let net = net();
+    let g = net.genesis().header;
+    let records: Vec<_> = (1..=5).map(|relay| record(relay, 0)).collect();
+    let b = block_on(&g, &records, &net, 1);
+    for i in 0..b.records.len() {
+        let proof = InclusionProof::new(&b.records, i).expect("in range");
+        assert!(proof.verify(&b.records[i], &b.header));
+        let other = (i + 1) % b.records.len();
+        assert!(!proof.verify(&b.records[other], &b.header));
+        let mut forged = b.header;
+        forged.merkle_root[0] ^= 1;
+        assert!(!proof.verify(&b.records[i], &forged));
+    }
+}

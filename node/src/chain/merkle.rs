@@ -164,3 +164,40 @@ mod tests {
         );
     }
 }
+
+/// A record's inclusion proof: where it sits in its block and the audit path to the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// Position of the record in the block body.
+    pub index: u64,
+    /// Number of records in the block.
+    pub size: u64,
+    /// RFC 6962 audit path, leaf side first.
+    pub path: Vec<Hash>,
+}
+
+impl InclusionProof {
+    /// The proof for record `index` of `records`.
+    #[must_use]
+    pub fn new<T: AsRef<[u8]>>(records: &[T], index: usize) -> Option<Self> {
+        Some(InclusionProof {
+            index: index as u64,
+            size: records.len() as u64,
+            path: proof(records, index)?,
+        })
+    }
+
+    /// True if `record` is in the block with this `header`, at this proof's position. With
+    /// a header known to be on the chain (its id at its height), this shows the record is on
+    /// the chain, without the rest of the block.
+    #[must_use]
+    pub fn verify(&self, record: &[u8], header: &super::block::Header) -> bool {
+        verify(
+            record,
+            self.index,
+            self.size,
+            &self.path,
+            &header.merkle_root,
+        )
+    }
+}
