@@ -9,6 +9,8 @@
 //! - [`registers`]: the Modbus register map, both directions, and the exception rules.
 //! - [`signal`]: the seeded, deterministic signal model with the `paper` and `realistic`
 //!   profiles.
+//! - [`rtu`]: Modbus RTU framing, CRC-16 and a slave that answers frames from a register
+//!   map (for the firmware and the gateway's tests).
 //!
 //! ```
 //! use relay_core::registers::{decode_record, RegisterImage, RECORD};
@@ -28,6 +30,7 @@
 
 pub mod measure;
 pub mod registers;
+pub mod rtu;
 pub mod signal;
 
 pub use measure::{

@@ -222,3 +222,75 @@ fn typical_record_size() {
         "realistic record is {len} bytes"
     );
 }
+
+mod rtu_props {
+    use proptest::prelude::*;
+    use relay_core::registers::{RegisterImage, MAP_LEN};
+    use relay_core::rtu::{build_frame, crc16, parse_frame, Slave, MAX_FRAME};
+    use relay_core::{Identity, RelayId};
+
+    fn image() -> RegisterImage {
+        RegisterImage::new(&Identity::new(RelayId(3), "Relay 1", "Substation"), 6)
+    }
+
+    fn feed(slave: &mut Slave, bytes: &[u8]) -> Option<Vec<u8>> {
+        for &b in bytes {
+            slave.push(b);
+        }
+        let mut out = [0u8; MAX_FRAME];
+        slave
+            .end_of_frame(&mut image(), &mut out)
+            .map(|n| out[..n].to_vec())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random bytes: never a panic, and an answer only to a frame whose CRC is right,
+        /// addressed to this unit, and then a well-formed frame itself.
+        #[test]
+        fn garbage_never_panics_and_bad_crc_is_never_answered(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let mut slave = Slave::new(1);
+            if let Some(resp) = feed(&mut slave, &bytes) {
+                prop_assert!(bytes.len() >= 4 && bytes[0] == 1);
+                let (body, crc) = bytes.split_at(bytes.len() - 2);
+                prop_assert_eq!(crc16(body).to_le_bytes(), [crc[0], crc[1]]);
+                prop_assert!(parse_frame(&resp).is_ok());
+            }
+        }
+
+        /// A valid frame with one byte changed is never answered: CRC-16 detects every
+        /// error burst of up to 16 bits.
+        #[test]
+        fn corrupted_valid_frames_are_dropped(address in 0u16..400, quantity in 1u16..=125, at in any::<prop::sample::Index>(), flip in 1u8..) {
+            let mut f = [0u8; MAX_FRAME];
+            let pdu = [0x04, (address >> 8) as u8, address as u8, (quantity >> 8) as u8, quantity as u8];
+            let n = build_frame(1, &pdu, &mut f).expect("fits");
+            let i = at.index(n);
+            f[i] ^= flip;
+            let mut slave = Slave::new(1);
+            prop_assert_eq!(feed(&mut slave, &f[..n]), None);
+        }
+
+        /// Every valid read is answered with exactly what the register map holds.
+        #[test]
+        fn valid_reads_return_the_map(address in 0u16..(MAP_LEN as u16), quantity in 1u16..=125, fc in 3u8..=4) {
+            let mut f = [0u8; MAX_FRAME];
+            let pdu = [fc, (address >> 8) as u8, address as u8, (quantity >> 8) as u8, quantity as u8];
+            let n = build_frame(1, &pdu, &mut f).expect("fits");
+            let mut slave = Slave::new(1);
+            let resp = feed(&mut slave, &f[..n]).expect("answered");
+            let (unit, rpdu) = parse_frame(&resp).expect("valid");
+            prop_assert_eq!(unit, 1);
+            match image().read(address, quantity) {
+                Ok(regs) => {
+                    prop_assert_eq!(rpdu[0], fc);
+                    prop_assert_eq!(usize::from(rpdu[1]), regs.len() * 2);
+                    let got: Vec<u16> = rpdu[2..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+                    prop_assert_eq!(&got[..], regs);
+                }
+                Err(e) => prop_assert_eq!(rpdu, &[fc | 0x80, e.code()][..]),
+            }
+        }
+    }
+}
