@@ -9,6 +9,7 @@
 //! | [`IDENTITY`] | 0   | 56  | map version, relay id, sampling, status, name, substation |
 //! | [`LIVE`]     | 100 | 25  | the latest sample as float32 (ABCD), its time, faults so far |
 //! | [`RECORD`]   | 200 | 117 | the last closed minute record, scaled integers, with a sequence number at both ends |
+//! | [`CLOCK`]    | 400 | 4   | the relay clock, Unix seconds (`u64`); writable on the firmware to set it |
 //!
 //! Registers between blocks are reserved and read as 0. 32-bit values are big-endian in
 //! both bytes and words (ABCD): the high word comes first.
@@ -57,8 +58,12 @@ pub const RECORD: Block = Block {
     start: 200,
     len: RECORD_LEN as u16,
 };
+/// Clock block: the relay's clock, Unix seconds as a `u64` (four registers, high word
+/// first), as of the last sample. On a relay with a settable clock (the firmware), an FC16
+/// write of all four registers sets it; relay-sim refuses writes.
+pub const CLOCK: Block = Block { start: 400, len: 4 };
 /// Registers in the whole map (addresses `0..MAP_LEN`).
-pub const MAP_LEN: usize = RECORD.end() as usize;
+pub const MAP_LEN: usize = CLOCK.end() as usize;
 
 /// Offsets inside the identity block.
 pub mod identity {
@@ -179,6 +184,13 @@ impl RegisterImage {
     pub fn set_status(&mut self, status: RecordFlags) {
         self.regs[IDENTITY.start as usize + identity::STATUS] = status.0;
         self.regs[LIVE.start as usize + live::STATUS] = status.0;
+    }
+
+    /// Publishes the relay clock (Unix seconds).
+    pub fn set_clock(&mut self, unix_secs: u64) {
+        let block = &mut self.regs[CLOCK.range()];
+        put_u32(&mut block[0..], (unix_secs >> 32) as u32);
+        put_u32(&mut block[2..], unix_secs as u32);
     }
 
     /// Publishes the latest sample.
@@ -392,6 +404,25 @@ pub struct LiveRead {
     pub status: RecordFlags,
 }
 
+/// Decodes the clock block (all [`CLOCK`]`.len` registers): Unix seconds.
+pub fn decode_clock(regs: &[u16]) -> Result<u64, RegisterError> {
+    if regs.len() < CLOCK.len as usize {
+        return Err(RegisterError::Short(CLOCK.len));
+    }
+    Ok((u64::from(get_u32(&regs[0..])) << 32) | u64::from(get_u32(&regs[2..])))
+}
+
+/// Encodes Unix seconds as the four registers of the clock block (for an FC16 write).
+#[must_use]
+pub fn encode_clock(unix_secs: u64) -> [u16; 4] {
+    [
+        (unix_secs >> 48) as u16,
+        (unix_secs >> 32) as u16,
+        (unix_secs >> 16) as u16,
+        unix_secs as u16,
+    ]
+}
+
 /// Decodes the live block (all [`LIVE`]`.len` registers, from its start).
 pub fn decode_live(regs: &[u16]) -> Result<LiveRead, RegisterError> {
     if regs.len() < LIVE.len as usize {
@@ -476,11 +507,12 @@ mod tests {
     fn blocks_do_not_overlap_and_fit_one_read() {
         assert!(IDENTITY.end() <= LIVE.start);
         assert!(LIVE.end() <= RECORD.start);
-        for b in [IDENTITY, LIVE, RECORD] {
+        assert!(RECORD.end() <= CLOCK.start);
+        for b in [IDENTITY, LIVE, RECORD, CLOCK] {
             assert!(b.len <= MAX_READ, "{b:?} needs more than one request");
         }
         assert_eq!(RECORD.len, 117);
-        assert_eq!(MAP_LEN, 317);
+        assert_eq!(MAP_LEN, 404);
     }
 
     #[test]

@@ -127,7 +127,10 @@ impl Bank {
                     self.samples_per_record,
                 ),
             };
-            relay.update(|image| image.set_live(&values));
+            relay.update(|image| {
+                image.set_live(&values);
+                image.set_clock(t);
+            });
         }
     }
 

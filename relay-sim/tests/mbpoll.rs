@@ -198,7 +198,7 @@ async fn mbpoll_reads_what_the_map_says() {
     );
 
     // The documented exceptions, as mbpoll reports them.
-    let (ok, _, err) = mbpoll(addr, &["-a", "1", "-t", "3", "-r", "400"]);
+    let (ok, _, err) = mbpoll(addr, &["-a", "1", "-t", "3", "-r", "405"]);
     assert!(!ok && err.contains("Illegal data address"), "{err}");
     let (ok, _, err) = mbpoll(addr, &["-a", "9", "-t", "3", "-r", "1"]);
     assert!(

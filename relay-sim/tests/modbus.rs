@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use common::{closed_within, fast, raw_request, start, wait_first_record};
 use relay_core::registers::{
-    decode_identity, decode_live, decode_record, RegisterError, IDENTITY, LIVE, MAP_LEN,
-    MAP_VERSION, RECORD,
+    decode_clock, decode_identity, decode_live, decode_record, RegisterError, CLOCK, IDENTITY,
+    LIVE, MAP_LEN, MAP_VERSION, RECORD,
 };
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Quantity, RecordFlags, RelayId};
@@ -79,6 +79,19 @@ async fn every_block_reads_and_decodes() {
         live.second
     );
 
+    // The clock block holds the relay time of the live sample (or of a later one).
+    let clock = ctx
+        .read_input_registers(CLOCK.start, CLOCK.len)
+        .await
+        .expect("io")
+        .expect("ok");
+    let secs = decode_clock(&clock).expect("decodes");
+    let sample_secs = live.minute.start_unix_secs() + u64::from(live.second);
+    assert!(
+        secs >= sample_secs && secs <= sample_secs + 60,
+        "clock {secs}, sample {sample_secs}"
+    );
+
     // The record is the model's record for that minute, bit for bit.
     let read = wait_first_record(&mut ctx).await;
     let model = SignalModel::new(99, Profile::Realistic);
@@ -124,11 +137,11 @@ async fn exceptions_are_the_documented_ones() {
         ("quantity 0", 1, &[0x04, 0, 0, 0, 0], &[0x84, 0x03]),
         ("quantity 126", 1, &[0x04, 0, 0, 0, 126], &[0x84, 0x03]),
         ("FC03 quantity 126", 1, &[0x03, 0, 0, 0, 126], &[0x83, 0x03]),
-        ("past the end", 1, &[0x04, 0x01, 0x3D, 0, 1], &[0x84, 0x02]), // 317
+        ("past the end", 1, &[0x04, 0x01, 0x94, 0, 1], &[0x84, 0x02]), // 404
         (
             "straddles the end",
             1,
-            &[0x03, 0x01, 0x3C, 0, 2],
+            &[0x03, 0x01, 0x93, 0, 2],
             &[0x83, 0x02],
         ),
         ("last address", 1, &[0x04, 0xFF, 0xFF, 0, 1], &[0x84, 0x02]),
