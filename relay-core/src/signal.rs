@@ -20,6 +20,7 @@ use crate::measure::{
     MilliAmps, MilliHertz, Minute, MinuteRecord, PerMille, RecordFlags, RelayId, Sample, Vars,
     Volts, Watts, MAX_SAMPLES,
 };
+use crate::registers::LiveValues;
 
 /// Which family of values the relay produces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -105,6 +106,21 @@ impl SignalModel {
         let n = n.clamp(1, MAX_SAMPLES as u16);
         let total = u32::from(self.faults(relay, minute));
         (total * u32::from(index.min(n - 1) + 1) / u32::from(n)) as u16
+    }
+
+    /// The live values the relay shows after its sample at Unix second `t`, with
+    /// `samples_per_record` samples a minute.
+    #[must_use]
+    pub fn live(&self, relay: RelayId, t: u64, samples_per_record: u16) -> LiveValues {
+        let minute = Minute::containing(t);
+        let second = (t % 60) as u16;
+        let n = samples_per_record.clamp(1, MAX_SAMPLES as u16);
+        LiveValues {
+            sample: self.sample(relay, t),
+            minute,
+            second,
+            faults_so_far: self.faults_so_far(relay, minute, second / (60 / n), n),
+        }
     }
 
     /// The record the relay closes for `minute`: `samples_per_record` samples (clamped to

@@ -6,7 +6,7 @@
 
 use std::sync::{PoisonError, RwLock};
 
-use relay_core::registers::{Exception, LiveValues, RegisterImage};
+use relay_core::registers::{Exception, RegisterImage};
 use relay_core::signal::SignalModel;
 use relay_core::{Identity, Minute, MinuteRecord, RecordFlags, RelayId};
 
@@ -112,21 +112,8 @@ impl Bank {
 
     /// Publishes, on every relay, the sample taken at Unix second `t`.
     pub fn publish_sample(&self, t: u64) {
-        let minute = Minute::containing(t);
-        let second = (t % 60) as u16;
-        let index = second / (60 / self.samples_per_record.max(1));
         for relay in &self.relays {
-            let values = LiveValues {
-                sample: self.model.sample(relay.id, t),
-                minute,
-                second,
-                faults_so_far: self.model.faults_so_far(
-                    relay.id,
-                    minute,
-                    index,
-                    self.samples_per_record,
-                ),
-            };
+            let values = self.model.live(relay.id, t, self.samples_per_record);
             relay.update(|image| {
                 image.set_live(&values);
                 image.set_clock(t);

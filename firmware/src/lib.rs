@@ -1,0 +1,399 @@
+//! The relay firmware's logic, free of any board: a Modbus RTU slave over `relay-core`'s
+//! register map, a clock that counts from power-up until a master sets it, and the same
+//! signal model as relay-sim.
+//!
+//! The board binary (`src/main.rs`, feature `board`) only supplies a UART implementing the
+//! `embedded-io` traits and a millisecond counter, and calls [`Relay::poll`] in a loop. The
+//! host tests drive the same code with a mock UART.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use embedded_io::{Read, ReadReady, Write};
+use relay_core::registers::{Exception, RegisterImage, CLOCK};
+use relay_core::rtu::{Registers, Slave, MAX_FRAME};
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Identity, Minute, RecordFlags, RelayId};
+
+/// What a board's relay is. The values of the demonstration board are [`BOARD`].
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Modbus unit id.
+    pub unit: u8,
+    /// Network-wide relay id.
+    pub relay: RelayId,
+    /// Relay name.
+    pub name: &'static str,
+    /// Substation name.
+    pub substation: &'static str,
+    /// Signal model seed.
+    pub seed: u64,
+    /// Signal profile.
+    pub profile: Profile,
+    /// Seconds between samples: 10, 12, 15, 20, 30 or 60.
+    pub sample_secs: u16,
+    /// Milliseconds of line silence that end a request frame (3.5 characters; 1.75 ms
+    /// above 19 200 baud, rounded up to the clock's resolution).
+    pub silence_ms: u64,
+}
+
+/// The firmware's relay: the same identity and model as relay-sim's defaults, so the same
+/// seed gives the same records on both.
+pub const BOARD: Config = Config {
+    unit: 1,
+    relay: RelayId(1),
+    name: "Relay 1",
+    substation: "Bogotá Electrical Substation - U.D.",
+    seed: 1,
+    profile: Profile::Realistic,
+    sample_secs: 10,
+    silence_ms: 2,
+};
+
+/// The register map with the one writable block: the clock.
+#[derive(Debug)]
+struct Map {
+    image: RegisterImage,
+    /// Unix milliseconds at uptime 0, once a master has set the clock.
+    offset_ms: Option<u64>,
+    uptime_ms: u64,
+    /// Set by a clock write, consumed by the next tick.
+    clock_changed: bool,
+}
+
+impl Registers for Map {
+    fn read(&self, address: u16, quantity: u16) -> Result<&[u16], Exception> {
+        self.image.read(address, quantity)
+    }
+
+    fn write(&mut self, address: u16, values: &[u16]) -> Result<(), Exception> {
+        if address != CLOCK.start || values.len() != usize::from(CLOCK.len) {
+            return Err(Exception::IllegalDataAddress);
+        }
+        let secs = values
+            .iter()
+            .fold(0u64, |acc, &v| (acc << 16) | u64::from(v));
+        self.offset_ms = Some(secs.saturating_mul(1000).saturating_sub(self.uptime_ms));
+        self.clock_changed = true;
+        Ok(())
+    }
+}
+
+/// The firmware relay.
+#[derive(Debug)]
+pub struct Relay {
+    config: Config,
+    slave: Slave,
+    map: Map,
+    model: SignalModel,
+    samples_per_record: u16,
+    seq: u16,
+    last_slot: Option<u64>,
+    last_minute: Option<Minute>,
+    last_rx_ms: u64,
+    out: [u8; MAX_FRAME],
+}
+
+impl Relay {
+    /// A relay that has just powered up: clock not set, no record yet.
+    #[must_use]
+    pub fn new(config: Config) -> Self {
+        let samples_per_record = 60 / config.sample_secs.clamp(10, 60);
+        let image = RegisterImage::new(
+            &Identity::new(config.relay, config.name, config.substation),
+            samples_per_record,
+        );
+        Relay {
+            config,
+            slave: Slave::new(config.unit),
+            map: Map {
+                image,
+                offset_ms: None,
+                uptime_ms: 0,
+                clock_changed: false,
+            },
+            model: SignalModel::new(config.seed, config.profile),
+            samples_per_record,
+            seq: 0,
+            last_slot: None,
+            last_minute: None,
+            last_rx_ms: 0,
+            out: [0; MAX_FRAME],
+        }
+    }
+
+    /// The relay clock in Unix milliseconds if set, else milliseconds since power-up.
+    #[must_use]
+    pub fn now_ms(&self) -> u64 {
+        self.map.offset_ms.unwrap_or(0) + self.map.uptime_ms
+    }
+
+    /// True once a master has set the clock.
+    #[must_use]
+    pub fn clock_set(&self) -> bool {
+        self.map.offset_ms.is_some()
+    }
+
+    /// The register map as served.
+    #[must_use]
+    pub fn image(&self) -> &RegisterImage {
+        &self.map.image
+    }
+
+    /// Moves the relay to `uptime_ms`: publishes a sample at each sample instant and closes
+    /// a minute record at each minute boundary. Until the clock is set, minutes count from
+    /// power-up and records carry no CLOCK_SET bit.
+    pub fn tick(&mut self, uptime_ms: u64) {
+        self.map.uptime_ms = uptime_ms;
+        if core::mem::take(&mut self.map.clock_changed) {
+            // A new time base: the minute in progress was not observed on it, so the first
+            // record closes at the next boundary, as after power-up.
+            self.last_slot = None;
+            self.last_minute = None;
+        }
+        let step_ms = u64::from(self.config.sample_secs) * 1000;
+        let slot = self.now_ms() / step_ms;
+        if self.last_slot == Some(slot) {
+            return;
+        }
+        self.last_slot = Some(slot);
+        let t = slot * step_ms / 1000;
+        let flags = if self.clock_set() {
+            RecordFlags::CLOCK_SET
+        } else {
+            RecordFlags(0)
+        };
+        let live = self
+            .model
+            .live(self.config.relay, t, self.samples_per_record);
+        let image = &mut self.map.image;
+        image.set_status(flags);
+        image.set_live(&live);
+        image.set_clock(t);
+        let minute = Minute::containing(t);
+        if let Some(last) = self.last_minute {
+            if minute != last {
+                let closed = Minute(minute.0.saturating_sub(1));
+                let record =
+                    self.model
+                        .record(self.config.relay, closed, self.samples_per_record, flags);
+                self.seq = if self.seq == u16::MAX {
+                    1
+                } else {
+                    self.seq + 1
+                };
+                image.set_record(self.seq, &record);
+            }
+        }
+        self.last_minute = Some(minute);
+    }
+
+    /// A byte arrived on the line at `uptime_ms`.
+    pub fn receive(&mut self, byte: u8, uptime_ms: u64) {
+        self.slave.push(byte);
+        self.last_rx_ms = uptime_ms;
+    }
+
+    /// If a request is complete (the line has been silent long enough at `uptime_ms`),
+    /// answers it: returns the response frame, or `None` if there is nothing to send.
+    pub fn answer(&mut self, uptime_ms: u64) -> Option<&[u8]> {
+        if !self.slave.pending()
+            || uptime_ms.saturating_sub(self.last_rx_ms) < self.config.silence_ms
+        {
+            return None;
+        }
+        let n = self.slave.end_of_frame(&mut self.map, &mut self.out)?;
+        Some(&self.out[..n])
+    }
+
+    /// One turn of the main loop: advance time, take every byte the UART holds, answer a
+    /// complete request.
+    pub fn poll<U: Read + ReadReady + Write>(
+        &mut self,
+        uart: &mut U,
+        uptime_ms: u64,
+    ) -> Result<(), U::Error> {
+        self.tick(uptime_ms);
+        let mut buf = [0u8; 32];
+        while uart.read_ready()? {
+            let n = uart.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                self.receive(b, uptime_ms);
+            }
+        }
+        if let Some(frame) = self.answer(uptime_ms) {
+            uart.write_all(frame)?;
+            uart.flush()?;
+        }
+        // A clock write takes effect at once, not at the next sample.
+        if self.map.clock_changed {
+            self.tick(uptime_ms);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::registers::{decode_identity, decode_record, encode_clock, IDENTITY, RECORD};
+    use relay_core::rtu::{build_frame, parse_frame};
+
+    /// A UART whose receive side is a queue the test fills and whose transmit side is a
+    /// buffer the test reads.
+    #[derive(Default)]
+    struct MockUart {
+        rx: std::collections::VecDeque<u8>,
+        tx: Vec<u8>,
+    }
+
+    impl embedded_io::ErrorType for MockUart {
+        type Error = core::convert::Infallible;
+    }
+
+    impl Read for MockUart {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = buf.len().min(self.rx.len());
+            for b in buf.iter_mut().take(n) {
+                *b = self.rx.pop_front().unwrap_or(0);
+            }
+            Ok(n)
+        }
+    }
+
+    impl ReadReady for MockUart {
+        fn read_ready(&mut self) -> Result<bool, Self::Error> {
+            Ok(!self.rx.is_empty())
+        }
+    }
+
+    impl Write for MockUart {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.tx.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    /// Sends a request at `t` and returns the response PDU after the silence.
+    fn transact(relay: &mut Relay, uart: &mut MockUart, t: u64, pdu: &[u8]) -> Option<Vec<u8>> {
+        let mut f = [0u8; MAX_FRAME];
+        let n = build_frame(1, pdu, &mut f).expect("fits");
+        uart.rx.extend(&f[..n]);
+        relay.poll(uart, t).expect("infallible");
+        assert!(uart.tx.is_empty(), "no answer before the line falls silent");
+        relay.poll(uart, t + 5).expect("infallible");
+        if uart.tx.is_empty() {
+            return None;
+        }
+        let frame = core::mem::take(&mut uart.tx);
+        let (unit, pdu) = parse_frame(&frame).expect("valid response");
+        assert_eq!(unit, 1);
+        Some(pdu.to_vec())
+    }
+
+    fn read(relay: &mut Relay, uart: &mut MockUart, t: u64, start: u16, len: u16) -> Vec<u16> {
+        let pdu = transact(
+            relay,
+            uart,
+            t,
+            &[0x04, (start >> 8) as u8, start as u8, 0, len as u8],
+        )
+        .expect("answered");
+        assert_eq!(pdu[0], 0x04, "{pdu:02x?}");
+        pdu[2..]
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect()
+    }
+
+    #[test]
+    fn identity_over_the_mock_uart() {
+        let mut relay = Relay::new(BOARD);
+        let mut uart = MockUart::default();
+        let regs = read(&mut relay, &mut uart, 0, IDENTITY.start, IDENTITY.len);
+        let id = decode_identity(&regs).expect("decodes");
+        assert_eq!(id.identity.name.as_str(), "Relay 1");
+        assert_eq!(id.identity.substation.as_str(), BOARD.substation);
+        assert!(
+            !id.status.contains(RecordFlags::CLOCK_SET),
+            "clock not set at power-up"
+        );
+    }
+
+    #[test]
+    fn records_before_the_clock_is_set_say_so_then_carry_real_minutes() {
+        let mut relay = Relay::new(BOARD);
+        let mut uart = MockUart::default();
+        // Two minutes of uptime: a record closes, minute 0 of uptime, no CLOCK_SET.
+        for t in (0..=125_000).step_by(1000) {
+            relay.poll(&mut uart, t).expect("infallible");
+        }
+        let rec = decode_record(&read(
+            &mut relay,
+            &mut uart,
+            125_000,
+            RECORD.start,
+            RECORD.len,
+        ))
+        .expect("a record");
+        assert_eq!(rec.record.minute, Minute(1));
+        assert!(!rec.record.flags.contains(RecordFlags::CLOCK_SET));
+
+        // Set the clock to 2026-11-24T17:50:30Z with FC16 on the clock block.
+        let secs: u64 = 1_795_542_630;
+        let mut pdu = vec![0x10, (CLOCK.start >> 8) as u8, CLOCK.start as u8, 0, 4, 8];
+        for w in encode_clock(secs) {
+            pdu.extend_from_slice(&w.to_be_bytes());
+        }
+        let resp = transact(&mut relay, &mut uart, 126_000, &pdu).expect("answered");
+        assert_eq!(resp, &pdu[..5]);
+        assert!(relay.clock_set());
+        // 40 s later the minute 17:50 has closed: the record is the model's, bit for bit.
+        for t in (126_000..=166_000).step_by(500) {
+            relay.poll(&mut uart, t).expect("infallible");
+        }
+        let rec = decode_record(&read(
+            &mut relay,
+            &mut uart,
+            166_000,
+            RECORD.start,
+            RECORD.len,
+        ))
+        .expect("a record");
+        let model = SignalModel::new(BOARD.seed, BOARD.profile);
+        let minute = Minute::containing(secs);
+        assert_eq!(
+            rec.record,
+            model.record(BOARD.relay, minute, 6, RecordFlags::CLOCK_SET)
+        );
+    }
+
+    #[test]
+    fn writes_elsewhere_and_bad_frames_are_refused() {
+        let mut relay = Relay::new(BOARD);
+        let mut uart = MockUart::default();
+        let resp =
+            transact(&mut relay, &mut uart, 0, &[0x10, 0, 0, 0, 1, 2, 0, 5]).expect("answered");
+        assert_eq!(resp, [0x90, 0x02]);
+        let resp =
+            transact(&mut relay, &mut uart, 10, &[0x06, 0x01, 0x90, 0, 5]).expect("answered");
+        assert_eq!(
+            resp,
+            [0x86, 0x02],
+            "the clock is set by one FC16 of all four registers"
+        );
+        // Garbage gets no answer and does not stop the next request.
+        uart.rx.extend([0xde, 0xad, 0xbe, 0xef, 0x00]);
+        relay.poll(&mut uart, 20).expect("infallible");
+        relay.poll(&mut uart, 30).expect("infallible");
+        assert!(uart.tx.is_empty());
+        assert!(transact(&mut relay, &mut uart, 40, &[0x04, 0, 0, 0, 1]).is_some());
+        assert!(!relay.clock_set());
+    }
+}

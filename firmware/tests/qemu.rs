@@ -1,0 +1,233 @@
+//! The firmware image on an emulated LM3S6965 (QEMU), spoken to in Modbus RTU over the
+//! board's UART0, which QEMU exposes as a TCP socket.
+//!
+//! The image comes from `GRIDLEDGER_FIRMWARE_IMAGE` (CI builds it once and prints its size)
+//! or is built here. Without qemu-system-arm or the thumbv7m-none-eabi target the test says
+//! so loudly and skips; with `GRIDLEDGER_REQUIRE_TOOLS=1` (CI) that is a failure.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use relay_core::registers::{
+    decode_clock, decode_identity, decode_live, decode_record, encode_clock, CLOCK, IDENTITY, LIVE,
+    RECORD,
+};
+use relay_core::rtu::{build_frame, parse_frame, MAX_FRAME};
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Minute, RecordFlags, RelayId};
+
+fn skip_or_fail(why: &str) {
+    let required = std::env::var("GRIDLEDGER_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
+    assert!(!required, "{why} (GRIDLEDGER_REQUIRE_TOOLS=1)");
+    eprintln!(
+        "\n**** SKIPPED: {why}; set GRIDLEDGER_REQUIRE_TOOLS=1 to make this a failure ****\n"
+    );
+}
+
+/// The firmware image: given, or built into its own target dir.
+fn image() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("GRIDLEDGER_FIRMWARE_IMAGE") {
+        return Some(PathBuf::from(path));
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target_dir = root.join("target").join("qemu-test");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "firmware",
+            "--profile",
+            "firmware",
+            "--target",
+            "thumbv7m-none-eabi",
+            "--features",
+            "board",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .status()
+        .ok()?;
+    status
+        .success()
+        .then(|| target_dir.join("thumbv7m-none-eabi/firmware/relay-firmware"))
+}
+
+/// QEMU, killed when the test ends.
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn boot(image: &PathBuf) -> Option<(Qemu, TcpStream)> {
+    // A free loopback port for QEMU's serial server (QEMU binds it itself).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("qemu-system-arm")
+        .args([
+            "-machine",
+            "lm3s6965evb",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-kernel",
+        ])
+        .arg(image)
+        .arg("-serial")
+        .arg(format!(
+            "tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let qemu = Qemu(child);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = TcpStream::connect(addr) {
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.set_nodelay(true).ok()?;
+            return Some((qemu, s));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "QEMU's serial port did not open within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends a request PDU to unit 1 and returns the response PDU.
+fn transact(s: &mut TcpStream, pdu: &[u8]) -> Vec<u8> {
+    let mut f = [0u8; MAX_FRAME];
+    let n = build_frame(1, pdu, &mut f).expect("fits");
+    s.write_all(&f[..n]).expect("sent");
+    // A response is complete when its CRC checks; read until then.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        let got = s.read(&mut chunk).expect("the firmware answers within 2 s");
+        assert!(got > 0, "QEMU closed the serial port");
+        buf.extend_from_slice(&chunk[..got]);
+        if let Ok((unit, pdu)) = parse_frame(&buf) {
+            assert_eq!(unit, 1);
+            return pdu.to_vec();
+        }
+    }
+}
+
+fn read(s: &mut TcpStream, start: u16, len: u16) -> Vec<u16> {
+    let pdu = transact(s, &[0x04, (start >> 8) as u8, start as u8, 0, len as u8]);
+    assert_eq!(pdu[0], 0x04, "exception {pdu:02x?}");
+    pdu[2..]
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
+#[test]
+fn firmware_in_qemu_serves_the_register_map() {
+    if Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip_or_fail("qemu-system-arm is not installed (apt-get install qemu-system-arm)");
+    }
+    let Some(image) = image() else {
+        return skip_or_fail(
+            "the firmware image could not be built (rustup target add thumbv7m-none-eabi)",
+        );
+    };
+    let Some((_qemu, mut s)) = boot(&image) else {
+        return skip_or_fail("QEMU did not start");
+    };
+
+    let id = decode_identity(&read(&mut s, IDENTITY.start, IDENTITY.len)).expect("identity");
+    assert_eq!(id.identity.name.as_str(), "Relay 1");
+    assert_eq!(
+        id.identity.substation.as_str(),
+        "Bogotá Electrical Substation - U.D."
+    );
+    assert!(
+        !id.status.contains(RecordFlags::CLOCK_SET),
+        "no clock at power-up"
+    );
+
+    let live = decode_live(&read(&mut s, LIVE.start, LIVE.len)).expect("live");
+    assert!(
+        (109.0..=118.0).contains(&live.values[0]),
+        "Vab {}",
+        live.values[0]
+    );
+    assert!(
+        (59.9..=60.1).contains(&live.values[6]),
+        "f {}",
+        live.values[6]
+    );
+
+    // Exceptions as relay-sim gives them.
+    assert_eq!(transact(&mut s, &[0x04, 0, 0, 0, 0]), [0x84, 0x03]);
+    assert_eq!(transact(&mut s, &[0x04, 0x01, 0x94, 0, 1]), [0x84, 0x02]);
+    assert_eq!(transact(&mut s, &[0x01, 0, 0, 0, 1]), [0x81, 0x01]);
+
+    // Set the clock two seconds before a minute boundary; after it, the record carries that
+    // minute, exactly as the signal model (and relay-sim) computes it.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let set = (now / 60 + 1) * 60 - 2;
+    let mut pdu = vec![0x10, (CLOCK.start >> 8) as u8, CLOCK.start as u8, 0, 4, 8];
+    for w in encode_clock(set) {
+        pdu.extend_from_slice(&w.to_be_bytes());
+    }
+    assert_eq!(transact(&mut s, &pdu), &pdu[..5]);
+    let set_at = Instant::now();
+    let deadline = set_at + Duration::from_secs(15);
+    let record = loop {
+        if let Ok(r) = decode_record(&read(&mut s, RECORD.start, RECORD.len)) {
+            if r.record.flags.contains(RecordFlags::CLOCK_SET) {
+                break r.record;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record with a set clock within 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let minute = Minute::containing(set);
+    let model = SignalModel::new(1, Profile::Realistic);
+    assert_eq!(
+        record,
+        model.record(RelayId(1), minute, 6, RecordFlags::CLOCK_SET)
+    );
+
+    // The board's clock keeps time: the relay clock advanced as much as the wall clock.
+    std::thread::sleep(Duration::from_millis(2000));
+    let relay_secs = decode_clock(&read(&mut s, CLOCK.start, CLOCK.len)).expect("clock");
+    let wall = set_at.elapsed().as_secs_f64();
+    let relay = (relay_secs - set) as f64;
+    assert!(
+        (relay - wall).abs() <= 10.0 + wall * 0.1,
+        "relay clock advanced {relay} s while the wall clock advanced {wall:.1} s"
+    );
+    assert!(decode_identity(&read(&mut s, IDENTITY.start, IDENTITY.len))
+        .expect("identity")
+        .status
+        .contains(RecordFlags::CLOCK_SET));
+}
