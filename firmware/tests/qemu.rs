@@ -5,11 +5,15 @@
 //! or is built here. Without qemu-system-arm or the thumbv7m-none-eabi target the test says
 //! so loudly and skips; with `GRIDLEDGER_REQUIRE_TOOLS=1` (CI) that is a failure.
 
+#[path = "support/qemu.rs"]
+mod qemu;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use qemu::{boot, image, skip_or_fail};
 
 use relay_core::registers::{
     decode_clock, decode_identity, decode_live, decode_record, encode_clock, CLOCK, IDENTITY, LIVE,
@@ -18,97 +22,6 @@ use relay_core::registers::{
 use relay_core::rtu::{build_frame, parse_frame, MAX_FRAME};
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, RecordFlags, RelayId};
-
-fn skip_or_fail(why: &str) {
-    let required = std::env::var("GRIDLEDGER_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
-    assert!(!required, "{why} (GRIDLEDGER_REQUIRE_TOOLS=1)");
-    eprintln!(
-        "\n**** SKIPPED: {why}; set GRIDLEDGER_REQUIRE_TOOLS=1 to make this a failure ****\n"
-    );
-}
-
-/// The firmware image: given, or built into its own target dir.
-fn image() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("GRIDLEDGER_FIRMWARE_IMAGE") {
-        return Some(PathBuf::from(path));
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target_dir = root.join("target").join("qemu-test");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "firmware",
-            "--profile",
-            "firmware",
-            "--target",
-            "thumbv7m-none-eabi",
-            "--features",
-            "board",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .status()
-        .ok()?;
-    status
-        .success()
-        .then(|| target_dir.join("thumbv7m-none-eabi/firmware/relay-firmware"))
-}
-
-/// QEMU, killed when the test ends.
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn boot(image: &PathBuf) -> Option<(Qemu, TcpStream)> {
-    // A free loopback port for QEMU's serial server (QEMU binds it itself).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("qemu-system-arm")
-        .args([
-            "-machine",
-            "lm3s6965evb",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-kernel",
-        ])
-        .arg(image)
-        .arg("-serial")
-        .arg(format!(
-            "tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let qemu = Qemu(child);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(s) = TcpStream::connect(addr) {
-            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-            s.set_nodelay(true).ok()?;
-            return Some((qemu, s));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "QEMU's serial port did not open within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Sends a request PDU to unit 1 and returns the response PDU.
 fn transact(s: &mut TcpStream, pdu: &[u8]) -> Vec<u8> {

@@ -1,0 +1,120 @@
+//! Shared by the firmware's and the gateway's QEMU tests: the firmware image and a QEMU
+//! LM3S6965 whose UART0 is a TCP socket.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn skip_or_fail(why: &str) {
+    let required = std::env::var("GRIDLEDGER_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
+    assert!(!required, "{why} (GRIDLEDGER_REQUIRE_TOOLS=1)");
+    eprintln!(
+        "\n**** SKIPPED: {why}; set GRIDLEDGER_REQUIRE_TOOLS=1 to make this a failure ****\n"
+    );
+}
+
+/// The firmware image: given, or built into its own target dir.
+pub fn image() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("GRIDLEDGER_FIRMWARE_IMAGE") {
+        return Some(PathBuf::from(path));
+    }
+    // Both crates that use this file sit one level below the workspace root.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target_dir = root.join("target").join("qemu-test");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "firmware",
+            "--profile",
+            "firmware",
+            "--target",
+            "thumbv7m-none-eabi",
+            "--features",
+            "board",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .status()
+        .ok()?;
+    status
+        .success()
+        .then(|| target_dir.join("thumbv7m-none-eabi/firmware/relay-firmware"))
+}
+
+/// QEMU, killed when the test ends.
+pub struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts QEMU with the image and returns it with the address of its serial server, once
+/// that accepts connections (QEMU serves one client at a time and listens again after it
+/// leaves).
+pub fn start(image: &PathBuf) -> Option<(Qemu, SocketAddr)> {
+    // A free loopback port for QEMU's serial server (QEMU binds it itself).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("qemu-system-arm")
+        .args([
+            "-machine",
+            "lm3s6965evb",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-kernel",
+        ])
+        .arg(image)
+        .arg("-serial")
+        .arg(format!(
+            "tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let qemu = Qemu(child);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "QEMU's serial port did not open within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let QEMU notice the probe has gone before the real client connects.
+    std::thread::sleep(Duration::from_millis(100));
+    Some((qemu, addr))
+}
+
+/// Starts QEMU and connects to its serial port.
+pub fn boot(image: &PathBuf) -> Option<(Qemu, TcpStream)> {
+    let (qemu, addr) = start(image)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = TcpStream::connect(addr) {
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.set_nodelay(true).ok()?;
+            return Some((qemu, s));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "QEMU's serial port did not reopen within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,332 @@
+//! The serial side: one RTU bus, one transaction at a time.
+//!
+//! A single task owns the line. Requests queue on a channel; before each transaction the
+//! task takes everything queued and answers identical reads (same unit, function, address,
+//! quantity) with one bus transaction, so that many nodes polling in the same second cost
+//! the bus one read. Between transactions it keeps the RTU silent interval. A slave that does
+//! not answer within the timeout is retried, then reported with 0x0B; a line that cannot be
+//! opened (or breaks) is reported with 0x0A and reopened on the next request.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_modbus::client::{rtu, Client, Context};
+use tokio_modbus::prelude::SlaveContext;
+use tokio_modbus::{ExceptionCode, Request, Response, Slave};
+use tracing::{debug, info, warn};
+
+/// Where the RTU bus is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A serial device, e.g. `/dev/ttyUSB0` (or a pty).
+    Device {
+        /// Device path.
+        path: String,
+        /// Line settings.
+        line: Line,
+    },
+    /// Serial bytes tunnelled over TCP (`tcp://host:port`): QEMU's `-serial tcp:…`, or a
+    /// serial-to-Ethernet converter in raw mode.
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// Parses `tcp://host:port` or a device path.
+    #[must_use]
+    pub fn parse(s: &str, line: Line) -> Self {
+        match s.strip_prefix("tcp://") {
+            Some(addr) => Endpoint::Tcp(addr.to_owned()),
+            None => Endpoint::Device {
+                path: s.to_owned(),
+                line,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Device { path, .. } => f.write_str(path),
+            Endpoint::Tcp(addr) => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
+/// Parity of the serial line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parity {
+    /// No parity bit.
+    None,
+    /// Even parity.
+    Even,
+    /// Odd parity.
+    Odd,
+}
+
+/// Serial line settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// Bits per second.
+    pub baud: u32,
+    /// Parity.
+    pub parity: Parity,
+    /// Stop bits: 1 or 2.
+    pub stop_bits: u8,
+}
+
+impl Line {
+    /// The RTU silent interval: 3.5 characters of 11 bits, and at least 1.75 ms (the fixed
+    /// value the specification gives above 19 200 baud).
+    #[must_use]
+    pub fn silent_interval(&self) -> Duration {
+        let char_us = 11_000_000 / u64::from(self.baud.max(1));
+        Duration::from_micros((char_us * 7 / 2).max(1750))
+    }
+}
+
+/// How the bus task behaves.
+#[derive(Clone, Debug)]
+pub struct BusConfig {
+    /// The bus.
+    pub endpoint: Endpoint,
+    /// How long a slave has to answer.
+    pub timeout: Duration,
+    /// Extra tries after a timeout or a broken line.
+    pub retries: u32,
+    /// Quiet time between two transactions.
+    pub silent_interval: Duration,
+}
+
+/// Counters of the bus, for `/metrics`-style reporting and tests.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    /// Requests received from clients.
+    pub requests: AtomicU64,
+    /// Transactions sent on the bus (retries included).
+    pub transactions: AtomicU64,
+    /// Requests answered by another request's transaction.
+    pub coalesced: AtomicU64,
+    /// Transactions that got no answer in time.
+    pub timeouts: AtomicU64,
+    /// Times the line had to be (re)opened.
+    pub opens: AtomicU64,
+}
+
+type Reply = Result<Response, ExceptionCode>;
+
+struct Job {
+    unit: u8,
+    request: Request<'static>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A handle to send requests to the bus task.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<BusStats>,
+    /// Longest a request can take: every try's timeout plus the queue ahead of it.
+    deadline: Duration,
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Job(unit {}, {:?})", self.unit, self.request)
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Io for T {}
+
+impl Bus {
+    /// Starts the bus task; it ends when every handle is dropped.
+    #[must_use]
+    pub fn start(config: BusConfig) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        let stats = Arc::new(BusStats::default());
+        let deadline = config.timeout * (config.retries + 1) * 8 + Duration::from_secs(2);
+        tokio::spawn(run(config, rx, Arc::clone(&stats)));
+        Bus {
+            jobs: tx,
+            stats,
+            deadline,
+        }
+    }
+
+    /// The bus counters.
+    #[must_use]
+    pub fn stats(&self) -> Arc<BusStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Sends `request` to `unit` and waits for the answer. A slave's exception comes back as
+    /// is; 0x0B if it does not answer, 0x0A if the bus cannot be reached.
+    pub async fn call(&self, unit: u8, request: Request<'static>) -> Reply {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            unit,
+            request,
+            reply,
+        };
+        if self.jobs.send(job).await.is_err() {
+            return Err(ExceptionCode::GatewayPathUnavailable);
+        }
+        match timeout(self.deadline, answer).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(ExceptionCode::GatewayPathUnavailable),
+            Err(_) => Err(ExceptionCode::GatewayTargetDevice),
+        }
+    }
+}
+
+/// Identical reads share one transaction.
+fn read_key(unit: u8, r: &Request<'_>) -> Option<(u8, u8, u16, u16)> {
+    match *r {
+        Request::ReadInputRegisters(a, q) => Some((unit, 4, a, q)),
+        Request::ReadHoldingRegisters(a, q) => Some((unit, 3, a, q)),
+        Request::ReadCoils(a, q) => Some((unit, 1, a, q)),
+        Request::ReadDiscreteInputs(a, q) => Some((unit, 2, a, q)),
+        _ => None,
+    }
+}
+
+async fn open(endpoint: &Endpoint) -> std::io::Result<Pin<Box<dyn Io>>> {
+    match endpoint {
+        Endpoint::Tcp(addr) => {
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(Box::pin(s))
+        }
+        Endpoint::Device { path, line } => {
+            use tokio_serial::SerialPortBuilderExt;
+            let port = tokio_serial::new(path, line.baud)
+                .parity(match line.parity {
+                    Parity::None => tokio_serial::Parity::None,
+                    Parity::Even => tokio_serial::Parity::Even,
+                    Parity::Odd => tokio_serial::Parity::Odd,
+                })
+                .stop_bits(if line.stop_bits == 2 {
+                    tokio_serial::StopBits::Two
+                } else {
+                    tokio_serial::StopBits::One
+                })
+                .data_bits(tokio_serial::DataBits::Eight)
+                .open_native_async()
+                .map_err(std::io::Error::other)?;
+            Ok(Box::pin(port))
+        }
+    }
+}
+
+struct LineState {
+    ctx: Option<Context>,
+    quiet_until: Instant,
+}
+
+async fn run(config: BusConfig, mut jobs: mpsc::Receiver<Job>, stats: Arc<BusStats>) {
+    let mut line = LineState {
+        ctx: None,
+        quiet_until: Instant::now(),
+    };
+    while let Some(first) = jobs.recv().await {
+        // Everything queued now is concurrent with `first`: group identical reads.
+        let mut batch = vec![first];
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+        }
+        let mut groups: Vec<(u8, Request<'static>, Vec<oneshot::Sender<Reply>>)> = Vec::new();
+        for job in batch {
+            let key = read_key(job.unit, &job.request);
+            let same = key.and_then(|k| {
+                groups
+                    .iter_mut()
+                    .find(|(u, r, _)| read_key(*u, r) == Some(k))
+            });
+            match same {
+                Some((_, _, replies)) => {
+                    stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                    replies.push(job.reply);
+                }
+                None => groups.push((job.unit, job.request, vec![job.reply])),
+            }
+        }
+        for (unit, request, replies) in groups {
+            let reply = transact(&config, &mut line, &stats, unit, request).await;
+            for r in replies {
+                let _ = r.send(reply.clone());
+            }
+        }
+    }
+}
+
+async fn transact(
+    config: &BusConfig,
+    line: &mut LineState,
+    stats: &BusStats,
+    unit: u8,
+    request: Request<'static>,
+) -> Reply {
+    let mut last = ExceptionCode::GatewayPathUnavailable;
+    for attempt in 0..=config.retries {
+        let ctx = match &mut line.ctx {
+            Some(ctx) => ctx,
+            None => {
+                stats.opens.fetch_add(1, Ordering::Relaxed);
+                match timeout(
+                    config.timeout.max(Duration::from_secs(1)),
+                    open(&config.endpoint),
+                )
+                .await
+                {
+                    Ok(Ok(io)) => {
+                        info!(bus = %config.endpoint, "serial line open");
+                        line.ctx.insert(rtu::attach(io))
+                    }
+                    Ok(Err(e)) => {
+                        warn!(bus = %config.endpoint, "cannot open the serial line: {e}");
+                        return Err(ExceptionCode::GatewayPathUnavailable);
+                    }
+                    Err(_) => {
+                        warn!(bus = %config.endpoint, "opening the serial line timed out");
+                        return Err(ExceptionCode::GatewayPathUnavailable);
+                    }
+                }
+            }
+        };
+        sleep_until(line.quiet_until).await;
+        ctx.set_slave(Slave(unit));
+        stats.transactions.fetch_add(1, Ordering::Relaxed);
+        let result = timeout(config.timeout, ctx.call(request.clone())).await;
+        line.quiet_until = Instant::now() + config.silent_interval;
+        match result {
+            Ok(Ok(Ok(response))) => return Ok(response),
+            Ok(Ok(Err(exception))) => return Err(exception),
+            Ok(Err(e)) => {
+                debug!(bus = %config.endpoint, unit, attempt, "bus error: {e}");
+                // A broken line or a garbled answer: start afresh on a reopened line.
+                line.ctx = None;
+                last = if matches!(e, tokio_modbus::Error::Transport(_)) {
+                    ExceptionCode::GatewayPathUnavailable
+                } else {
+                    ExceptionCode::GatewayTargetDevice
+                };
+            }
+            Err(_) => {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                debug!(bus = %config.endpoint, unit, attempt, "no answer in {:?}", config.timeout);
+                // A late answer must not be taken for the next request's: drop the line.
+                line.ctx = None;
+                last = ExceptionCode::GatewayTargetDevice;
+            }
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,242 @@
+//! `gateway`: Modbus TCP clients in front, one Modbus RTU serial bus behind, like mbusd.
+//!
+//! - [`bus`]: the serial side, one transaction at a time, with the RTU silent interval,
+//!   timeouts (0x0B), retries, an unreachable bus reported as 0x0A, and identical concurrent
+//!   reads coalesced into one transaction.
+//! - The TCP side (this module): a tokio-modbus server that routes each request by its unit
+//!   id onto the bus, with a bound on client connections.
+//! - Clock sync: the firmware relay has no battery-backed clock, so the gateway writes the
+//!   host's UTC time into each relay's clock block at start and every hour.
+#![forbid(unsafe_code)]
+
+pub mod bus;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use relay_core::registers::{encode_clock, CLOCK};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_modbus::server::tcp::Server;
+use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
+use tracing::{debug, info, warn};
+
+pub use bus::{Bus, BusConfig, BusStats, Endpoint, Line, Parity};
+
+/// Everything a gateway needs to know.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Modbus TCP address to serve on.
+    pub listen: SocketAddr,
+    /// The serial bus.
+    pub bus: BusConfig,
+    /// TCP connections served at once.
+    pub max_clients: usize,
+    /// Units whose clock the gateway sets at start and every `sync_every` (empty: none).
+    pub sync_units: Vec<u8>,
+    /// Period of the clock sync.
+    pub sync_every: Duration,
+}
+
+/// Why the gateway could not start or stopped.
+#[derive(Debug)]
+pub enum GatewayError {
+    /// The listen address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// The server failed.
+    Serve(io::Error),
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            GatewayError::Serve(e) => write!(f, "Modbus TCP server failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[derive(Clone, Debug)]
+struct Service {
+    bus: Bus,
+}
+
+impl tokio_modbus::server::Service for Service {
+    type Request = SlaveRequest<'static>;
+    type Response = Option<Response>;
+    type Exception = ExceptionCode;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Option<Response>, ExceptionCode>> + Send>>;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        let bus = self.bus.clone();
+        Box::pin(async move {
+            if req.slave == 0 {
+                // A broadcast has no answer to wait for; we do not put broadcasts on the bus.
+                return Ok(None);
+            }
+            bus.call(req.slave, req.request).await.map(Some)
+        })
+    }
+}
+
+/// A gateway bound to its address.
+#[derive(Debug)]
+pub struct Gateway {
+    listener: TcpListener,
+    bus: Bus,
+    config: Config,
+}
+
+impl Gateway {
+    /// Binds the listen address and starts the bus task (the line opens on first use).
+    pub async fn bind(config: Config) -> Result<Self, GatewayError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| GatewayError::Bind(config.listen, e))?;
+        let bus = Bus::start(config.bus.clone());
+        Ok(Gateway {
+            listener,
+            bus,
+            config,
+        })
+    }
+
+    /// The bound address.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// The bus counters.
+    #[must_use]
+    pub fn stats(&self) -> Arc<BusStats> {
+        self.bus.stats()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) -> Result<(), GatewayError> {
+        let sync = (!self.config.sync_units.is_empty()).then(|| {
+            tokio::spawn(sync_clocks(
+                self.bus.clone(),
+                self.config.sync_units.clone(),
+                self.config.sync_every,
+            ))
+        });
+        let slots = Arc::new(Semaphore::new(self.config.max_clients.max(1)));
+        let service = Service { bus: self.bus };
+        let max = self.config.max_clients;
+        let on_connected = move |stream: TcpStream, peer: SocketAddr| {
+            let slot = Arc::clone(&slots).try_acquire_owned();
+            let service = service.clone();
+            async move {
+                let Ok(slot) = slot else {
+                    warn!(%peer, max, "refusing client: too many connections");
+                    return Ok(None);
+                };
+                let _ = stream.set_nodelay(true);
+                debug!(%peer, "client connected");
+                Ok(Some((
+                    service,
+                    Held {
+                        stream,
+                        _slot: slot,
+                    },
+                )))
+            }
+        };
+        let result = Server::new(self.listener)
+            .serve_until(
+                &on_connected,
+                |e| debug!("client connection closed: {e}"),
+                shutdown,
+            )
+            .await;
+        if let Some(task) = sync {
+            task.abort();
+        }
+        result.map(|_| ()).map_err(GatewayError::Serve)
+    }
+}
+
+/// A client connection holding its slot among the allowed clients.
+#[derive(Debug)]
+struct Held {
+    stream: TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Held {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Held {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Writes the host's UTC time into each unit's clock block now and every `every`; a unit
+/// that fails is retried every 10 s until it takes the time.
+async fn sync_clocks(bus: Bus, units: Vec<u8>, every: Duration) {
+    loop {
+        let mut all_ok = true;
+        for &unit in &units {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let words = encode_clock(now).to_vec();
+            match bus
+                .call(
+                    unit,
+                    Request::WriteMultipleRegisters(CLOCK.start, words.into()),
+                )
+                .await
+            {
+                Ok(_) => info!(unit, unix_secs = now, "set the relay clock"),
+                Err(e) => {
+                    all_ok = false;
+                    warn!(unit, "cannot set the relay clock: {e}; retrying in 10 s");
+                }
+            }
+        }
+        tokio::time::sleep(if all_ok {
+            every
+        } else {
+            Duration::from_secs(10)
+        })
+        .await;
+    }
+}

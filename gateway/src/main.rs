@@ -1,0 +1,138 @@
+//! `gateway`: parses flags and runs the library.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use gateway::{BusConfig, Config, Endpoint, Gateway, Line, Parity};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+/// A Modbus RTU (serial) to Modbus TCP gateway, like mbusd.
+///
+/// Modbus TCP clients connect to --listen; each request goes, by its unit id, onto the
+/// serial bus at --serial, one at a time with the RTU silent interval between them.
+/// Identical concurrent reads are answered by one bus transaction. A slave that does not
+/// answer within --timeout-ms (after --retries more tries) gets the client exception 0x0B;
+/// a bus that cannot be opened, 0x0A. The line is reopened by itself. With --sync-clock,
+/// the host's UTC time is written into each --sync-unit's clock block (registers 400-403)
+/// at start and every hour. Every flag can also be set by the environment variable shown.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about, long_about)]
+struct Args {
+    /// The serial bus: a device path (/dev/ttyUSB0, a pty) or tcp://HOST:PORT (serial
+    /// tunnelled over TCP, such as QEMU's -serial tcp:…).
+    #[arg(long, env = "GATEWAY_SERIAL")]
+    serial: String,
+    /// Modbus TCP address to serve on.
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:5010")]
+    listen: SocketAddr,
+    /// Serial speed (also sets the silent interval on tcp:// buses).
+    #[arg(long, env = "GATEWAY_BAUD", default_value_t = 115_200)]
+    baud: u32,
+    /// Serial parity.
+    #[arg(long, env = "GATEWAY_PARITY", value_enum, default_value_t = ParityArg::None)]
+    parity: ParityArg,
+    /// Serial stop bits.
+    #[arg(long, env = "GATEWAY_STOP_BITS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    stop_bits: u8,
+    /// Milliseconds a slave has to answer.
+    #[arg(long, env = "GATEWAY_TIMEOUT_MS", default_value_t = 500)]
+    timeout_ms: u64,
+    /// Extra tries after a timeout.
+    #[arg(long, env = "GATEWAY_RETRIES", default_value_t = 1)]
+    retries: u32,
+    /// Modbus TCP connections served at once; more are closed at once.
+    #[arg(long, env = "GATEWAY_MAX_CLIENTS", default_value_t = 64)]
+    max_clients: usize,
+    /// Write the host's UTC time into the relays' clock block at start and every hour.
+    #[arg(long, env = "GATEWAY_SYNC_CLOCK", default_value_t = true, action = clap::ArgAction::Set)]
+    sync_clock: bool,
+    /// Unit ids whose clock to set (repeat for several).
+    #[arg(
+        long = "sync-unit",
+        env = "GATEWAY_SYNC_UNITS",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
+    sync_units: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ParityArg {
+    None,
+    Even,
+    Odd,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    let line = Line {
+        baud: args.baud,
+        parity: match args.parity {
+            ParityArg::None => Parity::None,
+            ParityArg::Even => Parity::Even,
+            ParityArg::Odd => Parity::Odd,
+        },
+        stop_bits: args.stop_bits,
+    };
+    let config = Config {
+        listen: args.listen,
+        bus: BusConfig {
+            endpoint: Endpoint::parse(&args.serial, line),
+            timeout: Duration::from_millis(args.timeout_ms.max(1)),
+            retries: args.retries,
+            silent_interval: line.silent_interval(),
+        },
+        max_clients: args.max_clients,
+        sync_units: if args.sync_clock {
+            args.sync_units
+        } else {
+            Vec::new()
+        },
+        sync_every: Duration::from_secs(3600),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let bus = config.bus.endpoint.to_string();
+        let gateway = match Gateway::bind(config).await {
+            Ok(g) => g,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!(
+            "gateway serving Modbus TCP on {} for the RTU bus {bus}",
+            gateway.local_addr()
+        );
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            info!("shutting down");
+        };
+        match gateway.run(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

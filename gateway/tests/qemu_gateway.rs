@@ -1,0 +1,226 @@
+//! The whole serial path: the firmware image in QEMU, the gateway binary on its emulated
+//! UART, and outside Modbus TCP clients (tokio-modbus and Debian's mbpoll) reading the same
+//! register map relay-sim serves.
+//!
+//! Needs qemu-system-arm, the thumbv7m-none-eabi target and mbpoll; without them it says so
+//! loudly and skips, and with `GRIDLEDGER_REQUIRE_TOOLS=1` (CI) it fails instead.
+
+#[path = "../../firmware/tests/support/qemu.rs"]
+mod qemu;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use relay_core::registers::{
+    decode_clock, decode_identity, decode_live, decode_record, encode_clock, CLOCK, IDENTITY, LIVE,
+    RECORD,
+};
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Minute, RecordFlags, RelayId};
+use tokio_modbus::prelude::*;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the gateway binary on a free port in front of `serial`.
+fn start_gateway(serial: SocketAddr) -> (Killed, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--listen", "127.0.0.1:0", "--serial"])
+        .arg(format!("tcp://{serial}"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    let stderr = child.stderr.take().expect("piped");
+    let killed = Killed(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("gateway: {line}");
+            if let Some(rest) = line.split("serving Modbus TCP on ").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the gateway logs its address");
+    (killed, addr.parse().expect("an address"))
+}
+
+fn mbpoll(addr: SocketAddr, args: &[&str]) -> Vec<String> {
+    let out = Command::new("mbpoll")
+        .args(["-m", "tcp", "-p", &addr.port().to_string(), "-1", "-o", "2"])
+        .args(args)
+        .arg(addr.ip().to_string())
+        .output()
+        .expect("mbpoll runs");
+    assert!(
+        out.status.success(),
+        "mbpoll {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().split_once("]:").map(|(_, v)| v.trim().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_through_the_gateway_reads_like_relay_sim() {
+    if Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return qemu::skip_or_fail(
+            "qemu-system-arm is not installed (apt-get install qemu-system-arm)",
+        );
+    }
+    if Command::new("mbpoll").arg("-V").output().is_err() {
+        return qemu::skip_or_fail("mbpoll is not installed (apt-get install mbpoll)");
+    }
+    let Some(image) = qemu::image() else {
+        return qemu::skip_or_fail(
+            "the firmware image could not be built (rustup target add thumbv7m-none-eabi)",
+        );
+    };
+    let Some((_qemu, serial)) = qemu::start(&image) else {
+        return qemu::skip_or_fail("QEMU did not start");
+    };
+    let (_gateway, addr) = start_gateway(serial);
+    let mut ctx = tcp::connect_slave(addr, Slave(1)).await.expect("connects");
+
+    // The gateway set the relay's clock at start: CLOCK_SET, and the host's time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let id = decode_identity(
+            &ctx.read_input_registers(IDENTITY.start, IDENTITY.len)
+                .await
+                .expect("io")
+                .expect("ok"),
+        )
+        .expect("identity");
+        if id.status.contains(RecordFlags::CLOCK_SET) {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not set the clock within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(id.identity.name.as_str(), "Relay 1");
+    let host = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let relay = decode_clock(
+        &ctx.read_input_registers(CLOCK.start, CLOCK.len)
+            .await
+            .expect("io")
+            .expect("ok"),
+    )
+    .expect("clock");
+    assert!(
+        relay.abs_diff(host) <= 15,
+        "relay clock {relay}, host {host}"
+    );
+
+    // Live floats: the tokio-modbus client and mbpoll agree with each other and the model's ranges.
+    let mut compared = false;
+    for _ in 0..10 {
+        let before = ctx
+            .read_input_registers(LIVE.start, LIVE.len)
+            .await
+            .expect("io")
+            .expect("ok");
+        let printed = mbpoll(
+            addr,
+            &["-a", "1", "-t", "3:float", "-B", "-r", "101", "-c", "10"],
+        );
+        let after = ctx
+            .read_input_registers(LIVE.start, LIVE.len)
+            .await
+            .expect("io")
+            .expect("ok");
+        if before[..20] != after[..20] {
+            continue;
+        }
+        let live = decode_live(&before).expect("live");
+        assert!(
+            (109.0..=118.0).contains(&live.values[0]),
+            "Vab {}",
+            live.values[0]
+        );
+        assert_eq!(printed.len(), 10);
+        for (text, value) in printed.iter().zip(live.values) {
+            let v: f32 = text.parse().expect("a float");
+            assert!(
+                (v - value).abs() <= value.abs() * 1e-5 + 1e-6,
+                "mbpoll {v}, map {value}"
+            );
+        }
+        compared = true;
+        break;
+    }
+    assert!(
+        compared,
+        "the live values never held still for one mbpoll run"
+    );
+
+    // A time sync two seconds before a minute boundary; the next record carries that minute,
+    // read whole in one request by mbpoll, and equals the signal model's record.
+    let set = (host / 60 + 1) * 60 - 2;
+    ctx.write_multiple_registers(CLOCK.start, &encode_clock(set))
+        .await
+        .expect("io")
+        .expect("clock set");
+    let model = SignalModel::new(1, Profile::Realistic);
+    let expected = model.record(
+        RelayId(1),
+        Minute::containing(set),
+        6,
+        RecordFlags::CLOCK_SET,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let hex = mbpoll(addr, &["-a", "1", "-t", "3:hex", "-r", "201", "-c", "117"]);
+        let regs: Vec<u16> = hex
+            .iter()
+            .map(|h| u16::from_str_radix(h.trim_start_matches("0x"), 16).expect("hex"))
+            .collect();
+        if let Ok(read) = decode_record(&regs) {
+            if read.record.minute == expected.minute {
+                assert_eq!(read.record, expected);
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record for the synced minute within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The tokio-modbus client reads the same record.
+    let regs = ctx
+        .read_input_registers(RECORD.start, RECORD.len)
+        .await
+        .expect("io")
+        .expect("ok");
+    assert_eq!(decode_record(&regs).expect("record").record, expected);
+}
