@@ -102,6 +102,14 @@ async fn gateway(
     slave: SocketAddr,
     sync_units: Vec<u8>,
 ) -> (SocketAddr, Arc<BusStats>, tokio::sync::oneshot::Sender<()>) {
+    gateway_with(slave, sync_units, 64).await
+}
+
+async fn gateway_with(
+    slave: SocketAddr,
+    sync_units: Vec<u8>,
+    max_clients: usize,
+) -> (SocketAddr, Arc<BusStats>, tokio::sync::oneshot::Sender<()>) {
     let line = Line {
         baud: 115_200,
         parity: Parity::None,
@@ -115,7 +123,7 @@ async fn gateway(
             retries: 1,
             silent_interval: line.silent_interval(),
         },
-        max_clients: 64,
+        max_clients,
         sync_units,
         sync_every: Duration::from_secs(3600),
     };
@@ -303,4 +311,29 @@ async fn the_gateway_sets_the_relay_clock_at_start() {
     )
     .expect("identity");
     assert!(id.status.contains(RecordFlags::CLOCK_SET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connections_are_bounded() {
+    let slave = SoftSlave::start(SocketAddr::from(([127, 0, 0, 1], 0)), relay()).await;
+    let (gw, _, _stop) = gateway_with(slave.addr, vec![], 2).await;
+    let mut a = client(gw).await;
+    let mut b = client(gw).await;
+    assert!(a.read_input_registers(0, 1).await.expect("io").is_ok());
+    assert!(b.read_input_registers(0, 1).await.expect("io").is_ok());
+    // A third connection is accepted by TCP and closed at once.
+    let mut c = tokio::net::TcpStream::connect(gw)
+        .await
+        .expect("TCP accepts");
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "third client not refused: {read:?}"
+    );
+    // When one leaves, its slot is free again.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut d = client(gw).await;
+    assert!(d.read_input_registers(0, 1).await.expect("io").is_ok());
 }

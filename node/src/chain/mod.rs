@@ -7,6 +7,7 @@ pub mod merkle;
 pub mod pow;
 pub mod tree;
 pub mod validate;
+pub mod vectors;
 
 pub use assemble::assemble;
 pub use block::{Block, BlockId, Header, Height, Work};

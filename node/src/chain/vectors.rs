@@ -1,0 +1,63 @@
+//! The test vectors of `docs/FORMAT.md`: a fixed network, key, clock and records, and the
+//! genesis block and two mined blocks they give. Deterministic: ed25519 signatures are
+//! (RFC 8032), and the nonce search starts at 0. `cargo run -p node --example
+//! format-vectors` prints them; `node/tests/format.rs` checks the document against them.
+
+use std::sync::atomic::AtomicBool;
+
+use ed25519_dalek::SigningKey;
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Minute, RecordFlags, RelayId};
+
+use super::{assemble, Block, Network};
+
+/// The vectors' inputs and outputs.
+#[derive(Debug)]
+pub struct Vectors {
+    /// Network `gridledger-vectors`, difficulty 8.
+    pub network: Network,
+    /// The miner key, from the secret `07` × 32.
+    pub key: SigningKey,
+    /// Genesis, block 1 (relay 1, 2026-11-24T17:50Z), block 2 (relays 1–3, the next minute).
+    pub blocks: [Block; 3],
+}
+
+/// Builds the vectors; `None` only if mining were cancelled, which it is not.
+#[must_use]
+pub fn vectors() -> Option<Vectors> {
+    let network = Network::new("gridledger-vectors", 8);
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let model = SignalModel::new(1, Profile::Realistic);
+    let minute = Minute::containing(1_795_542_600).0;
+    let r = |relay: u32, m: u32| {
+        model.record(
+            RelayId(relay),
+            Minute(minute + m),
+            6,
+            RecordFlags::CLOCK_SET,
+        )
+    };
+    let cancel = AtomicBool::new(false);
+    let genesis = network.genesis();
+    let b1 = assemble(
+        &genesis.header,
+        &[r(1, 0)],
+        &key,
+        1_795_542_665_000,
+        network.bits,
+        &cancel,
+    )?;
+    let b2 = assemble(
+        &b1.header,
+        &[r(1, 1), r(2, 1), r(3, 1)],
+        &key,
+        1_795_542_725_000,
+        network.bits,
+        &cancel,
+    )?;
+    Some(Vectors {
+        network,
+        key,
+        blocks: [genesis, b1, b2],
+    })
+}
