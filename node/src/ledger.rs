@@ -115,9 +115,8 @@ impl Ledger {
                 }
                 blocks.push(block);
             }
-            let checked = verify_run(blocks, &net, &mut tree, u64::MAX, threads)
+            main_records += verify_run(blocks, &net, &mut tree, u64::MAX, threads)
                 .map_err(|(i, e)| corrupt(batch[i].0, e.to_string()))?;
-            main_records += checked.iter().map(|c| c.records.len()).sum::<usize>();
             if let Some((height, id)) = batch.last() {
                 if tree.tip() != *id {
                     return Err(corrupt(*height, "does not extend the chain".into()));

@@ -143,18 +143,21 @@ impl BlockTree {
     /// child's time.
     #[must_use]
     pub fn median_time_past(&self, id: &BlockId) -> u64 {
-        let mut times = Vec::with_capacity(11);
+        let mut times = [0u64; 11];
+        let mut len = 0;
         let mut cur = *id;
-        while times.len() < 11 {
+        while len < times.len() {
             let Some(n) = self.nodes.get(&cur) else { break };
-            times.push(n.time_ms);
+            times[len] = n.time_ms;
+            len += 1;
             if n.height == 0 {
                 break;
             }
             cur = n.parent;
         }
+        let times = &mut times[..len];
         times.sort_unstable();
-        times.get(times.len() / 2).copied().unwrap_or(0)
+        times.get(len / 2).copied().unwrap_or(0)
     }
 
     /// True if the chain ending at `tip` already holds `key`.
@@ -183,7 +186,12 @@ impl BlockTree {
     /// Never for a validated block: the parent's presence is a precondition checked by
     /// validation ([`super::validate`]); an unknown parent is ignored as a side branch.
     pub fn insert(&mut self, header: &Header, keys: Vec<RecordKey>) -> Change {
-        let id = header.id();
+        self.insert_with_id(header.id(), header, keys)
+    }
+
+    /// [`Self::insert`] for a caller that has already hashed the header: `id` must be
+    /// `header.id()`.
+    pub fn insert_with_id(&mut self, id: BlockId, header: &Header, keys: Vec<RecordKey>) -> Change {
         if self.nodes.contains_key(&id) {
             return Change::SideBranch;
         }

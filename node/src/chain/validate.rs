@@ -228,9 +228,16 @@ fn check_body(block: Block) -> Result<Checked, ValidationError> {
 
 /// No record of the block may already be in the chain it extends.
 fn check_chain_records(checked: &Checked, tree: &BlockTree) -> Result<(), ValidationError> {
-    let prev = checked.block.header.prev;
-    for (index, key) in checked.keys().iter().enumerate() {
-        if tree.chain_has_record(&prev, key) {
+    check_chain_records_keys(&checked.keys(), &checked.block.header.prev, tree)
+}
+
+fn check_chain_records_keys(
+    keys: &[RecordKey],
+    prev: &BlockId,
+    tree: &BlockTree,
+) -> Result<(), ValidationError> {
+    for (index, key) in keys.iter().enumerate() {
+        if tree.chain_has_record(prev, key) {
             return Err(ValidationError::DuplicateRecord {
                 index,
                 relay: key.relay,
@@ -257,92 +264,115 @@ pub fn check_contents(
 /// Verifies a run of blocks that extend each other, from a parent in `tree`, and inserts
 /// them into `tree`. Everything that needs no chain (decoding, work, Merkle roots, records,
 /// signatures) runs on `threads` threads; the links, heights, times and duplicate checks
-/// follow in order on the calling thread. On failure returns the index of the first bad
-/// block and its error; the blocks before it are in the tree.
+/// follow in order on the calling thread. Returns the number of records verified; on
+/// failure, the index of the first bad block and its error (the blocks before it are in the
+/// tree).
 pub fn verify_run(
     blocks: Vec<Block>,
     net: &Network,
     tree: &mut BlockTree,
     now_ms: u64,
     threads: usize,
-) -> Result<Vec<Checked>, (usize, ValidationError)> {
+) -> Result<usize, (usize, ValidationError)> {
     let threads = threads.max(1);
-    let chunk = blocks.len().div_ceil(threads).max(1);
-    let mut parts: Vec<Vec<Block>> = Vec::new();
+    // Batches of blocks: while this thread runs the in-order checks of one batch, the
+    // workers already check the next, so no core waits on the other.
+    let batch = (threads * 1024).max(1);
+    let mut batches: Vec<Vec<Block>> = Vec::new();
     let mut it = blocks.into_iter();
     loop {
-        let part: Vec<Block> = it.by_ref().take(chunk).collect();
-        if part.is_empty() {
+        let b: Vec<Block> = it.by_ref().take(batch).collect();
+        if b.is_empty() {
             break;
         }
-        parts.push(part);
+        batches.push(b);
     }
-    let results: Vec<Vec<Result<Checked, ValidationError>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                s.spawn(move || {
-                    part.into_iter()
-                        .map(|b| {
-                            check_static_header(&b.header, net)?;
-                            let c = check_body(b)?;
-                            verify_signature(&c.block, &c.id)?;
-                            Ok(c)
-                        })
-                        .collect::<Vec<_>>()
+    std::thread::scope(|s| {
+        let spawn = |blocks: Vec<Block>| {
+            let chunk = blocks.len().div_ceil(threads).max(1);
+            let mut parts: Vec<Vec<Block>> = Vec::new();
+            let mut it = blocks.into_iter();
+            loop {
+                let part: Vec<Block> = it.by_ref().take(chunk).collect();
+                if part.is_empty() {
+                    break;
+                }
+                parts.push(part);
+            }
+            parts
+                .into_iter()
+                .map(|part| {
+                    s.spawn(move || {
+                        let mut keys = KeyCache::default();
+                        part.into_iter()
+                            .map(|b| {
+                                check_static_header(&b.header, net)?;
+                                let c = check_body(b)?;
+                                keys.verify(&c.block, &c.id)?;
+                                Ok(c)
+                            })
+                            .collect::<Vec<Result<Checked, ValidationError>>>()
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut out = Vec::new();
-    for (i, result) in results.into_iter().flatten().enumerate() {
-        let checked = result.map_err(|e| (i, e))?;
-        check_header(&checked.block.header, net, tree, now_ms).map_err(|e| (i, e))?;
-        check_chain_records(&checked, tree).map_err(|e| (i, e))?;
-        tree.insert(&checked.block.header, checked.keys());
-        out.push(checked);
-    }
-    Ok(out)
+                .collect::<Vec<_>>()
+        };
+        let mut batches = batches.into_iter();
+        let mut current = batches.next().map(spawn);
+        let mut records = 0;
+        let mut i = 0;
+        while let Some(handles) = current {
+            current = batches.next().map(spawn);
+            for h in handles {
+                let results = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                for result in results {
+                    let checked = result.map_err(|e| (i, e))?;
+                    check_header(&checked.block.header, net, tree, now_ms).map_err(|e| (i, e))?;
+                    let keys = checked.keys();
+                    check_chain_records_keys(&keys, &checked.block.header.prev, tree)
+                        .map_err(|e| (i, e))?;
+                    records += keys.len();
+                    tree.insert_with_id(checked.id, &checked.block.header, keys);
+                    i += 1;
+                }
+            }
+        }
+        Ok(records)
+    })
 }
 
 /// Checks one block's signature: the miner's key signed the 32-byte block id.
 pub fn verify_signature(block: &Block, id: &BlockId) -> Result<(), ValidationError> {
     let key =
         VerifyingKey::from_bytes(&block.header.miner).map_err(|_| ValidationError::BadSignature)?;
+    verify_with(&key, block, id)
+}
+
+fn verify_with(key: &VerifyingKey, block: &Block, id: &BlockId) -> Result<(), ValidationError> {
     let sig = Signature::from_bytes(&block.signature);
     key.verify_strict(&id.0, &sig)
         .map_err(|_| ValidationError::BadSignature)
 }
 
-/// Checks many blocks' signatures on `threads` threads; returns the index of the first
-/// block (in slice order) whose signature fails.
-pub fn verify_signatures(blocks: &[(&Block, BlockId)], threads: usize) -> Result<(), usize> {
-    let threads = threads.max(1);
-    let chunk = blocks.len().div_ceil(threads).max(1);
-    let first_bad = std::thread::scope(|s| {
-        let handles: Vec<_> = blocks
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, part)| {
-                s.spawn(move || {
-                    part.iter()
-                        .position(|(b, id)| verify_signature(b, id).is_err())
-                        .map(|i| c * chunk + i)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .min()
-    });
-    match first_bad {
-        Some(i) => Err(i),
-        None => Ok(()),
+/// Decoded miner keys: a chain has few miners, and decoding a key (a point decompression)
+/// is a sizeable part of a verification.
+#[derive(Default)]
+struct KeyCache(std::collections::HashMap<[u8; 32], VerifyingKey>);
+
+impl KeyCache {
+    fn verify(&mut self, block: &Block, id: &BlockId) -> Result<(), ValidationError> {
+        let miner = block.header.miner;
+        let key = match self.0.get(&miner) {
+            Some(k) => *k,
+            None => {
+                let k =
+                    VerifyingKey::from_bytes(&miner).map_err(|_| ValidationError::BadSignature)?;
+                if self.0.len() < 1024 {
+                    self.0.insert(miner, k);
+                }
+                k
+            }
+        };
+        verify_with(&key, block, id)
     }
 }
 
