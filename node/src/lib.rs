@@ -1,7 +1,7 @@
 //! `gridledger`: a proof-of-work ledger of substation relay minute records.
 //!
-//! The data path, top down: [`chain`] (what a block is, how it is mined, checked and
-//! chosen) → [`mempool`] (records waiting for a block) → [`store`] (redb on disk) →
+//! The data path, top down: [`poll`] (reading relays) → [`chain`] (what a block is, how it
+//! is mined, checked and chosen) → [`mempool`] (records waiting for a block) → [`store`] (redb on disk) →
 //! [`ledger`] (store, tree and rules as one consistent whole) → [`export`]. [`keys`] holds
 //! the miner's key.
 #![forbid(unsafe_code)]
@@ -11,4 +11,5 @@ pub mod export;
 pub mod keys;
 pub mod ledger;
 pub mod mempool;
+pub mod poll;
 pub mod store;

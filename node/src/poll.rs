@@ -1,0 +1,278 @@
+//! The poller: reads each relay's last closed minute record over Modbus TCP.
+//!
+//! One request of 117 registers per read (never torn on the relay's side; a torn read from
+//! a relay that splits it anyway is read again). A relay that is down is logged and retried
+//! with backoff, never fatal; missed minutes show up as gaps in its [`RelayStatus`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use relay_core::registers::{decode_record, RecordRead, RegisterError, RECORD};
+use relay_core::{Minute, MinuteRecord, RecordFlags};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, timeout, Instant};
+use tokio_modbus::client::{tcp, Context, Reader};
+use tokio_modbus::{ExceptionCode, Slave};
+use tracing::{debug, info, warn};
+
+/// Where a relay is: `host:port`, and the unit id behind it (default 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayAddr {
+    /// `host:port` of the Modbus TCP server (relay-sim, the gateway, a real relay).
+    pub host: String,
+    /// Modbus unit id.
+    pub unit: u8,
+}
+
+impl FromStr for RelayAddr {
+    type Err = String;
+
+    /// `host:port` or `host:port/unit`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, unit) = match s.rsplit_once('/') {
+            Some((h, u)) => (
+                h,
+                u.parse::<u8>()
+                    .ok()
+                    .filter(|u| (1..=247).contains(u))
+                    .ok_or_else(|| format!("'{u}' in '{s}' is not a unit id (1-247)"))?,
+            ),
+            None => (s, 1),
+        };
+        if !host.contains(':') {
+            return Err(format!("'{s}' is not host:port[/unit]"));
+        }
+        Ok(RelayAddr {
+            host: host.to_owned(),
+            unit,
+        })
+    }
+}
+
+impl fmt::Display for RelayAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.unit)
+    }
+}
+
+/// Why a poll failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The relay could not be reached.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    /// The connection failed or the answer was garbled.
+    #[error("read from {0} failed: {1}")]
+    Read(String, tokio_modbus::Error),
+    /// The relay answered with an exception.
+    #[error("{0} answered exception {1:?}")]
+    Exception(String, ExceptionCode),
+    /// No answer in time.
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    /// The registers do not hold a valid record (after re-reading a torn one).
+    #[error("{0}: {1}")]
+    Record(String, RegisterError),
+}
+
+/// A connection to one relay, reopened as needed.
+pub struct RelayReader {
+    relay: RelayAddr,
+    ctx: Option<Context>,
+    io_timeout: Duration,
+}
+
+impl fmt::Debug for RelayReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayReader")
+            .field("relay", &self.relay)
+            .field("connected", &self.ctx.is_some())
+            .finish()
+    }
+}
+
+/// Reads of a torn record before giving up.
+const TORN_RETRIES: usize = 3;
+
+impl RelayReader {
+    /// A reader that connects on first use.
+    #[must_use]
+    pub fn new(relay: RelayAddr, io_timeout: Duration) -> Self {
+        RelayReader {
+            relay,
+            ctx: None,
+            io_timeout,
+        }
+    }
+
+    /// Reads the relay's last closed minute record. `Ok(None)`: the relay has not closed one
+    /// since it started.
+    pub async fn read(&mut self) -> Result<Option<RecordRead>, PollError> {
+        let name = self.relay.to_string();
+        for _ in 0..TORN_RETRIES {
+            let ctx = match &mut self.ctx {
+                Some(ctx) => ctx,
+                None => {
+                    let addr = tokio::net::lookup_host(&self.relay.host)
+                        .await
+                        .map_err(|e| PollError::Connect(name.clone(), e))?
+                        .next()
+                        .ok_or_else(|| {
+                            PollError::Connect(name.clone(), std::io::ErrorKind::NotFound.into())
+                        })?;
+                    let ctx = timeout(
+                        self.io_timeout,
+                        tcp::connect_slave(addr, Slave(self.relay.unit)),
+                    )
+                    .await
+                    .map_err(|_| PollError::Timeout(name.clone(), self.io_timeout))?
+                    .map_err(|e| PollError::Connect(name.clone(), e))?;
+                    self.ctx.insert(ctx)
+                }
+            };
+            let regs = match timeout(
+                self.io_timeout,
+                ctx.read_input_registers(RECORD.start, RECORD.len),
+            )
+            .await
+            {
+                Err(_) => {
+                    self.ctx = None;
+                    return Err(PollError::Timeout(name, self.io_timeout));
+                }
+                Ok(Err(e)) => {
+                    self.ctx = None;
+                    return Err(PollError::Read(name, e));
+                }
+                Ok(Ok(Err(code))) => return Err(PollError::Exception(name, code)),
+                Ok(Ok(Ok(regs))) => regs,
+            };
+            match decode_record(&regs) {
+                Ok(read) => return Ok(Some(read)),
+                Err(RegisterError::NoRecordYet) => return Ok(None),
+                Err(RegisterError::Torn { .. }) => {
+                    debug!(relay = %name, "torn read; reading again")
+                }
+                Err(e) => return Err(PollError::Record(name, e)),
+            }
+        }
+        Err(PollError::Record(
+            name,
+            RegisterError::Torn { head: 0, tail: 0 },
+        ))
+    }
+}
+
+/// What a node knows about one relay it polls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayStatus {
+    /// The relay, as configured.
+    pub relay: String,
+    /// Minute of the last record read.
+    pub last_minute: Option<Minute>,
+    /// Records read.
+    pub records: u64,
+    /// Minutes between two records read that the node never saw (relay down, node down, a
+    /// poll too late).
+    pub missed_minutes: u64,
+    /// Polls that failed in a row (0 when the relay answers).
+    pub failures_in_a_row: u64,
+    /// The last error, if the last poll failed.
+    pub last_error: Option<String>,
+    /// Records refused because the relay's clock was not set.
+    pub clock_not_set: u64,
+}
+
+/// How often and how patiently to poll.
+#[derive(Clone, Copy, Debug)]
+pub struct PollConfig {
+    /// Time between polls, aligned to multiples of it (60 s: every minute).
+    pub period: Duration,
+    /// Delay after each aligned instant, so that the relay has closed its minute.
+    pub offset: Duration,
+    /// Longest wait for a connection or an answer.
+    pub io_timeout: Duration,
+}
+
+/// Polls `relay` forever: reads at every period (aligned, plus the offset), sends each
+/// record not seen before to `records`, and keeps `status` up to date. After a failure it
+/// retries sooner (1 s, 2 s, 4 s … up to the period). Ends when `records` is closed.
+pub async fn poll_relay(
+    relay: RelayAddr,
+    config: PollConfig,
+    records: mpsc::Sender<MinuteRecord>,
+    status: Arc<Mutex<RelayStatus>>,
+) {
+    let mut reader = RelayReader::new(relay.clone(), config.io_timeout);
+    let period_ms = config.period.as_millis().max(1) as u64;
+    let mut retry = Duration::from_secs(1);
+    let mut last_seq: Option<u16> = None;
+    loop {
+        let outcome = reader.read().await;
+        let mut failed = false;
+        let mut fresh = None;
+        {
+            let mut st = status.lock().unwrap_or_else(PoisonError::into_inner);
+            st.relay = relay.to_string();
+            match outcome {
+                Ok(Some(read)) if Some(read.seq) != last_seq => {
+                    last_seq = Some(read.seq);
+                    st.failures_in_a_row = 0;
+                    st.last_error = None;
+                    let rec = read.record;
+                    if !rec.flags.contains(RecordFlags::CLOCK_SET) {
+                        st.clock_not_set += 1;
+                        warn!(relay = %relay, "record without a set clock refused (minute counts from power-up)");
+                    } else if st.last_minute.is_none_or(|m| rec.minute > m) {
+                        if let Some(m) = st.last_minute {
+                            st.missed_minutes += u64::from(rec.minute.0 - m.0 - 1);
+                        }
+                        st.last_minute = Some(rec.minute);
+                        st.records += 1;
+                        fresh = Some(rec);
+                    }
+                }
+                Ok(_) => {
+                    st.failures_in_a_row = 0;
+                    st.last_error = None;
+                }
+                Err(e) => {
+                    if st.failures_in_a_row == 0 {
+                        warn!(relay = %relay, "{e}; retrying");
+                    } else {
+                        debug!(relay = %relay, "{e}");
+                    }
+                    st.failures_in_a_row += 1;
+                    st.last_error = Some(e.to_string());
+                    failed = true;
+                }
+            }
+        }
+        if let Some(rec) = fresh {
+            if records.send(rec).await.is_err() {
+                return;
+            }
+        }
+        if records.is_closed() {
+            return;
+        }
+        if failed {
+            sleep(retry.min(config.period)).await;
+            retry = (retry * 2).min(config.period);
+            continue;
+        }
+        if retry > Duration::from_secs(1) {
+            info!(relay = %relay, "relay answers again");
+        }
+        retry = Duration::from_secs(1);
+        // Next aligned instant, plus the offset.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let next = (now_ms / period_ms + 1) * period_ms;
+        let wait = Duration::from_millis(next - now_ms) + config.offset;
+        tokio::time::sleep_until(Instant::now() + wait).await;
+    }
+}
