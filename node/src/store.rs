@@ -45,7 +45,7 @@ pub enum StoreError {
         source: Box<redb::Error>,
     },
     /// The data dir belongs to another network.
-    #[error("data dir is for network '{found}', not '{expected}'")]
+    #[error("data dir is for network {found}, not {expected}")]
     NetworkMismatch {
         /// What the data dir holds.
         found: String,
@@ -122,8 +122,8 @@ impl Store {
         match found {
             Some((found_name, found_bits)) if network_tag(&found_name, found_bits) != tag => {
                 Err(StoreError::NetworkMismatch {
-                    found: format!("{found_name}' ({found_bits} bits"),
-                    expected: format!("{name}' ({bits} bits"),
+                    found: format!("'{found_name}' ({found_bits} bits)"),
+                    expected: format!("'{name}' ({bits} bits)"),
                 })
             }
             Some(_) => Ok(store),

@@ -48,10 +48,12 @@ fn a_chain_survives_reopen_and_refuses_duplicates() {
     assert_eq!(existing.summary(), summary);
     drop(existing);
     // Another network's node refuses the data dir.
-    assert!(matches!(
-        Ledger::open(dir.path(), Network::new("other", 4)),
-        Err(StoreError::NetworkMismatch { .. })
-    ));
+    let err = Ledger::open(dir.path(), Network::new("other", 4)).expect_err("refused");
+    assert!(matches!(err, StoreError::NetworkMismatch { .. }));
+    assert_eq!(
+        err.to_string(),
+        "data dir is for network 'test' (4 bits), not 'other' (4 bits)"
+    );
 }
 
 #[test]

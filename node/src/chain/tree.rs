@@ -86,7 +86,8 @@ impl BlockTree {
     /// The main chain's last block.
     #[must_use]
     pub fn tip(&self) -> BlockId {
-        *self.main.last().unwrap_or(&self.main[0])
+        // `main` always holds at least the genesis block.
+        self.main[self.main.len() - 1]
     }
 
     /// The main chain's height.
