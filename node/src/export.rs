@@ -33,7 +33,7 @@ pub enum ExportError {
 }
 
 #[derive(Serialize)]
-struct JsonBlock {
+pub(crate) struct JsonBlock {
     height: u32,
     id: String,
     prev: String,
@@ -140,7 +140,7 @@ fn json_record(bytes: &[u8], r: &MinuteRecord) -> JsonRecord {
     }
 }
 
-fn json_block(height: u32, b: &Block) -> JsonBlock {
+pub(crate) fn json_block(height: u32, b: &Block) -> impl Serialize {
     let h = &b.header;
     JsonBlock {
         height,

@@ -6,6 +6,7 @@
 //! the miner's key.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod chain;
 pub mod export;
 pub mod keys;
