@@ -32,6 +32,26 @@ pub struct Core {
     pub ledger: Ledger,
     /// Records waiting for a block.
     pub mempool: Mempool,
+    /// Set when the tip changes, so that a miner working on the old tip stops at once.
+    pub tip_changed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Core {
+    /// Validates and stores a block (from a peer or the miner), and keeps the mempool in
+    /// step: the block's records leave it, a reorg's lost records return to it.
+    pub fn accept(&mut self, block: Block, now_ms: u64) -> Result<crate::ledger::Added, AddError> {
+        let added = self.ledger.add(block, now_ms)?;
+        if added.change != Change::SideBranch {
+            self.tip_changed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let keys: Vec<RecordKey> = self.ledger.tree().keys_of(&added.id).to_vec();
+        self.mempool.remove(&keys);
+        for r in added.returned.clone() {
+            self.mempool.add(r);
+        }
+        Ok(added)
+    }
 }
 
 /// The core, shared between the API, the poller and the miner.
@@ -180,14 +200,7 @@ async fn post_block(State(shared): State<Shared>, body: Bytes) -> Response {
         let net = core.ledger.network().clone();
         let block = Block::from_bytes(&body, net.max_block_bytes, net.max_records)
             .map_err(|e| AddError::Invalid(e.into()))?;
-        let added = core.ledger.add(block, now)?;
-        // The block's records are no longer pending; a reorg's lost ones are again.
-        let keys: Vec<RecordKey> = core.ledger.tree().keys_of(&added.id).to_vec();
-        core.mempool.remove(&keys);
-        for r in added.returned.clone() {
-            core.mempool.add(r);
-        }
-        Ok::<_, AddError>(added)
+        core.accept(block, now)
     })
     .await;
     match result {

@@ -13,4 +13,5 @@ pub mod keys;
 pub mod ledger;
 pub mod mempool;
 pub mod poll;
+pub mod run;
 pub mod store;

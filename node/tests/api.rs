@@ -17,6 +17,7 @@ async fn serve(dir: &std::path::Path, net: Network) -> SocketAddr {
     let shared = Arc::new(Mutex::new(Core {
         ledger,
         mempool: Mempool::new(),
+        tip_changed: Default::default(),
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

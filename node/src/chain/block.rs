@@ -283,7 +283,7 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Takes a minimal LEB128 varint of at most 64 bits off the front of `bytes`.
-fn take_varint(bytes: &mut &[u8], what: &'static str) -> Result<u64, DecodeError> {
+pub(crate) fn take_varint(bytes: &mut &[u8], what: &'static str) -> Result<u64, DecodeError> {
     let mut v: u64 = 0;
     for i in 0..10 {
         let Some((&b, rest)) = bytes.split_first() else {

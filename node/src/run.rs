@@ -1,0 +1,372 @@
+//! The node at run time: pollers feed the mempool, the miner turns it into blocks, peers
+//! exchange blocks over HTTP, and the API serves it all.
+//!
+//! - Intake: each relay's poller sends new records; a record already on the chain or
+//!   pending is dropped.
+//! - Miner: when records are pending, mines them on the tip (on a blocking thread), stores
+//!   the block and pushes it to every peer at once. A better block from a peer cancels the
+//!   search at once.
+//! - Sync: every `sync_every`, asks each peer for its tip; a peer ahead is pulled from, in
+//!   batches of raw blocks, stepping back until the fork point is found. Peers that are down
+//!   or slow only cost their timeout, never block the node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use relay_core::MinuteRecord;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+
+use crate::api::{router, Core, Shared};
+use crate::chain::{assemble, Block, Network, RecordKey, ValidationError};
+use crate::ledger::{AddError, Ledger};
+use crate::mempool::Mempool;
+use crate::poll::{poll_relay, PollConfig, RelayAddr, RelayStatus};
+use crate::store::StoreError;
+
+/// Everything a node needs to know.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// HTTP address.
+    pub listen: SocketAddr,
+    /// Where the chain lives.
+    pub data_dir: PathBuf,
+    /// The network.
+    pub network: Network,
+    /// Relays to poll.
+    pub relays: Vec<RelayAddr>,
+    /// Peers' base URLs (`http://host:port`).
+    pub peers: Vec<String>,
+    /// How to poll.
+    pub poll: PollConfig,
+    /// How often to compare tips with the peers.
+    pub sync_every: Duration,
+    /// Most records in a block this node mines.
+    pub max_records_per_block: usize,
+    /// Longest random wait before mining pending records. Nodes that read the same relay
+    /// at the same second would otherwise all mine the same records at once and split
+    /// into equal-work branches; with a random head start one block usually reaches the
+    /// others first, and they drop those records instead of mining them.
+    pub mining_jitter: Duration,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The data dir could not be opened or does not verify.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The HTTP address actually bound.
+    pub addr: SocketAddr,
+    /// The shared core (ledger and mempool).
+    pub shared: Shared,
+    /// The relays' statuses.
+    pub relays: Vec<Arc<Mutex<RelayStatus>>>,
+    stop: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stops every task and closes the HTTP server; the ledger is closed when the last
+    /// handle to it goes.
+    pub async fn stop(self) {
+        self.stop.notify_waiters();
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Opens the ledger, binds the API and starts every task.
+pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, RunError> {
+    let ledger = Ledger::open(&config.data_dir, config.network.clone())?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let shared: Shared = Arc::new(Mutex::new(Core {
+        ledger,
+        mempool: Mempool::new(),
+        tip_changed: Arc::clone(&cancel),
+    }));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| RunError::Bind(config.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| RunError::Bind(config.listen, e))?;
+    let stop = Arc::new(Notify::new());
+    let wake = Arc::new(Notify::new());
+    let peers = Arc::new(config.peers.clone());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let mut tasks = Vec::new();
+
+    // HTTP API.
+    let app = router(Arc::clone(&shared));
+    let stopped = Arc::clone(&stop);
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.notified().await })
+            .await;
+    }));
+
+    // Pollers and intake.
+    let (tx, mut rx) = mpsc::channel::<MinuteRecord>(1024);
+    let mut relays = Vec::new();
+    for relay in &config.relays {
+        let status = Arc::new(Mutex::new(RelayStatus::default()));
+        relays.push(Arc::clone(&status));
+        tasks.push(tokio::spawn(poll_relay(
+            relay.clone(),
+            config.poll,
+            tx.clone(),
+            status,
+        )));
+    }
+    drop(tx);
+    {
+        let shared = Arc::clone(&shared);
+        let wake = Arc::clone(&wake);
+        tasks.push(tokio::spawn(async move {
+            while let Some(record) = rx.recv().await {
+                let key = RecordKey {
+                    relay: record.relay,
+                    minute: record.minute,
+                };
+                let mut core = lock(&shared);
+                if core.ledger.tree().record_height(&key).is_none() && core.mempool.add(record) {
+                    wake.notify_one();
+                }
+            }
+        }));
+    }
+
+    // Miner.
+    {
+        let shared = Arc::clone(&shared);
+        let (peers, client, cancel, wake) = (
+            Arc::clone(&peers),
+            client.clone(),
+            Arc::clone(&cancel),
+            Arc::clone(&wake),
+        );
+        let max = config.max_records_per_block.max(1);
+        let bits = config.network.bits;
+        let jitter_ms = config.mining_jitter.as_millis() as u64;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+                if jitter_ms > 0 {
+                    let mut r = [0u8; 8];
+                    let _ = getrandom::fill(&mut r);
+                    tokio::time::sleep(Duration::from_millis(u64::from_le_bytes(r) % jitter_ms))
+                        .await;
+                }
+                let job = {
+                    let core = lock(&shared);
+                    let tree = core.ledger.tree();
+                    let records: Vec<MinuteRecord> = core
+                        .mempool
+                        .peek(max)
+                        .into_iter()
+                        .filter(|r| {
+                            tree.record_height(&RecordKey {
+                                relay: r.relay,
+                                minute: r.minute,
+                            })
+                            .is_none()
+                        })
+                        .collect();
+                    if records.is_empty() {
+                        None
+                    } else {
+                        core.ledger.tip_header().ok().map(|parent| {
+                            let time = now_ms().max(tree.median_time_past(&parent.id()));
+                            (parent, records, time)
+                        })
+                    }
+                };
+                let Some((parent, records, time)) = job else {
+                    continue;
+                };
+                cancel.store(false, Ordering::SeqCst);
+                let (k, c) = (key.clone(), Arc::clone(&cancel));
+                let mined = tokio::task::spawn_blocking(move || {
+                    assemble(&parent, &records, &k, time, bits, &c)
+                })
+                .await
+                .ok()
+                .flatten();
+                let Some(block) = mined else {
+                    debug!("mining cancelled: a better tip arrived");
+                    continue;
+                };
+                let bytes = block.to_bytes();
+                let accepted = {
+                    let mut core = lock(&shared);
+                    core.accept(block, now_ms())
+                };
+                match accepted {
+                    Ok(added) => {
+                        info!(height = added.height, block = %added.id, "mined a block");
+                        push(&client, &peers, bytes);
+                    }
+                    Err(e) => debug!("own block not added: {e}"),
+                }
+            }
+        }));
+    }
+
+    // Sync with peers: pull what they have and we lack; cancel mining on a better tip.
+    {
+        let shared = Arc::clone(&shared);
+        let (peers, client) = (Arc::clone(&peers), client.clone());
+        let every = config.sync_every;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for peer in peers.iter() {
+                    if let Err(e) = pull(&client, peer, &shared).await {
+                        debug!(%peer, "sync: {e}");
+                    }
+                }
+            }
+        }));
+    }
+
+    info!(%addr, relays = config.relays.len(), peers = config.peers.len(), "node running");
+    Ok(RunningNode {
+        addr,
+        shared,
+        relays,
+        stop,
+        tasks,
+    })
+}
+
+/// Sends a block to every peer at once; failures are the peers' problem.
+fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>) {
+    for peer in peers {
+        let req = client
+            .post(format!("{peer}/blocks"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.clone());
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            match req.send().await {
+                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
+                Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
+                Err(e) => debug!(%peer, "push failed: {e}"),
+            }
+        });
+    }
+}
+
+/// Pulls from `peer` the main-chain blocks we lack, from the fork point up.
+async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<(), String> {
+    let status: serde_json::Value = client
+        .get(format!("{peer}/status"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (their_height, their_tip) = (
+        status["height"].as_u64().unwrap_or(0) as u32,
+        status["tip"].as_str().unwrap_or_default().to_owned(),
+    );
+    let (our_height, known) = {
+        let core = lock(shared);
+        let tree = core.ledger.tree();
+        let known =
+            crate::chain::BlockId::from_hex(&their_tip).is_some_and(|id| tree.contains(&id));
+        (tree.height(), known)
+    };
+    if known || their_height < our_height {
+        return Ok(());
+    }
+    let mut back = 0u32;
+    loop {
+        let from = our_height.saturating_sub(back).max(1);
+        let body = client
+            .get(format!(
+                "{peer}/blocks?from={from}&limit={}",
+                crate::api::MAX_LIMIT
+            ))
+            .header("accept", "application/octet-stream")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        let blocks = decode_list(&body)?;
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let mut core = lock(shared);
+        let mut progressed = false;
+        for block in blocks {
+            match core.accept(block, now_ms()) {
+                Ok(_) => progressed = true,
+                Err(AddError::Known(_)) => progressed = true,
+                Err(AddError::Invalid(ValidationError::UnknownParent(_))) if !progressed => {
+                    // Forked below `from`: step back further.
+                    if from == 1 {
+                        return Err("no common block with the peer".into());
+                    }
+                    back = (back * 2).max(16);
+                    break;
+                }
+                Err(e) => return Err(format!("peer block refused: {e}")),
+            }
+        }
+        if progressed {
+            return Ok(());
+        }
+    }
+}
+
+/// Parses the raw `GET /blocks` body: a varint count, then each block as varint length +
+/// bytes.
+fn decode_list(body: &[u8]) -> Result<Vec<Block>, String> {
+    use crate::chain::block::take_varint;
+    let mut rest = body;
+    let count = take_varint(&mut rest, "block count").map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for _ in 0..count.min(u64::from(crate::api::MAX_LIMIT)) {
+        let len = take_varint(&mut rest, "block length").map_err(|e| e.to_string())?;
+        let len = usize::try_from(len).map_err(|_| "block too long".to_owned())?;
+        if rest.len() < len {
+            return Err("truncated block".into());
+        }
+        let (bytes, tail) = rest.split_at(len);
+        out.push(Block::from_bytes(bytes, 1 << 20, 4096).map_err(|e| e.to_string())?);
+        rest = tail;
+    }
+    Ok(out)
+}
