@@ -28,6 +28,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs a node: polls the relays, mines their records into blocks, exchanges blocks
+    /// with the peers, and serves the HTTP API (GET /status, /chain, /blocks, POST /blocks).
+    Run(RunArgs),
+    /// Starts the testbed of the published study, improved: relay-sim on 127.0.0.1:5010 and
+    /// N nodes on 127.0.0.1:5004 onwards, each with its own data dir and key under
+    /// --data-dir. Ctrl-C stops it all; a second run resumes the same chains.
+    Demo {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        nodes: u16,
+        /// Compress time: a relay minute lasts 2 s, so a block appears every few seconds.
+        #[arg(long)]
+        fast: bool,
+        /// Where the nodes keep their chains and keys.
+        #[arg(long, default_value = "demo-data")]
+        data_dir: PathBuf,
+        /// HTTP port of the first node; the others follow.
+        #[arg(long, default_value_t = 5004)]
+        base_port: u16,
+        /// Modbus TCP port of the relay.
+        #[arg(long, default_value_t = 5010)]
+        relay_port: u16,
+        /// Difficulty of the demo network.
+        #[arg(long, default_value_t = 16)]
+        difficulty_bits: u8,
+    },
     /// Creates a miner key: an ed25519 secret key, written as 64 hex digits, readable by
     /// its owner only. Prints the public key, which is what an allow-list holds.
     Keygen {
@@ -74,6 +100,37 @@ enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// HTTP address of the API.
+    #[arg(long, env = "GRIDLEDGER_LISTEN", default_value = "127.0.0.1:5004")]
+    listen: std::net::SocketAddr,
+    /// Where the chain (and, unless --key-file says otherwise, the miner key) lives.
+    #[arg(long, env = "GRIDLEDGER_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Network name: nodes with the same name and difficulty share a genesis block.
+    #[arg(long, env = "GRIDLEDGER_NETWORK", default_value = "gridledger")]
+    network: String,
+    /// Leading zero bits every block id needs.
+    #[arg(long, env = "GRIDLEDGER_DIFFICULTY_BITS", default_value_t = 16)]
+    difficulty_bits: u8,
+    /// A relay to poll, host:port[/unit]; repeat for several.
+    #[arg(long = "relay", env = "GRIDLEDGER_RELAYS", value_delimiter = ',')]
+    relays: Vec<gridledger::poll::RelayAddr>,
+    /// A peer's base URL (http://host:port); repeat for several.
+    #[arg(long = "peer", env = "GRIDLEDGER_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Seconds between polls, aligned to the minute (plus 2 s for the relay to close it).
+    #[arg(long, env = "GRIDLEDGER_POLL_SECS", default_value_t = 60.0)]
+    poll_secs: f64,
+    /// The miner key (see `gridledger keygen`); default DATA_DIR/miner.key, created if absent.
+    #[arg(long, env = "GRIDLEDGER_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// A file of miner public keys (hex, one per line) allowed to mine; default: anyone.
+    #[arg(long, env = "GRIDLEDGER_ALLOW_LIST")]
+    allow_list: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum FormatArg {
     Json,
@@ -89,6 +146,22 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::Demo {
+            nodes,
+            fast,
+            data_dir,
+            base_port,
+            relay_port,
+            difficulty_bits,
+        } => demo(
+            nodes,
+            fast,
+            &data_dir,
+            base_port,
+            relay_port,
+            difficulty_bits,
+        ),
         Command::Keygen { out, force } => keygen(&out, force),
         Command::Verify { data_dir } => verify(&data_dir),
         Command::Export {
@@ -221,4 +294,214 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The miner key at `path`, created (owner-readable only) if it does not exist yet.
+fn key_or_new(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String> {
+    if path.exists() {
+        return keys::load(path).map_err(|e| e.to_string());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let key = keys::generate().map_err(|e| e.to_string())?;
+    keys::save(&key, path, false).map_err(|e| e.to_string())?;
+    eprintln!(
+        "gridledger: created miner key {} (public key {})",
+        path.display(),
+        hex::encode(key.verifying_key().to_bytes())
+    );
+    Ok(key)
+}
+
+fn allow_list(path: &std::path::Path) -> Result<Vec<[u8; 32]>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("allow-list {}: {e}", path.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(line, &mut k).map_err(|_| {
+            format!(
+                "allow-list {} line {}: not a public key (64 hex digits)",
+                path.display(),
+                n + 1
+            )
+        })?;
+        keys.push(k);
+    }
+    Ok(keys)
+}
+
+fn poll_config(period: std::time::Duration) -> gridledger::poll::PollConfig {
+    gridledger::poll::PollConfig {
+        period,
+        // Give the relay a moment to close its minute; a tenth of the period, at most 2 s.
+        offset: (period / 10).min(std::time::Duration::from_secs(2)),
+        io_timeout: std::time::Duration::from_secs(2)
+            .min(period.max(std::time::Duration::from_millis(200))),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let key_file = args
+        .key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("miner.key"));
+    let key = match key_or_new(&key_file) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let mut network = Network::new(&args.network, args.difficulty_bits);
+    if let Some(path) = &args.allow_list {
+        match allow_list(path) {
+            Ok(keys) => network.allow_list = Some(keys),
+            Err(e) => return fail(e),
+        }
+    }
+    if !(args.poll_secs >= 0.1 && args.poll_secs.is_finite()) {
+        return fail(format!(
+            "--poll-secs {} is not allowed: use a number of seconds >= 0.1",
+            args.poll_secs
+        ));
+    }
+    let period = std::time::Duration::from_secs_f64(args.poll_secs);
+    let config = gridledger::run::NodeConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        network,
+        relays: args.relays,
+        peers: args
+            .peers
+            .iter()
+            .map(|p| p.trim_end_matches('/').to_owned())
+            .collect(),
+        poll: poll_config(period),
+        sync_every: (period / 10).clamp(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(5),
+        ),
+        max_records_per_block: 256,
+        mining_jitter: (period / 20).min(std::time::Duration::from_secs(3)),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    rt.block_on(async move {
+        let node = match gridledger::run::start(config, key).await {
+            Ok(n) => n,
+            Err(e) => return fail(e),
+        };
+        eprintln!(
+            "gridledger: node on http://{}/status; Ctrl-C to stop",
+            node.addr
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("gridledger: stopping");
+        node.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn demo(
+    nodes: u16,
+    fast: bool,
+    dir: &std::path::Path,
+    base_port: u16,
+    relay_port: u16,
+    bits: u8,
+) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    rt.block_on(async move {
+        let minute_secs = if fast { 2.0 } else { 60.0 };
+        // Compressed time runs ahead of the wall clock: on a second --fast run, start the
+        // relay after the last minute already on the chain, so that records keep coming.
+        let start_time = if fast { resume_after(&dir.join("node1")) } else { None };
+        let relay = match relay_sim::Simulator::bind(relay_sim::Config {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], relay_port)),
+            minute_secs,
+            start_time,
+            ..relay_sim::Config::default()
+        })
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => return fail(format!("relay: {e}")),
+        };
+        let relay_addr = relay.local_addr();
+        let relay_task = tokio::spawn(relay.run(std::future::pending()));
+        let period = std::time::Duration::from_secs_f64(if fast { 0.5 } else { 60.0 });
+        let ports: Vec<u16> = (0..nodes).map(|i| base_port + i).collect();
+        let mut running = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let node_dir = dir.join(format!("node{}", i + 1));
+            let key = match key_or_new(&node_dir.join("miner.key")) {
+                Ok(k) => k,
+                Err(e) => return fail(e),
+            };
+            let config = gridledger::run::NodeConfig {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
+                data_dir: node_dir,
+                network: Network::new("gridledger-demo", bits),
+                relays: vec![gridledger::poll::RelayAddr { host: relay_addr.to_string(), unit: 1 }],
+                peers: ports.iter().filter(|p| *p != port).map(|p| format!("http://127.0.0.1:{p}")).collect(),
+                poll: poll_config(period),
+                sync_every: std::time::Duration::from_millis(if fast { 500 } else { 5000 }),
+                max_records_per_block: 256,
+                mining_jitter: std::time::Duration::from_millis(if fast { 300 } else { 3000 }),
+            };
+            match gridledger::run::start(config, key).await {
+                Ok(n) => running.push(n),
+                Err(e) => return fail(format!("node {}: {e}", i + 1)),
+            }
+        }
+        println!("gridledger demo: relay-sim on {relay_addr} (a minute every {minute_secs} s), {nodes} nodes:");
+        for n in &running {
+            println!("  http://{}/status   http://{}/chain", n.addr, n.addr);
+        }
+        println!("data in {}; Ctrl-C stops everything, and a second run resumes the same chains.", dir.display());
+        let _ = tokio::signal::ctrl_c().await;
+        println!("gridledger demo: stopping");
+        for n in running {
+            n.stop().await;
+        }
+        relay_task.abort();
+        ExitCode::SUCCESS
+    })
+}
+
+/// Unix seconds just after the last minute recorded in the chain at `dir`, if later than now.
+fn resume_after(dir: &std::path::Path) -> Option<u64> {
+    let ledger = Ledger::open_existing(dir).ok()?;
+    let tree = ledger.tree();
+    let last = (1..=tree.height())
+        .filter_map(|h| tree.main_at(h))
+        .flat_map(|id| {
+            tree.keys_of(&id)
+                .iter()
+                .map(|k| k.minute.0)
+                .collect::<Vec<_>>()
+        })
+        .max()?;
+    let after = (u64::from(last) + 1) * 60;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    (after > now).then_some(after)
 }
