@@ -6,9 +6,13 @@
 //! | `GET /chain` | the study's view: `length` and every main-chain block with decoded records |
 //! | `GET /blocks?from=H&limit=N` | main-chain blocks from height H (N ≤ 500): JSON, or with `Accept: application/octet-stream` a varint count then each block as varint length + bytes |
 //! | `GET /blocks/{height or id}` | one block: JSON, or its bytes with `Accept: application/octet-stream` |
-//! | `POST /blocks` | a block's bytes (at most the network's block size): 200 added or known, 400 malformed, 409 unknown parent, 422 any other broken rule, each with the reason |
+//! | `POST /blocks` | a block's bytes (at most the network's block size): 200 added or known, 400 malformed, 409 unknown parent, 422 any other broken rule or a witness conflict, each with the reason |
+//! | `GET /readings?relay=R&from=&to=&format=json\|csv` | a relay's records on the chain between two minutes (minutes since 1970 or `YYYY-MM-DDTHH:MMZ`; default the last hour; at most a week) |
+//! | `GET /readings/{relay}/{minute}/proof` | the record, its block header and its RFC 6962 inclusion proof |
+//! | `GET /metrics` | Prometheus text: chain, mempool, blocks mined/received/rejected, witness conflicts, reorgs, per relay records, gaps and up |
+//! | `GET /peers`, `POST /peers {"url": …}` | the peer list, and adding a peer |
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -20,42 +24,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::chain::block::put_varint;
-use crate::chain::{Block, BlockId, Change, RecordKey, ValidationError};
+use crate::chain::{Block, BlockId, Change, ValidationError};
 use crate::export::json_block;
-use crate::ledger::{AddError, Ledger};
-use crate::mempool::Mempool;
+use crate::ledger::AddError;
 
-/// What the API serves: the ledger and the records waiting for a block.
-#[derive(Debug)]
-pub struct Core {
-    /// The chain.
-    pub ledger: Ledger,
-    /// Records waiting for a block.
-    pub mempool: Mempool,
-    /// Set when the tip changes, so that a miner working on the old tip stops at once.
-    pub tip_changed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Core {
-    /// Validates and stores a block (from a peer or the miner), and keeps the mempool in
-    /// step: the block's records leave it, a reorg's lost records return to it.
-    pub fn accept(&mut self, block: Block, now_ms: u64) -> Result<crate::ledger::Added, AddError> {
-        let added = self.ledger.add(block, now_ms)?;
-        if added.change != Change::SideBranch {
-            self.tip_changed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        let keys: Vec<RecordKey> = self.ledger.tree().keys_of(&added.id).to_vec();
-        self.mempool.remove(&keys);
-        for r in added.returned.clone() {
-            self.mempool.add(r);
-        }
-        Ok(added)
-    }
-}
-
-/// The core, shared between the API, the poller and the miner.
-pub type Shared = Arc<Mutex<Core>>;
+use crate::core::Origin;
+pub use crate::core::{Core, Shared};
 
 const RAW: &str = "application/octet-stream";
 /// Most blocks one `GET /blocks` returns.
@@ -84,6 +58,10 @@ pub fn router(shared: Shared) -> Router {
         .route("/chain", get(chain))
         .route("/blocks", get(blocks).post(post_block))
         .route("/blocks/{key}", get(block))
+        .route("/readings", get(readings))
+        .route("/readings/{relay}/{minute}/proof", get(proof))
+        .route("/metrics", get(metrics))
+        .route("/peers", get(get_peers).post(post_peers))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }
@@ -200,7 +178,7 @@ async fn post_block(State(shared): State<Shared>, body: Bytes) -> Response {
         let net = core.ledger.network().clone();
         let block = Block::from_bytes(&body, net.max_block_bytes, net.max_records)
             .map_err(|e| AddError::Invalid(e.into()))?;
-        core.accept(block, now)
+        core.accept(block, now, Origin::Peer)
     })
     .await;
     match result {
@@ -223,7 +201,317 @@ async fn post_block(State(shared): State<Shared>, body: Bytes) -> Response {
             error(StatusCode::CONFLICT, e)
         }
         Ok(Err(AddError::Invalid(e))) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Ok(Err(e @ AddError::WitnessConflict { .. })) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Ok(Err(AddError::Store(e))) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// A minute given as minutes since the epoch or as `YYYY-MM-DDTHH:MM[Z]` (UTC).
+fn parse_minute(s: &str) -> Option<u32> {
+    if let Ok(m) = s.parse::<u32>() {
+        return Some(m);
+    }
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, mo, da) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (h, mi) = time.split_once(':')?;
+    let (h, mi) = (h.parse::<i64>().ok()?, mi.get(..2)?.parse::<i64>().ok()?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 {
+        return None;
+    }
+    // Days from civil (H. Hinnant), 1970-01-01 = 0.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u32::try_from(days * 1440 + h * 60 + mi).ok()
+}
+
+#[derive(Debug, Deserialize)]
+struct Readings {
+    relay: u32,
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// Most minutes one `/readings` request may span (a week).
+const MAX_READING_MINUTES: u32 = 7 * 1440;
+
+async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Response {
+    use relay_core::{Minute, MinuteRecord, Quantity, RelayId};
+    let core = lock(&shared);
+    let tree = core.ledger.tree();
+    let now = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        / 60) as u32;
+    // The bad parameter's name, if any.
+    let parse = |v: &Option<String>, default: u32, name: &'static str| match v {
+        None => Ok(default),
+        Some(s) => parse_minute(s).ok_or((name, s.clone())),
+    };
+    let bounds = parse(&q.to, now, "to")
+        .and_then(|to| parse(&q.from, to.saturating_sub(59), "from").map(|from| (from, to)));
+    let (from, to) = match bounds {
+        Ok(b) => b,
+        Err((name, s)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{name}={s} is not a minute (minutes since 1970, or YYYY-MM-DDTHH:MMZ)"),
+            )
+        }
+    };
+    if from > to || to - from >= MAX_READING_MINUTES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("from..to must be ordered and span at most {MAX_READING_MINUTES} minutes"),
+        );
+    }
+    let mut found: Vec<(u32, MinuteRecord)> = Vec::new();
+    for m in from..=to {
+        let key = crate::chain::RecordKey {
+            relay: RelayId(q.relay),
+            minute: Minute(m),
+        };
+        let Some(h) = tree.record_height(&key) else {
+            continue;
+        };
+        let Ok(Some(block)) = core.ledger.block_at(h) else {
+            continue;
+        };
+        if let Some(r) = block
+            .records
+            .iter()
+            .filter_map(|b| MinuteRecord::decode(b).ok())
+            .find(|r| r.relay.0 == q.relay && r.minute.0 == m)
+        {
+            found.push((h, r));
+        }
+    }
+    if q.format.as_deref() == Some("csv") {
+        let mut out = String::from("height,relay,minute,minute_utc,faults,sample,second");
+        for qn in Quantity::ALL {
+            out.push(',');
+            out.push_str(qn.name());
+        }
+        out.push('\n');
+        for (h, r) in &found {
+            let step = 60 / r.samples.len().max(1);
+            for (i, s) in r.samples.iter().enumerate() {
+                out.push_str(&format!(
+                    "{h},{},{},{},{},{i},{}",
+                    r.relay,
+                    r.minute.0,
+                    r.minute,
+                    r.faults,
+                    i * step
+                ));
+                for qn in Quantity::ALL {
+                    out.push(',');
+                    out.push_str(&crate::export::milli(qn.raw(s)));
+                }
+                out.push('\n');
+            }
+        }
+        return ([(header::CONTENT_TYPE, "text/csv")], out).into_response();
+    }
+    let list: Vec<_> = found
+        .iter()
+        .map(|(h, r)| {
+            json!({
+                "height": h,
+                "relay": r.relay.0,
+                "minute": r.minute.0,
+                "minute_utc": r.minute.to_string(),
+                "faults": r.faults,
+                "samples": r.samples.iter().map(|s| {
+                    Quantity::ALL.iter().map(|q| (q.name().to_owned(), json!(q.value(s)))).collect::<serde_json::Map<_, _>>()
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "relay": q.relay, "from": from, "to": to, "readings": list })).into_response()
+}
+
+async fn proof(
+    State(shared): State<Shared>,
+    Path((relay, minute)): Path<(u32, String)>,
+) -> Response {
+    use relay_core::{Minute, MinuteRecord, RelayId};
+    let Some(minute) = parse_minute(&minute) else {
+        return error(StatusCode::BAD_REQUEST, format!("{minute} is not a minute"));
+    };
+    let core = lock(&shared);
+    let key = crate::chain::RecordKey {
+        relay: RelayId(relay),
+        minute: Minute(minute),
+    };
+    let Some(height) = core.ledger.tree().record_height(&key) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no record of relay {relay} at minute {minute} on the chain"),
+        );
+    };
+    let block = match core.ledger.block_at(height) {
+        Ok(Some(b)) => b,
+        Ok(None) => return error(StatusCode::INTERNAL_SERVER_ERROR, "block missing"),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let Some(index) = block.records.iter().position(|b| {
+        MinuteRecord::decode(b).is_ok_and(|r| r.relay.0 == relay && r.minute.0 == minute)
+    }) else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "record index disagrees with the block",
+        );
+    };
+    let Some(p) = crate::chain::merkle::InclusionProof::new(&block.records, index) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no proof");
+    };
+    Json(json!({
+        "relay": relay,
+        "minute": minute,
+        "height": height,
+        "block_id": block.id().to_hex(),
+        "header": hex::encode(block.header.to_bytes()),
+        "record": hex::encode(&block.records[index]),
+        "index": p.index,
+        "size": p.size,
+        "path": p.path.iter().map(hex::encode).collect::<Vec<_>>(),
+        "how_to_verify": "SHA-256(header) = block_id; the record's leaf hash SHA-256(0x00 || record) climbs the RFC 6962 audit path to header bytes 38..70 (docs/FORMAT.md)",
+    }))
+    .into_response()
+}
+
+async fn metrics(State(shared): State<Shared>) -> Response {
+    let core = lock(&shared);
+    let s = core.ledger.summary();
+    let c = core.counters;
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "gridledger_height",
+        "Main-chain height.",
+        "gauge",
+        s.height.to_string(),
+    );
+    metric(
+        "gridledger_records",
+        "Minute records on the main chain.",
+        "gauge",
+        s.records.to_string(),
+    );
+    metric(
+        "gridledger_blocks_known",
+        "Valid blocks known, side branches included.",
+        "gauge",
+        s.blocks.to_string(),
+    );
+    metric(
+        "gridledger_mempool_records",
+        "Records waiting for a block.",
+        "gauge",
+        core.mempool.len().to_string(),
+    );
+    metric(
+        "gridledger_peers",
+        "Configured peers.",
+        "gauge",
+        core.peers.len().to_string(),
+    );
+    metric(
+        "gridledger_blocks_mined_total",
+        "Blocks this node mined.",
+        "counter",
+        c.mined.to_string(),
+    );
+    metric(
+        "gridledger_blocks_received_total",
+        "Peer blocks stored.",
+        "counter",
+        c.received.to_string(),
+    );
+    metric(
+        "gridledger_blocks_rejected_total",
+        "Peer blocks refused.",
+        "counter",
+        c.rejected.to_string(),
+    );
+    metric(
+        "gridledger_witness_conflicts_total",
+        "Peer blocks refused for a record that differs from this node's own read.",
+        "counter",
+        c.witness_conflicts.to_string(),
+    );
+    metric(
+        "gridledger_reorgs_total",
+        "Main-chain switches.",
+        "counter",
+        c.reorgs.to_string(),
+    );
+    out.push_str("# HELP gridledger_relay_records_total Records read from the relay.\n# TYPE gridledger_relay_records_total counter\n");
+    let statuses: Vec<_> = core
+        .relays
+        .iter()
+        .map(|r| r.lock().unwrap_or_else(PoisonError::into_inner).clone())
+        .collect();
+    for st in &statuses {
+        out.push_str(&format!(
+            "gridledger_relay_records_total{{relay=\"{}\"}} {}\n",
+            st.relay, st.records
+        ));
+    }
+    out.push_str("# HELP gridledger_relay_missed_minutes_total Minutes of the relay never read (gaps).\n# TYPE gridledger_relay_missed_minutes_total counter\n");
+    for st in &statuses {
+        out.push_str(&format!(
+            "gridledger_relay_missed_minutes_total{{relay=\"{}\"}} {}\n",
+            st.relay, st.missed_minutes
+        ));
+    }
+    out.push_str("# HELP gridledger_relay_up 1 if the last poll of the relay succeeded.\n# TYPE gridledger_relay_up gauge\n");
+    for st in &statuses {
+        out.push_str(&format!(
+            "gridledger_relay_up{{relay=\"{}\"}} {}\n",
+            st.relay,
+            u8::from(st.failures_in_a_row == 0)
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn get_peers(State(shared): State<Shared>) -> Response {
+    Json(json!({ "peers": lock(&shared).peers })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct NewPeer {
+    url: String,
+}
+
+async fn post_peers(State(shared): State<Shared>, Json(p): Json<NewPeer>) -> Response {
+    let url = p.url.trim_end_matches('/').to_owned();
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 256 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("'{url}' is not an http:// URL"),
+        );
+    }
+    let mut core = lock(&shared);
+    if !core.peers.contains(&url) {
+        if core.peers.len() >= 256 {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "peer list is full (256)");
+        }
+        core.peers.push(url);
+    }
+    Json(json!({ "peers": core.peers })).into_response()
 }

@@ -30,6 +30,15 @@ pub enum AddError {
     /// The store failed; the block is not stored.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A record differs from what this node read itself from the relay for that minute:
+    /// a lying node or a tampered path.
+    #[error("witness conflict: the record of relay {relay} at {minute} differs from what this node read from the relay")]
+    WitnessConflict {
+        /// The relay.
+        relay: relay_core::RelayId,
+        /// The minute.
+        minute: relay_core::Minute,
+    },
 }
 
 /// What adding a block did.

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod chain;
+pub mod core;
 pub mod export;
 pub mod keys;
 pub mod ledger;

@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,10 +21,10 @@ use relay_core::MinuteRecord;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
-use crate::api::{router, Core, Shared};
+use crate::api::router;
 use crate::chain::{assemble, Block, Network, RecordKey, ValidationError};
+use crate::core::{Core, Origin, Shared};
 use crate::ledger::{AddError, Ledger};
-use crate::mempool::Mempool;
 use crate::poll::{poll_relay, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
 
@@ -103,12 +103,9 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
 /// Opens the ledger, binds the API and starts every task.
 pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, RunError> {
     let ledger = Ledger::open(&config.data_dir, config.network.clone())?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let shared: Shared = Arc::new(Mutex::new(Core {
-        ledger,
-        mempool: Mempool::new(),
-        tip_changed: Arc::clone(&cancel),
-    }));
+    let mut core = Core::new(ledger);
+    core.peers = config.peers.clone();
+    let cancel = Arc::clone(&core.tip_changed);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| RunError::Bind(config.listen, e))?;
@@ -117,21 +114,11 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         .map_err(|e| RunError::Bind(config.listen, e))?;
     let stop = Arc::new(Notify::new());
     let wake = Arc::new(Notify::new());
-    let peers = Arc::new(config.peers.clone());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap_or_default();
     let mut tasks = Vec::new();
-
-    // HTTP API.
-    let app = router(Arc::clone(&shared));
-    let stopped = Arc::clone(&stop);
-    tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.notified().await })
-            .await;
-    }));
 
     // Pollers and intake.
     let (tx, mut rx) = mpsc::channel::<MinuteRecord>(1024);
@@ -147,17 +134,24 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         )));
     }
     drop(tx);
+    core.relays = relays.clone();
+    let shared: Shared = Arc::new(Mutex::new(core));
+
+    // HTTP API.
+    let app = router(Arc::clone(&shared));
+    let stopped = Arc::clone(&stop);
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.notified().await })
+            .await;
+    }));
+
     {
         let shared = Arc::clone(&shared);
         let wake = Arc::clone(&wake);
         tasks.push(tokio::spawn(async move {
             while let Some(record) = rx.recv().await {
-                let key = RecordKey {
-                    relay: record.relay,
-                    minute: record.minute,
-                };
-                let mut core = lock(&shared);
-                if core.ledger.tree().record_height(&key).is_none() && core.mempool.add(record) {
+                if lock(&shared).read(record) {
                     wake.notify_one();
                 }
             }
@@ -167,12 +161,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     // Miner.
     {
         let shared = Arc::clone(&shared);
-        let (peers, client, cancel, wake) = (
-            Arc::clone(&peers),
-            client.clone(),
-            Arc::clone(&cancel),
-            Arc::clone(&wake),
-        );
+        let (client, cancel, wake) = (client.clone(), Arc::clone(&cancel), Arc::clone(&wake));
         let max = config.max_records_per_block.max(1);
         let bits = config.network.bits;
         let jitter_ms = config.mining_jitter.as_millis() as u64;
@@ -227,11 +216,12 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                 let bytes = block.to_bytes();
                 let accepted = {
                     let mut core = lock(&shared);
-                    core.accept(block, now_ms())
+                    core.accept(block, now_ms(), Origin::Own)
                 };
                 match accepted {
                     Ok(added) => {
                         info!(height = added.height, block = %added.id, "mined a block");
+                        let peers = lock(&shared).peers.clone();
                         push(&client, &peers, bytes);
                     }
                     Err(e) => debug!("own block not added: {e}"),
@@ -243,12 +233,13 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     // Sync with peers: pull what they have and we lack; cancel mining on a better tip.
     {
         let shared = Arc::clone(&shared);
-        let (peers, client) = (Arc::clone(&peers), client.clone());
+        let client = client.clone();
         let every = config.sync_every;
         tasks.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                for peer in peers.iter() {
+                let peers = lock(&shared).peers.clone();
+                for peer in &peers {
                     if let Err(e) = pull(&client, peer, &shared).await {
                         debug!(%peer, "sync: {e}");
                     }
@@ -331,7 +322,7 @@ async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<(
         let mut core = lock(shared);
         let mut progressed = false;
         for block in blocks {
-            match core.accept(block, now_ms()) {
+            match core.accept(block, now_ms(), Origin::Peer) {
                 Ok(_) => progressed = true,
                 Err(AddError::Known(_)) => progressed = true,
                 Err(AddError::Invalid(ValidationError::UnknownParent(_))) if !progressed => {

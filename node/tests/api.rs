@@ -10,23 +10,26 @@ use common::{block_on, record};
 use gridledger::api::{router, Core};
 use gridledger::chain::Network;
 use gridledger::ledger::Ledger;
-use gridledger::mempool::Mempool;
 
 async fn serve(dir: &std::path::Path, net: Network) -> SocketAddr {
+    serve_shared(dir, net).await.0
+}
+
+async fn serve_shared(
+    dir: &std::path::Path,
+    net: Network,
+) -> (SocketAddr, gridledger::core::Shared) {
     let ledger = Ledger::open(dir, net).expect("opens");
-    let shared = Arc::new(Mutex::new(Core {
-        ledger,
-        mempool: Mempool::new(),
-        tip_changed: Default::default(),
-    }));
+    let shared = Arc::new(Mutex::new(Core::new(ledger)));
+    let served = shared.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router(shared)).await;
+        let _ = axum::serve(listener, router(served)).await;
     });
-    addr
+    (addr, shared)
 }
 
 async fn post(
@@ -157,4 +160,177 @@ async fn bad_blocks_get_a_4xx_with_the_reason_and_the_node_goes_on() {
     // After all that, the good block is accepted.
     let (code, body) = post(&client, addr, good.to_bytes()).await;
     assert_eq!((code, body["result"].as_str()), (200, Some("added")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_proofs_metrics_peers_and_the_witness() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = Network::new("api", 4);
+    let (addr, shared) = serve_shared(dir.path(), net.clone()).await;
+    let client = reqwest::Client::new();
+    let g = net.genesis().header;
+    let b1 = block_on(&g, &[record(1, 0), record(2, 0)], &net, 1);
+    let b2 = block_on(
+        &b1.header,
+        &[record(1, 1), record(2, 1), record(3, 1)],
+        &net,
+        1,
+    );
+    assert_eq!(post(&client, addr, b1.to_bytes()).await.0, 200);
+    assert_eq!(post(&client, addr, b2.to_bytes()).await.0, 200);
+    let m0 = record(1, 0).minute.0;
+
+    // Readings of relay 2, JSON and CSV, by minute number and by date.
+    let r = get_json(
+        &client,
+        format!("http://{addr}/readings?relay=2&from={m0}&to={}", m0 + 5),
+    )
+    .await;
+    let list = r["readings"].as_array().expect("readings");
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        (list[0]["minute"].as_u64(), list[1]["height"].as_u64()),
+        (Some(u64::from(m0)), Some(2))
+    );
+    let iso = record(2, 1).minute.to_string();
+    let r = get_json(
+        &client,
+        format!("http://{addr}/readings?relay=2&from={iso}&to={iso}"),
+    )
+    .await;
+    assert_eq!(r["readings"].as_array().map(Vec::len), Some(1));
+    let csv = client
+        .get(format!(
+            "http://{addr}/readings?relay=1&from={m0}&to={}&format=csv",
+            m0 + 1
+        ))
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("csv");
+    assert_eq!(
+        csv.lines().count(),
+        1 + 2 * 6,
+        "header and six samples per record:\n{csv}"
+    );
+    let bad = client
+        .get(format!("http://{addr}/readings?relay=1&from=yesterday"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(bad.status().as_u16(), 400);
+
+    // The proof checks out against the header with nothing but SHA-256.
+    let p = get_json(
+        &client,
+        format!("http://{addr}/readings/3/{}/proof", m0 + 1),
+    )
+    .await;
+    let header = hex::decode(p["header"].as_str().expect("header")).expect("hex");
+    assert_eq!(
+        hex::encode(Sha256::digest(&header)),
+        p["block_id"].as_str().expect("id")
+    );
+    let mut node: [u8; 32] = Sha256::new()
+        .chain_update([0u8])
+        .chain_update(hex::decode(p["record"].as_str().expect("record")).expect("hex"))
+        .finalize()
+        .into();
+    let (mut index, size) = (
+        p["index"].as_u64().expect("index"),
+        p["size"].as_u64().expect("size"),
+    );
+    assert_eq!((index, size), (2, 3));
+    let path: Vec<Vec<u8>> = p["path"]
+        .as_array()
+        .expect("path")
+        .iter()
+        .map(|h| hex::decode(h.as_str().expect("hex")).expect("hex"))
+        .collect();
+    // Three leaves: leaf 2's path is [root of leaves 0..2]; it is a right child.
+    for sibling in &path {
+        node = if index % 2 == 1 || index + 1 == size {
+            Sha256::new()
+                .chain_update([1u8])
+                .chain_update(sibling)
+                .chain_update(node)
+                .finalize()
+                .into()
+        } else {
+            Sha256::new()
+                .chain_update([1u8])
+                .chain_update(node)
+                .chain_update(sibling)
+                .finalize()
+                .into()
+        };
+        index /= 2;
+    }
+    assert_eq!(
+        &node[..],
+        &header[38..70],
+        "the record climbs to the header's Merkle root"
+    );
+    let none = client
+        .get(format!("http://{addr}/readings/9/{m0}/proof"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(none.status().as_u16(), 404);
+
+    // Peers.
+    let r = client
+        .post(format!("http://{addr}/peers"))
+        .json(&serde_json::json!({"url": "http://127.0.0.1:9/"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 200);
+    let peers = get_json(&client, format!("http://{addr}/peers")).await;
+    assert_eq!(peers["peers"], serde_json::json!(["http://127.0.0.1:9"]));
+    let r = client
+        .post(format!("http://{addr}/peers"))
+        .json(&serde_json::json!({"url": "ftp://x"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 400);
+
+    // Witness: this node read relay 5's record itself; a block claiming other values for
+    // that relay and minute is refused.
+    let honest = record(5, 2);
+    let mut forged = honest.clone();
+    forged.samples[0].p.0 += 1;
+    assert!(shared.lock().expect("lock").read(honest));
+    let lie = block_on(&b2.header, &[forged], &net, 2);
+    let (code, body) = post(&client, addr, lie.to_bytes()).await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .expect("reason")
+        .contains("witness conflict"));
+
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "gridledger_height 2",
+        "gridledger_records 5",
+        "gridledger_witness_conflicts_total 1",
+        "gridledger_blocks_received_total 2",
+        "gridledger_mempool_records 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing '{line}' in:\n{metrics}"
+        );
+    }
 }
