@@ -31,37 +31,57 @@ async fn relay(minute_secs: f64) -> SocketAddr {
     addr
 }
 
-async fn nodes(n: usize, relay: SocketAddr, dirs: &[tempfile::TempDir]) -> Vec<RunningNode> {
+fn node_config(i: usize, ports: &[u16], relay: SocketAddr, dir: &tempfile::TempDir) -> NodeConfig {
+    let port = ports[i];
+    NodeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        data_dir: dir.path().to_owned(),
+        network: Network::new("system-test", 8),
+        relays: vec![format!("{relay}/1").parse().expect("relay")],
+        peers: ports
+            .iter()
+            .filter(|p| **p != port)
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect(),
+        poll: PollConfig {
+            period: Duration::from_millis(250),
+            offset: Duration::from_millis(10),
+            io_timeout: Duration::from_millis(500),
+        },
+        sync_every: Duration::from_millis(500),
+        max_records_per_block: 64,
+        mining_jitter: Duration::from_millis(200),
+    }
+}
+
+async fn nodes(
+    n: usize,
+    relay: SocketAddr,
+    dirs: &[tempfile::TempDir],
+) -> (Vec<u16>, Vec<RunningNode>) {
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let mut out = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let peers = ports
-            .iter()
-            .filter(|p| *p != port)
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect();
-        let config = NodeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], *port)),
-            data_dir: dirs[i].path().to_owned(),
-            network: Network::new("system-test", 8),
-            relays: vec![format!("{relay}/1").parse().expect("relay")],
-            peers,
-            poll: PollConfig {
-                period: Duration::from_millis(250),
-                offset: Duration::from_millis(10),
-                io_timeout: Duration::from_millis(500),
-            },
-            sync_every: Duration::from_millis(500),
-            max_records_per_block: 64,
-            mining_jitter: Duration::from_millis(200),
-        };
+    for (i, dir) in dirs.iter().enumerate().take(n) {
+        let config = node_config(i, &ports, relay, dir);
         out.push(
             start(config, common::key(i as u8 + 1))
                 .await
                 .expect("node starts"),
         );
     }
-    out
+    (ports, out)
+}
+
+async fn same_tip_within(nodes: &[RunningNode], wait: Duration) {
+    let deadline = Instant::now() + wait;
+    loop {
+        let tips: Vec<_> = nodes.iter().map(tip).collect();
+        if tips.windows(2).all(|w| w[0] == w[1]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nodes disagree: {tips:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn tip(node: &RunningNode) -> (u32, String) {
@@ -79,19 +99,10 @@ async fn four_nodes_agree_on_every_record() {
     let dirs: Vec<_> = (0..4)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
-    let nodes = nodes(4, relay, &dirs).await;
+    let (_, nodes) = nodes(4, relay, &dirs).await;
     tokio::time::sleep(Duration::from_secs(22)).await;
-
     // Let the last blocks spread, then compare.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let tips: Vec<_> = nodes.iter().map(tip).collect();
-        if tips.windows(2).all(|w| w[0] == w[1]) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "nodes disagree: {tips:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    same_tip_within(&nodes, Duration::from_secs(10)).await;
     {
         let core = nodes[0].shared.lock().expect("lock");
         let tree = core.ledger.tree();
@@ -123,6 +134,39 @@ async fn four_nodes_agree_on_every_record() {
         let st = n.relays[0].lock().expect("lock").clone();
         assert_eq!(st.missed_minutes, 0, "{st:?}");
     }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// A node down for several relay minutes, restarted on its data dir, catches up by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_was_down_catches_up() {
+    let relay = relay(1.0).await;
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let (ports, mut nodes) = nodes(3, relay, &dirs).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let down = nodes.pop().expect("three nodes");
+    let height_when_down = tip(&down).0;
+    down.stop().await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ahead = tip(&nodes[0]).0;
+    assert!(
+        ahead >= height_when_down + 4,
+        "the others went on: {ahead} vs {height_when_down}"
+    );
+
+    let back = start(node_config(2, &ports, relay, &dirs[2]), common::key(3))
+        .await
+        .expect("restarts");
+    nodes.push(back);
+    same_tip_within(&nodes, Duration::from_secs(15)).await;
+    assert!(
+        tip(&nodes[2]).0 >= ahead,
+        "the restarted node has the blocks mined while it was down"
+    );
     for n in nodes {
         n.stop().await;
     }
