@@ -2,7 +2,7 @@
 //!
 //! | method and path | answer |
 //! |---|---|
-//! | `GET /status` | network, height, tip, records, known blocks, mempool size |
+//! | `GET /status` | network, height, tip, cumulative work, records, known blocks, mempool size, and each relay's polling status (up, last minute, gaps, last error) |
 //! | `GET /chain` | the study's view: `length` and every main-chain block with decoded records |
 //! | `GET /blocks?from=H&limit=N` | main-chain blocks from height H (N ≤ 500): JSON, or with `Accept: application/octet-stream` a varint count then each block as varint length + bytes |
 //! | `GET /blocks/{height or id}` | one block: JSON, or its bytes with `Accept: application/octet-stream` |
@@ -11,6 +11,8 @@
 //! | `GET /readings/{relay}/{minute}/proof` | the record, its block header and its RFC 6962 inclusion proof |
 //! | `GET /metrics` | Prometheus text: chain, mempool, blocks mined/received/rejected, witness conflicts, reorgs, per relay records, gaps and up |
 //! | `GET /peers`, `POST /peers {"url": …}` | the peer list, and adding a peer |
+//! | `POST /peers/resolve` | pulls from every peer at once; says whether the chain was replaced |
+//! | `GET /` | the dashboard: a page that polls the endpoints above |
 
 use std::sync::PoisonError;
 
@@ -18,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -62,6 +64,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/readings/{relay}/{minute}/proof", get(proof))
         .route("/metrics", get(metrics))
         .route("/peers", get(get_peers).post(post_peers))
+        .route("/peers/resolve", post(resolve))
+        .route("/", get(dashboard))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }
@@ -77,7 +81,20 @@ async fn status(State(shared): State<Shared>) -> Response {
         "tip": s.tip.to_hex(),
         "records": s.records,
         "blocks_known": s.blocks,
+        "work": core.ledger.tree().tip_work().to_string(),
         "mempool": core.mempool.len(),
+        "peers": core.peers.len(),
+        "relays": relay_statuses(&core).iter().map(|st| json!({
+            "relay": st.relay,
+            "up": st.is_up(),
+            "last_minute": st.last_minute.map(|m| m.0),
+            "last_minute_utc": st.last_minute.map(|m| m.to_string()),
+            "records": st.records,
+            "missed_minutes": st.missed_minutes,
+            "failures_in_a_row": st.failures_in_a_row,
+            "last_error": st.last_error,
+            "clock_not_set": st.clock_not_set,
+        })).collect::<Vec<_>>(),
     }))
     .into_response()
 }
@@ -460,11 +477,7 @@ async fn metrics(State(shared): State<Shared>) -> Response {
         c.reorgs.to_string(),
     );
     out.push_str("# HELP gridledger_relay_records_total Records read from the relay.\n# TYPE gridledger_relay_records_total counter\n");
-    let statuses: Vec<_> = core
-        .relays
-        .iter()
-        .map(|r| r.lock().unwrap_or_else(PoisonError::into_inner).clone())
-        .collect();
+    let statuses = relay_statuses(&core);
     for st in &statuses {
         out.push_str(&format!(
             "gridledger_relay_records_total{{relay=\"{}\"}} {}\n",
@@ -483,10 +496,39 @@ async fn metrics(State(shared): State<Shared>) -> Response {
         out.push_str(&format!(
             "gridledger_relay_up{{relay=\"{}\"}} {}\n",
             st.relay,
-            u8::from(st.failures_in_a_row == 0)
+            u8::from(st.is_up())
         ));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn relay_statuses(core: &Core) -> Vec<crate::poll::RelayStatus> {
+    core.relays
+        .iter()
+        .map(|r| r.lock().unwrap_or_else(PoisonError::into_inner).clone())
+        .collect()
+}
+
+async fn resolve(State(shared): State<Shared>) -> Response {
+    let before = lock(&shared).ledger.tree().tip();
+    let results = crate::peers::resolve(&crate::peers::client(), &shared).await;
+    let core = lock(&shared);
+    let tree = core.ledger.tree();
+    Json(json!({
+        "replaced": tree.tip() != before,
+        "height": tree.height(),
+        "tip": tree.tip().to_hex(),
+        "peers": results,
+    }))
+    .into_response()
+}
+
+async fn dashboard() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
 }
 
 async fn get_peers(State(shared): State<Shared>) -> Response {

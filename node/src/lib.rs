@@ -13,6 +13,7 @@ pub mod export;
 pub mod keys;
 pub mod ledger;
 pub mod mempool;
+pub mod peers;
 pub mod poll;
 pub mod run;
 pub mod store;

@@ -100,35 +100,135 @@ enum Command {
     },
 }
 
+/// `gridledger run`'s settings. Each comes from its flag, else its environment variable,
+/// else the `--config` file, else the default shown.
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// HTTP address of the API.
-    #[arg(long, env = "GRIDLEDGER_LISTEN", default_value = "127.0.0.1:5004")]
-    listen: std::net::SocketAddr,
-    /// Where the chain (and, unless --key-file says otherwise, the miner key) lives.
-    #[arg(long, env = "GRIDLEDGER_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
-    /// Network name: nodes with the same name and difficulty share a genesis block.
-    #[arg(long, env = "GRIDLEDGER_NETWORK", default_value = "gridledger")]
-    network: String,
-    /// Leading zero bits every block id needs.
-    #[arg(long, env = "GRIDLEDGER_DIFFICULTY_BITS", default_value_t = 16)]
-    difficulty_bits: u8,
+    /// A TOML file with any of the settings below, named as the flags with `_` for `-`
+    /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
+    /// `poll_secs`, `key_file`, `allow_list`). Flags and env vars override it.
+    #[arg(long, env = "GRIDLEDGER_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP address of the API [default: 127.0.0.1:5004]
+    #[arg(long, env = "GRIDLEDGER_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Where the chain (and, unless --key-file says otherwise, the miner key) lives
+    /// [default: data]
+    #[arg(long, env = "GRIDLEDGER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Network name: nodes with the same name and difficulty share a genesis block
+    /// [default: gridledger]
+    #[arg(long, env = "GRIDLEDGER_NETWORK")]
+    network: Option<String>,
+    /// Leading zero bits every block id needs [default: 16]
+    #[arg(long, env = "GRIDLEDGER_DIFFICULTY_BITS")]
+    difficulty_bits: Option<u8>,
     /// A relay to poll, host:port[/unit]; repeat for several.
     #[arg(long = "relay", env = "GRIDLEDGER_RELAYS", value_delimiter = ',')]
     relays: Vec<gridledger::poll::RelayAddr>,
     /// A peer's base URL (http://host:port); repeat for several.
     #[arg(long = "peer", env = "GRIDLEDGER_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
-    /// Seconds between polls, aligned to the minute (plus 2 s for the relay to close it).
-    #[arg(long, env = "GRIDLEDGER_POLL_SECS", default_value_t = 60.0)]
-    poll_secs: f64,
-    /// The miner key (see `gridledger keygen`); default DATA_DIR/miner.key, created if absent.
+    /// Seconds between polls, aligned to the minute (plus up to 2 s for the relay to close
+    /// it) [default: 60]
+    #[arg(long, env = "GRIDLEDGER_POLL_SECS")]
+    poll_secs: Option<f64>,
+    /// The miner key (see `gridledger keygen`) [default: DATA_DIR/miner.key, created if
+    /// absent]
     #[arg(long, env = "GRIDLEDGER_KEY_FILE")]
     key_file: Option<PathBuf>,
-    /// A file of miner public keys (hex, one per line) allowed to mine; default: anyone.
+    /// A file of miner public keys (hex, one per line) allowed to mine [default: anyone]
     #[arg(long, env = "GRIDLEDGER_ALLOW_LIST")]
     allow_list: Option<PathBuf>,
+}
+
+/// The `--config` file of `gridledger run`: the same settings as the flags.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFile {
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+    network: Option<String>,
+    difficulty_bits: Option<u8>,
+    #[serde(default)]
+    relays: Vec<String>,
+    #[serde(default)]
+    peers: Vec<String>,
+    poll_secs: Option<f64>,
+    key_file: Option<PathBuf>,
+    allow_list: Option<PathBuf>,
+}
+
+/// `gridledger run`'s settings once flags, env vars, the file and defaults are merged.
+#[derive(Debug)]
+struct RunSettings {
+    listen: std::net::SocketAddr,
+    data_dir: PathBuf,
+    network: String,
+    difficulty_bits: u8,
+    relays: Vec<gridledger::poll::RelayAddr>,
+    peers: Vec<String>,
+    poll_secs: f64,
+    key_file: PathBuf,
+    allow_list: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn settings(self) -> Result<RunSettings, String> {
+        let file = match &self.config {
+            None => RunFile::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))?
+            }
+        };
+        let relays = if self.relays.is_empty() {
+            file.relays
+                .iter()
+                .map(|r| r.parse().map_err(|e| format!("--config relays: {e}")))
+                .collect::<Result<_, _>>()?
+        } else {
+            self.relays
+        };
+        let peers = if self.peers.is_empty() {
+            file.peers
+        } else {
+            self.peers
+        };
+        if let Some(bad) = peers
+            .iter()
+            .find(|p| !(p.starts_with("http://") || p.starts_with("https://")))
+        {
+            return Err(format!(
+                "peer '{bad}' is not a base URL like http://127.0.0.1:5005"
+            ));
+        }
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        Ok(RunSettings {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 5004))),
+            key_file: self
+                .key_file
+                .or(file.key_file)
+                .unwrap_or_else(|| data_dir.join("miner.key")),
+            data_dir,
+            network: self
+                .network
+                .or(file.network)
+                .unwrap_or_else(|| "gridledger".to_owned()),
+            difficulty_bits: self.difficulty_bits.or(file.difficulty_bits).unwrap_or(16),
+            relays,
+            peers,
+            poll_secs: self.poll_secs.or(file.poll_secs).unwrap_or(60.0),
+            allow_list: self.allow_list.or(file.allow_list),
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -355,11 +455,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let key_file = args
-        .key_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("miner.key"));
-    let key = match key_or_new(&key_file) {
+    let args = match args.settings() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let key = match key_or_new(&args.key_file) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };

@@ -183,6 +183,16 @@ pub struct RelayStatus {
     pub last_error: Option<String>,
     /// Records refused because the relay's clock was not set.
     pub clock_not_set: u64,
+    /// Polls that got an answer.
+    pub answered: u64,
+}
+
+impl RelayStatus {
+    /// True if the relay answered the last poll.
+    #[must_use]
+    pub fn is_up(&self) -> bool {
+        self.answered > 0 && self.failures_in_a_row == 0
+    }
 }
 
 /// How often and how patiently to poll.
@@ -219,6 +229,7 @@ pub async fn poll_relay(
             match outcome {
                 Ok(Some(read)) if Some(read.seq) != last_seq => {
                     last_seq = Some(read.seq);
+                    st.answered += 1;
                     st.failures_in_a_row = 0;
                     st.last_error = None;
                     let rec = read.record;
@@ -235,6 +246,7 @@ pub async fn poll_relay(
                     }
                 }
                 Ok(_) => {
+                    st.answered += 1;
                     st.failures_in_a_row = 0;
                     st.last_error = None;
                 }

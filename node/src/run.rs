@@ -19,12 +19,13 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use relay_core::MinuteRecord;
 use tokio::sync::{mpsc, Notify};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::api::router;
-use crate::chain::{assemble, Block, Network, RecordKey, ValidationError};
+use crate::chain::{assemble, Network, RecordKey};
 use crate::core::{Core, Origin, Shared};
-use crate::ledger::{AddError, Ledger};
+use crate::ledger::Ledger;
+use crate::peers::{pull, push};
 use crate::poll::{poll_relay, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
 
@@ -114,17 +115,17 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         .map_err(|e| RunError::Bind(config.listen, e))?;
     let stop = Arc::new(Notify::new());
     let wake = Arc::new(Notify::new());
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap_or_default();
+    let client = crate::peers::client();
     let mut tasks = Vec::new();
 
     // Pollers and intake.
     let (tx, mut rx) = mpsc::channel::<MinuteRecord>(1024);
     let mut relays = Vec::new();
     for relay in &config.relays {
-        let status = Arc::new(Mutex::new(RelayStatus::default()));
+        let status = Arc::new(Mutex::new(RelayStatus {
+            relay: relay.to_string(),
+            ..RelayStatus::default()
+        }));
         relays.push(Arc::clone(&status));
         tasks.push(tokio::spawn(poll_relay(
             relay.clone(),
@@ -256,108 +257,4 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         stop,
         tasks,
     })
-}
-
-/// Sends a block to every peer at once; failures are the peers' problem.
-fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>) {
-    for peer in peers {
-        let req = client
-            .post(format!("{peer}/blocks"))
-            .header("content-type", "application/octet-stream")
-            .body(bytes.clone());
-        let peer = peer.clone();
-        tokio::spawn(async move {
-            match req.send().await {
-                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
-                Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
-                Err(e) => debug!(%peer, "push failed: {e}"),
-            }
-        });
-    }
-}
-
-/// Pulls from `peer` the main-chain blocks we lack, from the fork point up.
-async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<(), String> {
-    let status: serde_json::Value = client
-        .get(format!("{peer}/status"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let (their_height, their_tip) = (
-        status["height"].as_u64().unwrap_or(0) as u32,
-        status["tip"].as_str().unwrap_or_default().to_owned(),
-    );
-    let (our_height, known) = {
-        let core = lock(shared);
-        let tree = core.ledger.tree();
-        let known =
-            crate::chain::BlockId::from_hex(&their_tip).is_some_and(|id| tree.contains(&id));
-        (tree.height(), known)
-    };
-    if known || their_height < our_height {
-        return Ok(());
-    }
-    let mut back = 0u32;
-    loop {
-        let from = our_height.saturating_sub(back).max(1);
-        let body = client
-            .get(format!(
-                "{peer}/blocks?from={from}&limit={}",
-                crate::api::MAX_LIMIT
-            ))
-            .header("accept", "application/octet-stream")
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .bytes()
-            .await
-            .map_err(|e| e.to_string())?;
-        let blocks = decode_list(&body)?;
-        if blocks.is_empty() {
-            return Ok(());
-        }
-        let mut core = lock(shared);
-        let mut progressed = false;
-        for block in blocks {
-            match core.accept(block, now_ms(), Origin::Peer) {
-                Ok(_) => progressed = true,
-                Err(AddError::Known(_)) => progressed = true,
-                Err(AddError::Invalid(ValidationError::UnknownParent(_))) if !progressed => {
-                    // Forked below `from`: step back further.
-                    if from == 1 {
-                        return Err("no common block with the peer".into());
-                    }
-                    back = (back * 2).max(16);
-                    break;
-                }
-                Err(e) => return Err(format!("peer block refused: {e}")),
-            }
-        }
-        if progressed {
-            return Ok(());
-        }
-    }
-}
-
-/// Parses the raw `GET /blocks` body: a varint count, then each block as varint length +
-/// bytes.
-fn decode_list(body: &[u8]) -> Result<Vec<Block>, String> {
-    use crate::chain::block::take_varint;
-    let mut rest = body;
-    let count = take_varint(&mut rest, "block count").map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for _ in 0..count.min(u64::from(crate::api::MAX_LIMIT)) {
-        let len = take_varint(&mut rest, "block length").map_err(|e| e.to_string())?;
-        let len = usize::try_from(len).map_err(|_| "block too long".to_owned())?;
-        if rest.len() < len {
-            return Err("truncated block".into());
-        }
-        let (bytes, tail) = rest.split_at(len);
-        out.push(Block::from_bytes(bytes, 1 << 20, 4096).map_err(|e| e.to_string())?);
-        rest = tail;
-    }
-    Ok(out)
 }

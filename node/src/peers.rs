@@ -1,0 +1,247 @@
+//! Talking to peers over HTTP: pushing new blocks, pulling what a peer with more work has
+//! and we lack, and resolving against every peer at once (`POST /peers/resolve`).
+//!
+//! Peers are untrusted: every block they send goes through [`Core::accept`], every body is
+//! parsed with the network's size limits, and a peer that is down or slow costs at most
+//! its timeout.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::{debug, warn};
+
+use crate::chain::block::take_varint;
+use crate::chain::{Block, BlockId, ValidationError};
+use crate::core::{Core, Origin, Shared};
+use crate::ledger::AddError;
+
+/// How long one request to a peer may take.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most batches one pull fetches (500 blocks each): a peer cannot keep us busy forever.
+const MAX_BATCHES: u32 = 1_000;
+
+/// Why talking to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// No answer, or the connection failed.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The answer did not parse.
+    #[error("bad answer: {0}")]
+    BadAnswer(String),
+    /// The peer sent a block that breaks a rule.
+    #[error("sent a block we refuse: {0}")]
+    Refused(AddError),
+    /// The peer's chain shares no block with ours (another network?).
+    #[error("no block in common with our chain (another network or genesis?)")]
+    NoCommonBlock,
+}
+
+/// The HTTP client every peer request goes through.
+#[must_use]
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap_or_default()
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Sends a block to every peer at once, without waiting: failures are logged only.
+pub fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>) {
+    for peer in peers {
+        let req = client
+            .post(format!("{peer}/blocks"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.clone());
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            match req.send().await {
+                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
+                Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
+                Err(e) => debug!(%peer, "push failed: {e}"),
+            }
+        });
+    }
+}
+
+/// A peer's tip, as its `GET /status` tells it.
+#[derive(Clone, Copy, Debug)]
+struct PeerTip {
+    height: u32,
+    tip: Option<BlockId>,
+    work: Option<u128>,
+}
+
+async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerError> {
+    let status: serde_json::Value = client
+        .get(format!("{peer}/status"))
+        .send()
+        .await
+        .map_err(|e| PeerError::Unreachable(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| PeerError::BadAnswer(e.to_string()))?;
+    let height = status["height"]
+        .as_u64()
+        .and_then(|h| u32::try_from(h).ok())
+        .ok_or_else(|| PeerError::BadAnswer("/status has no height".into()))?;
+    Ok(PeerTip {
+        height,
+        tip: status["tip"].as_str().and_then(BlockId::from_hex),
+        work: status["work"].as_str().and_then(|w| w.parse().ok()),
+    })
+}
+
+/// Pulls from `peer` the main-chain blocks we lack, if its chain has more work than ours
+/// (by its own account; our validation decides). Steps back from our height until the fork
+/// point is found, then fetches forward in batches of [`crate::api::MAX_LIMIT`]. Returns
+/// the number of blocks stored.
+pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
+    let theirs = peer_tip(client, peer).await?;
+    let (our_height, our_work, known) = {
+        let core = lock(shared);
+        let tree = core.ledger.tree();
+        let known = theirs.tip.is_some_and(|id| tree.contains(&id));
+        (tree.height(), tree.tip_work(), known)
+    };
+    // A peer that does not say its work is judged by height.
+    let ahead = theirs
+        .work
+        .map_or(theirs.height > our_height, |w| w > our_work);
+    if known || !ahead {
+        return Ok(0);
+    }
+    let limit = crate::api::MAX_LIMIT;
+    let mut back = 0u32;
+    let mut from = our_height.max(1);
+    let mut stored = 0u32;
+    let mut linked = false;
+    for _ in 0..MAX_BATCHES {
+        if !linked {
+            from = our_height.saturating_sub(back).max(1);
+        }
+        let body = client
+            .get(format!("{peer}/blocks?from={from}&limit={limit}"))
+            .header("accept", "application/octet-stream")
+            .send()
+            .await
+            .map_err(|e| PeerError::Unreachable(e.to_string()))?
+            .bytes()
+            .await
+            .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+        let (max_bytes, max_records) = {
+            let core = lock(shared);
+            let net = core.ledger.network();
+            (net.max_block_bytes, net.max_records)
+        };
+        let blocks = decode_list(&body, max_bytes, max_records)?;
+        let count = blocks.len() as u32;
+        if count == 0 {
+            return Ok(stored);
+        }
+        for block in blocks {
+            // One block per lock: the API and the miner go on between blocks.
+            let result = lock(shared).accept(block, now_ms(), Origin::Peer);
+            match result {
+                Ok(_) => {
+                    stored += 1;
+                    linked = true;
+                }
+                Err(AddError::Known(_)) => linked = true,
+                Err(AddError::Invalid(ValidationError::UnknownParent(_))) if !linked => {
+                    // Forked below `from`: step back further.
+                    if from == 1 {
+                        return Err(PeerError::NoCommonBlock);
+                    }
+                    back = (back * 2).max(16);
+                    break;
+                }
+                Err(e) => return Err(PeerError::Refused(e)),
+            }
+        }
+        if linked {
+            if count < limit {
+                return Ok(stored);
+            }
+            from += count;
+        }
+    }
+    Ok(stored)
+}
+
+/// What resolving against one peer did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Resolved {
+    /// The peer's URL.
+    pub peer: String,
+    /// Blocks stored from it.
+    pub stored: u32,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Pulls from every peer at once (the study's "consensus" call): afterwards the node is on
+/// the chain with the most work among itself and the peers that answered.
+pub async fn resolve(client: &reqwest::Client, shared: &Shared) -> Vec<Resolved> {
+    let peers = lock(shared).peers.clone();
+    let tasks: Vec<_> = peers
+        .into_iter()
+        .map(|peer| {
+            let (client, shared) = (client.clone(), std::sync::Arc::clone(shared));
+            tokio::spawn(async move {
+                let r = pull(&client, &peer, &shared).await;
+                Resolved {
+                    peer,
+                    stored: r.as_ref().map_or(0, |n| *n),
+                    error: r.err().map(|e| e.to_string()),
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(r) = t.await {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Parses the raw `GET /blocks` body: a varint count, then each block as varint length +
+/// bytes.
+fn decode_list(body: &[u8], max_bytes: usize, max_records: u32) -> Result<Vec<Block>, PeerError> {
+    let bad = |e: String| PeerError::BadAnswer(e);
+    let mut rest = body;
+    let count = take_varint(&mut rest, "block count").map_err(|e| bad(e.to_string()))?;
+    if count > u64::from(crate::api::MAX_LIMIT) {
+        return Err(bad(format!("{count} blocks in one answer")));
+    }
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let len = take_varint(&mut rest, "block length").map_err(|e| bad(e.to_string()))?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= rest.len())
+            .ok_or_else(|| bad("truncated block".into()))?;
+        let (bytes, tail) = rest.split_at(len);
+        out.push(
+            Block::from_bytes(bytes, max_bytes, max_records)
+                .map_err(|e| PeerError::Refused(AddError::Invalid(e.into())))?,
+        );
+        rest = tail;
+    }
+    Ok(out)
+}
