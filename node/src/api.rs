@@ -193,8 +193,13 @@ async fn post_block(State(shared): State<Shared>, body: Bytes) -> Response {
     let result = tokio::task::spawn_blocking(move || {
         let mut core = lock(&shared);
         let net = core.ledger.network().clone();
-        let block = Block::from_bytes(&body, net.max_block_bytes, net.max_records)
-            .map_err(|e| AddError::Invalid(e.into()))?;
+        let block = match Block::from_bytes(&body, net.max_block_bytes, net.max_records) {
+            Ok(b) => b,
+            Err(e) => {
+                core.counters.rejected += 1;
+                return Err(AddError::Invalid(e.into()));
+            }
+        };
         core.accept(block, now, Origin::Peer)
     })
     .await;

@@ -50,6 +50,9 @@ pub struct Core {
     pub mempool: Mempool,
     /// Set when the tip changes, so that a miner working on the old tip stops at once.
     pub tip_changed: Arc<AtomicBool>,
+    /// Woken when a peer sends a block whose parent we lack: the sync loop pulls at once
+    /// instead of at its next tick.
+    pub sync_wanted: Arc<tokio::sync::Notify>,
     /// The relays this node polls.
     pub relays: Vec<Arc<Mutex<RelayStatus>>>,
     /// Peers' base URLs.
@@ -70,6 +73,7 @@ impl Core {
             ledger,
             mempool: Mempool::new(),
             tip_changed: Arc::new(AtomicBool::new(false)),
+            sync_wanted: Arc::new(tokio::sync::Notify::new()),
             relays: Vec::new(),
             peers: Vec::new(),
             counters: Counters::default(),
@@ -103,6 +107,14 @@ impl Core {
         let added = match result {
             Ok(added) => added,
             Err(e) => {
+                if origin == Origin::Peer
+                    && matches!(
+                        e,
+                        AddError::Invalid(crate::chain::ValidationError::UnknownParent(_))
+                    )
+                {
+                    self.sync_wanted.notify_one();
+                }
                 if origin == Origin::Peer && !matches!(e, AddError::Known(_)) {
                     self.counters.rejected += 1;
                     if matches!(e, AddError::WitnessConflict { .. }) {

@@ -105,8 +105,8 @@ async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerE
     })
 }
 
-/// Pulls from `peer` the main-chain blocks we lack, if its chain has more work than ours
-/// (by its own account; our validation decides). Steps back from our height until the fork
+/// Pulls from `peer` the main-chain blocks we lack, if its chain has at least as much work
+/// as ours (by its own account; our validation decides). Steps back from our height until the fork
 /// point is found, then fetches forward in batches of [`crate::api::MAX_LIMIT`]. Returns
 /// the number of blocks stored.
 pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
@@ -117,10 +117,13 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
         let known = theirs.tip.is_some_and(|id| tree.contains(&id));
         (tree.height(), tree.tip_work(), known)
     };
-    // A peer that does not say its work is judged by height.
+    // A peer with as much work as ours is pulled from too: its branch is stored on the
+    // side, so that its next block connects here and wins, instead of two halves of a
+    // healed partition tying for ever. A peer that does not say its work is judged by
+    // height.
     let ahead = theirs
         .work
-        .map_or(theirs.height > our_height, |w| w > our_work);
+        .map_or(theirs.height >= our_height, |w| w >= our_work);
     if known || !ahead {
         return Ok(0);
     }

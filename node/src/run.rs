@@ -236,9 +236,10 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         let shared = Arc::clone(&shared);
         let client = client.clone();
         let every = config.sync_every;
+        let wanted = Arc::clone(&lock(&shared).sync_wanted);
         tasks.push(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                let _ = tokio::time::timeout(every, wanted.notified()).await;
                 let peers = lock(&shared).peers.clone();
                 for peer in &peers {
                     if let Err(e) = pull(&client, peer, &shared).await {

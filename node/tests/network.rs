@@ -2,32 +2,21 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gridledger::chain::{Network, RecordKey};
 use gridledger::poll::PollConfig;
 use gridledger::run::{start, NodeConfig, RunningNode};
 use relay_core::{Minute, RelayId};
-use relay_sim::{Config, Simulator};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use common::free_port;
 
 async fn relay(minute_secs: f64) -> SocketAddr {
-    let s = Simulator::bind(Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        minute_secs,
-        ..Config::default()
-    })
-    .await
-    .expect("relay-sim binds");
-    let addr = s.local_addr();
-    tokio::spawn(s.run(std::future::pending()));
+    let (addr, stop) =
+        common::relay_sim(SocketAddr::from(([127, 0, 0, 1], 0)), 1, minute_secs, None).await;
+    // Runs for the rest of the test.
+    std::mem::forget(stop);
     addr
 }
 
@@ -167,6 +156,248 @@ async fn a_node_that_was_down_catches_up() {
         tip(&nodes[2]).0 >= ahead,
         "the restarted node has the blocks mined while it was down"
     );
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+fn config_with(
+    port: u16,
+    relays: &[SocketAddr],
+    peers: &[u16],
+    dir: &tempfile::TempDir,
+) -> NodeConfig {
+    let mut c = node_config(0, &[port], relays[0], dir);
+    c.relays = relays
+        .iter()
+        .map(|r| format!("{r}/1").parse().expect("relay"))
+        .collect();
+    c.peers = peers
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    c
+}
+
+/// Every (relay, minute) on `node`'s main chain, by relay.
+fn minutes_on_chain(node: &RunningNode) -> std::collections::BTreeMap<u32, Vec<u32>> {
+    let core = node.shared.lock().expect("lock");
+    let tree = core.ledger.tree();
+    let mut out: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+    for h in 1..=tree.height() {
+        let id = tree.main_at(h).expect("main chain");
+        for k in tree.keys_of(&id) {
+            out.entry(k.relay.0).or_default().push(k.minute.0);
+        }
+    }
+    out
+}
+
+/// Asserts each relay's minutes appear once each, with no gap from the first up to
+/// `last[relay]` (later minutes may still be on their way).
+fn every_minute_once(
+    chain: &std::collections::BTreeMap<u32, Vec<u32>>,
+    last: &std::collections::BTreeMap<u32, u32>,
+) {
+    assert_eq!(chain.len(), last.len(), "every relay is on the chain");
+    for (relay, minutes) in chain {
+        let mut sorted = minutes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), minutes.len(), "relay {relay}: a minute twice");
+        let (first, end) = (sorted[0], last[relay]);
+        let upto = sorted.iter().filter(|m| **m <= end).count() as u32;
+        assert_eq!(
+            upto,
+            end - first + 1,
+            "relay {relay}: a gap in {first}..={end}"
+        );
+    }
+}
+
+/// System test 3: two pairs of nodes that cannot reach each other both mine; relay 2 is
+/// read by the second pair only. Healed through the API (`POST /peers`, then `POST
+/// /peers/resolve`), the four end on one chain holding every minute of both relays once:
+/// the losing pair's blocks are abandoned but none of their records is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_heals_into_one_chain_with_every_record_once() {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (relay1, stop1) = common::relay_sim(any, 1, 1.0, None).await;
+    let (relay2, stop2) = common::relay_sim(any, 2, 1.0, None).await;
+    let dirs: Vec<_> = (0..4)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let sides: [(&[SocketAddr], usize); 4] = [
+        (&[relay1], 1),
+        (&[relay1], 0),
+        (&[relay1, relay2], 3),
+        (&[relay1, relay2], 2),
+    ];
+    let mut nodes = Vec::new();
+    for (i, (relays, peer)) in sides.iter().enumerate() {
+        let c = config_with(ports[i], relays, &[ports[*peer]], &dirs[i]);
+        nodes.push(
+            start(c, common::key(i as u8 + 1))
+                .await
+                .expect("node starts"),
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (a, b) = (tip(&nodes[0]), tip(&nodes[2]));
+    assert_ne!(a.1, b.1, "the two sides mined apart");
+    assert!(a.0 >= 4 && b.0 >= 4, "both sides mined: {a:?} {b:?}");
+
+    // Heal: every node learns the other side's nodes, then one asks all to resolve.
+    let client = reqwest::Client::new();
+    for (i, port) in ports.iter().enumerate() {
+        for (j, other) in ports.iter().enumerate() {
+            if i / 2 != j / 2 {
+                let r = client
+                    .post(format!("http://127.0.0.1:{port}/peers"))
+                    .json(&serde_json::json!({ "url": format!("http://127.0.0.1:{other}") }))
+                    .send()
+                    .await
+                    .expect("answered");
+                assert_eq!(r.status().as_u16(), 200);
+            }
+        }
+    }
+    // What the pollers had read when the partition healed: all of it must end up on the
+    // one chain.
+    let mut last = std::collections::BTreeMap::new();
+    for n in &nodes {
+        for st in &n.relays {
+            let st = st.lock().expect("lock").clone();
+            let relay: u32 = if st.relay == format!("{relay1}/1") {
+                1
+            } else {
+                2
+            };
+            let m = st.last_minute.expect("read something").0;
+            let e = last.entry(relay).or_insert(m);
+            *e = (*e).max(m);
+        }
+    }
+    let r = common::post_json(
+        &client,
+        format!("http://127.0.0.1:{}/peers/resolve", ports[0]),
+    )
+    .await;
+    assert_eq!(r["peers"].as_array().map(Vec::len), Some(3), "{r}");
+
+    // The relays go on; wait for one tip holding everything read before the heal.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let chain = loop {
+        let tips: Vec<_> = nodes.iter().map(tip).collect();
+        let chain = minutes_on_chain(&nodes[0]);
+        let holds_all = last
+            .iter()
+            .all(|(relay, m)| chain.get(relay).is_some_and(|ms| ms.iter().any(|x| x >= m)));
+        if holds_all && tips.windows(2).all(|w| w[0] == w[1]) {
+            break chain;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not one chain with every record: tips {tips:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop((stop1, stop2));
+    every_minute_once(&chain, &last);
+    assert!(chain[&2].len() >= 6, "relay 2's records: {:?}", chain[&2]);
+    let reorgs: u64 = nodes
+        .iter()
+        .map(|n| n.shared.lock().expect("lock").counters.reorgs)
+        .sum();
+    assert!(reorgs >= 1, "one side gave up its branch");
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// System test 4: the relay stops and comes back. The nodes stay up and keep answering,
+/// `/status` and `/metrics` show it down with the error, then the gap; polling resumes and
+/// the chain goes on with the relay's new minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_and_comes_back_leaves_a_reported_gap() {
+    let start_time = common::now_ms() / 1000;
+    let began = Instant::now();
+    let (relay, stop) = common::relay_sim(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        1,
+        1.0,
+        Some(start_time),
+    )
+    .await;
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let (ports, nodes) = nodes(2, relay, &dirs).await;
+    let client = reqwest::Client::new();
+    let status =
+        |i: usize| common::get_json(&client, format!("http://127.0.0.1:{}/status", ports[i]));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = status(0).await;
+    assert_eq!(before["relays"][0]["up"], true, "{before}");
+
+    drop(stop);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (i, port) in ports.iter().enumerate() {
+        let s = status(i).await;
+        let r = &s["relays"][0];
+        assert_eq!(r["up"], false, "{s}");
+        assert!(
+            r["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{s}"
+        );
+        let metrics = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .expect("answered")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            metrics.contains(&format!("gridledger_relay_up{{relay=\"{relay}/1\"}} 0")),
+            "{metrics}"
+        );
+    }
+    let height_down = tip(&nodes[0]).0;
+
+    // Back on the same port, its clock where it would have been.
+    let elapsed = began.elapsed().as_secs();
+    let (_, _stop) = common::relay_sim(relay, 1, 1.0, Some(start_time + elapsed * 60)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(0).await;
+        let r = &s["relays"][0];
+        if r["up"] == true
+            && r["missed_minutes"].as_u64().unwrap_or(0) >= 3
+            && tip(&nodes[0]).0 >= height_down + 2
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "polling did not resume: {s}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    same_tip_within(&nodes, Duration::from_secs(10)).await;
+    let metrics = client
+        .get(format!("http://127.0.0.1:{}/metrics", ports[1]))
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("text");
+    let missed = metrics
+        .lines()
+        .find(|l| l.starts_with("gridledger_relay_missed_minutes_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("missed minutes metric");
+    assert!(missed >= 3, "the gap shows in /metrics: {metrics}");
     for n in nodes {
         n.stop().await;
     }

@@ -43,3 +43,61 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A relay-sim on loopback whose minute lasts `minute_secs`, serving relay `relay_id`
+/// behind unit 1, its clock starting at `start_time` (Unix seconds; `None`: now). Stops
+/// when the returned sender is dropped or sent to.
+pub async fn relay_sim(
+    listen: std::net::SocketAddr,
+    relay_id: u32,
+    minute_secs: f64,
+    start_time: Option<u64>,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let s = relay_sim::Simulator::bind(relay_sim::Config {
+        listen,
+        relay_id,
+        minute_secs,
+        start_time,
+        ..relay_sim::Config::default()
+    })
+    .await
+    .expect("relay-sim binds");
+    let addr = s.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(s.run(async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// GET a JSON document.
+pub async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
+/// POST with an empty body and read the JSON answer.
+pub async fn post_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client
+        .post(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: not JSON: {e}"))
+}
