@@ -224,15 +224,14 @@ def parse_block(raw):
     return header, sig, records
 
 
-def verify(text, now_ms):
-    doc = json.loads(text)
-    name, bits = doc["network"], doc["difficulty_bits"]
-    blocks = doc["blocks"]
-    if not blocks or blocks[0]["raw"] != genesis_raw(name, bits).hex():
+def verify_blocks(name, bits, raws, now_ms):
+    """Checks a main chain given as raw blocks (genesis first) against every rule of
+    docs/FORMAT.md; returns each block rendered as the export renders it, and the number
+    of records."""
+    if not raws or raws[0] != genesis_raw(name, bits):
         raise Invalid("the first block is not this network's genesis")
     rendered, times, seen, prev_id, n_records = [], [], set(), None, 0
-    for height, b in enumerate(blocks):
-        raw = bytes.fromhex(b["raw"])
+    for height, raw in enumerate(raws):
         if len(raw) > 1 << 20:
             raise Invalid(f"height {height}: block over 1 MiB")
         header, sig, records = parse_block(raw)
@@ -279,6 +278,14 @@ def verify(text, now_ms):
             "time_ms": t, "bits": hbits, "miner": miner.hex(), "nonce": nonce,
             "signature": sig.hex(), "raw": raw.hex(), "records": out_records,
         })
+    return rendered, n_records
+
+
+def verify(text, now_ms):
+    doc = json.loads(text)
+    name, bits = doc["network"], doc["difficulty_bits"]
+    blocks = doc["blocks"]
+    rendered, n_records = verify_blocks(name, bits, [bytes.fromhex(b["raw"]) for b in blocks], now_ms)
     canonical = (
         '{"network":' + json.dumps(name, ensure_ascii=False)
         + f',"difficulty_bits":{bits},"height":{len(blocks) - 1},"blocks":['

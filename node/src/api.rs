@@ -295,7 +295,7 @@ async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Re
             format!("from..to must be ordered and span at most {MAX_READING_MINUTES} minutes"),
         );
     }
-    let mut found: Vec<(u32, MinuteRecord)> = Vec::new();
+    let mut found: Vec<(u32, String, MinuteRecord)> = Vec::new();
     for m in from..=to {
         let key = crate::chain::RecordKey {
             relay: RelayId(q.relay),
@@ -313,17 +313,17 @@ async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Re
             .filter_map(|b| MinuteRecord::decode(b).ok())
             .find(|r| r.relay.0 == q.relay && r.minute.0 == m)
         {
-            found.push((h, r));
+            found.push((h, block.id().to_hex(), r));
         }
     }
     if q.format.as_deref() == Some("csv") {
         let mut out = String::from("height,relay,minute,minute_utc,faults,sample,second");
         for qn in Quantity::ALL {
             out.push(',');
-            out.push_str(qn.name());
+            out.push_str(&crate::export::column(qn));
         }
         out.push('\n');
-        for (h, r) in &found {
+        for (h, _, r) in &found {
             let step = 60 / r.samples.len().max(1);
             for (i, s) in r.samples.iter().enumerate() {
                 out.push_str(&format!(
@@ -345,15 +345,16 @@ async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Re
     }
     let list: Vec<_> = found
         .iter()
-        .map(|(h, r)| {
+        .map(|(h, id, r)| {
             json!({
                 "height": h,
+                "block_id": id,
                 "relay": r.relay.0,
                 "minute": r.minute.0,
                 "minute_utc": r.minute.to_string(),
                 "faults": r.faults,
                 "samples": r.samples.iter().map(|s| {
-                    Quantity::ALL.iter().map(|q| (q.name().to_owned(), json!(q.value(s)))).collect::<serde_json::Map<_, _>>()
+                    Quantity::ALL.iter().map(|q| (crate::export::column(*q), json!(crate::export::number(q.raw(s))))).collect::<serde_json::Map<_, _>>()
                 }).collect::<Vec<_>>(),
             })
         })

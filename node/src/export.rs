@@ -86,7 +86,7 @@ struct JsonSample {
 }
 
 /// A scaled integer as a JSON number with the value of `raw / 1000`.
-fn number(raw: i64) -> Number {
+pub(crate) fn number(raw: i64) -> Number {
     milli(raw).parse().unwrap_or_else(|_| Number::from(0))
 }
 
@@ -101,7 +101,7 @@ pub fn milli(v: i64) -> String {
     )
 }
 
-fn column(q: Quantity) -> String {
+pub(crate) fn column(q: Quantity) -> String {
     if q.unit().is_empty() {
         q.name().to_owned()
     } else {

@@ -2,11 +2,19 @@
 //! Python standard library) accepts what `gridledger export` writes and rejects it after a
 //! single-byte change anywhere.
 //!
+//! tools/check_node.py checks a running node from outside: its `/chain`, `/readings` and
+//! proofs must agree with the raw blocks it serves; a node that lies in any of them is
+//! caught.
+//!
 //! Without python3 the test says so loudly and skips; with `GRIDLEDGER_REQUIRE_TOOLS=1`
 //! (CI) a missing python3 fails it.
 
+mod common;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
 
@@ -106,4 +114,158 @@ fn independent_verifier_accepts_the_export_and_catches_any_changed_byte() {
     std::fs::write(&bad, text.replace(&sig, &forged_sig)).expect("written");
     let (ok, msg) = run_verifier(&bad);
     assert!(!ok && msg.contains("height 2: bad signature"), "{msg}");
+}
+
+/// What the lying proxy changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lie {
+    None,
+    Chain,
+    Readings,
+    Proof,
+}
+
+/// A proxy in front of `node` that passes every GET through, except that it lies as told.
+async fn liar(node: SocketAddr, lie: Lie) -> SocketAddr {
+    use axum::extract::Request;
+    use axum::response::IntoResponse;
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let client = client.clone();
+        async move {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map_or("/".to_owned(), ToString::to_string);
+            let mut upstream = client.get(format!("http://{node}{path}"));
+            if let Some(accept) = req.headers().get("accept") {
+                upstream = upstream.header("accept", accept.as_bytes());
+            }
+            let body = upstream
+                .send()
+                .await
+                .expect("node answers")
+                .bytes()
+                .await
+                .expect("body")
+                .to_vec();
+            let bare = path.split('?').next().unwrap_or_default();
+            let tamper = match lie {
+                Lie::Chain => bare == "/chain",
+                Lie::Readings => bare == "/readings",
+                Lie::Proof => bare.ends_with("/proof"),
+                Lie::None => false,
+            };
+            if !tamper {
+                return body.into_response();
+            }
+            let mut doc: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            match lie {
+                Lie::Chain => {
+                    let s = &mut doc["chain"][1]["records"][0]["samples"][0]["P_kW"];
+                    *s = serde_json::json!(s.as_f64().unwrap_or(0.0) + 0.001);
+                }
+                Lie::Readings => {
+                    let f = &mut doc["readings"][0]["faults"];
+                    *f = serde_json::json!(f.as_u64().unwrap_or(0) + 1);
+                }
+                Lie::Proof => {
+                    if let Some(first) = doc["path"].get_mut(0) {
+                        let h = first.as_str().unwrap_or_default();
+                        let flipped = if h.starts_with('0') { "1" } else { "0" };
+                        *first = serde_json::json!(format!("{flipped}{}", &h[1..]));
+                    }
+                }
+                Lie::None => {}
+            }
+            axum::Json(doc).into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+async fn check_node(addr: SocketAddr) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/check_node.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .arg(format!("http://{addr}"))
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("joined");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_node() {
+    use gridledger::chain::Network;
+    use gridledger::poll::PollConfig;
+    use gridledger::run::{start, NodeConfig};
+    if !python_available() {
+        return;
+    }
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (relay1, _s1) = common::relay_sim(any, 1, 1.0, None).await;
+    let (relay2, _s2) = common::relay_sim(any, 2, 1.0, None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(
+        NodeConfig {
+            listen: any,
+            data_dir: dir.path().to_owned(),
+            network: Network::new("outside", 8),
+            // Two relays: blocks of two records, so that proofs have an audit path.
+            relays: vec![
+                format!("{relay1}/1").parse().expect("relay"),
+                format!("{relay2}/1").parse().expect("relay"),
+            ],
+            peers: Vec::new(),
+            poll: PollConfig {
+                period: Duration::from_millis(250),
+                offset: Duration::from_millis(10),
+                io_timeout: Duration::from_millis(500),
+            },
+            sync_every: Duration::from_millis(500),
+            max_records_per_block: 64,
+            // Long enough for both relays' records of a minute to share a block.
+            mining_jitter: Duration::from_millis(300),
+        },
+        common::key(1),
+    )
+    .await
+    .expect("node starts");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let (ok, msg) = check_node(node.addr).await;
+    assert!(ok, "the outside check refused an honest node: {msg}");
+    assert!(msg.starts_with("ok: height"), "{msg}");
+    eprintln!("check_node.py: {msg}");
+    let (ok, msg) = check_node(liar(node.addr, Lie::None).await).await;
+    assert!(ok, "an honest proxy: {msg}");
+
+    for (lie, says) in [
+        (Lie::Chain, "/chain block 1 differs"),
+        (Lie::Readings, "/readings relay"),
+        (Lie::Proof, "audit path"),
+    ] {
+        let (ok, msg) = check_node(liar(node.addr, lie).await).await;
+        assert!(!ok && msg.contains(says), "{lie:?}: {msg}");
+        eprintln!("check_node.py against a proxy that lies in {lie:?}: {msg}");
+    }
+    node.stop().await;
 }
