@@ -447,6 +447,22 @@ fn poll_config(period: std::time::Duration) -> gridledger::poll::PollConfig {
     }
 }
 
+/// Ctrl-C or SIGTERM (systemd, docker stop): either stops the node cleanly.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -505,10 +521,10 @@ fn run(args: RunArgs) -> ExitCode {
             Err(e) => return fail(e),
         };
         eprintln!(
-            "gridledger: node on http://{}/status; Ctrl-C to stop",
+            "gridledger: node on http://{}/ (dashboard) and /status; Ctrl-C or SIGTERM stops it",
             node.addr
         );
-        let _ = tokio::signal::ctrl_c().await;
+        shutdown_signal().await;
         eprintln!("gridledger: stopping");
         node.stop().await;
         ExitCode::SUCCESS
@@ -572,10 +588,13 @@ fn demo(
         }
         println!("gridledger demo: relay-sim on {relay_addr} (a minute every {minute_secs} s), {nodes} nodes:");
         for n in &running {
-            println!("  http://{}/status   http://{}/chain", n.addr, n.addr);
+            println!(
+                "  http://{}/ (dashboard)   http://{}/status   http://{}/chain",
+                n.addr, n.addr, n.addr
+            );
         }
         println!("data in {}; Ctrl-C stops everything, and a second run resumes the same chains.", dir.display());
-        let _ = tokio::signal::ctrl_c().await;
+        shutdown_signal().await;
         println!("gridledger demo: stopping");
         for n in running {
             n.stop().await;

@@ -334,3 +334,87 @@ async fn readings_proofs_metrics_peers_and_the_witness() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_resolve_without_peers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = serve(dir.path(), Network::new("api", 4)).await;
+    let client = reqwest::Client::new();
+    let page = client
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html")));
+    let html = page.text().await.expect("html");
+    // The page reads the API it documents.
+    for path in [
+        "/status",
+        "/metrics",
+        "/blocks?from=",
+        "/peers",
+        "/peers/resolve",
+    ] {
+        assert!(html.contains(path), "the dashboard does not use {path}");
+    }
+    let r: serde_json::Value = client
+        .post(format!("http://{addr}/peers/resolve"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["replaced"], false, "{r}");
+    assert_eq!(r["peers"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["height"], 0, "{r}");
+}
+
+/// `POST /peers/resolve` on a node behind: it pulls the missing blocks (in more than one
+/// batch of 500 when it must) and says its chain was replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_pulls_a_longer_chain_in_batches() {
+    let net = Network::new("api", 4);
+    let (da, db) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (a, shared_a) = serve_shared(da.path(), net.clone()).await;
+    let b = serve(db.path(), net.clone()).await;
+    // 520 blocks on A, straight into its ledger.
+    {
+        let mut core = shared_a.lock().expect("lock");
+        let mut parent = net.genesis().header;
+        for m in 0..520 {
+            let block = block_on(&parent, &[record(1, m)], &net, 1);
+            parent = block.header;
+            core.accept(block, common::now_ms(), gridledger::core::Origin::Peer)
+                .expect("accepted");
+        }
+    }
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("http://{b}/peers"))
+        .json(&serde_json::json!({ "url": format!("http://{a}") }))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 200);
+    let r: serde_json::Value = client
+        .post(format!("http://{b}/peers/resolve"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["replaced"], true, "{r}");
+    assert_eq!(r["height"], 520, "{r}");
+    assert_eq!(r["peers"][0]["stored"], 520, "{r}");
+    assert_eq!(r["peers"][0]["error"], serde_json::Value::Null, "{r}");
+}
