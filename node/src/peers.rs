@@ -197,30 +197,31 @@ pub struct Resolved {
 }
 
 /// Pulls from every peer at once (the study's "consensus" call): afterwards the node is on
-/// the chain with the most work among itself and the peers that answered.
+/// the chain with the most work among itself and the peers that answered. A slow peer
+/// delays only its own answer. Dropping the future stops every pull.
 pub async fn resolve(client: &reqwest::Client, shared: &Shared) -> Vec<Resolved> {
     let peers = lock(shared).peers.clone();
-    let tasks: Vec<_> = peers
-        .into_iter()
-        .map(|peer| {
-            let (client, shared) = (client.clone(), std::sync::Arc::clone(shared));
-            tokio::spawn(async move {
-                let r = pull(&client, &peer, &shared).await;
-                Resolved {
-                    peer,
-                    stored: r.as_ref().map_or(0, |n| *n),
-                    error: r.err().map(|e| e.to_string()),
-                }
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        if let Ok(r) = t.await {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, peer) in peers.into_iter().enumerate() {
+        let (client, shared) = (client.clone(), std::sync::Arc::clone(shared));
+        set.spawn(async move {
+            let r = pull(&client, &peer, &shared).await;
+            let resolved = Resolved {
+                peer,
+                stored: r.as_ref().map_or(0, |n| *n),
+                error: r.err().map(|e| e.to_string()),
+            };
+            (i, resolved)
+        });
+    }
+    let mut out: Vec<(usize, Resolved)> = Vec::with_capacity(set.len());
+    while let Some(done) = set.join_next().await {
+        if let Ok(r) = done {
             out.push(r);
         }
     }
-    out
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Parses the raw `GET /blocks` body: a varint count, then each block as varint length +

@@ -6,9 +6,10 @@
 //! - Miner: when records are pending, mines them on the tip (on a blocking thread), stores
 //!   the block and pushes it to every peer at once. A better block from a peer cancels the
 //!   search at once.
-//! - Sync: every `sync_every`, asks each peer for its tip; a peer ahead is pulled from, in
-//!   batches of raw blocks, stepping back until the fork point is found. Peers that are down
-//!   or slow only cost their timeout, never block the node.
+//! - Sync: every `sync_every`, and at once when a peer pushes a block whose parent we lack,
+//!   asks every peer at once for its tip; a peer with at least as much work is pulled from,
+//!   in batches of raw blocks, stepping back until the fork point is found. Peers that are
+//!   down or slow only cost their timeout, never block the node or the other peers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use crate::api::router;
 use crate::chain::{assemble, Network, RecordKey};
 use crate::core::{Core, Origin, Shared};
 use crate::ledger::Ledger;
-use crate::peers::{pull, push};
+use crate::peers::{push, resolve};
 use crate::poll::{poll_relay, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
 
@@ -240,10 +241,11 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         tasks.push(tokio::spawn(async move {
             loop {
                 let _ = tokio::time::timeout(every, wanted.notified()).await;
-                let peers = lock(&shared).peers.clone();
-                for peer in &peers {
-                    if let Err(e) = pull(&client, peer, &shared).await {
-                        debug!(%peer, "sync: {e}");
+                for r in resolve(&client, &shared).await {
+                    match (&r.error, r.stored) {
+                        (Some(e), _) => debug!(peer = %r.peer, "sync: {e}"),
+                        (None, 0) => {}
+                        (None, n) => info!(peer = %r.peer, blocks = n, "pulled from a peer"),
                     }
                 }
             }
