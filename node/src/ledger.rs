@@ -17,6 +17,8 @@ use crate::store::{unpack_key, Store, StoreError};
 
 /// Blocks whose signatures are checked together when a ledger opens.
 const VERIFY_BATCH: usize = 4096;
+/// Most bytes of blocks verified in one batch at open.
+const VERIFY_BATCH_BYTES: usize = 4 << 20;
 
 /// Why a block was not added.
 #[derive(Debug, thiserror::Error)]
@@ -101,16 +103,26 @@ impl Ledger {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let main = store.main_ids()?;
         let mut main_records = 0usize;
-        for (b, batch) in main.chunks(VERIFY_BATCH).enumerate() {
-            let mut blocks = Vec::with_capacity(batch.len());
-            for (i, (height, id)) in batch.iter().enumerate() {
-                let expected = (b * VERIFY_BATCH + i) as Height + 1;
+        let mut next = 0usize;
+        while next < main.len() {
+            // A batch ends at VERIFY_BATCH blocks or VERIFY_BATCH_BYTES of blocks, so that
+            // big blocks do not hold hundreds of MB of decoded records at once.
+            let start = next;
+            let mut blocks = Vec::new();
+            let mut bytes_in_batch = 0usize;
+            while next < main.len()
+                && blocks.len() < VERIFY_BATCH
+                && bytes_in_batch < VERIFY_BATCH_BYTES
+            {
+                let (height, id) = &main[next];
+                let expected = next as Height + 1;
                 if *height != expected {
                     return Err(corrupt(expected, "missing from the main chain".into()));
                 }
                 let bytes = store
                     .block_bytes(id)?
                     .ok_or_else(|| corrupt(*height, format!("block {id} is missing")))?;
+                bytes_in_batch += bytes.len();
                 let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records)
                     .map_err(|e| corrupt(*height, e.to_string()))?;
                 if block.id() != *id {
@@ -123,7 +135,9 @@ impl Ledger {
                     ));
                 }
                 blocks.push(block);
+                next += 1;
             }
+            let batch = &main[start..next];
             main_records += verify_run(blocks, &net, &mut tree, u64::MAX, threads)
                 .map_err(|(i, e)| corrupt(batch[i].0, e.to_string()))?;
             if let Some((height, id)) = batch.last() {

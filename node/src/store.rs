@@ -22,6 +22,11 @@ const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
 const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
+/// redb's page cache. Its default is 1 GiB, which a node fills while it re-verifies the
+/// chain at start and then keeps: with a million records that alone broke the 200 MB
+/// budget. Interior B-tree pages are what lookups re-touch; 32 MiB holds them many times
+/// over for years of records, and a sequential pass gains nothing from a bigger cache.
+const CACHE_BYTES: usize = 32 << 20;
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "chain.redb";
 
@@ -115,7 +120,10 @@ impl Store {
             path: dir.to_owned(),
             source,
         })?;
-        let db = Database::create(&path).map_err(|e| db_error(&path, dir, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| db_error(&path, dir, e))?;
         let store = Store { db, path };
         let tag = network_tag(name, bits);
         let found = store.network()?;
@@ -150,7 +158,10 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::NoChain(dir.to_owned()));
         }
-        let db = Database::open(&path).map_err(|e| db_error(&path, dir, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .open(&path)
+            .map_err(|e| db_error(&path, dir, e))?;
         let store = Store { db, path };
         store.network()?.ok_or_else(|| StoreError::Corrupt {
             height: 0,
