@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /status` | network, height, tip, cumulative work, records, known blocks, mempool size, and each relay's polling status (up, last minute, gaps, last error) |
 //! | `GET /chain` | the study's view: `length` and every main-chain block with decoded records |
-//! | `GET /blocks?from=H&limit=N` | main-chain blocks from height H (N ≤ 500): JSON, or with `Accept: application/octet-stream` a varint count then each block as varint length + bytes |
+//! | `GET /blocks?from=H&limit=N` | main-chain blocks from height H (N ≤ 500, and about 16 MiB at most): JSON, or with `Accept: application/octet-stream` a varint count then each block as varint length + bytes |
 //! | `GET /blocks/{height or id}` | one block: JSON, or its bytes with `Accept: application/octet-stream` |
 //! | `POST /blocks` | a block's bytes (at most the network's block size): 200 added or known, 400 malformed, 409 unknown parent, 422 any other broken rule or a witness conflict, each with the reason |
 //! | `GET /readings?relay=R&from=&to=&format=json\|csv` | a relay's records on the chain between two minutes (minutes since 1970 or `YYYY-MM-DDTHH:MMZ`; default the last hour; at most a week) |
@@ -36,6 +36,9 @@ pub use crate::core::{Core, Shared};
 const RAW: &str = "application/octet-stream";
 /// Most blocks one `GET /blocks` returns.
 pub const MAX_LIMIT: u32 = 500;
+/// `GET /blocks` stops adding blocks once it holds about this many bytes (at least one
+/// block is always sent), so that an answer stays small whatever the blocks' size.
+pub const MAX_LIST_BYTES: usize = 16 << 20;
 
 fn wants_raw(headers: &HeaderMap) -> bool {
     headers
@@ -135,9 +138,13 @@ async fn blocks(
     let top = core.ledger.tree().height();
     let mut found = Vec::new();
     let mut h = from;
-    while h <= top && (found.len() as u32) < limit {
+    let mut bytes = 0usize;
+    while h <= top && (found.len() as u32) < limit && bytes < MAX_LIST_BYTES {
         match core.ledger.block_at(h) {
-            Ok(Some(b)) => found.push((h, b)),
+            Ok(Some(b)) => {
+                bytes += b.records.iter().map(Vec::len).sum::<usize>() + 200;
+                found.push((h, b));
+            }
             Ok(None) => break,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
         }

@@ -148,16 +148,19 @@ impl Ledger {
         }
 
         // The record index must say exactly what the blocks say.
-        let index = store.record_index()?;
-        for (k, h) in &index {
-            if tree.record_height(&unpack_key(*k)) != Some(*h) {
-                return Err(corrupt(
-                    *h,
+        // Streamed: a million rows need not sit in memory at once.
+        let indexed_count = store.for_each_record(|k, h| {
+            if tree.record_height(&unpack_key(k)) == Some(h) {
+                Ok(())
+            } else {
+                Err(corrupt(
+                    h,
                     "the record index disagrees with the block".into(),
-                ));
+                ))
             }
-        }
-        if index.len() != main_records {
+        })?;
+        if indexed_count != main_records {
+            let index = store.record_index()?;
             let indexed: std::collections::HashSet<u64> = index.iter().map(|(k, _)| *k).collect();
             let first_missing = (1..=tree.height()).find(|&h| {
                 tree.main_at(h).is_some_and(|id| {

@@ -18,8 +18,36 @@ use crate::ledger::AddError;
 /// How long one request to a peer may take.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Most batches one pull fetches (500 blocks each): a peer cannot keep us busy forever.
-const MAX_BATCHES: u32 = 1_000;
+/// Most batches one pull fetches (up to 500 blocks each): a peer cannot keep us busy for
+/// ever.
+const MAX_BATCHES: u32 = 10_000;
+
+/// Most bytes read of a peer's `/status`.
+const MAX_STATUS_BYTES: usize = 1 << 20;
+
+/// Most bytes read of a peer's `GET /blocks` answer: what the API sends at most
+/// ([`crate::api::MAX_LIST_BYTES`]) plus one block over it.
+const MAX_LIST_BYTES: usize = crate::api::MAX_LIST_BYTES + (1 << 20) + 1024;
+
+/// Reads a response body, refusing one over `cap` bytes (a hostile peer could otherwise
+/// stream gigabytes within the timeout).
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, PeerError> {
+    if !resp.status().is_success() {
+        return Err(PeerError::BadAnswer(format!("HTTP {}", resp.status())));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| PeerError::Unreachable(e.to_string()))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(PeerError::BadAnswer(format!("answer over {cap} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 /// Why talking to a peer failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,14 +114,14 @@ struct PeerTip {
 }
 
 async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerError> {
-    let status: serde_json::Value = client
+    let resp = client
         .get(format!("{peer}/status"))
         .send()
         .await
-        .map_err(|e| PeerError::Unreachable(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| PeerError::BadAnswer(e.to_string()))?;
+        .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+    let body = read_capped(resp, MAX_STATUS_BYTES).await?;
+    let status: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| PeerError::BadAnswer(e.to_string()))?;
     let height = status["height"]
         .as_u64()
         .and_then(|h| u32::try_from(h).ok())
@@ -136,15 +164,13 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
         if !linked {
             from = our_height.saturating_sub(back).max(1);
         }
-        let body = client
+        let resp = client
             .get(format!("{peer}/blocks?from={from}&limit={limit}"))
             .header("accept", "application/octet-stream")
             .send()
             .await
-            .map_err(|e| PeerError::Unreachable(e.to_string()))?
-            .bytes()
-            .await
             .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+        let body = read_capped(resp, MAX_LIST_BYTES).await?;
         let (max_bytes, max_records) = {
             let core = lock(shared);
             let net = core.ledger.network();
@@ -176,10 +202,12 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
             }
         }
         if linked {
-            if count < limit {
+            // An answer may stop short of `limit` (the peer caps it by bytes): go on until
+            // the peer's height is reached.
+            from += count;
+            if from > theirs.height {
                 return Ok(stored);
             }
-            from += count;
         }
     }
     Ok(stored)

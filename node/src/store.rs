@@ -225,7 +225,24 @@ impl Store {
         Ok(got.map(|v| v.value().to_vec()))
     }
 
-    /// The record index: every (key, height) row.
+    /// Calls `f` on every row of the record index, `(packed key, height)`, in key order;
+    /// stops at its first error. Returns the number of rows.
+    pub fn for_each_record(
+        &self,
+        mut f: impl FnMut(u64, Height) -> Result<(), StoreError>,
+    ) -> Result<usize, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let mut n = 0;
+        for row in records.iter().map_err(|e| self.err(e))? {
+            let (k, h) = row.map_err(|e| self.err(e))?;
+            f(k.value(), h.value())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Every row of the record index, as `(packed key, height)`.
     pub fn record_index(&self) -> Result<Vec<(u64, Height)>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;

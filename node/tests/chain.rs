@@ -375,3 +375,62 @@ fn big_blocks_verify_across_batches() {
         other => panic!("expected corruption at height 46, got {other:?}"),
     }
 }
+
+/// The record index on disk must say what the blocks say: a row moved to another height or
+/// a row deleted is found at open, naming the height.
+#[test]
+fn a_tampered_record_index_is_found_at_open() {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+    const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let mut parent = net.genesis().header;
+    for m in 0..4 {
+        let b = block_on(&parent, &[record(1, m), record(2, m)], &net, 1);
+        ledger.add(b.clone(), now_ms()).expect("valid");
+        parent = b.header;
+    }
+    drop(ledger);
+    let file = dir.path().join(gridledger::store::DB_FILE);
+    let key = gridledger::chain::RecordKey {
+        relay: record(2, 2).relay,
+        minute: record(2, 2).minute,
+    }
+    .to_u64();
+    let edit = |f: &dyn Fn(&mut redb::Table<u64, u32>)| {
+        let db = redb::Database::open(&file).expect("redb opens");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut t = txn.open_table(RECORDS).expect("table");
+            f(&mut t);
+        }
+        txn.commit().expect("commit");
+        db.begin_read()
+            .expect("read")
+            .open_table(RECORDS)
+            .expect("table")
+            .len()
+            .expect("len")
+    };
+    let rows = edit(&|t| {
+        t.insert(key, 1).expect("moved");
+    });
+    assert_eq!(rows, 8);
+    match Ledger::open_existing(dir.path()) {
+        Err(StoreError::Corrupt { height: 1, reason }) => {
+            assert!(reason.contains("disagrees"), "{reason}");
+        }
+        other => panic!("expected the moved row to be found, got {other:?}"),
+    }
+    let rows = edit(&|t| {
+        t.remove(key).expect("removed");
+    });
+    assert_eq!(rows, 7);
+    match Ledger::open_existing(dir.path()) {
+        Err(StoreError::Corrupt { height: 3, reason }) => {
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("expected the missing row to be found, got {other:?}"),
+    }
+}

@@ -33,7 +33,7 @@ struct Node {
     height: Height,
     time_ms: u64,
     work: Work,
-    keys: Vec<RecordKey>,
+    keys: Box<[RecordKey]>,
 }
 
 /// What inserting a block did to the main chain.
@@ -73,7 +73,7 @@ impl BlockTree {
                 height: 0,
                 time_ms: genesis.time_ms,
                 work: 0,
-                keys: Vec::new(),
+                keys: Box::default(),
             },
         );
         BlockTree {
@@ -207,7 +207,7 @@ impl BlockTree {
                 height: header.height,
                 time_ms: header.time_ms,
                 work,
-                keys,
+                keys: keys.into_boxed_slice(),
             },
         );
         if work <= self.tip_work() {
