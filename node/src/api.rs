@@ -7,7 +7,7 @@
 //! | `GET /blocks?from=H&limit=N` | main-chain blocks from height H (N ≤ 500, and about 16 MiB at most): JSON, or with `Accept: application/octet-stream` a varint count then each block as varint length + bytes |
 //! | `GET /blocks/{height or id}` | one block: JSON, or its bytes with `Accept: application/octet-stream` |
 //! | `POST /blocks` | a block's bytes (at most the network's block size): 200 added or known, 400 malformed, 409 unknown parent, 422 any other broken rule or a witness conflict, each with the reason |
-//! | `GET /readings?relay=R&from=&to=&format=json\|csv` | a relay's records on the chain between two minutes (minutes since 1970 or `YYYY-MM-DDTHH:MMZ`; default the last hour; at most a week) |
+//! | `GET /readings?relay=R&from=&to=&format=json\|csv` | a relay's records on the chain between two minutes (minutes since 1970 or `YYYY-MM-DDTHH:MMZ`; default the hour up to now or to the relay's latest minute on the chain, whichever is later; at most a week) |
 //! | `GET /readings/{relay}/{minute}/proof` | the record, its block header and its RFC 6962 inclusion proof |
 //! | `GET /metrics` | Prometheus text: chain, mempool, blocks mined/received/rejected, witness conflicts, reorgs, per relay records, gaps and up |
 //! | `GET /peers`, `POST /peers {"url": …}` | the peer list, and adding a peer |
@@ -285,7 +285,21 @@ async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Re
         None => Ok(default),
         Some(s) => parse_minute(s).ok_or((name, s.clone())),
     };
-    let bounds = parse(&q.to, now, "to")
+    // Default end: now, or the relay's latest minute on the chain if later (a relay with a
+    // compressed clock, as in `demo --fast`, runs ahead of the wall clock).
+    let latest = (0..=tree.height())
+        .rev()
+        .take(10_000)
+        .filter_map(|h| tree.main_at(h))
+        .find_map(|id| {
+            tree.keys_of(&id)
+                .iter()
+                .filter(|k| k.relay.0 == q.relay)
+                .map(|k| k.minute.0)
+                .max()
+        })
+        .unwrap_or(0);
+    let bounds = parse(&q.to, now.max(latest), "to")
         .and_then(|to| parse(&q.from, to.saturating_sub(59), "from").map(|from| (from, to)));
     let (from, to) = match bounds {
         Ok(b) => b,

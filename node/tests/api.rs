@@ -418,3 +418,40 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
     assert_eq!(r["peers"][0]["stored"], 520, "{r}");
     assert_eq!(r["peers"][0]["error"], serde_json::Value::Null, "{r}");
 }
+
+/// Without `from` and `to`, `/readings` ends at the relay's latest minute on the chain when
+/// that is later than now (a relay with a compressed clock runs ahead of the wall clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_default_to_the_relays_latest_hour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = Network::new("api", 4);
+    let addr = serve(dir.path(), net.clone()).await;
+    let client = reqwest::Client::new();
+    let ahead = (common::now_ms() / 60_000) as u32 + 3 * 1440 - 29_925_000;
+    let b1 = block_on(
+        &net.genesis().header,
+        &[
+            record(5, ahead - 70),
+            record(5, ahead - 30),
+            record(5, ahead),
+        ],
+        &net,
+        1,
+    );
+    assert_eq!(post(&client, addr, b1.to_bytes()).await.0, 200);
+    let r = get_json(&client, format!("http://{addr}/readings?relay=5")).await;
+    let minutes: Vec<u64> = r["readings"]
+        .as_array()
+        .expect("readings")
+        .iter()
+        .filter_map(|x| x["minute"].as_u64())
+        .collect();
+    assert_eq!(
+        minutes,
+        vec![
+            u64::from(record(5, ahead - 30).minute.0),
+            u64::from(record(5, ahead).minute.0)
+        ],
+        "{r}"
+    );
+}
