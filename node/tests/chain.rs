@@ -130,6 +130,8 @@ fn deep_reorg_keeps_every_record_exactly_once() {
         minute: shared.minute,
     };
     assert_eq!(ledger.tree().record_height(&key), Some(1));
+    // The main chain B1..B4 holds four records, whatever A held before the reorg.
+    assert_eq!(ledger.summary().records, 4);
     // The same holds after a restart.
     let summary = ledger.summary();
     drop(ledger);

@@ -252,6 +252,12 @@ impl BlockTree {
         self.nodes.get(id).map_or(&[], |n| &n.keys)
     }
 
+    /// Number of records on the main chain (each key is there once).
+    #[must_use]
+    pub fn main_records(&self) -> usize {
+        self.main_keys.len()
+    }
+
     /// Number of known blocks, genesis included.
     #[must_use]
     pub fn len(&self) -> usize {
