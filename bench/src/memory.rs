@@ -30,6 +30,10 @@ struct Args {
     /// Records per block (one per relay).
     #[arg(long, default_value_t = 100)]
     per_block: u32,
+    /// Build the data dir here and keep it (default: a temporary dir); if it already holds
+    /// a chain, measure that chain without building.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Internal: open this data dir as a node and report memory.
     #[arg(long, hide = true)]
     child: Option<PathBuf>,
@@ -145,11 +149,19 @@ fn main() -> std::process::ExitCode {
         Some(dir) => child(dir),
         None => (|| {
             let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-            build(tmp.path(), args.records, args.per_block.max(1))?;
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| tmp.path().to_owned());
+            if dir.join(gridledger::store::DB_FILE).exists() {
+                println!("measuring the chain already in {}", dir.display());
+            } else {
+                build(&dir, args.records, args.per_block.max(1))?;
+            }
             let me = std::env::current_exe().map_err(|e| e.to_string())?;
             let status = Command::new(me)
                 .arg("--child")
-                .arg(tmp.path())
+                .arg(&dir)
                 .status()
                 .map_err(|e| e.to_string())?;
             if status.success() {

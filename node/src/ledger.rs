@@ -101,33 +101,39 @@ impl Ledger {
         let mut tree = BlockTree::new(&genesis.header);
         let corrupt = |height: Height, reason: String| StoreError::Corrupt { height, reason };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let main = store.main_ids()?;
         let mut main_records = 0usize;
-        let mut next = 0usize;
-        while next < main.len() {
+        // Main-chain ids are read VERIFY_BATCH at a time, not all at once.
+        let mut pending: std::collections::VecDeque<(Height, BlockId)> =
+            std::collections::VecDeque::new();
+        let mut next: Height = 1;
+        loop {
+            if pending.is_empty() {
+                pending.extend(store.main_ids_from(next, VERIFY_BATCH)?);
+                if pending.is_empty() {
+                    break;
+                }
+            }
             // A batch ends at VERIFY_BATCH blocks or VERIFY_BATCH_BYTES of blocks, so that
             // big blocks do not hold hundreds of MB of decoded records at once.
-            let start = next;
+            let mut batch = Vec::new();
             let mut blocks = Vec::new();
             let mut bytes_in_batch = 0usize;
-            while next < main.len()
-                && blocks.len() < VERIFY_BATCH
-                && bytes_in_batch < VERIFY_BATCH_BYTES
-            {
-                let (height, id) = &main[next];
-                let expected = next as Height + 1;
-                if *height != expected {
-                    return Err(corrupt(expected, "missing from the main chain".into()));
+            while blocks.len() < VERIFY_BATCH && bytes_in_batch < VERIFY_BATCH_BYTES {
+                let Some((height, id)) = pending.pop_front() else {
+                    break;
+                };
+                if height != next {
+                    return Err(corrupt(next, "missing from the main chain".into()));
                 }
                 let bytes = store
-                    .block_bytes(id)?
-                    .ok_or_else(|| corrupt(*height, format!("block {id} is missing")))?;
+                    .block_bytes(&id)?
+                    .ok_or_else(|| corrupt(height, format!("block {id} is missing")))?;
                 bytes_in_batch += bytes.len();
                 let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records)
-                    .map_err(|e| corrupt(*height, e.to_string()))?;
-                if block.id() != *id {
+                    .map_err(|e| corrupt(height, e.to_string()))?;
+                if block.id() != id {
                     return Err(corrupt(
-                        *height,
+                        height,
                         format!(
                             "block bytes hash to {}, not to the stored id {id}",
                             block.id()
@@ -135,9 +141,9 @@ impl Ledger {
                     ));
                 }
                 blocks.push(block);
+                batch.push((height, id));
                 next += 1;
             }
-            let batch = &main[start..next];
             main_records += verify_run(blocks, &net, &mut tree, u64::MAX, threads)
                 .map_err(|(i, e)| corrupt(batch[i].0, e.to_string()))?;
             if let Some((height, id)) = batch.last() {

@@ -436,3 +436,37 @@ fn a_tampered_record_index_is_found_at_open() {
         other => panic!("expected the missing row to be found, got {other:?}"),
     }
 }
+
+/// A main-chain row deleted from the data dir is named at open by its height.
+#[test]
+fn a_missing_main_chain_row_is_found_at_open() {
+    use redb::TableDefinition;
+    const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let mut parent = net.genesis().header;
+    for m in 0..5 {
+        let b = block_on(&parent, &[record(1, m)], &net, 1);
+        ledger.add(b.clone(), now_ms()).expect("valid");
+        parent = b.header;
+    }
+    drop(ledger);
+    {
+        let db =
+            redb::Database::open(dir.path().join(gridledger::store::DB_FILE)).expect("redb opens");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(MAIN)
+            .expect("table")
+            .remove(3)
+            .expect("removed")
+            .expect("row 3 was there");
+        txn.commit().expect("commit");
+    }
+    match Ledger::open_existing(dir.path()) {
+        Err(StoreError::Corrupt { height: 3, reason }) => {
+            assert!(reason.contains("missing from the main chain"), "{reason}");
+        }
+        other => panic!("expected height 3 missing, got {other:?}"),
+    }
+}
