@@ -101,6 +101,11 @@ impl Ledger {
         let mut tree = BlockTree::new(&genesis.header);
         let corrupt = |height: Height, reason: String| StoreError::Corrupt { height, reason };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let (main_len, records_len) = store.lens()?;
+        tree.reserve(
+            usize::try_from(main_len).unwrap_or(0),
+            usize::try_from(records_len).unwrap_or(0),
+        );
         let mut main_records = 0usize;
         // Main-chain ids are read VERIFY_BATCH at a time, not all at once.
         let mut pending: std::collections::VecDeque<(Height, BlockId)> =

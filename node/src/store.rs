@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::chain::{Block, BlockId, BlockTree, Change, Height, RecordKey};
 
@@ -24,9 +24,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// redb's page cache. Its default is 1 GiB, which a node fills while it re-verifies the
 /// chain at start and then keeps: with a million records that alone broke the 200 MB
-/// budget. Interior B-tree pages are what lookups re-touch; 32 MiB holds them many times
+/// budget. Interior B-tree pages are what lookups re-touch; 16 MiB holds them many times
 /// over for years of records, and a sequential pass gains nothing from a bigger cache.
-const CACHE_BYTES: usize = 32 << 20;
+const CACHE_BYTES: usize = 16 << 20;
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "chain.redb";
 
@@ -185,6 +185,21 @@ impl Store {
             Some((&bits, name)) => Ok(Some((String::from_utf8_lossy(name).into_owned(), bits))),
             None => Ok(None),
         }
+    }
+
+    /// Rows in the main-chain table and in the record index: what a tree loading this store
+    /// will hold, so that it can reserve room once instead of growing.
+    pub fn lens(&self) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        // Only a hint for reserving memory; a damaged file must not make the caller reserve
+        // more than the file could hold (a block with its rows takes well over 64 bytes).
+        let bound = std::fs::metadata(&self.path).map_or(0, |m| m.len() / 64);
+        Ok((
+            main.len().map_err(|e| self.err(e))?.min(bound),
+            records.len().map_err(|e| self.err(e))?.min(bound),
+        ))
     }
 
     /// Main-chain block ids by height, from height 1 up (genesis is not stored).

@@ -114,6 +114,20 @@ impl BlockTree {
         tree
     }
 
+    /// Makes room for `blocks` more blocks holding `records` more records on the main
+    /// chain, so that loading a big chain allocates once instead of growing (and briefly
+    /// holding old and new tables at once).
+    pub fn reserve(&mut self, blocks: usize, records: usize) {
+        self.ids.reserve(blocks);
+        self.nodes.reserve(blocks);
+        self.main.reserve(blocks);
+        self.keys.reserve(records);
+        self.main_keys.reserve(records);
+        let (ids, state) = (&self.ids, &self.state);
+        self.index
+            .reserve(blocks, |&i| state.hash_one(ids[i as usize]));
+    }
+
     /// Appends a block to the arenas and the index; returns its position.
     fn push(&mut self, id: BlockId, node: Node) -> u32 {
         let at = self.ids.len() as u32;
