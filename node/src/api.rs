@@ -102,23 +102,67 @@ async fn status(State(shared): State<Shared>) -> Response {
     .into_response()
 }
 
+/// Blocks serialised per lock by `GET /chain`.
+const CHAIN_CHUNK: u32 = 256;
+
+/// The whole main chain, streamed: a chunk of blocks at a time under the lock, so that a
+/// long chain neither stalls the miner and the intake nor sits in memory as one JSON
+/// document. The chain is the one at the request's start; if a reorg replaces part of it
+/// while it is sent, the answer is cut short (invalid JSON) rather than mixing branches.
 async fn chain(State(shared): State<Shared>) -> Response {
-    let core = lock(&shared);
-    let height = core.ledger.tree().height();
-    let mut out = Vec::with_capacity(height as usize + 1);
-    for h in 0..=height {
-        match core.ledger.block_at(h) {
-            Ok(Some(b)) => out.push(json_block(h, &b)),
-            Ok(None) => {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("block {h} missing"),
-                )
-            }
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    let height = lock(&shared).ledger.tree().height();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let head = format!("{{\"length\":{},\"chain\":[", u64::from(height) + 1);
+        if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
+            return;
         }
-    }
-    Json(json!({ "length": out.len(), "chain": out })).into_response()
+        let mut prev = None;
+        let mut h = 0u32;
+        while h <= height {
+            let end = h.saturating_add(CHAIN_CHUNK).min(height.saturating_add(1));
+            let mut buf = Vec::new();
+            {
+                let core = lock(&shared);
+                for at in h..end {
+                    let block = match core.ledger.block_at(at) {
+                        Ok(Some(b)) if at == 0 || Some(b.header.prev) == prev => b,
+                        Ok(_) => {
+                            let _ = tx.blocking_send(Err(std::io::Error::other(
+                                "the main chain changed while it was sent; ask again",
+                            )));
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                            return;
+                        }
+                    };
+                    prev = Some(block.id());
+                    if at > 0 {
+                        buf.push(b',');
+                    }
+                    if let Err(e) = serde_json::to_writer(&mut buf, &json_block(at, &block)) {
+                        let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+                        return;
+                    }
+                }
+            }
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return; // the client went away
+            }
+            h = end;
+        }
+        let _ = tx.blocking_send(Ok(Bytes::from_static(b"]}")));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -417,6 +417,16 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
     assert_eq!(r["height"], 520, "{r}");
     assert_eq!(r["peers"][0]["stored"], 520, "{r}");
     assert_eq!(r["peers"][0]["error"], serde_json::Value::Null, "{r}");
+
+    // /chain streams in chunks of blocks: 521 blocks come out whole, in order, linked.
+    let chain = get_json(&client, format!("http://{b}/chain")).await;
+    assert_eq!(chain["length"], 521);
+    let blocks = chain["chain"].as_array().expect("blocks");
+    assert_eq!(blocks.len(), 521);
+    for (h, w) in blocks.windows(2).enumerate() {
+        assert_eq!(w[1]["height"], h as u64 + 1);
+        assert_eq!(w[1]["prev"], w[0]["id"], "block {} links", h + 1);
+    }
 }
 
 /// Without `from` and `to`, `/readings` ends at the relay's latest minute on the chain when
