@@ -3,7 +3,7 @@
 //! | method and path | answer |
 //! |---|---|
 //! | `GET /status` | network, height, tip, cumulative work, records, known blocks, mempool size, and each relay's polling status (up, last minute, gaps, last error) |
-//! | `GET /chain` | the study's view: `length` and every main-chain block with decoded records |
+//! | `GET /chain` | the study's view: `length` and every main-chain block with decoded records (streamed) |
 //! | `GET /blocks?from=H&limit=N` | main-chain blocks from height H (N ≤ 500, and about 16 MiB at most): JSON, or with `Accept: application/octet-stream` a varint count then each block as varint length + bytes |
 //! | `GET /blocks/{height or id}` | one block: JSON, or its bytes with `Accept: application/octet-stream` |
 //! | `POST /blocks` | a block's bytes (at most the network's block size): 200 added or known, 400 malformed, 409 unknown parent, 422 any other broken rule or a witness conflict, each with the reason |

@@ -4,6 +4,10 @@
 //! is mined, checked and chosen) → [`mempool`] (records waiting for a block) → [`store`] (redb on disk) →
 //! [`ledger`] (store, tree and rules as one consistent whole) → [`export`]. [`keys`] holds
 //! the miner's key.
+//!
+//! At run time: [`run`] starts a node's tasks around one shared [`core`] (ledger, mempool,
+//! witness, counters); [`peers`] pushes and pulls blocks; [`api`] serves HTTP and the
+//! dashboard.
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -2,7 +2,7 @@
 //!
 //! Rules are checked cheapest first, and the signature (the one expensive check) last, so a
 //! flood of junk costs a hash at most. [`check_contents`] runs every rule but the signature,
-//! so that [`verify_signatures`] can check many blocks' signatures on all cores at once.
+//! so that [`verify_run`] can check many blocks' signatures on all cores at once.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use relay_core::{Minute, MinuteRecord, RecordError, RecordFlags, RelayId};
