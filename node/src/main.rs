@@ -562,7 +562,14 @@ fn demo(
         let relay_addr = relay.local_addr();
         let relay_task = tokio::spawn(relay.run(std::future::pending()));
         let period = std::time::Duration::from_secs_f64(if fast { 0.5 } else { 60.0 });
-        let ports: Vec<u16> = (0..nodes).map(|i| base_port + i).collect();
+        let Some(ports) = (base_port > 0)
+            .then(|| (0..nodes).map(|i| base_port.checked_add(i)).collect::<Option<Vec<u16>>>())
+            .flatten()
+        else {
+            return fail(format!(
+                "--base-port {base_port} with {nodes} nodes: the ports must be 1-65535"
+            ));
+        };
         let mut running = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             let node_dir = dir.join(format!("node{}", i + 1));
