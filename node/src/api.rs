@@ -30,7 +30,7 @@ use crate::chain::{Block, BlockId, Change, ValidationError};
 use crate::export::json_block;
 use crate::ledger::AddError;
 
-use crate::core::Origin;
+use crate::core::{lock, Origin};
 pub use crate::core::{Core, Shared};
 
 const RAW: &str = "application/octet-stream";
@@ -49,10 +49,6 @@ fn wants_raw(headers: &HeaderMap) -> bool {
 
 fn error(status: StatusCode, reason: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": reason.to_string() }))).into_response()
-}
-
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The router, with request bodies limited to the network's block size.
@@ -237,9 +233,7 @@ async fn block(
 }
 
 async fn post_block(State(shared): State<Shared>, body: Bytes) -> Response {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::core::now_ms();
     // Validation and a durable commit: off the async workers.
     let result = tokio::task::spawn_blocking(move || {
         let mut core = lock(&shared);

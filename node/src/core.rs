@@ -65,6 +65,21 @@ pub struct Core {
 /// The core, shared between the API, the poller and the miner.
 pub type Shared = Arc<Mutex<Core>>;
 
+/// Locks the core; a panic elsewhere while it was held does not make it unusable (every
+/// change to it is one call that either completes or leaves the ledger as it was).
+pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The wall clock in Unix milliseconds (0 before 1970).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Core {
     /// A core over `ledger`, with nothing pending and no peers.
     #[must_use]
@@ -107,15 +122,13 @@ impl Core {
         let added = match result {
             Ok(added) => added,
             Err(e) => {
-                if origin == Origin::Peer
-                    && matches!(
+                if origin == Origin::Peer && !matches!(e, AddError::Known(_)) {
+                    if matches!(
                         e,
                         AddError::Invalid(crate::chain::ValidationError::UnknownParent(_))
-                    )
-                {
-                    self.sync_wanted.notify_one();
-                }
-                if origin == Origin::Peer && !matches!(e, AddError::Known(_)) {
+                    ) {
+                        self.sync_wanted.notify_one();
+                    }
                     self.counters.rejected += 1;
                     if matches!(e, AddError::WitnessConflict { .. }) {
                         self.counters.witness_conflicts += 1;

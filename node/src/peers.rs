@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use crate::chain::block::take_varint;
 use crate::chain::{Block, BlockId, ValidationError};
-use crate::core::{Core, Origin, Shared};
+use crate::core::{lock, now_ms, Origin, Shared};
 use crate::ledger::AddError;
 
 /// How long one request to a peer may take.
@@ -75,18 +75,6 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
-    shared
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Sends a block to every peer at once, without waiting: failures are logged only.
 pub fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>) {
     for peer in peers {
@@ -139,11 +127,18 @@ async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerE
 /// the number of blocks stored.
 pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
     let theirs = peer_tip(client, peer).await?;
-    let (our_height, our_work, known) = {
+    let (our_height, our_work, known, max_bytes, max_records) = {
         let core = lock(shared);
         let tree = core.ledger.tree();
+        let net = core.ledger.network();
         let known = theirs.tip.is_some_and(|id| tree.contains(&id));
-        (tree.height(), tree.tip_work(), known)
+        (
+            tree.height(),
+            tree.tip_work(),
+            known,
+            net.max_block_bytes,
+            net.max_records,
+        )
     };
     // A peer with as much work as ours is pulled from too: its branch is stored on the
     // side, so that its next block connects here and wins, instead of two halves of a
@@ -171,11 +166,6 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
             .await
             .map_err(|e| PeerError::Unreachable(e.to_string()))?;
         let body = read_capped(resp, MAX_LIST_BYTES).await?;
-        let (max_bytes, max_records) = {
-            let core = lock(shared);
-            let net = core.ledger.network();
-            (net.max_block_bytes, net.max_records)
-        };
         let blocks = decode_list(&body, max_bytes, max_records)?;
         let count = blocks.len() as u32;
         if count == 0 {

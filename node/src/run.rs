@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -24,7 +24,7 @@ use tracing::{debug, info};
 
 use crate::api::router;
 use crate::chain::{assemble, Network, RecordKey};
-use crate::core::{Core, Origin, Shared};
+use crate::core::{lock, now_ms, Core, Origin, Shared};
 use crate::ledger::Ledger;
 use crate::peers::{push, resolve};
 use crate::poll::{poll_relay, PollConfig, RelayAddr, RelayStatus};
@@ -90,16 +90,6 @@ impl RunningNode {
             let _ = t.await;
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Opens the ledger, binds the API and starts every task.

@@ -202,13 +202,8 @@ impl Store {
         ))
     }
 
-    /// Main-chain block ids by height, from height 1 up (genesis is not stored).
-    pub fn main_ids(&self) -> Result<Vec<(Height, BlockId)>, StoreError> {
-        self.main_ids_from(1, usize::MAX)
-    }
-
-    /// At most `limit` main-chain block ids by height, from height `from` up: a chain of a
-    /// million blocks is read in pieces instead of 36 MB at once.
+    /// At most `limit` main-chain block ids by height, from height `from` up (genesis, at 0,
+    /// is not stored): a chain of a million blocks is read in pieces, not 36 MB at once.
     pub fn main_ids_from(
         &self,
         from: Height,

@@ -52,6 +52,13 @@ struct Node {
     keys_len: u32,
 }
 
+/// `node`'s record keys in the flat `keys` arena (a free function, so that callers can
+/// borrow the arena while they change other fields of the tree).
+fn node_keys<'a>(keys: &'a [RecordKey], node: &Node) -> &'a [RecordKey] {
+    let start = node.keys_start as usize;
+    &keys[start..start + node.keys_len as usize]
+}
+
 /// What inserting a block did to the main chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -152,9 +159,7 @@ impl BlockTree {
     }
 
     fn keys_at(&self, at: u32) -> &[RecordKey] {
-        let n = self.node(at);
-        let start = n.keys_start as usize;
-        &self.keys[start..start + n.keys_len as usize]
+        node_keys(&self.keys, self.node(at))
     }
 
     fn tip_at(&self) -> u32 {
@@ -314,9 +319,7 @@ impl BlockTree {
         let fork = self.node(cur).height;
         let abandoned: Vec<u32> = self.main.drain(fork as usize + 1..).collect();
         for &gone in &abandoned {
-            let n = *self.node(gone);
-            let start = n.keys_start as usize;
-            for key in &self.keys[start..start + n.keys_len as usize] {
+            for key in node_keys(&self.keys, &self.nodes[gone as usize]) {
                 self.main_keys.remove(key);
             }
         }
@@ -332,9 +335,7 @@ impl BlockTree {
 
     fn push_main(&mut self, at: u32) {
         let height = self.main.len() as Height;
-        let n = *self.node(at);
-        let start = n.keys_start as usize;
-        for key in &self.keys[start..start + n.keys_len as usize] {
+        for key in node_keys(&self.keys, &self.nodes[at as usize]) {
             self.main_keys.insert(*key, height);
         }
         self.main.push(at);
