@@ -200,17 +200,14 @@ async fn readings_proofs_metrics_peers_and_the_witness() {
     )
     .await;
     assert_eq!(r["readings"].as_array().map(Vec::len), Some(1));
-    let csv = client
-        .get(format!(
+    let csv = common::get_text(
+        &client,
+        format!(
             "http://{addr}/readings?relay=1&from={m0}&to={}&format=csv",
             m0 + 1
-        ))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("csv");
+        ),
+    )
+    .await;
     assert_eq!(
         csv.lines().count(),
         1 + 2 * 6,
@@ -313,14 +310,7 @@ async fn readings_proofs_metrics_peers_and_the_witness() {
         .expect("reason")
         .contains("witness conflict"));
 
-    let metrics = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::get_text(&client, format!("http://{addr}/metrics")).await;
     for line in [
         "gridledger_height 2",
         "gridledger_records 5",
@@ -362,14 +352,7 @@ async fn the_dashboard_and_resolve_without_peers() {
     ] {
         assert!(html.contains(path), "the dashboard does not use {path}");
     }
-    let r: serde_json::Value = client
-        .post(format!("http://{addr}/peers/resolve"))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let r = common::post_json(&client, format!("http://{addr}/peers/resolve")).await;
     assert_eq!(r["replaced"], false, "{r}");
     assert_eq!(r["peers"].as_array().map(Vec::len), Some(0), "{r}");
     assert_eq!(r["height"], 0, "{r}");
@@ -405,14 +388,7 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
         .await
         .expect("answered");
     assert_eq!(r.status().as_u16(), 200);
-    let r: serde_json::Value = client
-        .post(format!("http://{b}/peers/resolve"))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let r = common::post_json(&client, format!("http://{b}/peers/resolve")).await;
     assert_eq!(r["replaced"], true, "{r}");
     assert_eq!(r["height"], 520, "{r}");
     assert_eq!(r["peers"][0]["stored"], 520, "{r}");

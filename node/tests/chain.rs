@@ -12,6 +12,37 @@ fn net() -> Network {
     Network::new("test", 4)
 }
 
+/// A data dir in `dir` holding `n` blocks, block `m` holding `records(m)`; the blocks.
+fn stored_chain(
+    dir: &std::path::Path,
+    n: u32,
+    records: impl Fn(u32) -> Vec<relay_core::MinuteRecord>,
+) -> Vec<Block> {
+    let net = net();
+    let mut ledger = Ledger::open(dir, net.clone()).expect("opens");
+    let mut parent = net.genesis().header;
+    let mut blocks = Vec::new();
+    for m in 0..n {
+        let b = block_on(&parent, &records(m), &net, 1);
+        ledger.add(b.clone(), now_ms()).expect("valid");
+        parent = b.header;
+        blocks.push(b);
+    }
+    blocks
+}
+
+/// Flips one byte inside a block's stored signature, in the database file itself.
+fn flip_stored_signature(dir: &std::path::Path, signature: &[u8; 64]) {
+    let file = dir.join(gridledger::store::DB_FILE);
+    let mut raw = std::fs::read(&file).expect("db file");
+    let at = raw
+        .windows(64)
+        .position(|w| w == signature)
+        .expect("signature is in the file");
+    raw[at + 10] ^= 0x01;
+    std::fs::write(&file, &raw).expect("written");
+}
+
 #[test]
 fn a_chain_survives_reopen_and_refuses_duplicates() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -292,27 +323,9 @@ fn content_rules_each_have_their_error() {
 #[test]
 fn a_tampered_block_in_the_data_dir_is_named_by_height() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = net();
-    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
-    let mut parent = net.genesis().header;
-    let mut blocks = Vec::new();
-    for m in 0..4 {
-        let b = block_on(&parent, &[record(1, m)], &net, 1);
-        ledger.add(b.clone(), now_ms()).expect("valid");
-        parent = b.header;
-        blocks.push(b);
-    }
-    drop(ledger);
-    let file = dir.path().join(gridledger::store::DB_FILE);
-    let mut raw = std::fs::read(&file).expect("db file");
+    let blocks = stored_chain(dir.path(), 4, |m| vec![record(1, m)]);
     // Flip one byte inside the stored signature of the block at height 3.
-    let sig = blocks[2].signature;
-    let at = raw
-        .windows(64)
-        .position(|w| w == sig)
-        .expect("signature is in the file");
-    raw[at + 10] ^= 0x01;
-    std::fs::write(&file, &raw).expect("written");
+    flip_stored_signature(dir.path(), &blocks[2].signature);
     match Ledger::open_existing(dir.path()) {
         Err(StoreError::Corrupt { height: 3, .. }) => {}
         other => panic!("expected corruption at height 3, got {other:?}"),
@@ -343,35 +356,18 @@ fn inclusion_proofs_check_against_the_header() {
 #[test]
 fn big_blocks_verify_across_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = net();
-    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
-    let mut parent = net.genesis().header;
-    let mut blocks = Vec::new();
     // 48 blocks of 800 records: about 5 MB, more than one batch of 4 MiB.
-    for m in 0..48 {
-        let records: Vec<_> = (0..800).map(|relay| record(relay + 1, m)).collect();
-        let b = block_on(&parent, &records, &net, 1);
-        ledger.add(b.clone(), now_ms()).expect("valid");
-        parent = b.header;
-        blocks.push(b);
-    }
+    let blocks = stored_chain(dir.path(), 48, |m| {
+        (0..800).map(|relay| record(relay + 1, m)).collect()
+    });
     let total: usize = blocks.iter().map(|b| b.to_bytes().len()).sum();
     assert!(total > 4 << 20, "{total} bytes fit one batch");
-    drop(ledger);
     let ledger = Ledger::open_existing(dir.path()).expect("reopens");
     let s = ledger.summary();
     assert_eq!((s.height, s.records), (48, 48 * 800));
     drop(ledger);
 
-    let file = dir.path().join(gridledger::store::DB_FILE);
-    let mut raw = std::fs::read(&file).expect("db file");
-    let sig = blocks[45].signature;
-    let at = raw
-        .windows(64)
-        .position(|w| w == sig)
-        .expect("signature is in the file");
-    raw[at + 10] ^= 0x01;
-    std::fs::write(&file, &raw).expect("written");
+    flip_stored_signature(dir.path(), &blocks[45].signature);
     match Ledger::open_existing(dir.path()) {
         Err(StoreError::Corrupt { height: 46, .. }) => {}
         other => panic!("expected corruption at height 46, got {other:?}"),
@@ -385,15 +381,7 @@ fn a_tampered_record_index_is_found_at_open() {
     use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
     const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = net();
-    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
-    let mut parent = net.genesis().header;
-    for m in 0..4 {
-        let b = block_on(&parent, &[record(1, m), record(2, m)], &net, 1);
-        ledger.add(b.clone(), now_ms()).expect("valid");
-        parent = b.header;
-    }
-    drop(ledger);
+    stored_chain(dir.path(), 4, |m| vec![record(1, m), record(2, m)]);
     let file = dir.path().join(gridledger::store::DB_FILE);
     let key = gridledger::chain::RecordKey {
         relay: record(2, 2).relay,
@@ -443,15 +431,7 @@ fn a_missing_main_chain_row_is_found_at_open() {
     use redb::TableDefinition;
     const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = net();
-    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
-    let mut parent = net.genesis().header;
-    for m in 0..5 {
-        let b = block_on(&parent, &[record(1, m)], &net, 1);
-        ledger.add(b.clone(), now_ms()).expect("valid");
-        parent = b.header;
-    }
-    drop(ledger);
+    stored_chain(dir.path(), 5, |m| vec![record(1, m)]);
     {
         let db =
             redb::Database::open(dir.path().join(gridledger::store::DB_FILE)).expect("redb opens");

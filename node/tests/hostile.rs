@@ -12,7 +12,6 @@ use ed25519_dalek::SigningKey;
 use gridledger::chain::block::VERSION;
 use gridledger::chain::validate::sign;
 use gridledger::chain::{merkle, pow, Block, Header, Network};
-use gridledger::poll::PollConfig;
 use gridledger::run::{start, NodeConfig};
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, MinuteRecord, RecordFlags, RelayId};
@@ -90,19 +89,8 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
     ]);
     let node = start(
         NodeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir.path().to_owned(),
-            network: net.clone(),
-            relays: vec![format!("{relay}/1").parse().expect("relay")],
-            peers: Vec::new(),
-            poll: PollConfig {
-                period: Duration::from_millis(250),
-                offset: Duration::from_millis(10),
-                io_timeout: Duration::from_millis(500),
-            },
-            sync_every: Duration::from_millis(500),
-            max_records_per_block: 64,
             mining_jitter: Duration::ZERO,
+            ..common::node_config(dir.path(), net.clone(), &[relay], Vec::new())
         },
         ours,
     )
@@ -368,14 +356,7 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
     }
 
     // Counted, none stored, and the node goes on mining its relay's records.
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::get_text(&client, format!("{base}/metrics")).await;
     let value = |name: &str| {
         metrics
             .lines()

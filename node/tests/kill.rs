@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gridledger::chain::Network;
-use gridledger::poll::PollConfig;
 use gridledger::run::{start, NodeConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
@@ -95,19 +94,13 @@ async fn a_node_killed_while_mining_restarts_verifies_and_rejoins() {
     let peer_b = format!("http://127.0.0.1:{port_b}");
     let a = start(
         NodeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir_a.path().to_owned(),
-            network: Network::new(NETWORK, BITS),
-            relays: vec![format!("{relay2}/1").parse().expect("relay")],
-            peers: vec![peer_b.clone()],
-            poll: PollConfig {
-                period: Duration::from_millis(250),
-                offset: Duration::from_millis(10),
-                io_timeout: Duration::from_millis(500),
-            },
-            sync_every: Duration::from_millis(500),
-            max_records_per_block: 64,
             mining_jitter: Duration::from_millis(100),
+            ..common::node_config(
+                dir_a.path(),
+                Network::new(NETWORK, BITS),
+                &[relay2],
+                vec![peer_b.clone()],
+            )
         },
         common::key(1),
     )

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gridledger::chain::{Network, RecordKey};
-use gridledger::poll::PollConfig;
 use gridledger::run::{start, NodeConfig, RunningNode};
 use relay_core::{Minute, RelayId};
 
@@ -20,27 +19,10 @@ async fn relay(minute_secs: f64) -> SocketAddr {
     addr
 }
 
+/// Node `i` of a full mesh on `ports`, polling `relay`.
 fn node_config(i: usize, ports: &[u16], relay: SocketAddr, dir: &tempfile::TempDir) -> NodeConfig {
-    let port = ports[i];
-    NodeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        data_dir: dir.path().to_owned(),
-        network: Network::new("system-test", 8),
-        relays: vec![format!("{relay}/1").parse().expect("relay")],
-        peers: ports
-            .iter()
-            .filter(|p| **p != port)
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect(),
-        poll: PollConfig {
-            period: Duration::from_millis(250),
-            offset: Duration::from_millis(10),
-            io_timeout: Duration::from_millis(500),
-        },
-        sync_every: Duration::from_millis(500),
-        max_records_per_block: 64,
-        mining_jitter: Duration::from_millis(200),
-    }
+    let others: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
+    config_with(ports[i], &[relay], &others, dir)
 }
 
 async fn nodes(
@@ -167,16 +149,14 @@ fn config_with(
     peers: &[u16],
     dir: &tempfile::TempDir,
 ) -> NodeConfig {
-    let mut c = node_config(0, &[port], relays[0], dir);
-    c.relays = relays
-        .iter()
-        .map(|r| format!("{r}/1").parse().expect("relay"))
-        .collect();
-    c.peers = peers
+    let peers = peers
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
-    c
+    NodeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        ..common::node_config(dir.path(), Network::new("system-test", 8), relays, peers)
+    }
 }
 
 /// Every (relay, minute) on `node`'s main chain, by relay.
@@ -351,14 +331,7 @@ async fn a_relay_that_stops_and_comes_back_leaves_a_reported_gap() {
             r["last_error"].as_str().is_some_and(|e| !e.is_empty()),
             "{s}"
         );
-        let metrics = client
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .await
-            .expect("answered")
-            .text()
-            .await
-            .expect("text");
+        let metrics = common::get_text(&client, format!("http://127.0.0.1:{port}/metrics")).await;
         assert!(
             metrics.contains(&format!("gridledger_relay_up{{relay=\"{relay}/1\"}} 0")),
             "{metrics}"
@@ -383,14 +356,7 @@ async fn a_relay_that_stops_and_comes_back_leaves_a_reported_gap() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     same_tip_within(&nodes, Duration::from_secs(10)).await;
-    let metrics = client
-        .get(format!("http://127.0.0.1:{}/metrics", ports[1]))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::get_text(&client, format!("http://127.0.0.1:{}/metrics", ports[1])).await;
     let missed = metrics
         .lines()
         .find(|l| l.starts_with("gridledger_relay_missed_minutes_total{"))

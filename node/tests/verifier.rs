@@ -215,7 +215,6 @@ async fn check_node(addr: SocketAddr) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_node() {
     use gridledger::chain::Network;
-    use gridledger::poll::PollConfig;
     use gridledger::run::{start, NodeConfig};
     if !python_available() {
         return;
@@ -226,24 +225,15 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start(
         NodeConfig {
-            listen: any,
-            data_dir: dir.path().to_owned(),
-            network: Network::new("outside", 8),
-            // Two relays: blocks of two records, so that proofs have an audit path.
-            relays: vec![
-                format!("{relay1}/1").parse().expect("relay"),
-                format!("{relay2}/1").parse().expect("relay"),
-            ],
-            peers: Vec::new(),
-            poll: PollConfig {
-                period: Duration::from_millis(250),
-                offset: Duration::from_millis(10),
-                io_timeout: Duration::from_millis(500),
-            },
-            sync_every: Duration::from_millis(500),
-            max_records_per_block: 64,
             // Long enough for both relays' records of a minute to share a block.
             mining_jitter: Duration::from_millis(300),
+            // Two relays: blocks of two records, so that proofs have an audit path.
+            ..common::node_config(
+                dir.path(),
+                Network::new("outside", 8),
+                &[relay1, relay2],
+                Vec::new(),
+            )
         },
         common::key(1),
     )

@@ -101,3 +101,45 @@ pub async fn post_json(client: &reqwest::Client, url: String) -> serde_json::Val
         .await
         .unwrap_or_else(|e| panic!("POST {url}: not JSON: {e}"))
 }
+
+/// A node for tests on loopback (port 0) over `dir`: it polls `relays` (unit 1) every
+/// 250 ms (relay minutes of about a second), syncs with `peers` every 500 ms and waits up
+/// to 200 ms before mining. Tests change what they need with `..node_config(..)`.
+pub fn node_config(
+    dir: &std::path::Path,
+    network: Network,
+    relays: &[std::net::SocketAddr],
+    peers: Vec<String>,
+) -> gridledger::run::NodeConfig {
+    use std::time::Duration;
+    gridledger::run::NodeConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.to_owned(),
+        network,
+        relays: relays
+            .iter()
+            .map(|r| format!("{r}/1").parse().expect("relay"))
+            .collect(),
+        peers,
+        poll: gridledger::poll::PollConfig {
+            period: Duration::from_millis(250),
+            offset: Duration::from_millis(10),
+            io_timeout: Duration::from_millis(500),
+        },
+        sync_every: Duration::from_millis(500),
+        max_records_per_block: 64,
+        mining_jitter: Duration::from_millis(200),
+    }
+}
+
+/// GET a text body (`/metrics`).
+pub async fn get_text(client: &reqwest::Client, url: String) -> String {
+    client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
