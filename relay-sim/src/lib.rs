@@ -57,8 +57,13 @@ pub struct Config {
     pub sample_secs: u16,
     /// Wall seconds per relay minute: 60 is real time, smaller compresses time.
     pub minute_secs: f64,
-    /// Relay clock at start, Unix seconds; `None` starts at the system clock.
+    /// Relay clock at start, Unix seconds; `None` starts at the system clock, less
+    /// [`clock::headroom_ms`] when time is compressed.
     pub start_time: Option<u64>,
+    /// Let a compressed clock run ahead of UTC (a relay whose clock is wrong, for tests).
+    /// Off by default: the clock runs at wall speed once it has caught up with UTC, since
+    /// the ledger refuses records of minutes that have not closed yet.
+    pub clock_may_run_ahead: bool,
     /// Client connection limits.
     pub limits: ClientLimits,
 }
@@ -77,6 +82,7 @@ impl Default for Config {
             sample_secs: 10,
             minute_secs: 60.0,
             start_time: None,
+            clock_may_run_ahead: false,
             limits: ClientLimits {
                 max_clients: 256,
                 idle_timeout: Some(Duration::from_secs(300)),
@@ -194,10 +200,15 @@ impl Simulator {
             &spec,
             SignalModel::new(config.seed, config.profile),
         ));
-        let start_ms = config
-            .start_time
-            .map_or_else(RelayClock::system_now_ms, |s| s.saturating_mul(1000));
-        let clock = RelayClock::new(start_ms, config.minute_secs);
+        let start_ms = config.start_time.map_or_else(
+            || RelayClock::system_now_ms().saturating_sub(clock::headroom_ms(config.minute_secs)),
+            |s| s.saturating_mul(1000),
+        );
+        let clock = if config.clock_may_run_ahead {
+            RelayClock::new(start_ms, config.minute_secs)
+        } else {
+            RelayClock::capped(start_ms, config.minute_secs)
+        };
         Ok(Simulator {
             listener,
             bank,

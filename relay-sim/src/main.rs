@@ -64,9 +64,16 @@ struct Args {
     #[arg(long, env = "RELAY_SIM_MINUTE_SECS", default_value_t = 60.0)]
     minute_secs: f64,
 
-    /// Relay clock at start, in Unix seconds (default: the system clock).
+    /// Relay clock at start, in Unix seconds (default: the system clock; with compressed
+    /// time, far enough before it to run compressed for a day without passing it). The
+    /// clock never runs ahead of the system clock unless --clock-may-run-ahead.
     #[arg(long, env = "RELAY_SIM_START_TIME")]
     start_time: Option<u64>,
+
+    /// Let a compressed clock run ahead of UTC: a relay with a wrong clock, whose records
+    /// nodes hold back until their minute has closed (for tests of that case).
+    #[arg(long, env = "RELAY_SIM_CLOCK_MAY_RUN_AHEAD")]
+    clock_may_run_ahead: bool,
 
     /// Client connections served at once; more are closed at once.
     #[arg(long, env = "RELAY_SIM_MAX_CLIENTS", default_value_t = 256)]
@@ -113,6 +120,7 @@ fn main() -> ExitCode {
         sample_secs: args.sample_secs,
         minute_secs: args.minute_secs,
         start_time: args.start_time,
+        clock_may_run_ahead: args.clock_may_run_ahead,
         limits: ClientLimits {
             max_clients: args.max_clients,
             idle_timeout: (args.idle_timeout_secs > 0)

@@ -24,13 +24,14 @@ pub fn record(relay: u32, minute: u32) -> MinuteRecord {
     )
 }
 
-/// Mines a block of `records` on `parent`, one second after it.
+/// Mines a block of `records` on `parent`, one second after it or when the last record's
+/// minute has closed, whichever is later (as an honest miner stamps it).
 pub fn block_on(parent: &Header, records: &[MinuteRecord], net: &Network, key_n: u8) -> Block {
     assemble(
         parent,
         records,
         &key(key_n),
-        parent.time_ms + 1000,
+        gridledger::run::block_time(parent.time_ms + 1000, 0, records),
         net.bits,
         &AtomicBool::new(false),
     )
@@ -53,7 +54,8 @@ pub fn free_port() -> u16 {
 }
 
 /// A relay-sim on loopback whose minute lasts `minute_secs`, serving relay `relay_id`
-/// behind unit 1, its clock starting at `start_time` (Unix seconds; `None`: now). Stops
+/// behind unit 1, its clock starting at `start_time` (Unix seconds; `None`: relay-sim's
+/// default, far enough behind UTC that the compressed clock never passes it). Stops
 /// when the returned sender is dropped or sent to.
 pub async fn relay_sim(
     listen: std::net::SocketAddr,
