@@ -93,6 +93,8 @@ async fn status(State(shared): State<Shared>) -> Response {
             "failures_in_a_row": st.failures_in_a_row,
             "last_error": st.last_error,
             "clock_not_set": st.clock_not_set,
+            "clock_ahead_ms": st.clock_ahead_ms,
+            "clock_problem": st.clock_problem(),
         })).collect::<Vec<_>>(),
     }))
     .into_response()

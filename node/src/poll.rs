@@ -185,6 +185,27 @@ pub struct RelayStatus {
     pub clock_not_set: u64,
     /// Polls that got an answer.
     pub answered: u64,
+    /// How far the relay's clock ran ahead of this node's at the last record read, in
+    /// milliseconds: the record's minute closed that long after this node's now (0 when
+    /// the clock is fine). Records of a relay far ahead wait in the mempool until their
+    /// minute has closed by this node's clock, since a block may not hold them earlier.
+    pub clock_ahead_ms: u64,
+}
+
+/// A relay clock this far ahead of the node's (or more) is reported as a clock problem.
+pub const CLOCK_AHEAD_TOLERANCE_MS: u64 = 5_000;
+
+impl RelayStatus {
+    /// A clock problem worth telling a person about, if any.
+    #[must_use]
+    pub fn clock_problem(&self) -> Option<String> {
+        (self.clock_ahead_ms >= CLOCK_AHEAD_TOLERANCE_MS).then(|| {
+            format!(
+                "relay clock runs {:.1} s ahead of this node's: its records wait until their minute has closed here; check the relay's and the node's time sync",
+                self.clock_ahead_ms as f64 / 1000.0
+            )
+        })
+    }
 }
 
 impl RelayStatus {
@@ -242,6 +263,14 @@ pub async fn poll_relay(
                         }
                         st.last_minute = Some(rec.minute);
                         st.records += 1;
+                        let ahead = crate::chain::validate::minute_closes_ms(rec.minute)
+                            .saturating_sub(crate::core::now_ms());
+                        if ahead >= CLOCK_AHEAD_TOLERANCE_MS
+                            && st.clock_ahead_ms < CLOCK_AHEAD_TOLERANCE_MS
+                        {
+                            warn!(relay = %relay, minute = %rec.minute, ahead_ms = ahead, "the relay's clock runs ahead of this node's; its records wait until their minute has closed");
+                        }
+                        st.clock_ahead_ms = ahead;
                         fresh = Some(rec);
                     }
                 }

@@ -23,12 +23,30 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info};
 
 use crate::api::router;
+use crate::chain::validate::minute_closes_ms;
 use crate::chain::{assemble, Network, RecordKey};
 use crate::core::{lock, now_ms, Core, Origin, Shared};
 use crate::ledger::Ledger;
 use crate::peers::{push, resolve};
 use crate::poll::{poll_relay, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
+
+/// How far ahead of its own clock a miner may stamp a block, so that it can hold a record
+/// whose minute is about to close by this node's clock (a relay clock a little ahead of
+/// ours). Well inside the 2 minutes that peers allow ([`crate::chain::validate::MAX_FUTURE_MS`]),
+/// so a peer whose clock lags ours by 90 s still takes the block.
+pub const MAX_STAMP_AHEAD_MS: u64 = 30_000;
+
+/// The time a miner stamps on a block of `records`: now, but never before the median time
+/// of the last blocks (rule 5) nor before the last record's minute has closed (rule 9), so
+/// that an honest node never builds a block the rules refuse.
+#[must_use]
+pub fn block_time(now_ms: u64, median_time_past_ms: u64, records: &[MinuteRecord]) -> u64 {
+    records
+        .iter()
+        .map(|r| minute_closes_ms(r.minute))
+        .fold(now_ms.max(median_time_past_ms), u64::max)
+}
 
 /// Everything a node needs to know.
 #[derive(Clone, Debug)]
@@ -169,6 +187,9 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                 let job = {
                     let core = lock(&shared);
                     let tree = core.ledger.tree();
+                    let now = now_ms();
+                    // Oldest minutes first; a record whose minute has not closed yet (its
+                    // relay's clock runs ahead of ours) waits in the mempool for its time.
                     let records: Vec<MinuteRecord> = core
                         .mempool
                         .peek(max)
@@ -179,13 +200,15 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                                 minute: r.minute,
                             })
                             .is_none()
+                                && minute_closes_ms(r.minute) <= now + MAX_STAMP_AHEAD_MS
                         })
                         .collect();
                     if records.is_empty() {
                         None
                     } else {
                         core.ledger.tip_header().ok().map(|parent| {
-                            let time = now_ms().max(tree.median_time_past(&parent.id()));
+                            let time =
+                                block_time(now, tree.median_time_past(&parent.id()), &records);
                             (parent, records, time)
                         })
                     }

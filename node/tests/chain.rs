@@ -235,6 +235,7 @@ fn every_flipped_bit_is_refused_with_its_own_error() {
                 err,
                 E::TimeTooOld { .. }
                     | E::TimeInFuture { .. }
+                    | E::RecordFromFuture { .. }
                     | E::InsufficientWork { .. }
                     | E::BadSignature
             ),
@@ -296,6 +297,29 @@ fn content_rules_each_have_their_error() {
         check(unset, &net, ledger.tree(), now).err(),
         Some(ValidationError::ClockNotSet { index: 0 })
     );
+
+    // Rule 9: a record's minute must have closed by the block's time. Exactly at the close
+    // is valid; a millisecond earlier, or a whole minute ahead, is a record from the future.
+    let r = record(1, 0);
+    let closes = gridledger::chain::validate::minute_closes_ms(r.minute);
+    let at = |time_ms: u64| {
+        let mut b = good.clone();
+        b.header.time_ms = time_ms;
+        check(resign(b), &net, ledger.tree(), now)
+    };
+    assert!(at(closes).is_ok(), "{:?}", at(closes).err());
+    for early in [closes - 1, closes - 60_000] {
+        assert_eq!(
+            at(early).err(),
+            Some(ValidationError::RecordFromFuture {
+                index: 0,
+                relay: r.relay,
+                minute: r.minute,
+                closes_ms: closes,
+                time_ms: early
+            })
+        );
+    }
 
     let mut future = good.clone();
     future.header.time_ms = now + 3 * 60 * 1000;

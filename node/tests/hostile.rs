@@ -224,6 +224,19 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
             reason: "clock",
         },
         Case {
+            what: "record from the future (its minute closes after the block's time)",
+            body: forge(
+                &parent,
+                vec![foreign(10, RecordFlags::CLOCK_SET)],
+                &theirs,
+                bits,
+                |_| {},
+            )
+            .to_bytes(),
+            status: 422,
+            reason: "from the future",
+        },
+        Case {
             what: "record already on the chain",
             body: forge(&parent, vec![top.records[0].clone()], &theirs, bits, |_| {}).to_bytes(),
             status: 422,

@@ -94,6 +94,25 @@ pub enum ValidationError {
         /// Position in the body.
         index: usize,
     },
+    /// A record's minute had not closed by the block's time: no relay can have produced it
+    /// yet, so the miner invented it (or the relay's clock runs ahead). Without this rule a
+    /// single miner could pre-claim minutes, and the honest nodes would later drop the real
+    /// records as already on the chain.
+    #[error(
+        "record {index} for relay {relay} at {minute} is from the future: its minute closes at {closes_ms} ms, after the block's time {time_ms} ms"
+    )]
+    RecordFromFuture {
+        /// Position in the body.
+        index: usize,
+        /// Relay.
+        relay: RelayId,
+        /// Minute.
+        minute: Minute,
+        /// When the minute closes, Unix milliseconds.
+        closes_ms: u64,
+        /// The block's time.
+        time_ms: u64,
+    },
     /// The chain (or this block) already holds a record for that relay and minute.
     #[error("record {index} for relay {relay} at {minute} is already in the chain")]
     DuplicateRecord {
@@ -189,7 +208,7 @@ fn check_static_header(h: &super::block::Header, net: &Network) -> Result<(), Va
 }
 
 /// The rules that need nothing but the block: proof of work, Merkle root, records (decode,
-/// clock set, no duplicate within the block).
+/// clock set, minute closed by the block's time, no duplicate within the block).
 fn check_body(block: Block) -> Result<Checked, ValidationError> {
     let h = &block.header;
     let id = h.id();
@@ -213,6 +232,16 @@ fn check_body(block: Block) -> Result<Checked, ValidationError> {
             .map_err(|error| ValidationError::RecordDecode { index, error })?;
         if !record.flags.contains(RecordFlags::CLOCK_SET) {
             return Err(ValidationError::ClockNotSet { index });
+        }
+        let closes_ms = minute_closes_ms(record.minute);
+        if closes_ms > h.time_ms {
+            return Err(ValidationError::RecordFromFuture {
+                index,
+                relay: record.relay,
+                minute: record.minute,
+                closes_ms,
+                time_ms: h.time_ms,
+            });
         }
         if !seen.insert((record.relay, record.minute)) {
             return Err(ValidationError::DuplicateRecord {
@@ -338,6 +367,13 @@ pub fn verify_run(
         }
         Ok(records)
     })
+}
+
+/// When `minute` closes (its last millisecond has passed), in Unix milliseconds: the
+/// earliest block time that may hold a record of that minute.
+#[must_use]
+pub fn minute_closes_ms(minute: Minute) -> u64 {
+    (u64::from(minute.0) + 1) * 60_000
 }
 
 /// Checks one block's signature: the miner's key signed the 32-byte block id.
