@@ -20,6 +20,20 @@ const VERIFY_BATCH: usize = 4096;
 /// Most bytes of blocks verified in one batch at open.
 const VERIFY_BATCH_BYTES: usize = 4 << 20;
 
+/// Runs `f`, turning a panic inside it (the storage engine on a damaged file: redb checks
+/// much, not everything) into [`StoreError::EnginePanic`], so that a damaged data dir is an
+/// error with a reason, never a crash. What `f` built is dropped with the panic.
+pub fn guard<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(StoreError::EnginePanic(what))
+    })
+}
+
 /// Why a block was not added.
 #[derive(Debug, thiserror::Error)]
 pub enum AddError {
@@ -83,17 +97,26 @@ pub struct Ledger {
 impl Ledger {
     /// Opens (creating if needed) the ledger of `net` in `dir` and verifies it.
     pub fn open(dir: &Path, net: Network) -> Result<Self, StoreError> {
-        let store = Store::open(dir, &net.name, net.bits, true)?;
-        Self::load(store, net)
+        guard(|| Self::load(Store::open(dir, &net.name, net.bits, true)?, net))
     }
 
     /// Opens an existing ledger for the network it was created for, and verifies it.
     pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
-        let (name, bits) = Store::stamp(dir)?;
-        Self::load(
-            Store::open(dir, &name, bits, false)?,
-            Network::new(&name, bits),
-        )
+        guard(|| Self::load_stamped(Store::open_existing(dir)?))
+    }
+
+    /// Opens an existing ledger read-only and verifies it: the data dir's files are not
+    /// changed (`verify`, `export`). [`Ledger::add`] fails with [`StoreError::ReadOnly`].
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        guard(|| Self::load_stamped(Store::open_read_only(dir)?))
+    }
+
+    fn load_stamped(store: Store) -> Result<Self, StoreError> {
+        let (name, bits) = store.network()?.ok_or_else(|| StoreError::Corrupt {
+            height: 0,
+            reason: "the data dir carries no network stamp".into(),
+        })?;
+        Self::load(store, Network::new(&name, bits))
     }
 
     fn load(store: Store, net: Network) -> Result<Self, StoreError> {

@@ -19,5 +19,6 @@ pub mod ledger;
 pub mod mempool;
 pub mod peers;
 pub mod poll;
+pub mod repair;
 pub mod run;
 pub mod store;

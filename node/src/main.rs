@@ -64,14 +64,20 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Re-verifies a data dir offline: every block against every rule, the signatures,
-    /// the links and the record index. Exits 0 if all is well; 2 and the first bad height
-    /// if the chain is corrupt; 1 on any other error.
+    /// Re-verifies a data dir offline and read-only: every block against every rule, the
+    /// signatures, the links and the record index. Exits 0 if all is well; 2 with a one-line
+    /// reason (the first bad height where known) if the data dir is damaged; 1 on any other
+    /// error (no chain there, no permission, in use by a running node).
     Verify {
         /// The node's data dir.
         #[arg(long, env = "GRIDLEDGER_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Rebuilds a damaged data dir: keeps every main-chain block that still verifies, in
+    /// order, up to the first damaged one, then fetches the rest from --from-peer (every
+    /// block verified as if it came over the network). The damaged file is kept beside the
+    /// new one as chain.redb.damaged-UNIXTIME. Stop the node first.
+    Repair(RepairArgs),
     /// Writes the main chain to stdout (or --out): `json` gives whole blocks with their raw
     /// bytes and decoded records (genesis included), `csv` one row per sample.
     Export {
@@ -98,6 +104,23 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         blocks: u32,
     },
+}
+
+/// `gridledger repair`'s settings.
+#[derive(Debug, clap::Args)]
+struct RepairArgs {
+    /// The node's data dir.
+    #[arg(long, env = "GRIDLEDGER_DATA_DIR")]
+    data_dir: PathBuf,
+    /// A peer's base URL to fetch the missing blocks from; repeat for several.
+    #[arg(long = "from-peer")]
+    from_peer: Vec<String>,
+    /// The network name, if the damage took the data dir's own stamp with it.
+    #[arg(long, requires = "difficulty_bits")]
+    network: Option<String>,
+    /// The network's difficulty, with --network.
+    #[arg(long, requires = "network")]
+    difficulty_bits: Option<u8>,
 }
 
 /// `gridledger run`'s settings. Each comes from its flag, else its environment variable,
@@ -264,6 +287,7 @@ fn main() -> ExitCode {
         ),
         Command::Keygen { out, force } => keygen(&out, force),
         Command::Verify { data_dir } => verify(&data_dir),
+        Command::Repair(args) => repair(args),
         Command::Export {
             data_dir,
             format,
@@ -299,8 +323,25 @@ fn keygen(out: &std::path::Path, force: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Exit code and one-line message for a store error: 2 for a damaged data dir, 1 otherwise.
+fn store_fail(e: &StoreError) -> ExitCode {
+    eprintln!("gridledger: {e}");
+    if e.is_corruption() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The offline tools report a panic inside the storage engine as one line of their own
+/// (see `ledger::guard`), not as a Rust backtrace.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
 fn verify(dir: &std::path::Path) -> ExitCode {
-    match Ledger::open_existing(dir) {
+    quiet_panics();
+    match Ledger::open_read_only(dir) {
         Ok(ledger) => {
             let s = ledger.summary();
             let net = ledger.network();
@@ -310,40 +351,67 @@ fn verify(dir: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e @ StoreError::Corrupt { .. }) => {
-            eprintln!("gridledger: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => fail(e),
+        Err(e) => store_fail(&e),
     }
 }
 
 fn export_cmd(dir: &std::path::Path, format: FormatArg, out: Option<&std::path::Path>) -> ExitCode {
-    let ledger = match Ledger::open_existing(dir) {
+    quiet_panics();
+    let ledger = match Ledger::open_read_only(dir) {
         Ok(l) => l,
-        Err(e) => return fail(e),
+        Err(e) => return store_fail(&e),
     };
     let format = match format {
         FormatArg::Json => Format::Json,
         FormatArg::Csv => Format::Csv,
     };
-    let result = match out {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => export(&ledger, format, &mut std::io::BufWriter::new(f)),
-            Err(e) => return fail(format!("cannot create {}: {e}", path.display())),
-        },
-        None => export(
-            &ledger,
-            format,
-            &mut std::io::BufWriter::new(std::io::stdout().lock()),
-        ),
-    };
+    let result = gridledger::ledger::guard(|| {
+        Ok(match out {
+            Some(path) => match std::fs::File::create(path) {
+                Ok(f) => export(&ledger, format, &mut std::io::BufWriter::new(f)),
+                Err(e) => Err(gridledger::export::ExportError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", path.display()),
+                ))),
+            },
+            None => export(
+                &ledger,
+                format,
+                &mut std::io::BufWriter::new(std::io::stdout().lock()),
+            ),
+        })
+    })
+    .unwrap_or_else(|e| Err(e.into()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`| head`): not an error of ours.
         Err(gridledger::export::ExportError::Io(e))
             if e.kind() == std::io::ErrorKind::BrokenPipe =>
         {
+            ExitCode::SUCCESS
+        }
+        Err(gridledger::export::ExportError::Store(e)) => store_fail(&e),
+        Err(e) => fail(e),
+    }
+}
+
+fn repair(args: RepairArgs) -> ExitCode {
+    quiet_panics();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let network = args
+        .network
+        .zip(args.difficulty_bits)
+        .map(|(name, bits)| Network::new(&name, bits));
+    match rt.block_on(gridledger::repair::repair(
+        &args.data_dir,
+        network,
+        &args.from_peer,
+    )) {
+        Ok(report) => {
+            println!("{report}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
@@ -516,8 +584,17 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     rt.block_on(async move {
+        let data_dir = config.data_dir.clone();
         let node = match gridledger::run::start(config, key).await {
             Ok(n) => n,
+            Err(gridledger::run::RunError::Store(e)) if e.is_corruption() => {
+                eprintln!("gridledger: {e}");
+                eprintln!(
+                    "gridledger: the node will not run on a damaged chain. To recover: gridledger repair --data-dir {} --from-peer http://PEER:PORT (keeps every good block below the damage, fetches the rest from a peer, and keeps the damaged file beside it)",
+                    data_dir.display()
+                );
+                return ExitCode::from(2);
+            }
             Err(e) => return fail(e),
         };
         eprintln!(

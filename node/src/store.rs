@@ -13,7 +13,10 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
+};
 
 use crate::chain::{Block, BlockId, BlockTree, Change, Height, RecordKey};
 
@@ -75,13 +78,89 @@ pub enum StoreError {
     /// writes. Reopen it.
     #[error("an earlier write failed; reopen the store")]
     Poisoned,
+    /// The store was opened read-only (`verify`, `export`).
+    #[error("the store is open read-only")]
+    ReadOnly,
+    /// The storage engine panicked on the file: its own structures are damaged in a way it
+    /// does not check for.
+    #[error("the database file is damaged: the storage engine failed ({0})")]
+    EnginePanic(String),
+}
+
+impl StoreError {
+    /// True if the error means the data dir's contents are damaged (a block, an index row
+    /// or the database's own structures), as opposed to a missing file, a permission, a
+    /// full disk or a data dir in use. `verify` exits 2 for these, 1 for the others.
+    #[must_use]
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StoreError::Corrupt { .. } | StoreError::EnginePanic(_) => true,
+            StoreError::Db { source, .. } => match source.as_ref() {
+                redb::Error::Io(e) => matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+                ),
+                redb::Error::DatabaseAlreadyOpen
+                | redb::Error::LockProtocolMismatch
+                | redb::Error::PreviousIo
+                | redb::Error::LockPoisoned(_)
+                | redb::Error::WouldBlock
+                | redb::Error::DatabaseClosed
+                | redb::Error::Backend(_) => false,
+                // Corrupted, a table of the wrong type or missing, a value too large, an
+                // unknown file version…: the file does not hold what we wrote.
+                _ => true,
+            },
+            StoreError::Dir { .. }
+            | StoreError::NetworkMismatch { .. }
+            | StoreError::InUse(_)
+            | StoreError::NoChain(_)
+            | StoreError::Poisoned
+            | StoreError::ReadOnly => false,
+        }
+    }
+}
+
+/// The database, open for writing (a node) or read-only (`verify`, `export`).
+enum Db {
+    Write(Database),
+    Read(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Write(db) => db.begin_read(),
+            Db::Read(db) => db.begin_read(),
+        }
+    }
 }
 
 /// The database of one data dir.
-#[derive(Debug)]
 pub struct Store {
-    db: Database,
+    db: Db,
     path: PathBuf,
+    /// A scratch copy of the file that this store reads instead of the original (a read-only
+    /// open of a file that was not closed cleanly); removed on drop.
+    scratch: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("read_only", &matches!(self.db, Db::Read(_)))
+            .field("scratch", &self.scratch)
+            .finish()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn db_error(path: &Path, dir: &Path, e: redb::DatabaseError) -> StoreError {
@@ -124,7 +203,11 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| db_error(&path, dir, e))?;
-        let store = Store { db, path };
+        let store = Store {
+            db: Db::Write(db),
+            path,
+            scratch: None,
+        };
         let tag = network_tag(name, bits);
         let found = store.network()?;
         match found {
@@ -136,7 +219,10 @@ impl Store {
             }
             Some(_) => Ok(store),
             None => {
-                let txn = store.db.begin_write().map_err(|e| store.err(e))?;
+                let Db::Write(db) = &store.db else {
+                    return Err(StoreError::ReadOnly);
+                };
+                let txn = db.begin_write().map_err(|e| store.err(e))?;
                 {
                     let mut meta = txn.open_table(META).map_err(|e| store.err(e))?;
                     meta.insert("network", tag.as_slice())
@@ -152,8 +238,9 @@ impl Store {
         }
     }
 
-    /// The network `(name, bits)` stamped on the existing store in `dir`.
-    pub fn stamp(dir: &Path) -> Result<(String, u8), StoreError> {
+    /// Opens the existing store in `dir` for writing, whatever network it was stamped with
+    /// (see [`Store::network`]).
+    pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(DB_FILE);
         if !path.exists() {
             return Err(StoreError::NoChain(dir.to_owned()));
@@ -162,11 +249,70 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .open(&path)
             .map_err(|e| db_error(&path, dir, e))?;
-        let store = Store { db, path };
-        store.network()?.ok_or_else(|| StoreError::Corrupt {
-            height: 0,
-            reason: "the data dir carries no network stamp".into(),
+        Ok(Store {
+            db: Db::Write(db),
+            path,
+            scratch: None,
         })
+    }
+
+    /// Opens the existing store in `dir` without writing to it: its bytes and times stay as
+    /// they were. A file that was not closed cleanly (a node killed while running) needs
+    /// redb's repair before it can be read; that repair runs on a scratch copy in the
+    /// system's temporary directory, removed when the store is dropped.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::NoChain(dir.to_owned()));
+        }
+        match redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .open_read_only(&path)
+        {
+            Ok(db) => Ok(Store {
+                db: Db::Read(db),
+                path,
+                scratch: None,
+            }),
+            Err(redb::DatabaseError::RepairAborted) => Self::open_scratch_copy(dir, &path),
+            Err(e) => Err(db_error(&path, dir, e)),
+        }
+    }
+
+    fn open_scratch_copy(dir: &Path, path: &Path) -> Result<Self, StoreError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let scratch =
+            std::env::temp_dir().join(format!("gridledger-read-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&scratch).map_err(|source| StoreError::Dir {
+            path: scratch.clone(),
+            source,
+        })?;
+        let copy = scratch.join(DB_FILE);
+        let opened = std::fs::copy(path, &copy)
+            .map_err(|source| StoreError::Dir {
+                path: path.to_owned(),
+                source,
+            })
+            .and_then(|_| {
+                redb::Builder::new()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(&copy)
+                    .map_err(|e| db_error(path, dir, e))
+            });
+        match opened {
+            // Reported under the original's path; `commit` refuses to write to the copy.
+            Ok(db) => Ok(Store {
+                db: Db::Write(db),
+                path: path.to_owned(),
+                scratch: Some(scratch),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                Err(e)
+            }
+        }
     }
 
     /// The network `(name, bits)` this store was created for, if stamped.
@@ -283,7 +429,13 @@ impl Store {
         change: &Change,
         tree: &BlockTree,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let Db::Write(db) = &self.db else {
+            return Err(StoreError::ReadOnly);
+        };
+        if self.scratch.is_some() {
+            return Err(StoreError::ReadOnly);
+        }
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
             let mut main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
