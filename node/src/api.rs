@@ -62,6 +62,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/readings", get(readings))
         .route("/readings/{relay}/{minute}/proof", get(proof))
         .route("/metrics", get(metrics))
+        .route("/disputes", get(disputes))
         .route("/peers", get(get_peers).post(post_peers))
         .route("/peers/resolve", post(resolve))
         .route("/", get(dashboard))
@@ -96,6 +97,40 @@ async fn status(State(shared): State<Shared>) -> Response {
             "clock_ahead_ms": st.clock_ahead_ms,
             "clock_problem": st.clock_problem(),
         })).collect::<Vec<_>>(),
+        "disputes": {
+            "total": core.counters.witness_disputes,
+            "open": core.disputes().count(),
+            // The latest few; GET /disputes lists them all.
+            "latest": core.disputes().rev().take(STATUS_DISPUTES).map(dispute_json).collect::<Vec<_>>(),
+        },
+    }))
+    .into_response()
+}
+
+/// Disputes shown in `/status`.
+const STATUS_DISPUTES: usize = 16;
+
+fn dispute_json(d: &crate::core::Dispute) -> serde_json::Value {
+    json!({
+        "relay": d.read.relay.0,
+        "minute": d.read.minute.0,
+        "minute_utc": d.read.minute.to_string(),
+        "height": d.height,
+        "block_id": d.block.to_hex(),
+        "found_ms": d.found_ms,
+        "on_chain": crate::export::record_json(&d.on_chain),
+        "read": crate::export::record_json(&d.read),
+    })
+}
+
+/// Every open dispute: a record on the main chain that differs from what this node read
+/// from the relay itself, with both versions, oldest minute first.
+async fn disputes(State(shared): State<Shared>) -> Response {
+    let core = lock(&shared);
+    let list: Vec<_> = core.disputes().map(dispute_json).collect();
+    Json(json!({
+        "total": core.counters.witness_disputes,
+        "disputes": list,
     }))
     .into_response()
 }
@@ -356,7 +391,7 @@ async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Re
             format!("from..to must be ordered and span at most {MAX_READING_MINUTES} minutes"),
         );
     }
-    let mut found: Vec<(u32, String, MinuteRecord)> = Vec::new();
+    let mut found: Vec<(u32, String, MinuteRecord, bool)> = Vec::new();
     for m in from..=to {
         let key = crate::chain::RecordKey {
             relay: RelayId(q.relay),
@@ -374,7 +409,8 @@ async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Re
             .filter_map(|b| MinuteRecord::decode(b).ok())
             .find(|r| r.relay.0 == q.relay && r.minute.0 == m)
         {
-            found.push((h, block.id().to_hex(), r));
+            let disputed = core.is_disputed(&key);
+            found.push((h, block.id().to_hex(), r, disputed));
         }
     }
     if q.format.as_deref() == Some("csv") {
@@ -384,7 +420,7 @@ async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Re
             out.push_str(&crate::export::column(qn));
         }
         out.push('\n');
-        for (h, _, r) in &found {
+        for (h, _, r, _) in &found {
             let step = 60 / r.samples.len().max(1);
             for (i, s) in r.samples.iter().enumerate() {
                 out.push_str(&format!(
@@ -406,10 +442,12 @@ async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Re
     }
     let list: Vec<_> = found
         .iter()
-        .map(|(h, id, r)| {
+        .map(|(h, id, r, disputed)| {
             json!({
                 "height": h,
                 "block_id": id,
+                // This node read something else from the relay for this minute: see /disputes.
+                "disputed": disputed,
                 "relay": r.relay.0,
                 "minute": r.minute.0,
                 "minute_utc": r.minute.to_string(),
@@ -530,6 +568,12 @@ async fn metrics(State(shared): State<Shared>) -> Response {
         "Peer blocks refused.",
         "counter",
         c.rejected.to_string(),
+    );
+    metric(
+        "gridledger_witness_disputes_total",
+        "Records found on the main chain that differ from this node's own read of the relay.",
+        "counter",
+        c.witness_disputes.to_string(),
     );
     metric(
         "gridledger_witness_conflicts_total",

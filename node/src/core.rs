@@ -16,6 +16,25 @@ use crate::poll::RelayStatus;
 /// Records this node read itself, kept to check peers' blocks against (most recent first
 /// out when full).
 const WITNESS_CAPACITY: usize = 100_000;
+/// Disputes kept (the oldest minutes go first when full); the counter keeps counting.
+const DISPUTES_CAPACITY: usize = 10_000;
+
+/// A record on this node's main chain that differs from what this node read itself from the
+/// relay for the same minute: someone mined words the relay did not say (or this node's path
+/// to the relay was tampered with). Never dropped silently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dispute {
+    /// Height of the block holding the chain's version.
+    pub height: crate::chain::Height,
+    /// That block's id.
+    pub block: crate::chain::BlockId,
+    /// The record on the chain.
+    pub on_chain: MinuteRecord,
+    /// What this node read from the relay.
+    pub read: MinuteRecord,
+    /// When this node found the difference, Unix milliseconds.
+    pub found_ms: u64,
+}
 
 /// Where a block comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +58,8 @@ pub struct Counters {
     pub witness_conflicts: u64,
     /// Reorgs.
     pub reorgs: u64,
+    /// Records found on the main chain that differ from this node's own read.
+    pub witness_disputes: u64,
 }
 
 /// The shared state of a node.
@@ -60,6 +81,7 @@ pub struct Core {
     /// Counters.
     pub counters: Counters,
     witness: BTreeMap<(Minute, RelayId), MinuteRecord>,
+    disputes: BTreeMap<(Minute, RelayId), Dispute>,
 }
 
 /// The core, shared between the API, the poller and the miner.
@@ -93,11 +115,82 @@ impl Core {
             peers: Vec::new(),
             counters: Counters::default(),
             witness: BTreeMap::new(),
+            disputes: BTreeMap::new(),
+        }
+    }
+
+    /// Open disputes, oldest minute first.
+    pub fn disputes(&self) -> impl DoubleEndedIterator<Item = &Dispute> + ExactSizeIterator {
+        self.disputes.values()
+    }
+
+    /// True if the chain's record for `key` is disputed by this node's own read.
+    #[must_use]
+    pub fn is_disputed(&self, key: &RecordKey) -> bool {
+        self.disputes.contains_key(&(key.minute, key.relay))
+    }
+
+    /// The main chain's record for `key`, with its block's height and id.
+    fn on_chain(&self, key: &RecordKey) -> Option<(crate::chain::Height, Block, MinuteRecord)> {
+        let height = self.ledger.tree().record_height(key)?;
+        let block = self.ledger.block_at(height).ok().flatten()?;
+        let record = block
+            .records
+            .iter()
+            .filter_map(|b| MinuteRecord::decode(b).ok())
+            .find(|r| r.relay == key.relay && r.minute == key.minute)?;
+        Some((height, block, record))
+    }
+
+    /// Compares the main chain's record for `key` with this node's read, if both exist:
+    /// opens a dispute when they differ, closes one when they no longer do.
+    fn witness_main(&mut self, key: RecordKey) {
+        let Some(read) = self.witness.get(&(key.minute, key.relay)).cloned() else {
+            return;
+        };
+        match self.on_chain(&key) {
+            Some((height, block, on_chain)) if on_chain != read => {
+                let id = block.id();
+                let fresh = self
+                    .disputes
+                    .get(&(key.minute, key.relay))
+                    .is_none_or(|d| d.block != id);
+                if fresh {
+                    self.counters.witness_disputes += 1;
+                    tracing::warn!(
+                        relay = key.relay.0,
+                        minute = %key.minute,
+                        height,
+                        block = %id,
+                        "DISPUTE: the chain's record differs from what this node read from the relay"
+                    );
+                    self.disputes.insert(
+                        (key.minute, key.relay),
+                        Dispute {
+                            height,
+                            block: id,
+                            on_chain,
+                            read,
+                            found_ms: now_ms(),
+                        },
+                    );
+                    while self.disputes.len() > DISPUTES_CAPACITY {
+                        self.disputes.pop_first();
+                    }
+                }
+            }
+            _ => {
+                self.disputes.remove(&(key.minute, key.relay));
+            }
         }
     }
 
     /// A record this node read from a relay: remembered as a witness, and pending unless
     /// the chain holds it already. True if it was new to the mempool.
+    ///
+    /// If the main chain already holds a record for that relay and minute (mined before this
+    /// read) and it differs, that is a [`Dispute`]: counted, logged, listed, and the record
+    /// is not taken as already on the chain.
     pub fn read(&mut self, record: MinuteRecord) -> bool {
         self.witness
             .insert((record.minute, record.relay), record.clone());
@@ -108,7 +201,11 @@ impl Core {
             relay: record.relay,
             minute: record.minute,
         };
-        self.ledger.tree().record_height(&key).is_none() && self.mempool.add(record)
+        if self.ledger.tree().record_height(&key).is_some() {
+            self.witness_main(key);
+            return false;
+        }
+        self.mempool.add(record)
     }
 
     /// Validates and stores a block, and keeps the mempool in step: the block's records
@@ -150,7 +247,31 @@ impl Core {
         let keys: Vec<RecordKey> = self.ledger.tree().keys_of(&added.id).to_vec();
         self.mempool.remove(&keys);
         for r in added.returned.clone() {
-            self.mempool.add(r);
+            // Back to the mempool, but as this node read it, if it did: a record that left
+            // the main chain may be one that this node disputes.
+            let own = self.witness.get(&(r.minute, r.relay)).cloned();
+            self.mempool.add(own.unwrap_or(r));
+        }
+        // Blocks that joined the main chain: their records against this node's reads.
+        let joined: Vec<crate::chain::BlockId> = match &added.change {
+            Change::Extended => vec![added.id],
+            Change::Reorg { adopted, .. } => adopted.clone(),
+            Change::SideBranch => Vec::new(),
+        };
+        for id in joined {
+            let keys: Vec<RecordKey> = self.ledger.tree().keys_of(&id).to_vec();
+            for key in keys {
+                if self.witness.contains_key(&(key.minute, key.relay)) {
+                    self.witness_main(key);
+                }
+            }
+        }
+        // Disputed records that a reorg took off the main chain are disputes no more.
+        if matches!(added.change, Change::Reorg { .. }) {
+            let open: Vec<(Minute, RelayId)> = self.disputes.keys().copied().collect();
+            for (minute, relay) in open {
+                self.witness_main(RecordKey { relay, minute });
+            }
         }
         Ok(added)
     }

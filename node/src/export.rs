@@ -140,6 +140,13 @@ fn json_record(bytes: &[u8], r: &MinuteRecord) -> JsonRecord {
     }
 }
 
+/// A record as the JSON export writes it (with its canonical bytes as `raw`).
+pub(crate) fn record_json(r: &MinuteRecord) -> serde_json::Value {
+    let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+    let bytes = r.encode(&mut buf).map(|b| b.to_vec()).unwrap_or_default();
+    serde_json::to_value(json_record(&bytes, r)).unwrap_or_default()
+}
+
 pub(crate) fn json_block(height: u32, b: &Block) -> impl Serialize {
     let h = &b.header;
     JsonBlock {
