@@ -622,14 +622,20 @@ fn demo(
     };
     rt.block_on(async move {
         let minute_secs = if fast { 2.0 } else { 60.0 };
-        // Compressed time runs ahead of the wall clock: on a second --fast run, start the
-        // relay after the last minute already on the chain, so that records keep coming.
-        let start_time = if fast { resume_after(&dir.join("node1")) } else { None };
+        // Compressed time starts far enough behind UTC that it never passes it (a record of a
+        // minute that has not closed is refused); on a second --fast run, the relay goes on
+        // after the last minute of its own already on the chain, so that records keep coming.
+        let sim = relay_sim::Config::default();
+        let start_time = if fast {
+            resume_after(&dir.join("node1"), RelayId(sim.relay_id), minute_secs)
+        } else {
+            None
+        };
         let relay = match relay_sim::Simulator::bind(relay_sim::Config {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], relay_port)),
             minute_secs,
             start_time,
-            ..relay_sim::Config::default()
+            ..sim
         })
         .await
         {
@@ -688,23 +694,34 @@ fn demo(
     })
 }
 
-/// Unix seconds just after the last minute recorded in the chain at `dir`, if later than now.
-fn resume_after(dir: &std::path::Path) -> Option<u64> {
+/// Where a resumed `demo --fast` starts its relay clock: Unix seconds just after the last
+/// minute of relay `relay` on the chain at `dir`, if that is later than relay-sim's default
+/// start (which is far enough behind UTC to run compressed for a day). Only that relay's
+/// records count, and only those no honest relay could not have produced (a minute that has
+/// not closed yet by this host's clock): a hostile record of another relay, or of a far
+/// future minute, must not move the demo's clock.
+fn resume_after(
+    dir: &std::path::Path,
+    relay: relay_core::RelayId,
+    minute_secs: f64,
+) -> Option<u64> {
     let ledger = Ledger::open_existing(dir).ok()?;
     let tree = ledger.tree();
+    let now_ms = now_ms();
     let last = (1..=tree.height())
         .filter_map(|h| tree.main_at(h))
         .flat_map(|id| {
             tree.keys_of(&id)
                 .iter()
+                .filter(|k| {
+                    k.relay == relay
+                        && gridledger::chain::validate::minute_closes_ms(k.minute) <= now_ms
+                })
                 .map(|k| k.minute.0)
                 .collect::<Vec<_>>()
         })
         .max()?;
     let after = (u64::from(last) + 1) * 60;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    (after > now).then_some(after)
+    let default = now_ms.saturating_sub(relay_sim::clock::headroom_ms(minute_secs)) / 1000;
+    (after > default).then_some(after)
 }

@@ -1,6 +1,7 @@
 //! `gridledger demo --fast`, as the README runs it (on free ports and a temporary data
 //! dir): the nodes agree on one chain, Ctrl-C stops it all cleanly, a second run resumes
-//! the same chains, and every data dir verifies afterwards.
+//! the same chains (even when a hostile block of another relay sits on them), and every
+//! data dir verifies afterwards.
 
 mod common;
 
@@ -8,6 +9,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Minute, RecordFlags, RelayId};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
 const NODES: u16 = 3;
@@ -114,6 +118,39 @@ async fn the_demo_runs_stops_on_ctrl_c_and_resumes() {
     let h1 = agree(&client, base, 3).await;
     let status = interrupt(first);
     assert!(status.success(), "first run: {status}");
+
+    // A hostile miner's valid block reaches node1's chain: a record of relay u32::MAX at the
+    // latest minute rule 9 allows (u32::MAX itself can never be in a valid block). The
+    // resumed demo's relay clock must not follow it.
+    let h1: u64 = {
+        let net = gridledger::chain::Network::new("gridledger-demo", 12);
+        let mut ledger =
+            gridledger::ledger::Ledger::open(&data.join("node1"), net.clone()).expect("opens");
+        let parent = ledger.tip_header().expect("tip");
+        let now = common::now_ms();
+        let hostile = SignalModel::new(7, Profile::Paper).record(
+            RelayId(u32::MAX),
+            Minute(u32::try_from(now / 60_000).expect("minute") - 1),
+            6,
+            RecordFlags::CLOCK_SET,
+        );
+        let time = gridledger::run::block_time(
+            now,
+            ledger.tree().median_time_past(&parent.id()),
+            std::slice::from_ref(&hostile),
+        );
+        let block = gridledger::chain::assemble(
+            &parent,
+            std::slice::from_ref(&hostile),
+            &common::key(66),
+            time,
+            net.bits,
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .expect("mined");
+        ledger.add(block, now).expect("a valid block").height.into()
+    };
+    assert!(h1 >= 4);
 
     let (base, relay) = ports();
     let second = start(&data, base, relay);
