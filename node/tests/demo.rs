@@ -150,7 +150,7 @@ async fn the_demo_runs_stops_on_ctrl_c_and_resumes() {
         .expect("mined");
         ledger.add(block, now).expect("a valid block").height.into()
     };
-    assert_eq!(h1, first_height + 1);
+    assert!(h1 > first_height, "{h1} after {first_height}");
 
     let (base, relay) = ports();
     let second = start(&data, base, relay);
