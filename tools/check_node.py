@@ -135,6 +135,10 @@ def check(base, max_proofs):
                         continue
                     raise Disagree(f"/readings relay {relay}: minute {m} is not on the chain")
                 b, r = expected[m]
+                # `disputed` is the node's own witness opinion, not in the block: a bool.
+                reading = dict(reading)
+                if not isinstance(reading.pop("disputed", None), bool):
+                    raise Disagree(f"/readings relay {relay} minute {m}: no boolean 'disputed'")
                 want = {
                     "height": b["height"], "block_id": b["id"], "relay": relay, "minute": m,
                     "minute_utc": r["minute_utc"], "faults": r["faults"], "samples": r["samples"],

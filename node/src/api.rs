@@ -643,7 +643,19 @@ async fn dashboard() -> Response {
 }
 
 async fn get_peers(State(shared): State<Shared>) -> Response {
-    Json(json!({ "peers": lock(&shared).peers })).into_response()
+    let mut core = lock(&shared);
+    let now = crate::core::now_ms();
+    let peers = core.peers.clone();
+    let health: Vec<_> = peers
+        .iter()
+        .map(|p| {
+            let h = core.peer_health(p);
+            let mut v = json!(h);
+            v["state"] = json!(h.state(now));
+            v
+        })
+        .collect();
+    Json(json!({ "peers": peers, "health": health })).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -78,6 +78,8 @@ pub struct Core {
     pub relays: Vec<Arc<Mutex<RelayStatus>>>,
     /// Peers' base URLs.
     pub peers: Vec<String>,
+    /// How each peer behaves, by URL.
+    pub peer_health: std::collections::HashMap<String, crate::peers::PeerHealth>,
     /// Counters.
     pub counters: Counters,
     witness: BTreeMap<(Minute, RelayId), MinuteRecord>,
@@ -113,10 +115,21 @@ impl Core {
             sync_wanted: Arc::new(tokio::sync::Notify::new()),
             relays: Vec::new(),
             peers: Vec::new(),
+            peer_health: std::collections::HashMap::new(),
             counters: Counters::default(),
             witness: BTreeMap::new(),
             disputes: BTreeMap::new(),
         }
+    }
+
+    /// The health record of `peer`, created on first use.
+    pub fn peer_health(&mut self, peer: &str) -> &mut crate::peers::PeerHealth {
+        self.peer_health
+            .entry(peer.to_owned())
+            .or_insert_with(|| crate::peers::PeerHealth {
+                url: peer.to_owned(),
+                ..crate::peers::PeerHealth::default()
+            })
     }
 
     /// Open disputes, oldest minute first.

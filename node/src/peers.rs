@@ -22,6 +22,18 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// ever.
 const MAX_BATCHES: u32 = 10_000;
 
+/// Longest a pull from one peer may run; what it stored by then stays, and the next sync
+/// goes on from there. A peer that keeps a pull busy without adding anything is caught by
+/// the checks in [`pull`] long before.
+pub const PULL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Longest `POST /peers/resolve` waits for any one peer: it answers within this, with a
+/// per-peer result, however slow or hostile a peer is.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a peer is left alone after failing again and again.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
 /// Most bytes read of a peer's `/status`.
 const MAX_STATUS_BYTES: usize = 1 << 20;
 
@@ -64,6 +76,75 @@ pub enum PeerError {
     /// The peer's chain shares no block with ours (another network?).
     #[error("no block in common with our chain (another network or genesis?)")]
     NoCommonBlock,
+    /// The peer claimed more work than ours, but what it sent added nothing: it lies about
+    /// its chain, or serves one it does not have.
+    #[error("claimed more work than ours but sent nothing we could use ({0})")]
+    NoProgress(String),
+    /// The pull ran past its deadline.
+    #[error("no answer within {0:?}")]
+    Deadline(Duration),
+}
+
+/// What this node knows of one peer's behaviour, for `GET /peers` and for backing off.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PeerHealth {
+    /// The peer's base URL.
+    pub url: String,
+    /// Pulls that failed in a row (0: the last one went well).
+    pub failures_in_a_row: u32,
+    /// Times the peer claimed more work than ours and sent nothing new.
+    pub lies: u32,
+    /// No sync with it before this (Unix ms; 0: none pending).
+    pub backoff_until_ms: u64,
+    /// Why the last pull failed.
+    pub last_error: Option<String>,
+    /// When a pull from it last went well (Unix ms).
+    pub last_ok_ms: Option<u64>,
+    /// Blocks stored from it since start.
+    pub stored: u64,
+    /// A pull from it is under way.
+    #[serde(skip)]
+    pub in_flight: bool,
+}
+
+impl PeerHealth {
+    /// `"ok"`, `"failing"` or `"backed off"`, for people.
+    #[must_use]
+    pub fn state(&self, now_ms: u64) -> &'static str {
+        if self.backoff_until_ms > now_ms {
+            "backed off"
+        } else if self.failures_in_a_row > 0 {
+            "failing"
+        } else {
+            "ok"
+        }
+    }
+
+    /// Records the outcome of a pull: a success clears the failures; a failure backs the
+    /// peer off for `base × 2^(failures − 1)`, at most [`MAX_BACKOFF`]. A lie counts as a
+    /// failure too, and is remembered.
+    pub fn record(&mut self, result: &Result<u32, PeerError>, base: Duration, now_ms: u64) {
+        match result {
+            Ok(n) => {
+                self.failures_in_a_row = 0;
+                self.backoff_until_ms = 0;
+                self.last_error = None;
+                self.last_ok_ms = Some(now_ms);
+                self.stored += u64::from(*n);
+            }
+            Err(e) => {
+                if matches!(e, PeerError::NoProgress(_)) {
+                    self.lies += 1;
+                    warn!(peer = %self.url, lies = self.lies, "{e}; backing off");
+                }
+                self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+                let factor = 1u32 << (self.failures_in_a_row - 1).min(20);
+                let wait = base.saturating_mul(factor).min(MAX_BACKOFF);
+                self.backoff_until_ms = now_ms + u64::try_from(wait.as_millis()).unwrap_or(0);
+                self.last_error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 /// The HTTP client every peer request goes through.
@@ -155,52 +236,92 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
     let mut from = our_height.max(1);
     let mut stored = 0u32;
     let mut linked = false;
-    for _ in 0..MAX_BATCHES {
-        if !linked {
-            from = our_height.saturating_sub(back).max(1);
-        }
-        let resp = client
-            .get(format!("{peer}/blocks?from={from}&limit={limit}"))
-            .header("accept", "application/octet-stream")
-            .send()
-            .await
-            .map_err(|e| PeerError::Unreachable(e.to_string()))?;
-        let body = read_capped(resp, MAX_LIST_BYTES).await?;
-        let blocks = decode_list(&body, max_bytes, max_records)?;
-        let count = blocks.len() as u32;
-        if count == 0 {
-            return Ok(stored);
-        }
-        for block in blocks {
-            // One block per lock: the API and the miner go on between blocks.
-            let result = lock(shared).accept(block, now_ms(), Origin::Peer);
-            match result {
-                Ok(_) => {
-                    stored += 1;
-                    linked = true;
-                }
-                Err(AddError::Known(_)) => linked = true,
-                Err(AddError::Invalid(ValidationError::UnknownParent(_))) if !linked => {
-                    // Forked below `from`: step back further.
-                    if from == 1 {
-                        return Err(PeerError::NoCommonBlock);
+    let claimed_more = theirs.work.is_some_and(|w| w > our_work);
+    let result = 'pull: {
+        for _ in 0..MAX_BATCHES {
+            if !linked {
+                from = our_height.saturating_sub(back).max(1);
+            }
+            let resp = client
+                .get(format!("{peer}/blocks?from={from}&limit={limit}"))
+                .header("accept", "application/octet-stream")
+                .send()
+                .await
+                .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+            let body = read_capped(resp, MAX_LIST_BYTES).await?;
+            let blocks = decode_list(&body, max_bytes, max_records)?;
+            let count = blocks.len() as u32;
+            if count == 0 {
+                break 'pull Ok(stored);
+            }
+            // The answer must be what was asked: the main chain from `from` up, in order. A
+            // peer cannot keep us busy by sending the same known block again and again.
+            if let Some((i, b)) = blocks
+                .iter()
+                .enumerate()
+                .find(|(i, b)| b.header.height != from.saturating_add(*i as u32))
+            {
+                break 'pull Err(PeerError::BadAnswer(format!(
+                    "asked for blocks from height {from}, got height {} at position {i}",
+                    b.header.height
+                )));
+            }
+            let stored_before = stored;
+            for block in blocks {
+                // One block per lock: the API and the miner go on between blocks.
+                let result = lock(shared).accept(block, now_ms(), Origin::Peer);
+                match result {
+                    Ok(_) => {
+                        stored += 1;
+                        linked = true;
                     }
-                    back = (back * 2).max(16);
-                    break;
+                    Err(AddError::Known(_)) => linked = true,
+                    Err(AddError::Invalid(ValidationError::UnknownParent(_))) if !linked => {
+                        // Forked below `from`: step back further.
+                        if from == 1 {
+                            break 'pull Err(PeerError::NoCommonBlock);
+                        }
+                        back = (back * 2).max(16);
+                        break;
+                    }
+                    Err(e) => break 'pull Err(PeerError::Refused(e)),
                 }
-                Err(e) => return Err(PeerError::Refused(e)),
+            }
+            // Known blocks above our height cannot exist (with one difficulty, a branch that
+            // high would be our main chain): a batch up there that adds nothing is a lie.
+            if linked && stored == stored_before && from > lock(shared).ledger.tree().height() {
+                break 'pull Err(PeerError::NoProgress(format!(
+                    "blocks from height {from} were all known"
+                )));
+            }
+            if linked {
+                // An answer may stop short of `limit` (the peer caps it by bytes): go on until
+                // the peer's height is reached.
+                from += count;
+                if from > theirs.height {
+                    break 'pull Ok(stored);
+                }
             }
         }
-        if linked {
-            // An answer may stop short of `limit` (the peer caps it by bytes): go on until
-            // the peer's height is reached.
-            from += count;
-            if from > theirs.height {
-                return Ok(stored);
-            }
-        }
+        Ok(stored)
+    };
+    // It said it had more work than ours and gave us nothing: that is a lie (or a chain we
+    // refuse), and it is remembered.
+    let claim = theirs.work.unwrap_or(0);
+    let lied = stored == 0
+        && claimed_more
+        && !matches!(result, Err(PeerError::Unreachable(_)))
+        && lock(shared).ledger.tree().tip_work() < claim;
+    if lied {
+        let what = match &result {
+            Ok(_) => "nothing new".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        return Err(PeerError::NoProgress(format!(
+            "claimed work {claim}, ours is {our_work}; got {what}"
+        )));
     }
-    Ok(stored)
+    result
 }
 
 /// What resolving against one peer did.
@@ -223,7 +344,14 @@ pub async fn resolve(client: &reqwest::Client, shared: &Shared) -> Vec<Resolved>
     for (i, peer) in peers.into_iter().enumerate() {
         let (client, shared) = (client.clone(), std::sync::Arc::clone(shared));
         set.spawn(async move {
-            let r = pull(&client, &peer, &shared).await;
+            let r = tokio::time::timeout(RESOLVE_TIMEOUT, pull(&client, &peer, &shared))
+                .await
+                .unwrap_or(Err(PeerError::Deadline(RESOLVE_TIMEOUT)));
+            {
+                let mut core = lock(&shared);
+                let health = core.peer_health(&peer);
+                health.record(&r, RESOLVE_TIMEOUT, now_ms());
+            }
             let resolved = Resolved {
                 peer,
                 stored: r.as_ref().map_or(0, |n| *n),
@@ -240,6 +368,45 @@ pub async fn resolve(client: &reqwest::Client, shared: &Shared) -> Vec<Resolved>
     }
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Starts a pull from every peer that has none under way and is not backed off, each on
+/// its own task: a slow or lying peer delays only itself, never the others. `base` is the
+/// first backoff after a failure (the sync period).
+pub fn sync_round(client: &reqwest::Client, shared: &Shared, base: Duration) {
+    let now = now_ms();
+    let due: Vec<String> = {
+        let mut core = lock(shared);
+        let peers = core.peers.clone();
+        peers
+            .into_iter()
+            .filter(|p| {
+                let h = core.peer_health(p);
+                let due = !h.in_flight && h.backoff_until_ms <= now;
+                if due {
+                    h.in_flight = true;
+                }
+                due
+            })
+            .collect()
+    };
+    for peer in due {
+        let (client, shared) = (client.clone(), std::sync::Arc::clone(shared));
+        tokio::spawn(async move {
+            let r = tokio::time::timeout(PULL_DEADLINE, pull(&client, &peer, &shared))
+                .await
+                .unwrap_or(Err(PeerError::Deadline(PULL_DEADLINE)));
+            match &r {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(%peer, blocks = n, "pulled from a peer"),
+                Err(e) => debug!(%peer, "sync: {e}"),
+            }
+            let mut core = lock(&shared);
+            let health = core.peer_health(&peer);
+            health.in_flight = false;
+            health.record(&r, base, now_ms());
+        });
+    }
 }
 
 /// Parses the raw `GET /blocks` body: a varint count, then each block as varint length +

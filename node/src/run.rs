@@ -27,7 +27,7 @@ use crate::chain::validate::minute_closes_ms;
 use crate::chain::{assemble, Network, RecordKey};
 use crate::core::{lock, now_ms, Core, Origin, Shared};
 use crate::ledger::Ledger;
-use crate::peers::{push, resolve};
+use crate::peers::{push, sync_round};
 use crate::poll::{poll_relay, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
 
@@ -254,13 +254,8 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         tasks.push(tokio::spawn(async move {
             loop {
                 let _ = tokio::time::timeout(every, wanted.notified()).await;
-                for r in resolve(&client, &shared).await {
-                    match (&r.error, r.stored) {
-                        (Some(e), _) => debug!(peer = %r.peer, "sync: {e}"),
-                        (None, 0) => {}
-                        (None, n) => info!(peer = %r.peer, blocks = n, "pulled from a peer"),
-                    }
-                }
+                // Each peer on its own task: a slow or lying one never holds up the others.
+                sync_round(&client, &shared, every);
             }
         }));
     }

@@ -1,0 +1,183 @@
+//! No peer can stall the node: beside an honest peer, a lying one claims enormous work and
+//! answers every `GET /blocks`, slowly, with a block the node already has. The node still
+//! follows the honest peer within two sync periods, `POST /peers/resolve` answers within
+//! its timeout with a result per peer, and `/peers` shows the liar backed off.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use gridledger::chain::Network;
+use gridledger::peers::RESOLVE_TIMEOUT;
+use gridledger::run::start;
+
+/// A peer that says it holds height 2^32 − 1 with more work than exists, and answers each
+/// block request after 1.8 s with `known`, the raw bytes of block 1.
+async fn liar(known: Vec<u8>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let status = serde_json::json!({
+        "network": "liar",
+        "height": u32::MAX,
+        "tip": "ab".repeat(32),
+        "work": u128::MAX.to_string(),
+    });
+    let app = axum::Router::new()
+        .route(
+            "/status",
+            get(move || {
+                let s = status.clone();
+                async move { axum::Json(s) }
+            }),
+        )
+        .route(
+            "/blocks",
+            get(move || {
+                let mut body = vec![1u8];
+                body.extend(varint(known.len()));
+                body.extend_from_slice(&known);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1800)).await;
+                    body
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+async fn height_tip(client: &reqwest::Client, addr: SocketAddr) -> (u64, String) {
+    let s = common::get_json(client, format!("http://{addr}/status")).await;
+    (
+        s["height"].as_u64().unwrap_or(0),
+        s["tip"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_peer_neither_stalls_sync_nor_resolve() {
+    let net = Network::new("liar", 8);
+    let (relay, _stop) =
+        common::relay_sim(SocketAddr::from(([127, 0, 0, 1], 0)), 1, 1.0, None).await;
+    // The honest peer mines the relay's records; it knows no peers, so the node under test
+    // gets its blocks only by pulling.
+    let honest_dir = tempfile::tempdir().expect("tempdir");
+    let honest = start(
+        common::node_config(honest_dir.path(), net.clone(), &[relay], Vec::new()),
+        common::key(1),
+    )
+    .await
+    .expect("honest peer starts");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while height_tip(&client, honest.addr).await.0 < 2 {
+        assert!(Instant::now() < deadline, "the honest peer does not mine");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let block1 = client
+        .get(format!("http://{}/blocks/1", honest.addr))
+        .header("accept", "application/octet-stream")
+        .send()
+        .await
+        .expect("answered")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec();
+    let liar = liar(block1).await;
+
+    // The node under test reads no relay, and has the liar listed first.
+    let sync_every = Duration::from_secs(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(
+        gridledger::run::NodeConfig {
+            sync_every,
+            ..common::node_config(
+                dir.path(),
+                net.clone(),
+                &[],
+                vec![format!("http://{liar}"), format!("http://{}", honest.addr)],
+            )
+        },
+        common::key(2),
+    )
+    .await
+    .expect("node starts");
+
+    // Five times over: each new block of the honest peer reaches the node within two sync
+    // periods (plus a little for the honest peer's own HTTP answer).
+    let allowed = 2 * sync_every + Duration::from_millis(700);
+    let mut seen = 0;
+    let mut last = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < 5 {
+        assert!(Instant::now() < deadline, "only {seen} blocks followed");
+        let (h, tip) = height_tip(&client, honest.addr).await;
+        if tip == last {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let since = Instant::now();
+        loop {
+            let (nh, _) = height_tip(&client, node.addr).await;
+            if nh >= h {
+                break;
+            }
+            assert!(
+                since.elapsed() <= allowed,
+                "the node is at {nh}, the honest peer at {h} for {:?}",
+                since.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        last = tip;
+        seen += 1;
+    }
+
+    // Resolve answers within its timeout, with a result for each peer.
+    let t0 = Instant::now();
+    let r = common::post_json(&client, format!("http://{}/peers/resolve", node.addr)).await;
+    assert!(
+        t0.elapsed() < RESOLVE_TIMEOUT + Duration::from_secs(2),
+        "resolve took {:?}",
+        t0.elapsed()
+    );
+    let peers = r["peers"].as_array().expect("per-peer results");
+    assert_eq!(peers.len(), 2, "{r}");
+    assert!(peers[0]["error"].as_str().is_some(), "the liar: {r}");
+    assert_eq!(
+        peers[1]["error"],
+        serde_json::Value::Null,
+        "the honest peer: {r}"
+    );
+
+    // /peers shows the liar caught and backed off, the honest peer fine.
+    let p = common::get_json(&client, format!("http://{}/peers", node.addr)).await;
+    let health = p["health"].as_array().expect("health");
+    assert!(health[0]["lies"].as_u64().unwrap_or(0) >= 1, "{p}");
+    assert_eq!(health[0]["state"], "backed off", "{p}");
+    assert_eq!(health[1]["state"], "ok", "{p}");
+    assert_eq!(health[1]["lies"], 0, "{p}");
+
+    node.stop().await;
+    honest.stop().await;
+}
