@@ -262,6 +262,8 @@ def verify_blocks(name, bits, raws, now_ms):
             relay, minute, faults, flags, samples = decode_record(raw_rec)
             if not flags & 1:
                 raise Invalid(f"height {height}: record without a set clock")
+            if (minute + 1) * 60_000 > t:
+                raise Invalid(f"height {height}: record for relay {relay} at {minute} is from the future")
             if (relay, minute) in seen:
                 raise Invalid(f"height {height}: duplicate record for relay {relay} at {minute}")
             seen.add((relay, minute))

@@ -18,4 +18,12 @@ fn main() {
         println!("{name} id: {}", b.id());
         println!("{name} bytes: {}", hex::encode(b.to_bytes()));
     }
+    for (name, b) in ["rule 9 at the close", "rule 9 one ms early"]
+        .iter()
+        .zip(&v.boundary)
+    {
+        println!("{name} time: {}", b.header.time_ms);
+        println!("{name} id: {}", b.id());
+        println!("{name} bytes: {}", hex::encode(b.to_bytes()));
+    }
 }

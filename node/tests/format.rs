@@ -71,4 +71,37 @@ fn format_vectors_match_the_code() {
     assert_eq!(built.key.to_bytes(), key.to_bytes());
     assert_eq!(built.blocks[0], genesis);
     assert_eq!(&built.blocks[1..], &blocks[..]);
+
+    // Rule 9 at its boundary: stamped when the record's minute closes, valid; a millisecond
+    // earlier, a record from the future.
+    for (i, name) in ["rule 9 at the close", "rule 9 one ms early"]
+        .iter()
+        .enumerate()
+    {
+        let bytes = hex::decode(&v[&format!("{name} bytes")]).expect("hex");
+        let block =
+            Block::from_bytes(&bytes, net.max_block_bytes, net.max_records).expect("decodes");
+        assert_eq!(block, built.boundary[i], "{name}");
+        assert_eq!(block.id().to_hex(), v[&format!("{name} id")], "{name}");
+        assert_eq!(
+            block.header.time_ms.to_string(),
+            v[&format!("{name} time")],
+            "{name}"
+        );
+        let fresh = tempfile::tempdir().expect("tempdir");
+        let mut ledger = Ledger::open(fresh.path(), net.clone()).expect("opens");
+        let result = ledger.add(block, 1_795_542_665_000);
+        match i {
+            0 => assert!(result.is_ok(), "{name}: {result:?}"),
+            _ => assert!(
+                matches!(
+                    result,
+                    Err(gridledger::ledger::AddError::Invalid(
+                        gridledger::chain::ValidationError::RecordFromFuture { .. }
+                    ))
+                ),
+                "{name}: {result:?}"
+            ),
+        }
+    }
 }

@@ -513,6 +513,10 @@ mod tests {
             format_minute(Minute::containing(951_782_400)),
             "2000-02-29T00:00Z"
         );
+        // Past the year 9999, as FORMAT.md section 9 says: five digits.
+        assert_eq!(format_minute(Minute(4_223_371_679)), "9999-12-31T23:59Z");
+        assert_eq!(format_minute(Minute(4_223_371_680)), "10000-01-01T00:00Z");
+        assert_eq!(format_minute(Minute(u32::MAX)), "10136-02-16T04:15Z");
     }
 
     fn format_minute(m: Minute) -> heapless::String<32> {

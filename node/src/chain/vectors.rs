@@ -20,6 +20,10 @@ pub struct Vectors {
     pub key: SigningKey,
     /// Genesis, block 1 (relay 1, 2026-11-24T17:50Z), block 2 (relays 1–3, the next minute).
     pub blocks: [Block; 3],
+    /// Rule 9 at its boundary: block 1's record in a block on genesis stamped exactly when
+    /// its minute closes (valid), and one stamped a millisecond earlier (invalid: a record
+    /// from the future).
+    pub boundary: [Block; 2],
 }
 
 /// Builds the vectors; `None` only if mining were cancelled, which it is not.
@@ -55,9 +59,22 @@ pub fn vectors() -> Option<Vectors> {
         network.bits,
         &cancel,
     )?;
+    let closes = super::validate::minute_closes_ms(Minute(minute));
+    let at = |time_ms: u64| {
+        assemble(
+            &genesis.header,
+            &[r(1, 0)],
+            &key,
+            time_ms,
+            network.bits,
+            &cancel,
+        )
+    };
+    let boundary = [at(closes)?, at(closes - 1)?];
     Some(Vectors {
         network,
         key,
         blocks: [genesis, b1, b2],
+        boundary,
     })
 }
