@@ -55,7 +55,13 @@ async fn collect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_minute_once_and_a_relay_that_comes_back() {
-    let (addr, stop) = sim(SocketAddr::from(([127, 0, 0, 1], 0)), None).await;
+    // Compressed, and far enough behind UTC that it never passes it (relay-sim's default).
+    let start = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        - relay_sim::clock::headroom_ms(1.0))
+        / 1000;
+    let (addr, stop) = sim(SocketAddr::from(([127, 0, 0, 1], 0)), Some(start)).await;
     let relay: RelayAddr = format!("{addr}/1").parse().expect("relay address");
     let status = Arc::new(Mutex::new(RelayStatus::default()));
     let (tx, mut rx) = mpsc::channel(64);
@@ -91,10 +97,7 @@ async fn every_minute_once_and_a_relay_that_comes_back() {
     let before = status.lock().expect("lock").records;
 
     // It comes back (a day later, by its clock): polling resumes and the gap is reported.
-    let tomorrow = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 86_400;
+    let tomorrow = start + 86_400;
     let (_addr, _stop) = sim(addr, Some(tomorrow)).await;
     let more = collect(&mut rx, 1, Duration::from_secs(10)).await;
     assert_eq!(more.len(), 1, "polling resumed");
