@@ -106,15 +106,7 @@ async fn blocks_go_in_and_come_out() {
     assert_eq!(one["id"], b2.id().to_hex());
     let by_id = get_json(&client, format!("http://{addr}/blocks/{}", b2.id())).await;
     assert_eq!(by_id, one);
-    let raw = client
-        .get(format!("http://{addr}/blocks/2"))
-        .header("accept", "application/octet-stream")
-        .send()
-        .await
-        .expect("answered")
-        .bytes()
-        .await
-        .expect("bytes");
+    let raw = common::get_raw(&client, format!("http://{addr}/blocks/2")).await;
     assert_eq!(&raw[..], &b2.to_bytes()[..]);
 
     let list = get_json(&client, format!("http://{addr}/blocks?from=1&limit=2")).await;

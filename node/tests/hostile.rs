@@ -109,15 +109,7 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
         assert!(Instant::now() < deadline, "the node does not mine: {s}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let raw = client
-        .get(format!("{base}/blocks/{tip}"))
-        .header("accept", "application/octet-stream")
-        .send()
-        .await
-        .expect("answered")
-        .bytes()
-        .await
-        .expect("bytes");
+    let raw = common::get_raw(&client, format!("{base}/blocks/{tip}")).await;
     let top = Block::from_bytes(&raw, net.max_block_bytes, net.max_records).expect("a block");
     let parent = top.header;
     let bits = net.bits;
@@ -289,7 +281,7 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
         },
         Case {
             what: "bytes after the block",
-            body: [raw.as_ref(), &[0]].concat(),
+            body: [&raw[..], &[0u8][..]].concat(),
             status: 400,
             reason: "malformed",
         },

@@ -93,16 +93,7 @@ async fn a_lying_peer_neither_stalls_sync_nor_resolve() {
         assert!(Instant::now() < deadline, "the honest peer does not mine");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let block1 = client
-        .get(format!("http://{}/blocks/1", honest.addr))
-        .header("accept", "application/octet-stream")
-        .send()
-        .await
-        .expect("answered")
-        .bytes()
-        .await
-        .expect("bytes")
-        .to_vec();
+    let block1 = common::get_raw(&client, format!("http://{}/blocks/1", honest.addr)).await;
     let liar = liar(block1).await;
 
     // The node under test reads no relay, and has the liar listed first.

@@ -92,6 +92,20 @@ pub async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Valu
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
 
+/// GET raw bytes (`Accept: application/octet-stream`: a block as it is on the wire).
+pub async fn get_raw(client: &reqwest::Client, url: String) -> Vec<u8> {
+    client
+        .get(&url)
+        .header("accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .to_vec()
+}
+
 /// POST with an empty body and read the JSON answer.
 pub async fn post_json(client: &reqwest::Client, url: String) -> serde_json::Value {
     client
