@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use clap::Parser;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use gridledger::chain::block::VERSION;
-use gridledger::chain::pow::Midstate;
-use gridledger::chain::validate::verify_run;
-use gridledger::chain::{assemble, Block, BlockId, BlockTree, Header, Network};
+use gridledger_chain::block::VERSION;
+use gridledger_chain::pow::Midstate;
+use gridledger_chain::validate::verify_run;
+use gridledger_chain::{assemble, Block, BlockId, BlockTree, Header, Network};
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, MinuteRecord, Quantity, RecordFlags, RelayId};
 use sha2::block_api::compress256;

@@ -16,9 +16,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use gridledger::chain::{assemble, Network};
 use gridledger::ledger::Ledger;
 use gridledger::run::{start, NodeConfig};
+use gridledger_chain::{assemble, Network};
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, RecordFlags, RelayId};
 

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ed25519_dalek::SigningKey;
-use gridledger::chain::Network;
 use gridledger::poll::PollConfig;
 use gridledger::run::{start, NodeConfig, RunningNode};
+use gridledger_chain::Network;
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, RecordFlags, RelayId};
 

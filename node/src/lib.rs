@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod chain;
+pub use gridledger_chain as chain;
 pub mod core;
 pub mod export;
 pub mod keys;

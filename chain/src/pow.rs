@@ -117,7 +117,7 @@ pub fn mine(header: &mut Header, cancel: &AtomicBool) -> Option<BlockId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::block::VERSION;
+    use crate::block::VERSION;
 
     fn header(bits: u8) -> Header {
         Header {

@@ -270,7 +270,7 @@ impl Block {
 }
 
 /// Appends `v` as a minimal unsigned LEB128 varint (postcard's encoding).
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7F) as u8;
         v >>= 7;
@@ -282,8 +282,9 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
-/// Takes a minimal LEB128 varint of at most 64 bits off the front of `bytes`.
-pub(crate) fn take_varint(bytes: &mut &[u8], what: &'static str) -> Result<u64, DecodeError> {
+/// Takes a minimal LEB128 varint of at most 64 bits off the front of `bytes` (FORMAT.md
+/// section 1); `what` names the field in the error.
+pub fn take_varint(bytes: &mut &[u8], what: &'static str) -> Result<u64, DecodeError> {
     let mut v: u64 = 0;
     for i in 0..10 {
         let Some((&b, rest)) = bytes.split_first() else {

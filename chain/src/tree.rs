@@ -369,7 +369,7 @@ impl BlockTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::block::VERSION;
+    use crate::block::VERSION;
 
     /// A naive model of the tree: every block with its parent, work and keys; the tip is
     /// the first block seen with the most work.

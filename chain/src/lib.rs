@@ -1,0 +1,21 @@
+//! gridledger's chain: block format, proof of work, Merkle tree, validation rules, genesis,
+//! and the block tree with its fork choice, as `docs/FORMAT.md` specifies them.
+//!
+//! Pure computation: no async runtime, no network, no database. The node (`node/`), the
+//! benches and any light client or outside verifier build on it; the node adds the store,
+//! the peers and the API around it.
+
+pub mod assemble;
+pub mod block;
+pub mod genesis;
+pub mod merkle;
+pub mod pow;
+pub mod tree;
+pub mod validate;
+pub mod vectors;
+
+pub use assemble::assemble;
+pub use block::{Block, BlockId, Header, Height, Work};
+pub use genesis::Network;
+pub use tree::{BlockTree, Change, RecordKey};
+pub use validate::{Checked, ValidationError};
