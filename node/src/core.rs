@@ -78,6 +78,8 @@ pub struct Core {
     pub relays: Vec<Arc<Mutex<RelayStatus>>>,
     /// Peers' base URLs.
     pub peers: Vec<String>,
+    /// The node's one HTTP client, for every request to a peer.
+    pub client: reqwest::Client,
     /// How each peer behaves, by URL.
     pub peer_health: std::collections::HashMap<String, crate::peers::PeerHealth>,
     /// Counters.
@@ -115,6 +117,7 @@ impl Core {
             sync_wanted: Arc::new(tokio::sync::Notify::new()),
             relays: Vec::new(),
             peers: Vec::new(),
+            client: crate::peers::client(),
             peer_health: std::collections::HashMap::new(),
             counters: Counters::default(),
             witness: BTreeMap::new(),

@@ -19,6 +19,8 @@ pub mod ledger;
 pub mod mempool;
 pub mod peers;
 pub mod poll;
+pub mod render;
 pub mod repair;
 pub mod run;
 pub mod store;
+pub mod wire;

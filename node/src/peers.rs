@@ -1,17 +1,18 @@
 //! Talking to peers over HTTP: pushing new blocks, pulling what a peer with more work has
 //! and we lack, and resolving against every peer at once (`POST /peers/resolve`).
 //!
-//! Peers are untrusted: every block they send goes through [`Core::accept`], every body is
+//! Peers are untrusted: every block they send goes through [`crate::core::Core::accept`], every body is
 //! parsed with the network's size limits, and a peer that is down or slow costs at most
 //! its timeout.
 
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::wire::{decode_list, Status, MAX_LIST_ANSWER_BYTES, MAX_STATUS_BYTES};
 use tracing::{debug, warn};
 
-use crate::chain::block::take_varint;
-use crate::chain::{Block, BlockId, ValidationError};
+use crate::chain::{BlockId, ValidationError};
 use crate::core::{lock, now_ms, Origin, Shared};
 use crate::ledger::AddError;
 
@@ -32,29 +33,18 @@ pub const PULL_DEADLINE: Duration = Duration::from_secs(30);
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest a peer is left alone after failing again and again.
-const MAX_BACKOFF: Duration = Duration::from_secs(600);
-
-/// Most bytes read of a peer's `/status`.
-const MAX_STATUS_BYTES: usize = 1 << 20;
-
-/// Most bytes read of a peer's `GET /blocks` answer: what the API sends at most
-/// ([`crate::api::MAX_LIST_BYTES`]) plus one block over it.
-const MAX_LIST_BYTES: usize = crate::api::MAX_LIST_BYTES + (1 << 20) + 1024;
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// Reads a response body, refusing one over `cap` bytes (a hostile peer could otherwise
 /// stream gigabytes within the timeout).
 async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, PeerError> {
     if !resp.status().is_success() {
-        return Err(PeerError::BadAnswer(format!("HTTP {}", resp.status())));
+        return Err(PeerError::Http(resp.status().as_u16()));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| PeerError::Unreachable(e.to_string()))?
-    {
+    while let Some(chunk) = resp.chunk().await? {
         if body.len() + chunk.len() > cap {
-            return Err(PeerError::BadAnswer(format!("answer over {cap} bytes")));
+            return Err(PeerError::TooLarge(cap));
         }
         body.extend_from_slice(&chunk);
     }
@@ -63,11 +53,24 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>,
 
 /// Why talking to a peer failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PeerError {
     /// No answer, or the connection failed.
     #[error("unreachable: {0}")]
-    Unreachable(String),
-    /// The answer did not parse.
+    Unreachable(#[from] reqwest::Error),
+    /// It answered with an HTTP error status.
+    #[error("bad answer: HTTP {0}")]
+    Http(u16),
+    /// Its answer was over the size we read.
+    #[error("bad answer: over {0} bytes")]
+    TooLarge(usize),
+    /// Its `/status` did not parse.
+    #[error("bad answer: /status: {0}")]
+    BadStatus(#[source] serde_json::Error),
+    /// Its block list did not parse.
+    #[error("bad answer: {0}")]
+    BadList(#[from] crate::wire::ListError),
+    /// Its answer parsed but is not what was asked.
     #[error("bad answer: {0}")]
     BadAnswer(String),
     /// The peer sent a block that breaks a rule.
@@ -147,7 +150,8 @@ impl PeerHealth {
     }
 }
 
-/// The HTTP client every peer request goes through.
+/// The node's HTTP client (one per node, kept in the core: connections are pooled across
+/// pushes, pulls and resolves).
 #[must_use]
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -183,28 +187,19 @@ struct PeerTip {
 }
 
 async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerError> {
-    let resp = client
-        .get(format!("{peer}/status"))
-        .send()
-        .await
-        .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+    let resp = client.get(format!("{peer}/status")).send().await?;
     let body = read_capped(resp, MAX_STATUS_BYTES).await?;
-    let status: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| PeerError::BadAnswer(e.to_string()))?;
-    let height = status["height"]
-        .as_u64()
-        .and_then(|h| u32::try_from(h).ok())
-        .ok_or_else(|| PeerError::BadAnswer("/status has no height".into()))?;
+    let status: Status = serde_json::from_slice(&body).map_err(PeerError::BadStatus)?;
     Ok(PeerTip {
-        height,
-        tip: status["tip"].as_str().and_then(BlockId::from_hex),
-        work: status["work"].as_str().and_then(|w| w.parse().ok()),
+        height: status.height,
+        tip: BlockId::from_hex(&status.tip),
+        work: status.work.parse().ok(),
     })
 }
 
 /// Pulls from `peer` the main-chain blocks we lack, if its chain has at least as much work
 /// as ours (by its own account; our validation decides). Steps back from our height until the fork
-/// point is found, then fetches forward in batches of [`crate::api::MAX_LIMIT`]. Returns
+/// point is found, then fetches forward in batches of [`crate::wire::MAX_LIMIT`]. Returns
 /// the number of blocks stored.
 pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
     let theirs = peer_tip(client, peer).await?;
@@ -231,7 +226,7 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
     if known || !ahead {
         return Ok(0);
     }
-    let limit = crate::api::MAX_LIMIT;
+    let limit = crate::wire::MAX_LIMIT;
     let mut back = 0u32;
     let mut from = our_height.max(1);
     let mut stored = 0u32;
@@ -246,9 +241,8 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
                 .get(format!("{peer}/blocks?from={from}&limit={limit}"))
                 .header("accept", "application/octet-stream")
                 .send()
-                .await
-                .map_err(|e| PeerError::Unreachable(e.to_string()))?;
-            let body = read_capped(resp, MAX_LIST_BYTES).await?;
+                .await?;
+            let body = read_capped(resp, MAX_LIST_ANSWER_BYTES).await?;
             let blocks = decode_list(&body, max_bytes, max_records)?;
             let count = blocks.len() as u32;
             if count == 0 {
@@ -324,16 +318,7 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
     result
 }
 
-/// What resolving against one peer did.
-#[derive(Clone, Debug, Serialize)]
-pub struct Resolved {
-    /// The peer's URL.
-    pub peer: String,
-    /// Blocks stored from it.
-    pub stored: u32,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-}
+pub use crate::wire::Resolved;
 
 /// Pulls from every peer at once (the study's "consensus" call): afterwards the node is on
 /// the chain with the most work among itself and the peers that answered. A slow peer
@@ -407,30 +392,4 @@ pub fn sync_round(client: &reqwest::Client, shared: &Shared, base: Duration) {
             health.record(&r, base, now_ms());
         });
     }
-}
-
-/// Parses the raw `GET /blocks` body: a varint count, then each block as varint length +
-/// bytes.
-fn decode_list(body: &[u8], max_bytes: usize, max_records: u32) -> Result<Vec<Block>, PeerError> {
-    let bad = |e: String| PeerError::BadAnswer(e);
-    let mut rest = body;
-    let count = take_varint(&mut rest, "block count").map_err(|e| bad(e.to_string()))?;
-    if count > u64::from(crate::api::MAX_LIMIT) {
-        return Err(bad(format!("{count} blocks in one answer")));
-    }
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let len = take_varint(&mut rest, "block length").map_err(|e| bad(e.to_string()))?;
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|l| *l <= rest.len())
-            .ok_or_else(|| bad("truncated block".into()))?;
-        let (bytes, tail) = rest.split_at(len);
-        out.push(
-            Block::from_bytes(bytes, max_bytes, max_records)
-                .map_err(|e| PeerError::Refused(AddError::Invalid(e.into())))?,
-        );
-        rest = tail;
-    }
-    Ok(out)
 }

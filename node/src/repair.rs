@@ -161,7 +161,7 @@ async fn rebuild(
     drop(old);
 
     let shared = Arc::new(Mutex::new(Core::new(ledger)));
-    let client = crate::peers::client();
+    let client = crate::core::lock(&shared).client.clone();
     let mut fetched = 0;
     let mut peer_errors = Vec::new();
     for peer in peers {

@@ -124,7 +124,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         .map_err(|e| RunError::Bind(config.listen, e))?;
     let stop = Arc::new(Notify::new());
     let wake = Arc::new(Notify::new());
-    let client = crate::peers::client();
+    let client = core.client.clone();
     let mut tasks = Vec::new();
 
     // Pollers and intake.

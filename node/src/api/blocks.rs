@@ -1,0 +1,179 @@
+//! `GET /chain`, `GET /blocks`, `GET /blocks/{key}` and `POST /blocks`: blocks for people (JSON) and peers (raw).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use axum::body::Bytes;
+
+use super::{wants_raw, ApiError, Shared};
+use crate::chain::{Block, BlockId, Change};
+use crate::core::lock;
+use crate::core::Origin;
+use crate::ledger::AddError;
+use crate::render::json_block;
+use crate::wire::{encode_list, MAX_LIMIT, MAX_LIST_BYTES, RAW};
+
+/// Blocks serialised per lock by `GET /chain`.
+const CHAIN_CHUNK: u32 = 256;
+
+/// The whole main chain, streamed: a chunk of blocks at a time under the lock, so that a
+/// long chain neither stalls the miner and the intake nor sits in memory as one JSON
+/// document. The chain is the one at the request's start; if a reorg replaces part of it
+/// while it is sent, the answer is cut short (invalid JSON) rather than mixing branches.
+pub(super) async fn chain(State(shared): State<Shared>) -> Response {
+    let height = lock(&shared).ledger.tree().height();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let head = format!("{{\"length\":{},\"chain\":[", u64::from(height) + 1);
+        if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
+            return;
+        }
+        let mut prev = None;
+        let mut h = 0u32;
+        while h <= height {
+            let end = h.saturating_add(CHAIN_CHUNK).min(height.saturating_add(1));
+            let mut buf = Vec::new();
+            {
+                let core = lock(&shared);
+                for at in h..end {
+                    let block = match core.ledger.block_at(at) {
+                        Ok(Some(b)) if at == 0 || Some(b.header.prev) == prev => b,
+                        Ok(_) => {
+                            let _ = tx.blocking_send(Err(std::io::Error::other(
+                                "the main chain changed while it was sent; ask again",
+                            )));
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                            return;
+                        }
+                    };
+                    prev = Some(block.id());
+                    if at > 0 {
+                        buf.push(b',');
+                    }
+                    if let Err(e) = serde_json::to_writer(&mut buf, &json_block(at, &block)) {
+                        let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+                        return;
+                    }
+                }
+            }
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return; // the client went away
+            }
+            h = end;
+        }
+        let _ = tx.blocking_send(Ok(Bytes::from_static(b"]}")));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Range {
+    from: Option<u32>,
+    limit: Option<u32>,
+}
+
+pub(super) async fn blocks(
+    State(shared): State<Shared>,
+    Query(range): Query<Range>,
+    headers: HeaderMap,
+) -> Response {
+    let core = lock(&shared);
+    let from = range.from.unwrap_or(0);
+    let limit = range.limit.unwrap_or(100).min(MAX_LIMIT);
+    let top = core.ledger.tree().height();
+    let mut found = Vec::new();
+    let mut h = from;
+    let mut bytes = 0usize;
+    while h <= top && (found.len() as u32) < limit && bytes < MAX_LIST_BYTES {
+        match core.ledger.block_at(h) {
+            Ok(Some(b)) => {
+                bytes += b.records.iter().map(Vec::len).sum::<usize>() + 200;
+                found.push((h, b));
+            }
+            Ok(None) => break,
+            Err(e) => return ApiError::internal(e),
+        }
+        h += 1;
+    }
+    if wants_raw(&headers) {
+        let body = encode_list(found.iter().map(|(_, b)| b));
+        return ([(header::CONTENT_TYPE, RAW)], body).into_response();
+    }
+    let list: Vec<_> = found.iter().map(|(h, b)| json_block(*h, b)).collect();
+    Json(json!(list)).into_response()
+}
+
+pub(super) async fn block(
+    State(shared): State<Shared>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let core = lock(&shared);
+    let tree = core.ledger.tree();
+    let id = if let Ok(h) = key.parse::<u32>() {
+        tree.main_at(h)
+    } else {
+        BlockId::from_hex(&key).filter(|id| tree.contains(id))
+    };
+    let Some(id) = id else {
+        return ApiError::not_found(format!(
+            "no block {key}: give a main-chain height or a known 64-hex-digit id"
+        ));
+    };
+    match core.ledger.block(&id) {
+        Ok(Some(b)) if wants_raw(&headers) => {
+            ([(header::CONTENT_TYPE, RAW)], b.to_bytes()).into_response()
+        }
+        Ok(Some(b)) => Json(json_block(tree.height_of(&id).unwrap_or(0), &b)).into_response(),
+        Ok(None) => ApiError::not_found(format!("block {id} is not stored")),
+        Err(e) => ApiError::internal(e),
+    }
+}
+
+pub(super) async fn post_block(State(shared): State<Shared>, body: Bytes) -> Response {
+    let now = crate::core::now_ms();
+    // Validation and a durable commit: off the async workers.
+    let result = tokio::task::spawn_blocking(move || {
+        let mut core = lock(&shared);
+        let net = core.ledger.network().clone();
+        let block = match Block::from_bytes(&body, net.max_block_bytes, net.max_records) {
+            Ok(b) => b,
+            Err(e) => {
+                core.counters.rejected += 1;
+                return Err(AddError::Invalid(e.into()));
+            }
+        };
+        core.accept(block, now, Origin::Peer)
+    })
+    .await;
+    match result {
+        Ok(Ok(added)) => {
+            let change = match &added.change {
+                Change::Extended => "extended",
+                Change::Reorg { .. } => "reorg",
+                Change::SideBranch => "side-branch",
+            };
+            Json(json!({ "result": "added", "height": added.height, "id": added.id.to_hex(), "change": change }))
+                .into_response()
+        }
+        Ok(Err(AddError::Known(id))) => {
+            Json(json!({ "result": "known", "id": id.to_hex() })).into_response()
+        }
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::internal(e),
+    }
+}

@@ -1,0 +1,139 @@
+//! The HTTP API: JSON for people, raw block bytes for peers.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /status` | network, height, tip, cumulative work, records, known blocks, mempool size, and each relay's polling status (up, last minute, gaps, last error) |
+//! | `GET /chain` | the study's view: `length` and every main-chain block with decoded records (streamed) |
+//! | `GET /blocks?from=H&limit=N` | main-chain blocks from height H (N ≤ 500, and about 16 MiB at most): JSON, or with `Accept: application/octet-stream` a varint count then each block as varint length + bytes |
+//! | `GET /blocks/{height or id}` | one block: JSON, or its bytes with `Accept: application/octet-stream` |
+//! | `POST /blocks` | a block's bytes (at most the network's block size): 200 added or known, 400 malformed, 409 unknown parent, 422 any other broken rule or a witness conflict, each with the reason |
+//! | `GET /readings?relay=R&from=&to=&format=json\|csv` | a relay's records on the chain between two minutes (minutes since 1970 or `YYYY-MM-DDTHH:MMZ`; default the last hour; at most a week), each flagged `disputed` if this node read otherwise; CSV in the export's columns |
+//! | `GET /readings/{relay}/{minute}/proof` | the record, its block header and its RFC 6962 inclusion proof |
+//! | `GET /disputes` | records on the main chain that differ from this node's own read of the relay, both versions |
+//! | `GET /metrics` | Prometheus text: chain, mempool, blocks mined/received/rejected, witness conflicts, reorgs, per relay records, gaps and up |
+//! | `GET /peers`, `POST /peers {"url": …}` | the peer list with each peer's health, and adding a peer |
+//! | `POST /peers/resolve` | pulls from every peer at once, within 10 s; says whether the chain was replaced |
+//!
+//! One module per resource: [`status`](self) (`/status`, `/disputes`, `/metrics`), blocks
+//! (`/chain`, `/blocks`), readings (`/readings`, proofs), peers, dashboard. Every error is an
+//! [`ApiError`]; peers' answers are the typed structs of [`crate::wire`]; records render
+//! through [`crate::render`].
+//! | `GET /` | the dashboard: a page that polls the endpoints above |
+
+mod blocks;
+mod dashboard;
+mod peers;
+mod readings;
+mod status;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::core::lock;
+pub use crate::core::{Core, Shared};
+pub use crate::wire::{MAX_LIMIT, MAX_LIST_BYTES};
+
+/// Why a request failed: each variant is one HTTP status, and the answer is always
+/// `{"error": reason}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 400: the request is malformed (a bad parameter, an undecodable body).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such block, record or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the block's parent is unknown (the node will sync).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is over the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 422: a block that breaks a rule, or a request that cannot be carried out.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 500: the node failed (its store).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub(crate) fn bad_request(reason: impl std::fmt::Display) -> Response {
+        ApiError::BadRequest(reason.to_string()).into_response()
+    }
+    pub(crate) fn not_found(reason: impl std::fmt::Display) -> Response {
+        ApiError::NotFound(reason.to_string()).into_response()
+    }
+    pub(crate) fn unprocessable(reason: impl std::fmt::Display) -> Response {
+        ApiError::Unprocessable(reason.to_string()).into_response()
+    }
+    pub(crate) fn internal(reason: impl std::fmt::Display) -> Response {
+        ApiError::Internal(reason.to_string()).into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<crate::ledger::AddError> for ApiError {
+    fn from(e: crate::ledger::AddError) -> Self {
+        use crate::chain::ValidationError as V;
+        use crate::ledger::AddError as A;
+        match e {
+            A::Invalid(e @ V::Malformed(_)) => ApiError::BadRequest(e.to_string()),
+            A::Invalid(e @ V::UnknownParent(_)) => ApiError::Conflict(e.to_string()),
+            e @ (A::Invalid(_) | A::WitnessConflict { .. } | A::Known(_)) => {
+                ApiError::Unprocessable(e.to_string())
+            }
+            A::Store(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// True if the client asked for raw bytes (`Accept: application/octet-stream`).
+fn wants_raw(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(crate::wire::RAW))
+}
+
+/// The router, with request bodies limited to the network's block size.
+pub fn router(shared: Shared) -> Router {
+    let limit = lock(&shared).ledger.network().max_block_bytes + 1024;
+    Router::new()
+        .route("/status", get(status::status))
+        .route("/chain", get(blocks::chain))
+        .route("/blocks", get(blocks::blocks).post(blocks::post_block))
+        .route("/blocks/{key}", get(blocks::block))
+        .route("/readings", get(readings::readings))
+        .route("/readings/{relay}/{minute}/proof", get(readings::proof))
+        .route("/metrics", get(status::metrics))
+        .route("/disputes", get(status::disputes))
+        .route("/peers", get(peers::get_peers).post(peers::post_peers))
+        .route("/peers/resolve", post(peers::resolve))
+        .route("/", get(dashboard::dashboard))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}

@@ -1,0 +1,186 @@
+//! `GET /readings` and `GET /readings/{relay}/{minute}/proof`: what a relay said, and the proof that the chain holds it.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, Shared};
+use crate::core::lock;
+
+/// A minute given as minutes since the epoch or as `YYYY-MM-DDTHH:MM[Z]` (UTC).
+fn parse_minute(s: &str) -> Option<u32> {
+    if let Ok(m) = s.parse::<u32>() {
+        return Some(m);
+    }
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, mo, da) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (h, mi) = time.split_once(':')?;
+    let (h, mi) = (h.parse::<i64>().ok()?, mi.get(..2)?.parse::<i64>().ok()?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 {
+        return None;
+    }
+    // Days from civil (H. Hinnant), 1970-01-01 = 0.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u32::try_from(days * 1440 + h * 60 + mi).ok()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Readings {
+    relay: u32,
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// Most minutes one `/readings` request may span (a week).
+const MAX_READING_MINUTES: u32 = 7 * 1440;
+
+pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Response {
+    use relay_core::{Minute, MinuteRecord, RelayId};
+    let core = lock(&shared);
+    let tree = core.ledger.tree();
+    let now = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        / 60) as u32;
+    // The bad parameter's name, if any.
+    let parse = |v: &Option<String>, default: u32, name: &'static str| match v {
+        None => Ok(default),
+        Some(s) => parse_minute(s).ok_or((name, s.clone())),
+    };
+    // Default end: now, or the relay's latest minute on the chain if later (a relay with a
+    // compressed clock, as in `demo --fast`, runs ahead of the wall clock).
+    let latest = (0..=tree.height())
+        .rev()
+        .take(10_000)
+        .filter_map(|h| tree.main_at(h))
+        .find_map(|id| {
+            tree.keys_of(&id)
+                .iter()
+                .filter(|k| k.relay.0 == q.relay)
+                .map(|k| k.minute.0)
+                .max()
+        })
+        .unwrap_or(0);
+    let bounds = parse(&q.to, now.max(latest), "to")
+        .and_then(|to| parse(&q.from, to.saturating_sub(59), "from").map(|from| (from, to)));
+    let (from, to) = match bounds {
+        Ok(b) => b,
+        Err((name, s)) => {
+            return ApiError::bad_request(format!(
+                "{name}={s} is not a minute (minutes since 1970, or YYYY-MM-DDTHH:MMZ)"
+            ))
+        }
+    };
+    if from > to || to - from >= MAX_READING_MINUTES {
+        return ApiError::bad_request(format!(
+            "from..to must be ordered and span at most {MAX_READING_MINUTES} minutes"
+        ));
+    }
+    let mut found: Vec<(u32, String, MinuteRecord, bool)> = Vec::new();
+    for m in from..=to {
+        let key = crate::chain::RecordKey {
+            relay: RelayId(q.relay),
+            minute: Minute(m),
+        };
+        let Some(h) = tree.record_height(&key) else {
+            continue;
+        };
+        let Ok(Some(block)) = core.ledger.block_at(h) else {
+            continue;
+        };
+        if let Some(r) = block
+            .records
+            .iter()
+            .filter_map(|b| MinuteRecord::decode(b).ok())
+            .find(|r| r.relay.0 == q.relay && r.minute.0 == m)
+        {
+            let disputed = core.is_disputed(&key);
+            found.push((h, block.id().to_hex(), r, disputed));
+        }
+    }
+    if q.format.as_deref() == Some("csv") {
+        // The export's columns (crate::render), one row per sample.
+        let mut out = crate::render::csv_header().into_bytes();
+        for (h, id, r, _) in &found {
+            if let Err(e) = crate::render::write_csv_rows(&mut out, *h, id, r) {
+                return ApiError::internal(e);
+            }
+        }
+        return ([(header::CONTENT_TYPE, "text/csv")], out).into_response();
+    }
+    let list: Vec<_> = found
+        .iter()
+        .map(|(h, id, r, disputed)| {
+            json!({
+                "height": h,
+                "block_id": id,
+                // This node read something else from the relay for this minute: see /disputes.
+                "disputed": disputed,
+                "relay": r.relay.0,
+                "minute": r.minute.0,
+                "minute_utc": r.minute.to_string(),
+                "faults": r.faults,
+                "samples": crate::render::samples_json(r),
+            })
+        })
+        .collect();
+    Json(json!({ "relay": q.relay, "from": from, "to": to, "readings": list })).into_response()
+}
+
+pub(super) async fn proof(
+    State(shared): State<Shared>,
+    Path((relay, minute)): Path<(u32, String)>,
+) -> Response {
+    use relay_core::{Minute, MinuteRecord, RelayId};
+    let Some(minute) = parse_minute(&minute) else {
+        return ApiError::bad_request(format!("{minute} is not a minute"));
+    };
+    let core = lock(&shared);
+    let key = crate::chain::RecordKey {
+        relay: RelayId(relay),
+        minute: Minute(minute),
+    };
+    let Some(height) = core.ledger.tree().record_height(&key) else {
+        return ApiError::not_found(format!(
+            "no record of relay {relay} at minute {minute} on the chain"
+        ));
+    };
+    let block = match core.ledger.block_at(height) {
+        Ok(Some(b)) => b,
+        Ok(None) => return ApiError::internal("block missing"),
+        Err(e) => return ApiError::internal(e),
+    };
+    let Some(index) = block.records.iter().position(|b| {
+        MinuteRecord::decode(b).is_ok_and(|r| r.relay.0 == relay && r.minute.0 == minute)
+    }) else {
+        return ApiError::internal("record index disagrees with the block");
+    };
+    let Some(p) = crate::chain::merkle::InclusionProof::new(&block.records, index) else {
+        return ApiError::internal("no proof");
+    };
+    Json(json!({
+        "relay": relay,
+        "minute": minute,
+        "height": height,
+        "block_id": block.id().to_hex(),
+        "header": hex::encode(block.header.to_bytes()),
+        "record": hex::encode(&block.records[index]),
+        "index": p.index,
+        "size": p.size,
+        "path": p.path.iter().map(hex::encode).collect::<Vec<_>>(),
+        "how_to_verify": "SHA-256(header) = block_id; the record's leaf hash SHA-256(0x00 || record) climbs the RFC 6962 audit path to header bytes 38..70 (docs/FORMAT.md)",
+    }))
+    .into_response()
+}

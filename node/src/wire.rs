@@ -1,0 +1,257 @@
+//! The peer protocol: what nodes send each other over HTTP, in one place for both sides.
+//!
+//! - The raw block list of `GET /blocks?from=H&limit=N` with `Accept:
+//!   application/octet-stream` (`docs/FORMAT.md` section 9a): a varint count, then each block
+//!   as varint length + bytes. [`encode_list`] writes it (the API), [`decode_list`] reads it
+//!   (the peer client), with the limits both sides share.
+//! - The typed answers a peer reads: [`Status`] (`GET /status`), and those of `/peers` and
+//!   `/peers/resolve`. The API serialises them, the client deserialises the same types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::block::{put_varint, take_varint, DecodeError};
+use crate::chain::Block;
+
+/// The content type of raw blocks and raw block lists.
+pub const RAW: &str = "application/octet-stream";
+/// Most blocks one `GET /blocks` returns.
+pub const MAX_LIMIT: u32 = 500;
+/// `GET /blocks` stops adding blocks once it holds about this many bytes (at least one
+/// block is always sent), so that an answer stays small whatever the blocks' size.
+pub const MAX_LIST_BYTES: usize = 16 << 20;
+/// Most bytes a client reads of a `GET /blocks` answer: what the API sends at most plus one
+/// block over it.
+pub const MAX_LIST_ANSWER_BYTES: usize = MAX_LIST_BYTES + (1 << 20) + 1024;
+/// Most bytes a client reads of a peer's `GET /status`.
+pub const MAX_STATUS_BYTES: usize = 1 << 20;
+
+/// Why a raw block list does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// The count or a length is not a minimal varint, or the body ends early.
+    #[error("malformed block list: {0}")]
+    Malformed(DecodeError),
+    /// More blocks than one answer may hold.
+    #[error("{0} blocks in one answer (at most {MAX_LIMIT})")]
+    TooMany(u64),
+    /// A length runs past the end of the body.
+    #[error("block {0} of the list is truncated")]
+    Truncated(u64),
+    /// Bytes follow the last block.
+    #[error("{0} bytes after the last block")]
+    TrailingBytes(usize),
+    /// A block in the list is not a block.
+    #[error("block {index} of the list: {error}")]
+    Block {
+        /// Its position in the list.
+        index: u64,
+        /// Why.
+        error: DecodeError,
+    },
+}
+
+/// Encodes blocks as a raw list.
+#[must_use]
+pub fn encode_list<'a>(blocks: impl ExactSizeIterator<Item = &'a Block>) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_varint(&mut body, blocks.len() as u64);
+    for b in blocks {
+        let bytes = b.to_bytes();
+        put_varint(&mut body, bytes.len() as u64);
+        body.extend_from_slice(&bytes);
+    }
+    body
+}
+
+/// Parses a raw block list, each block within the network's limits.
+pub fn decode_list(
+    body: &[u8],
+    max_block_bytes: usize,
+    max_records: u32,
+) -> Result<Vec<Block>, ListError> {
+    let mut rest = body;
+    let count = take_varint(&mut rest, "block count").map_err(ListError::Malformed)?;
+    if count > u64::from(MAX_LIMIT) {
+        return Err(ListError::TooMany(count));
+    }
+    let mut out = Vec::new();
+    for index in 0..count {
+        let len = take_varint(&mut rest, "block length").map_err(ListError::Malformed)?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= rest.len())
+            .ok_or(ListError::Truncated(index))?;
+        let (bytes, tail) = rest.split_at(len);
+        out.push(
+            Block::from_bytes(bytes, max_block_bytes, max_records)
+                .map_err(|error| ListError::Block { index, error })?,
+        );
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(ListError::TrailingBytes(rest.len()));
+    }
+    Ok(out)
+}
+
+/// `GET /status`. A peer reads `height`, `tip` and `work`; every other field may be missing
+/// (a node of another version) and then takes its default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Network name.
+    #[serde(default)]
+    pub network: String,
+    /// Difficulty bits.
+    #[serde(default)]
+    pub difficulty_bits: u8,
+    /// Main-chain height.
+    pub height: u32,
+    /// The tip's id, hex.
+    #[serde(default)]
+    pub tip: String,
+    /// Records on the main chain.
+    #[serde(default)]
+    pub records: usize,
+    /// Valid blocks known, side branches included.
+    #[serde(default)]
+    pub blocks_known: usize,
+    /// The main chain's cumulative work, in decimal (it can pass 2^64).
+    #[serde(default)]
+    pub work: String,
+    /// Records waiting for a block.
+    #[serde(default)]
+    pub mempool: usize,
+    /// Configured peers.
+    #[serde(default)]
+    pub peers: usize,
+    /// Each relay this node polls.
+    #[serde(default)]
+    pub relays: Vec<RelayView>,
+    /// Records on the chain that differ from this node's own reads.
+    #[serde(default)]
+    pub disputes: Disputes,
+}
+
+/// One relay's polling state, in `/status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayView {
+    /// `host:port/unit`.
+    pub relay: String,
+    /// The last poll was answered.
+    pub up: bool,
+    /// Minute of the last record read.
+    pub last_minute: Option<u32>,
+    /// The same, as `YYYY-MM-DDTHH:MMZ`.
+    pub last_minute_utc: Option<String>,
+    /// Records read.
+    pub records: u64,
+    /// Minutes never seen between two records read.
+    pub missed_minutes: u64,
+    /// Failed polls in a row.
+    pub failures_in_a_row: u64,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Records refused because the relay's clock was not set.
+    pub clock_not_set: u64,
+    /// How far the relay's clock ran ahead of the node's at the last record.
+    pub clock_ahead_ms: u64,
+    /// A clock problem, in words.
+    pub clock_problem: Option<String>,
+}
+
+/// The disputes part of `/status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disputes {
+    /// Found since start.
+    pub total: u64,
+    /// Still open.
+    pub open: usize,
+    /// The latest few (`GET /disputes` lists them all).
+    pub latest: Vec<DisputeView>,
+}
+
+/// One dispute, with both versions of the record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DisputeView {
+    /// The relay.
+    pub relay: u32,
+    /// The minute.
+    pub minute: u32,
+    /// The same, as `YYYY-MM-DDTHH:MMZ`.
+    pub minute_utc: String,
+    /// Height of the block holding the chain's version.
+    pub height: u32,
+    /// That block's id.
+    pub block_id: String,
+    /// When the node found it, Unix ms.
+    pub found_ms: u64,
+    /// The chain's record, as the export renders records.
+    pub on_chain: serde_json::Value,
+    /// What the node read, likewise.
+    pub read: serde_json::Value,
+}
+
+/// `GET /disputes`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DisputeList {
+    /// Found since start.
+    pub total: u64,
+    /// Every open dispute, oldest minute first.
+    pub disputes: Vec<DisputeView>,
+}
+
+/// What resolving against one peer did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// The peer's URL.
+    pub peer: String,
+    /// Blocks stored from it.
+    pub stored: u32,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// `POST /peers/resolve`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveAnswer {
+    /// The main chain's tip changed.
+    pub replaced: bool,
+    /// Height afterwards.
+    pub height: u32,
+    /// Tip afterwards, hex.
+    pub tip: String,
+    /// One result per peer, in the peer list's order.
+    pub peers: Vec<Resolved>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_round_trip_and_refuse_junk() {
+        let v = crate::chain::vectors::vectors().expect("mined");
+        let body = encode_list(v.blocks.iter());
+        let back = decode_list(&body, 1 << 20, 4096).expect("decodes");
+        assert_eq!(back, v.blocks.to_vec());
+        assert_eq!(
+            decode_list(&[body.as_slice(), &[0]].concat(), 1 << 20, 4096),
+            Err(ListError::TrailingBytes(1))
+        );
+        assert_eq!(
+            decode_list(&body[..body.len() - 1], 1 << 20, 4096),
+            Err(ListError::Truncated(2))
+        );
+        let mut many = Vec::new();
+        put_varint(&mut many, 501);
+        assert_eq!(
+            decode_list(&many, 1 << 20, 4096),
+            Err(ListError::TooMany(501))
+        );
+        assert!(matches!(
+            decode_list(&[0x80], 1 << 20, 4096),
+            Err(ListError::Malformed(_))
+        ));
+    }
+}
