@@ -9,7 +9,7 @@ use crate::render::{csv_header, json_block, write_csv_rows};
 use crate::store::StoreError;
 
 /// Export formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Whole blocks with raw hex and decoded records.
     Json,

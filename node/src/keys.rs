@@ -22,6 +22,14 @@ pub enum KeyError {
     /// The file exists and overwriting was not asked for.
     #[error("key file {0} exists; refusing to overwrite a key (pass --force to replace it)")]
     Exists(PathBuf),
+    /// A line of an allow-list is not a public key.
+    #[error("allow-list {path} line {line}: not a public key (64 hex digits)")]
+    AllowList {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
     /// The system has no randomness to give.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
@@ -74,4 +82,49 @@ pub fn save(key: &SigningKey, path: &Path, force: bool) -> Result<(), KeyError> 
     })?;
     writeln!(file, "{}", hex::encode(key.to_bytes())).map_err(io)?;
     file.sync_all().map_err(io)
+}
+
+/// The miner key at `path`, created (owner-readable only, its directory too if needed) if
+/// the file does not exist yet.
+pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
+    if path.exists() {
+        return load(path);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let key = generate()?;
+    save(&key, path, false)?;
+    tracing::info!(
+        file = %path.display(),
+        public_key = %hex::encode(key.verifying_key().to_bytes()),
+        "created a miner key"
+    );
+    Ok(key)
+}
+
+/// Reads an allow-list: miner public keys as hex, one per line; blank lines and lines
+/// starting with `#` are skipped.
+pub fn allow_list(path: &Path) -> Result<Vec<[u8; 32]>, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(line, &mut k).map_err(|_| KeyError::AllowList {
+            path: path.to_owned(),
+            line: n + 1,
+        })?;
+        keys.push(k);
+    }
+    Ok(keys)
 }

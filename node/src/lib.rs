@@ -11,12 +11,15 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod config;
 pub use gridledger_chain as chain;
 pub mod core;
+pub mod demo;
 pub mod export;
 pub mod keys;
 pub mod ledger;
 pub mod mempool;
+pub mod offline;
 pub mod peers;
 pub mod poll;
 pub mod render;

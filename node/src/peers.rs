@@ -150,6 +150,24 @@ impl PeerHealth {
     }
 }
 
+/// Longest peer URL accepted.
+pub const MAX_PEER_URL: usize = 256;
+
+/// Checks a peer's base URL (`http://host:port` or `https://…`) and returns it without a
+/// trailing `/`: the one check for peers from flags, the config file and `POST /peers`.
+pub fn peer_url(s: &str) -> Result<String, String> {
+    let url = s.trim().trim_end_matches('/');
+    let scheme = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match scheme {
+        Some(rest) if !rest.is_empty() && url.len() <= MAX_PEER_URL => Ok(url.to_owned()),
+        _ => Err(format!(
+            "peer '{s}' is not a base URL like http://127.0.0.1:5005 (http:// or https://, at most {MAX_PEER_URL} characters)"
+        )),
+    }
+}
+
 /// The node's HTTP client (one per node, kept in the core: connections are pooled across
 /// pushes, pulls and resolves).
 #[must_use]

@@ -22,6 +22,34 @@ const SALVAGE_BATCH: usize = 1024;
 /// Rounds of pulling from the peers: the peers may mine while we fetch.
 const PULL_ROUNDS: usize = 3;
 
+/// `gridledger repair`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct RepairArgs {
+    /// The node's data dir.
+    #[arg(long, env = "GRIDLEDGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// A peer's base URL to fetch the missing blocks from; repeat for several.
+    #[arg(long = "from-peer")]
+    pub from_peer: Vec<String>,
+    /// The network name, if the damage took the data dir's own stamp with it.
+    #[arg(long, requires = "difficulty_bits")]
+    pub network: Option<String>,
+    /// The network's difficulty, with --network.
+    #[arg(long, requires = "network")]
+    pub difficulty_bits: Option<u8>,
+}
+
+impl RepairArgs {
+    /// The network the flags name, if they name one.
+    #[must_use]
+    pub fn network(&self) -> Option<Network> {
+        self.network
+            .as_ref()
+            .zip(self.difficulty_bits)
+            .map(|(name, bits)| Network::new(name, bits))
+    }
+}
+
 /// Why a repair failed. The damaged data dir is untouched in every case.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -46,10 +46,10 @@ pub(super) struct NewPeer {
 }
 
 pub(super) async fn post_peers(State(shared): State<Shared>, Json(p): Json<NewPeer>) -> Response {
-    let url = p.url.trim_end_matches('/').to_owned();
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 256 {
-        return ApiError::bad_request(format!("'{url}' is not an http:// URL"));
-    }
+    let url = match crate::peers::peer_url(&p.url) {
+        Ok(u) => u,
+        Err(e) => return ApiError::bad_request(e),
+    };
     let mut core = lock(&shared);
     if !core.peers.contains(&url) {
         if core.peers.len() >= 256 {

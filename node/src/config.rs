@@ -1,0 +1,217 @@
+//! `gridledger run`'s configuration: flags, environment variables and the `--config` TOML
+//! file, merged in that order of precedence over the defaults, then turned into the
+//! [`NodeConfig`] and key a node starts with.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+
+use crate::chain::Network;
+use crate::poll::{PollConfig, RelayAddr};
+use crate::run::NodeConfig;
+
+/// Why the configuration is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The `--config` file cannot be read.
+    #[error("cannot read --config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML of the allowed keys.
+    #[error("--config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why (names the line and key).
+        source: Box<toml::de::Error>,
+    },
+    /// A setting's value is not allowed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The allow-list or key file cannot be used.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+}
+
+/// `gridledger run`'s settings. Each comes from its flag, else its environment variable,
+/// else the `--config` file, else the default shown.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A TOML file with any of the settings below, named as the flags with `_` for `-`
+    /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
+    /// `poll_secs`, `key_file`, `allow_list`). Flags and env vars override it.
+    #[arg(long, env = "GRIDLEDGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP address of the API [default: 127.0.0.1:5004]
+    #[arg(long, env = "GRIDLEDGER_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where the chain (and, unless --key-file says otherwise, the miner key) lives
+    /// [default: data]
+    #[arg(long, env = "GRIDLEDGER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Network name: nodes with the same name and difficulty share a genesis block
+    /// [default: gridledger]
+    #[arg(long, env = "GRIDLEDGER_NETWORK")]
+    pub network: Option<String>,
+    /// Leading zero bits every block id needs [default: 16]
+    #[arg(long, env = "GRIDLEDGER_DIFFICULTY_BITS")]
+    pub difficulty_bits: Option<u8>,
+    /// A relay to poll, host:port[/unit]; repeat for several.
+    #[arg(long = "relay", env = "GRIDLEDGER_RELAYS", value_delimiter = ',')]
+    pub relays: Vec<RelayAddr>,
+    /// A peer's base URL (http://host:port); repeat for several.
+    #[arg(long = "peer", env = "GRIDLEDGER_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Seconds between polls, aligned to the minute (plus up to 2 s for the relay to close
+    /// it) [default: 60]
+    #[arg(long, env = "GRIDLEDGER_POLL_SECS")]
+    pub poll_secs: Option<f64>,
+    /// The miner key (see `gridledger keygen`) [default: DATA_DIR/miner.key, created if
+    /// absent]
+    #[arg(long, env = "GRIDLEDGER_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// A file of miner public keys (hex, one per line) allowed to mine [default: anyone]
+    #[arg(long, env = "GRIDLEDGER_ALLOW_LIST")]
+    pub allow_list: Option<PathBuf>,
+}
+
+/// The `--config` file of `gridledger run`: the same settings as the flags.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFile {
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+    network: Option<String>,
+    difficulty_bits: Option<u8>,
+    #[serde(default)]
+    relays: Vec<String>,
+    #[serde(default)]
+    peers: Vec<String>,
+    poll_secs: Option<f64>,
+    key_file: Option<PathBuf>,
+    allow_list: Option<PathBuf>,
+}
+
+/// `gridledger run`'s settings once flags, env vars, the file and defaults are merged.
+#[derive(Debug)]
+pub struct RunSettings {
+    pub listen: std::net::SocketAddr,
+    pub data_dir: PathBuf,
+    pub network: String,
+    pub difficulty_bits: u8,
+    pub relays: Vec<RelayAddr>,
+    pub peers: Vec<String>,
+    pub poll_secs: f64,
+    pub key_file: PathBuf,
+    pub allow_list: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Merges the flags (and env vars) with the `--config` file and the defaults.
+    pub fn settings(self) -> Result<RunSettings, ConfigError> {
+        let file = match &self.config {
+            None => RunFile::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?
+            }
+        };
+        let relays = if self.relays.is_empty() {
+            file.relays
+                .iter()
+                .map(|r| {
+                    r.parse()
+                        .map_err(|e| ConfigError::Invalid(format!("--config relays: {e}")))
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            self.relays
+        };
+        let peers = if self.peers.is_empty() {
+            file.peers
+        } else {
+            self.peers
+        };
+        let peers = peers
+            .iter()
+            .map(|p| crate::peers::peer_url(p).map_err(ConfigError::Invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        Ok(RunSettings {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 5004))),
+            key_file: self
+                .key_file
+                .or(file.key_file)
+                .unwrap_or_else(|| data_dir.join("miner.key")),
+            data_dir,
+            network: self
+                .network
+                .or(file.network)
+                .unwrap_or_else(|| "gridledger".to_owned()),
+            difficulty_bits: self.difficulty_bits.or(file.difficulty_bits).unwrap_or(16),
+            relays,
+            peers,
+            poll_secs: self.poll_secs.or(file.poll_secs).unwrap_or(60.0),
+            allow_list: self.allow_list.or(file.allow_list),
+        })
+    }
+}
+
+impl RunSettings {
+    /// The node's configuration and miner key (created if the key file does not exist).
+    pub fn node_config(self) -> Result<(NodeConfig, SigningKey), ConfigError> {
+        let key = crate::keys::load_or_create(&self.key_file)?;
+        let mut network = Network::new(&self.network, self.difficulty_bits);
+        if let Some(path) = &self.allow_list {
+            network.allow_list = Some(crate::keys::allow_list(path)?);
+        }
+        if !(self.poll_secs >= 0.1 && self.poll_secs.is_finite()) {
+            return Err(ConfigError::Invalid(format!(
+                "--poll-secs {} is not allowed: use a number of seconds >= 0.1",
+                self.poll_secs
+            )));
+        }
+        let period = Duration::from_secs_f64(self.poll_secs);
+        let config = NodeConfig {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            network,
+            relays: self.relays,
+            peers: self.peers,
+            poll: poll_config(period),
+            sync_every: (period / 10).clamp(Duration::from_millis(500), Duration::from_secs(5)),
+            max_records_per_block: 256,
+            mining_jitter: (period / 20).min(Duration::from_secs(3)),
+        };
+        Ok((config, key))
+    }
+}
+
+/// How to poll at `period`: aligned to it, a tenth of it (at most 2 s) after each instant
+/// for the relay to close its minute, and a timeout of at most 2 s.
+#[must_use]
+pub fn poll_config(period: Duration) -> PollConfig {
+    PollConfig {
+        period,
+        offset: (period / 10).min(Duration::from_secs(2)),
+        io_timeout: Duration::from_secs(2).min(period.max(Duration::from_millis(200))),
+    }
+}

@@ -1,0 +1,127 @@
+//! The offline tools over a data dir: `verify`, `export` and the crash tests' `debug-append`.
+//! `verify` and `export` open the store read-only and never panic (see [`crate::ledger::guard`]);
+//! the binary maps their errors to exit codes ([`crate::store::StoreError::is_corruption`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Minute, RecordFlags, RelayId};
+
+use crate::chain::{assemble, Network};
+use crate::export::{export, ExportError, Format};
+use crate::ledger::{guard, AddError, Ledger};
+use crate::store::StoreError;
+
+/// `gridledger export`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The node's data dir.
+    #[arg(long, env = "GRIDLEDGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `gridledger debug-append`'s flags (test support, hidden).
+#[derive(Debug, clap::Args)]
+pub struct AppendArgs {
+    /// The data dir.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The network.
+    #[arg(long, default_value = "crash-test")]
+    pub network: String,
+    /// Its difficulty.
+    #[arg(long, default_value_t = 4)]
+    pub difficulty_bits: u8,
+    /// Blocks to append.
+    #[arg(long, default_value_t = 1000)]
+    pub blocks: u32,
+}
+
+/// Re-verifies the data dir read-only; the `ok: …` line on success.
+pub fn verify(dir: &Path) -> Result<String, StoreError> {
+    let ledger = Ledger::open_read_only(dir)?;
+    let s = ledger.summary();
+    let net = ledger.network();
+    Ok(format!(
+        "ok: network '{}' ({} bits), height {}, {} records, tip {}",
+        net.name, net.bits, s.height, s.records, s.tip
+    ))
+}
+
+/// Exports the data dir's main chain read-only to `out` (a file it creates) or stdout.
+pub fn export_dir(dir: &Path, format: Format, out: Option<&Path>) -> Result<(), ExportError> {
+    let ledger = Ledger::open_read_only(dir)?;
+    guard(|| {
+        Ok(match out {
+            Some(path) => match std::fs::File::create(path) {
+                Ok(f) => export(&ledger, format, &mut std::io::BufWriter::new(f)),
+                Err(e) => Err(ExportError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", path.display()),
+                ))),
+            },
+            None => export(
+                &ledger,
+                format,
+                &mut std::io::BufWriter::new(std::io::stdout().lock()),
+            ),
+        })
+    })
+    .unwrap_or_else(|e| Err(e.into()))
+}
+
+/// Why `debug-append` stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A block was refused.
+    #[error(transparent)]
+    Add(#[from] AddError),
+    /// The key could not be made.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    /// Writing a line failed (the reader went away).
+    #[error("cannot write: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Test support: mines `blocks` blocks of simulated records (relay 1, one minute per
+/// height) on the data dir's chain, writing `stored HEIGHT ID` after each durable commit.
+pub fn debug_append(
+    dir: &Path,
+    network: &str,
+    bits: u8,
+    blocks: u32,
+    out: &mut dyn Write,
+) -> Result<(), AppendError> {
+    let net = Network::new(network, bits);
+    let mut ledger = Ledger::open(dir, net)?;
+    let key = crate::keys::generate()?;
+    let model = SignalModel::new(1, Profile::Realistic);
+    let cancel = AtomicBool::new(false);
+    for _ in 0..blocks {
+        let parent = ledger.tip_header()?;
+        let minute = Minute(29_000_000 + parent.height);
+        let record = model.record(RelayId(1), minute, 6, RecordFlags::CLOCK_SET);
+        let now = crate::core::now_ms();
+        let time = now.max(ledger.tree().median_time_past(&parent.id()));
+        let Some(block) = assemble(&parent, &[record], &key, time, bits, &cancel) else {
+            continue; // never: nothing cancels it
+        };
+        let added = ledger.add(block, now)?;
+        writeln!(out, "stored {} {}", added.height, added.id)?;
+        out.flush()?;
+    }
+    Ok(())
+}
