@@ -167,6 +167,7 @@ pub struct Block {
 
 /// Why bytes are not a block.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The bytes end before the block does.
     #[error("block bytes end early ({0})")]

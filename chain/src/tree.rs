@@ -17,20 +17,46 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use relay_core::{Minute, RelayId};
+use relay_core::{Minute, MinuteRecord, RelayId};
 
 use super::block::{work_of, BlockId, Header, Height, Work};
 
-/// A record's identity on the chain: one record per relay and minute.
+/// A record's identity on the chain: one record per relay and minute. The one key type of
+/// the mempool, the witness, the record index and the API. Ordered by minute, then relay:
+/// oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordKey {
-    /// The relay.
-    pub relay: RelayId,
     /// The minute.
     pub minute: Minute,
+    /// The relay.
+    pub relay: RelayId,
+}
+
+impl From<&MinuteRecord> for RecordKey {
+    fn from(r: &MinuteRecord) -> Self {
+        RecordKey::new(r.relay, r.minute)
+    }
 }
 
 impl RecordKey {
+    /// The key of `relay`'s record for `minute`.
+    #[must_use]
+    pub fn new(relay: RelayId, minute: Minute) -> Self {
+        RecordKey { minute, relay }
+    }
+
+    /// The key of a record.
+    #[must_use]
+    pub fn of(record: &MinuteRecord) -> Self {
+        record.into()
+    }
+
+    /// Unpacks [`RecordKey::to_u64`].
+    #[must_use]
+    pub fn from_u64(k: u64) -> Self {
+        RecordKey::new(RelayId((k >> 32) as u32), Minute(k as u32))
+    }
+
     /// Packs the key into one `u64` (relay id high, minute low): the store's index key.
     #[must_use]
     pub fn to_u64(self) -> u64 {

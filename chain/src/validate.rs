@@ -18,6 +18,7 @@ pub const MAX_FUTURE_MS: u64 = 2 * 60 * 1000;
 /// Why a block is refused. Each rule has its own variant, so a peer can be told exactly
 /// what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValidationError {
     /// The bytes are not a block, or are over the size limits.
     #[error("malformed block: {0}")]
@@ -143,13 +144,7 @@ impl Checked {
     /// The record keys, in body order.
     #[must_use]
     pub fn keys(&self) -> Vec<RecordKey> {
-        self.records
-            .iter()
-            .map(|r| RecordKey {
-                relay: r.relay,
-                minute: r.minute,
-            })
-            .collect()
+        self.records.iter().map(RecordKey::of).collect()
     }
 }
 

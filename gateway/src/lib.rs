@@ -43,6 +43,7 @@ pub struct Config {
 
 /// Why the gateway could not start or stopped.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum GatewayError {
     /// The listen address could not be bound.
     Bind(SocketAddr, io::Error),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use relay_core::{Minute, MinuteRecord, RelayId};
+use relay_core::MinuteRecord;
 
 use crate::chain::{Block, Change, RecordKey};
 use crate::ledger::{AddError, Added, Ledger};
@@ -84,8 +84,8 @@ pub struct Core {
     pub peer_health: std::collections::HashMap<String, crate::peers::PeerHealth>,
     /// Counters.
     pub counters: Counters,
-    witness: BTreeMap<(Minute, RelayId), MinuteRecord>,
-    disputes: BTreeMap<(Minute, RelayId), Dispute>,
+    witness: BTreeMap<RecordKey, MinuteRecord>,
+    disputes: BTreeMap<RecordKey, Dispute>,
 }
 
 /// The core, shared between the API, the poller and the miner.
@@ -99,8 +99,8 @@ pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The wall clock in Unix milliseconds (0 before 1970).
-pub(crate) fn now_ms() -> u64 {
+/// The wall clock in Unix milliseconds (0 before 1970): the node's one clock helper.
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -143,7 +143,7 @@ impl Core {
     /// True if the chain's record for `key` is disputed by this node's own read.
     #[must_use]
     pub fn is_disputed(&self, key: &RecordKey) -> bool {
-        self.disputes.contains_key(&(key.minute, key.relay))
+        self.disputes.contains_key(key)
     }
 
     /// The main chain's record for `key`, with its block's height and id.
@@ -161,16 +161,13 @@ impl Core {
     /// Compares the main chain's record for `key` with this node's read, if both exist:
     /// opens a dispute when they differ, closes one when they no longer do.
     fn witness_main(&mut self, key: RecordKey) {
-        let Some(read) = self.witness.get(&(key.minute, key.relay)).cloned() else {
+        let Some(read) = self.witness.get(&key).cloned() else {
             return;
         };
         match self.on_chain(&key) {
             Some((height, block, on_chain)) if on_chain != read => {
                 let id = block.id();
-                let fresh = self
-                    .disputes
-                    .get(&(key.minute, key.relay))
-                    .is_none_or(|d| d.block != id);
+                let fresh = self.disputes.get(&key).is_none_or(|d| d.block != id);
                 if fresh {
                     self.counters.witness_disputes += 1;
                     tracing::warn!(
@@ -181,7 +178,7 @@ impl Core {
                         "DISPUTE: the chain's record differs from what this node read from the relay"
                     );
                     self.disputes.insert(
-                        (key.minute, key.relay),
+                        key,
                         Dispute {
                             height,
                             block: id,
@@ -196,7 +193,7 @@ impl Core {
                 }
             }
             _ => {
-                self.disputes.remove(&(key.minute, key.relay));
+                self.disputes.remove(&key);
             }
         }
     }
@@ -208,15 +205,11 @@ impl Core {
     /// read) and it differs, that is a [`Dispute`]: counted, logged, listed, and the record
     /// is not taken as already on the chain.
     pub fn read(&mut self, record: MinuteRecord) -> bool {
-        self.witness
-            .insert((record.minute, record.relay), record.clone());
+        let key = RecordKey::of(&record);
+        self.witness.insert(key, record.clone());
         while self.witness.len() > WITNESS_CAPACITY {
             self.witness.pop_first();
         }
-        let key = RecordKey {
-            relay: record.relay,
-            minute: record.minute,
-        };
         if self.ledger.tree().record_height(&key).is_some() {
             self.witness_main(key);
             return false;
@@ -265,7 +258,7 @@ impl Core {
         for r in added.returned.clone() {
             // Back to the mempool, but as this node read it, if it did: a record that left
             // the main chain may be one that this node disputes.
-            let own = self.witness.get(&(r.minute, r.relay)).cloned();
+            let own = self.witness.get(&RecordKey::of(&r)).cloned();
             self.mempool.add(own.unwrap_or(r));
         }
         // Blocks that joined the main chain: their records against this node's reads.
@@ -277,16 +270,16 @@ impl Core {
         for id in joined {
             let keys: Vec<RecordKey> = self.ledger.tree().keys_of(&id).to_vec();
             for key in keys {
-                if self.witness.contains_key(&(key.minute, key.relay)) {
+                if self.witness.contains_key(&key) {
                     self.witness_main(key);
                 }
             }
         }
         // Disputed records that a reorg took off the main chain are disputes no more.
         if matches!(added.change, Change::Reorg { .. }) {
-            let open: Vec<(Minute, RelayId)> = self.disputes.keys().copied().collect();
-            for (minute, relay) in open {
-                self.witness_main(RecordKey { relay, minute });
+            let open: Vec<RecordKey> = self.disputes.keys().copied().collect();
+            for key in open {
+                self.witness_main(key);
             }
         }
         Ok(added)
@@ -297,7 +290,7 @@ impl Core {
             let Ok(r) = MinuteRecord::decode(bytes) else {
                 continue; // validation names the broken record
             };
-            if let Some(seen) = self.witness.get(&(r.minute, r.relay)) {
+            if let Some(seen) = self.witness.get(&RecordKey::of(&r)) {
                 if *seen != r {
                     return Err(AddError::WitnessConflict {
                         relay: r.relay,

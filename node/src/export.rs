@@ -19,6 +19,7 @@ pub enum Format {
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExportError {
     /// Reading the chain failed.
     #[error(transparent)]

@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 
 /// Why a key file could not be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The file could not be read or written.
     #[error("key file {path}: {source}")]

@@ -36,6 +36,7 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreErr
 
 /// Why a block was not added.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AddError {
     /// It breaks a rule.
     #[error("invalid block: {0}")]
@@ -272,10 +273,7 @@ impl Ledger {
                 };
                 for bytes in &block.records {
                     if let Ok(r) = MinuteRecord::decode(bytes) {
-                        let key = crate::chain::RecordKey {
-                            relay: r.relay,
-                            minute: r.minute,
-                        };
+                        let key = crate::chain::RecordKey::of(&r);
                         if self.tree.record_height(&key).is_none() {
                             returned.push(r);
                         }

@@ -12,11 +12,7 @@ use crate::chain::RecordKey;
 /// Pending records, oldest minute first.
 #[derive(Debug, Default)]
 pub struct Mempool {
-    pending: BTreeMap<(u32, u32), MinuteRecord>,
-}
-
-fn key_of(r: &MinuteRecord) -> (u32, u32) {
-    (r.minute.0, r.relay.0)
+    pending: BTreeMap<RecordKey, MinuteRecord>,
 }
 
 impl Mempool {
@@ -28,7 +24,7 @@ impl Mempool {
 
     /// Adds a record; false if one for the same relay and minute is already pending.
     pub fn add(&mut self, record: MinuteRecord) -> bool {
-        let k = key_of(&record);
+        let k = RecordKey::of(&record);
         if self.pending.contains_key(&k) {
             return false;
         }
@@ -39,14 +35,14 @@ impl Mempool {
     /// Drops the records with these keys (they are in a block now).
     pub fn remove(&mut self, keys: &[RecordKey]) {
         for k in keys {
-            self.pending.remove(&(k.minute.0, k.relay.0));
+            self.pending.remove(k);
         }
     }
 
     /// True if a record for this key is pending.
     #[must_use]
     pub fn contains(&self, key: &RecordKey) -> bool {
-        self.pending.contains_key(&(key.minute.0, key.relay.0))
+        self.pending.contains_key(key)
     }
 
     /// Up to `n` pending records, oldest minute first, left in place.

@@ -26,23 +26,43 @@ pub struct RelayAddr {
     pub unit: u8,
 }
 
+/// Why a relay address does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayAddrError {
+    /// The part after `/` is not a unit id.
+    #[error("'{unit}' in '{input}' is not a unit id (1-{max})", max = relay_core::MAX_UNIT_ID)]
+    BadUnit {
+        /// The whole address.
+        input: String,
+        /// The unit part.
+        unit: String,
+    },
+    /// No `:port`.
+    #[error("'{0}' is not host:port[/unit]")]
+    NoPort(String),
+}
+
 impl FromStr for RelayAddr {
-    type Err = String;
+    type Err = RelayAddrError;
 
     /// `host:port` or `host:port/unit`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, RelayAddrError> {
         let (host, unit) = match s.rsplit_once('/') {
             Some((h, u)) => (
                 h,
                 u.parse::<u8>()
                     .ok()
-                    .filter(|u| (1..=247).contains(u))
-                    .ok_or_else(|| format!("'{u}' in '{s}' is not a unit id (1-247)"))?,
+                    .filter(|u| (1..=relay_core::MAX_UNIT_ID).contains(u))
+                    .ok_or_else(|| RelayAddrError::BadUnit {
+                        input: s.to_owned(),
+                        unit: u.to_owned(),
+                    })?,
             ),
             None => (s, 1),
         };
         if !host.contains(':') {
-            return Err(format!("'{s}' is not host:port[/unit]"));
+            return Err(RelayAddrError::NoPort(s.to_owned()));
         }
         Ok(RelayAddr {
             host: host.to_owned(),
@@ -59,6 +79,7 @@ impl fmt::Display for RelayAddr {
 
 /// Why a poll failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PollError {
     /// The relay could not be reached.
     #[error("cannot connect to {0}: {1}")]
@@ -309,9 +330,7 @@ pub async fn poll_relay(
         }
         retry = Duration::from_secs(1);
         // Next aligned instant, plus the offset.
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::core::now_ms();
         let next = (now_ms / period_ms + 1) * period_ms;
         let wait = Duration::from_millis(next - now_ms) + config.offset;
         tokio::time::sleep_until(Instant::now() + wait).await;

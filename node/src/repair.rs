@@ -125,9 +125,7 @@ pub async fn repair(
     network: Option<Network>,
     peers: &[String],
 ) -> Result<Report, RepairError> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let stamp = now_ms() / 1000;
     let new_dir = dir.join(format!(".repair-{stamp}"));
     let result = rebuild(dir, &new_dir, network, peers).await;
     let (mut report, ledger) = match result {

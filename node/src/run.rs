@@ -76,6 +76,7 @@ pub struct NodeConfig {
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// The data dir could not be opened or does not verify.
     #[error(transparent)]
@@ -195,11 +196,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                         .peek(max)
                         .into_iter()
                         .filter(|r| {
-                            tree.record_height(&RecordKey {
-                                relay: r.relay,
-                                minute: r.minute,
-                            })
-                            .is_none()
+                            tree.record_height(&RecordKey::of(r)).is_none()
                                 && minute_closes_ms(r.minute) <= now + MAX_STAMP_AHEAD_MS
                         })
                         .collect();

@@ -35,6 +35,7 @@ pub const DB_FILE: &str = "chain.redb";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The data dir could not be created or read.
     #[error("data dir {path}: {source}")]
@@ -493,8 +494,5 @@ impl Store {
 /// Record keys as the store packs them, for comparison with the tree.
 #[must_use]
 pub fn unpack_key(k: u64) -> RecordKey {
-    RecordKey {
-        relay: relay_core::RelayId((k >> 32) as u32),
-        minute: relay_core::Minute(k as u32),
-    }
+    RecordKey::from_u64(k)
 }

@@ -127,10 +127,12 @@ fn relay_addresses_parse_with_clear_errors() {
     assert!("127.0.0.1:5010/0"
         .parse::<RelayAddr>()
         .expect_err("refused")
+        .to_string()
         .contains("unit id"));
     assert!("127.0.0.1:5010/x".parse::<RelayAddr>().is_err());
     assert!("localhost"
         .parse::<RelayAddr>()
         .expect_err("refused")
+        .to_string()
         .contains("host:port"));
 }

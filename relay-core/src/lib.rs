@@ -28,6 +28,10 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+/// The highest Modbus unit (slave) id a device may have: 248–255 are reserved by the
+/// Modbus serial line specification, and 0 is broadcast.
+pub const MAX_UNIT_ID: u8 = 247;
+
 pub mod measure;
 pub mod registers;
 pub mod rtu;

@@ -283,6 +283,7 @@ pub struct MinuteRecord {
 
 /// Why bytes or registers do not hold a valid minute record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordError {
     /// The postcard bytes do not decode (truncated, overlong, bad varint, too many samples).
     Malformed,

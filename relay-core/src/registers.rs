@@ -260,6 +260,7 @@ pub struct LiveValues {
 
 /// Why registers read from a relay could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegisterError {
     /// The slice is shorter than the block; the block's length is given.
     Short(u16),

@@ -35,6 +35,7 @@ pub fn crc16(data: &[u8]) -> u16 {
 
 /// Why bytes are not an RTU frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// Fewer than 4 bytes (unit, function, CRC).
     TooShort,

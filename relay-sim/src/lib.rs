@@ -93,6 +93,7 @@ impl Default for Config {
 
 /// Why a simulator could not start or stopped.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SimError {
     /// `--sample-secs` does not divide a minute into 1 to 6 samples.
     SampleSecs(u16),
@@ -153,7 +154,7 @@ impl Config {
             return Err(SimError::MinuteSecs(self.minute_secs));
         }
         let last = u16::from(self.unit_id) + u16::from(self.relays);
-        if self.relays == 0 || self.unit_id == 0 || last - 1 > 247 {
+        if self.relays == 0 || self.unit_id == 0 || last - 1 > u16::from(relay_core::MAX_UNIT_ID) {
             return Err(SimError::Units {
                 first: self.unit_id,
                 relays: self.relays,

@@ -24,11 +24,11 @@ struct Args {
     listen: SocketAddr,
 
     /// Modbus unit id of the (first) relay.
-    #[arg(long, env = "RELAY_SIM_UNIT_ID", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=247))]
+    #[arg(long, env = "RELAY_SIM_UNIT_ID", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=i64::from(relay_core::MAX_UNIT_ID)))]
     unit_id: u8,
 
     /// Number of relays, behind consecutive unit ids starting at --unit-id.
-    #[arg(long, env = "RELAY_SIM_RELAYS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=247))]
+    #[arg(long, env = "RELAY_SIM_RELAYS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=i64::from(relay_core::MAX_UNIT_ID)))]
     relays: u8,
 
     /// Network-wide id of the (first) relay; the others follow.

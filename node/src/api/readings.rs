@@ -50,10 +50,7 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
     use relay_core::{Minute, MinuteRecord, RelayId};
     let core = lock(&shared);
     let tree = core.ledger.tree();
-    let now = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        / 60) as u32;
+    let now = (crate::core::now_ms() / 60_000) as u32;
     // The bad parameter's name, if any.
     let parse = |v: &Option<String>, default: u32, name: &'static str| match v {
         None => Ok(default),
@@ -90,10 +87,7 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
     }
     let mut found: Vec<(u32, String, MinuteRecord, bool)> = Vec::new();
     for m in from..=to {
-        let key = crate::chain::RecordKey {
-            relay: RelayId(q.relay),
-            minute: Minute(m),
-        };
+        let key = crate::chain::RecordKey::new(RelayId(q.relay), Minute(m));
         let Some(h) = tree.record_height(&key) else {
             continue;
         };
@@ -148,10 +142,7 @@ pub(super) async fn proof(
         return ApiError::bad_request(format!("{minute} is not a minute"));
     };
     let core = lock(&shared);
-    let key = crate::chain::RecordKey {
-        relay: RelayId(relay),
-        minute: Minute(minute),
-    };
+    let key = crate::chain::RecordKey::new(RelayId(relay), Minute(minute));
     let Some(height) = core.ledger.tree().record_height(&key) else {
         return ApiError::not_found(format!(
             "no record of relay {relay} at minute {minute} on the chain"
