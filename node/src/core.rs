@@ -60,6 +60,8 @@ pub struct Counters {
     pub reorgs: u64,
     /// Records found on the main chain that differ from this node's own read.
     pub witness_disputes: u64,
+    /// Pulls from peers that claimed more work than ours and sent nothing usable.
+    pub peer_lies: u64,
 }
 
 /// The shared state of a node.
@@ -84,6 +86,8 @@ pub struct Core {
     pub peer_health: std::collections::HashMap<String, crate::peers::PeerHealth>,
     /// Counters.
     pub counters: Counters,
+    /// Latency histograms, observed as the node works.
+    pub metrics: crate::metrics::Metrics,
     witness: BTreeMap<RecordKey, MinuteRecord>,
     disputes: BTreeMap<RecordKey, Dispute>,
 }
@@ -120,6 +124,7 @@ impl Core {
             client: crate::peers::client(),
             peer_health: std::collections::HashMap::new(),
             counters: Counters::default(),
+            metrics: crate::metrics::Metrics::default(),
             witness: BTreeMap::new(),
             disputes: BTreeMap::new(),
         }
@@ -243,6 +248,12 @@ impl Core {
                 return Err(e);
             }
         };
+        self.metrics
+            .validate_seconds
+            .observe(added.validate.as_secs_f64());
+        self.metrics
+            .commit_seconds
+            .observe(added.commit.as_secs_f64());
         match origin {
             Origin::Own => self.counters.mined += 1,
             Origin::Peer => self.counters.received += 1,

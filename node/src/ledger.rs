@@ -70,6 +70,10 @@ pub struct Added {
     /// Records of blocks that left the main chain and that the new main chain lacks: they
     /// belong in the mempool again.
     pub returned: Vec<MinuteRecord>,
+    /// How long validation took (every rule, the signature included).
+    pub validate: std::time::Duration,
+    /// How long the durable commit took.
+    pub commit: std::time::Duration,
 }
 
 /// Figures of a verified ledger.
@@ -259,12 +263,16 @@ impl Ledger {
         if self.tree.contains(&id) {
             return Err(AddError::Known(id));
         }
+        let started = std::time::Instant::now();
         let checked = validate::check(block, &self.net, &self.tree, now_ms)?;
+        let validate = started.elapsed();
         let change = self.tree.insert(&checked.block.header, checked.keys());
+        let started = std::time::Instant::now();
         if let Err(e) = self.store.commit(&checked.block, &id, &change, &self.tree) {
             self.poisoned = true;
             return Err(e.into());
         }
+        let commit = started.elapsed();
         let mut returned = Vec::new();
         if let Change::Reorg { abandoned, .. } = &change {
             for gone in abandoned {
@@ -286,6 +294,8 @@ impl Ledger {
             height: checked.block.header.height,
             change,
             returned,
+            validate,
+            commit,
         })
     }
 

@@ -19,6 +19,7 @@ pub mod export;
 pub mod keys;
 pub mod ledger;
 pub mod mempool;
+pub mod metrics;
 pub mod offline;
 pub mod peers;
 pub mod poll;

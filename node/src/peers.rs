@@ -352,6 +352,9 @@ pub async fn resolve(client: &reqwest::Client, shared: &Shared) -> Vec<Resolved>
                 .unwrap_or(Err(PeerError::Deadline(RESOLVE_TIMEOUT)));
             {
                 let mut core = lock(&shared);
+                if matches!(r, Err(PeerError::NoProgress(_))) {
+                    core.counters.peer_lies += 1;
+                }
                 let health = core.peer_health(&peer);
                 health.record(&r, RESOLVE_TIMEOUT, now_ms());
             }
@@ -405,6 +408,9 @@ pub fn sync_round(client: &reqwest::Client, shared: &Shared, base: Duration) {
                 Err(e) => debug!(%peer, "sync: {e}"),
             }
             let mut core = lock(&shared);
+            if matches!(r, Err(PeerError::NoProgress(_))) {
+                core.counters.peer_lies += 1;
+            }
             let health = core.peer_health(&peer);
             health.in_flight = false;
             health.record(&r, base, now_ms());

@@ -257,12 +257,33 @@ pub async fn poll_relay(
     records: mpsc::Sender<MinuteRecord>,
     status: Arc<Mutex<RelayStatus>>,
 ) {
+    poll_relay_observed(
+        relay,
+        config,
+        records,
+        status,
+        crate::metrics::Metrics::default(),
+    )
+    .await;
+}
+
+/// [`poll_relay`], recording each poll's latency in `metrics`.
+pub async fn poll_relay_observed(
+    relay: RelayAddr,
+    config: PollConfig,
+    records: mpsc::Sender<MinuteRecord>,
+    status: Arc<Mutex<RelayStatus>>,
+    metrics: crate::metrics::Metrics,
+) {
+    let label = relay.to_string();
     let mut reader = RelayReader::new(relay.clone(), config.io_timeout);
     let period_ms = config.period.as_millis().max(1) as u64;
     let mut retry = Duration::from_secs(1);
     let mut last_seq: Option<u16> = None;
     loop {
+        let started = std::time::Instant::now();
         let outcome = reader.read().await;
+        metrics.observe_poll(&label, started.elapsed());
         let mut failed = false;
         let mut fresh = None;
         {

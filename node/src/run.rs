@@ -28,7 +28,7 @@ use crate::chain::{assemble, Network, RecordKey};
 use crate::core::{lock, now_ms, Core, Origin, Shared};
 use crate::ledger::Ledger;
 use crate::peers::{push, sync_round};
-use crate::poll::{poll_relay, PollConfig, RelayAddr, RelayStatus};
+use crate::poll::{poll_relay_observed, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
 
 /// How far ahead of its own clock a miner may stamp a block, so that it can hold a record
@@ -137,11 +137,12 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
             ..RelayStatus::default()
         }));
         relays.push(Arc::clone(&status));
-        tasks.push(tokio::spawn(poll_relay(
+        tasks.push(tokio::spawn(poll_relay_observed(
             relay.clone(),
             config.poll,
             tx.clone(),
             status,
+            core.metrics.clone(),
         )));
     }
     drop(tx);

@@ -7,7 +7,7 @@ use axum::Json;
 
 use std::sync::PoisonError;
 
-use super::{Core, Shared};
+use super::{ApiError, Core, Shared};
 use crate::core::lock;
 use crate::wire::{DisputeList, DisputeView, Disputes, RelayView, Status};
 
@@ -86,105 +86,40 @@ pub(super) async fn disputes(State(shared): State<Shared>) -> Response {
 }
 
 pub(super) async fn metrics(State(shared): State<Shared>) -> Response {
-    let core = lock(&shared);
-    let s = core.ledger.summary();
-    let c = core.counters;
-    let mut out = String::new();
-    let mut metric = |name: &str, help: &str, kind: &str, value: String| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
+    // Numbers are copied under the lock; encoding happens after it is released.
+    let (snapshot, metrics) = {
+        let core = lock(&shared);
+        let s = core.ledger.summary();
+        let snapshot = crate::metrics::Snapshot {
+            height: u64::from(s.height),
+            records: s.records as u64,
+            blocks_known: s.blocks as u64,
+            mempool: core.mempool.len() as u64,
+            peers: core.peers.len() as u64,
+            counters: core.counters,
+            relays: relay_statuses(&core)
+                .iter()
+                .map(|st| crate::metrics::RelayFigures {
+                    relay: st.relay.clone(),
+                    records: st.records,
+                    missed_minutes: st.missed_minutes,
+                    up: st.is_up(),
+                })
+                .collect(),
+        };
+        (snapshot, core.metrics.clone())
     };
-    metric(
-        "gridledger_height",
-        "Main-chain height.",
-        "gauge",
-        s.height.to_string(),
-    );
-    metric(
-        "gridledger_records",
-        "Minute records on the main chain.",
-        "gauge",
-        s.records.to_string(),
-    );
-    metric(
-        "gridledger_blocks_known",
-        "Valid blocks known, side branches included.",
-        "gauge",
-        s.blocks.to_string(),
-    );
-    metric(
-        "gridledger_mempool_records",
-        "Records waiting for a block.",
-        "gauge",
-        core.mempool.len().to_string(),
-    );
-    metric(
-        "gridledger_peers",
-        "Configured peers.",
-        "gauge",
-        core.peers.len().to_string(),
-    );
-    metric(
-        "gridledger_blocks_mined_total",
-        "Blocks this node mined.",
-        "counter",
-        c.mined.to_string(),
-    );
-    metric(
-        "gridledger_blocks_received_total",
-        "Peer blocks stored.",
-        "counter",
-        c.received.to_string(),
-    );
-    metric(
-        "gridledger_blocks_rejected_total",
-        "Peer blocks refused.",
-        "counter",
-        c.rejected.to_string(),
-    );
-    metric(
-        "gridledger_witness_disputes_total",
-        "Records found on the main chain that differ from this node's own read of the relay.",
-        "counter",
-        c.witness_disputes.to_string(),
-    );
-    metric(
-        "gridledger_witness_conflicts_total",
-        "Peer blocks refused for a record that differs from this node's own read.",
-        "counter",
-        c.witness_conflicts.to_string(),
-    );
-    metric(
-        "gridledger_reorgs_total",
-        "Main-chain switches.",
-        "counter",
-        c.reorgs.to_string(),
-    );
-    out.push_str("# HELP gridledger_relay_records_total Records read from the relay.\n# TYPE gridledger_relay_records_total counter\n");
-    let statuses = relay_statuses(&core);
-    for st in &statuses {
-        out.push_str(&format!(
-            "gridledger_relay_records_total{{relay=\"{}\"}} {}\n",
-            st.relay, st.records
-        ));
+    match crate::metrics::render(snapshot, &metrics) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e),
     }
-    out.push_str("# HELP gridledger_relay_missed_minutes_total Minutes of the relay never read (gaps).\n# TYPE gridledger_relay_missed_minutes_total counter\n");
-    for st in &statuses {
-        out.push_str(&format!(
-            "gridledger_relay_missed_minutes_total{{relay=\"{}\"}} {}\n",
-            st.relay, st.missed_minutes
-        ));
-    }
-    out.push_str("# HELP gridledger_relay_up 1 if the last poll of the relay succeeded.\n# TYPE gridledger_relay_up gauge\n");
-    for st in &statuses {
-        out.push_str(&format!(
-            "gridledger_relay_up{{relay=\"{}\"}} {}\n",
-            st.relay,
-            u8::from(st.is_up())
-        ));
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 fn relay_statuses(core: &Core) -> Vec<crate::poll::RelayStatus> {

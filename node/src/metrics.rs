@@ -1,0 +1,204 @@
+//! `GET /metrics` through the maintained Prometheus client (`prometheus-client`, the
+//! OpenMetrics text format that Prometheus scrapes).
+//!
+//! Two kinds of figures: the node's state and counters, read from the core at each scrape
+//! (a [`Collector`] over a [`Snapshot`] taken under the lock, so the lock is held only to
+//! copy numbers), and latency histograms that the node observes as it works ([`Metrics`]:
+//! block validation, block commit, relay polls). The names are those the node has always
+//! exported; counters get OpenMetrics' `_total` suffix, as before.
+
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The relay label of per-relay metrics.
+pub type RelayLabel = Vec<(String, String)>;
+
+/// Histograms the node observes as it works. Cheap to clone (shared inside).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// Seconds to validate a block (every rule, the signature included).
+    pub validate_seconds: Histogram,
+    /// Seconds to commit a block durably.
+    pub commit_seconds: Histogram,
+    /// Seconds per relay poll (connect if needed, one read of the record block).
+    pub poll_seconds: Family<RelayLabel, Histogram>,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    // 50 µs to about 0.8 s.
+    exponential_buckets(0.000_05, 2.0, 15)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            validate_seconds: Histogram::new(latency_buckets()),
+            commit_seconds: Histogram::new(latency_buckets()),
+            poll_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one poll of `relay` that took `took`.
+    pub fn observe_poll(&self, relay: &str, took: Duration) {
+        self.poll_seconds
+            .get_or_create(&vec![("relay".to_owned(), relay.to_owned())])
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// One relay's figures at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct RelayFigures {
+    /// `host:port/unit`.
+    pub relay: String,
+    /// Records read.
+    pub records: u64,
+    /// Minutes never read.
+    pub missed_minutes: u64,
+    /// The last poll was answered.
+    pub up: bool,
+}
+
+/// The node's state and counters, copied under the core's lock.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Main-chain height.
+    pub height: u64,
+    /// Records on the main chain.
+    pub records: u64,
+    /// Valid blocks known.
+    pub blocks_known: u64,
+    /// Records waiting for a block.
+    pub mempool: u64,
+    /// Configured peers.
+    pub peers: u64,
+    /// The core's counters.
+    pub counters: crate::core::Counters,
+    /// Per relay.
+    pub relays: Vec<RelayFigures>,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauges: [(&str, &str, u64); 5] = [
+            ("gridledger_height", "Main-chain height.", self.height),
+            (
+                "gridledger_records",
+                "Minute records on the main chain.",
+                self.records,
+            ),
+            (
+                "gridledger_blocks_known",
+                "Valid blocks known, side branches included.",
+                self.blocks_known,
+            ),
+            (
+                "gridledger_mempool_records",
+                "Records waiting for a block.",
+                self.mempool,
+            ),
+            ("gridledger_peers", "Configured peers.", self.peers),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let c = &self.counters;
+        let counters: [(&str, &str, u64); 7] = [
+            ("gridledger_blocks_mined", "Blocks this node mined.", c.mined),
+            ("gridledger_blocks_received", "Peer blocks stored.", c.received),
+            ("gridledger_blocks_rejected", "Peer blocks refused.", c.rejected),
+            (
+                "gridledger_witness_disputes",
+                "Records found on the main chain that differ from this node's own read of the relay.",
+                c.witness_disputes,
+            ),
+            (
+                "gridledger_witness_conflicts",
+                "Peer blocks refused for a record that differs from this node's own read.",
+                c.witness_conflicts,
+            ),
+            ("gridledger_reorgs", "Main-chain switches.", c.reorgs),
+            (
+                "gridledger_peer_lies",
+                "Pulls from peers that claimed more work than ours and sent nothing usable.",
+                c.peer_lies,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let k = ConstCounter::new(v);
+            k.encode(encoder.encode_descriptor(name, help, None, k.metric_type())?)?;
+        }
+        let per_relay: [(&str, &str, fn(&RelayFigures) -> u64, bool); 3] = [
+            (
+                "gridledger_relay_records",
+                "Records read from the relay.",
+                |r| r.records,
+                true,
+            ),
+            (
+                "gridledger_relay_missed_minutes",
+                "Minutes of the relay never read (gaps).",
+                |r| r.missed_minutes,
+                true,
+            ),
+            (
+                "gridledger_relay_up",
+                "1 if the last poll of the relay succeeded.",
+                |r| u64::from(r.up),
+                false,
+            ),
+        ];
+        for (name, help, value, counter) in per_relay {
+            let ty = if counter {
+                ConstCounter::new(0u64).metric_type()
+            } else {
+                ConstGauge::new(0i64).metric_type()
+            };
+            let mut family = encoder.encode_descriptor(name, help, None, ty)?;
+            for r in &self.relays {
+                let labels = [("relay", r.relay.as_str())];
+                let e = family.encode_family(&labels)?;
+                if counter {
+                    ConstCounter::new(value(r)).encode(e)?;
+                } else {
+                    ConstGauge::new(i64::try_from(value(r)).unwrap_or(i64::MAX)).encode(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renders a scrape: the snapshot and the histograms, as OpenMetrics text.
+pub fn render(snapshot: Snapshot, metrics: &Metrics) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    registry.register(
+        "gridledger_block_validation_seconds",
+        "Seconds to validate a block against every rule, signature included",
+        metrics.validate_seconds.clone(),
+    );
+    registry.register(
+        "gridledger_block_commit_seconds",
+        "Seconds to commit a block to the store durably",
+        metrics.commit_seconds.clone(),
+    );
+    registry.register(
+        "gridledger_relay_poll_seconds",
+        "Seconds per poll of a relay (connecting if needed, reading the record block)",
+        metrics.poll_seconds.clone(),
+    );
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
