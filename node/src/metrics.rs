@@ -68,6 +68,9 @@ pub struct RelayFigures {
     pub up: bool,
 }
 
+/// A per-relay metric: name, help, its value, and whether it is a counter (else a gauge).
+type PerRelay = (&'static str, &'static str, fn(&RelayFigures) -> u64, bool);
+
 /// The node's state and counters, copied under the core's lock.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -138,7 +141,7 @@ impl Collector for Snapshot {
             let k = ConstCounter::new(v);
             k.encode(encoder.encode_descriptor(name, help, None, k.metric_type())?)?;
         }
-        let per_relay: [(&str, &str, fn(&RelayFigures) -> u64, bool); 3] = [
+        let per_relay: [PerRelay; 3] = [
             (
                 "gridledger_relay_records",
                 "Records read from the relay.",
