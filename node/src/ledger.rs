@@ -76,6 +76,33 @@ pub struct Added {
     pub commit: std::time::Duration,
 }
 
+/// Reads stored blocks by id; see [`Ledger::reader`].
+#[derive(Clone, Debug)]
+pub struct BlockReader {
+    store: std::sync::Arc<Store>,
+    genesis: Block,
+    max_block_bytes: usize,
+    max_records: u32,
+}
+
+impl BlockReader {
+    /// A stored block (or the genesis block); `None` if no block has that id.
+    pub fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
+        if *id == self.genesis.id() {
+            return Ok(Some(self.genesis.clone()));
+        }
+        let Some(bytes) = self.store.block_bytes(id)? else {
+            return Ok(None);
+        };
+        Block::from_bytes(&bytes, self.max_block_bytes, self.max_records)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                height: 0,
+                reason: format!("block {id}: {e}"),
+            })
+    }
+}
+
 /// Figures of a verified ledger.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
@@ -93,7 +120,7 @@ pub struct Summary {
 #[derive(Debug)]
 pub struct Ledger {
     net: Network,
-    store: Store,
+    store: std::sync::Arc<Store>,
     tree: BlockTree,
     genesis: Block,
     poisoned: bool,
@@ -246,7 +273,7 @@ impl Ledger {
         }
         Ok(Ledger {
             net,
-            store,
+            store: std::sync::Arc::new(store),
             tree,
             genesis,
             poisoned: false,
@@ -301,18 +328,27 @@ impl Ledger {
 
     /// A stored block (or the genesis block).
     pub fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
-        if *id == self.genesis.id() {
-            return Ok(Some(self.genesis.clone()));
-        }
-        let Some(bytes) = self.store.block_bytes(id)? else {
-            return Ok(None);
-        };
-        Block::from_bytes(&bytes, self.net.max_block_bytes, self.net.max_records)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
+        self.reader().block(id).map_err(|e| match e {
+            StoreError::Corrupt { reason, .. } => StoreError::Corrupt {
                 height: self.tree.height_of(id).unwrap_or(0),
-                reason: e.to_string(),
-            })
+                reason,
+            },
+            e => e,
+        })
+    }
+
+    /// A handle that reads stored blocks without the ledger: blocks never change once
+    /// stored, and the store serves reads beside a write (each read is its own snapshot),
+    /// so an API answer can look up ids under the node's lock and read the blocks after
+    /// releasing it.
+    #[must_use]
+    pub fn reader(&self) -> BlockReader {
+        BlockReader {
+            store: std::sync::Arc::clone(&self.store),
+            genesis: self.genesis.clone(),
+            max_block_bytes: self.net.max_block_bytes,
+            max_records: self.net.max_records,
+        }
     }
 
     /// The main chain's block at `height`.

@@ -279,9 +279,26 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
                 )));
             }
             let stored_before = stored;
-            for block in blocks {
-                // One block per lock: the API and the miner go on between blocks.
-                let result = lock(shared).accept(block, now_ms(), Origin::Peer);
+            // Validation and durable commits off the async workers, one block per lock so
+            // that the API and the miner go on between blocks.
+            let results = {
+                let shared = std::sync::Arc::clone(shared);
+                tokio::task::spawn_blocking(move || {
+                    let mut results = Vec::with_capacity(blocks.len());
+                    for block in blocks {
+                        let r = lock(&shared).accept(block, now_ms(), Origin::Peer);
+                        let stop = matches!(r, Err(ref e) if !matches!(e, AddError::Known(_)));
+                        results.push(r);
+                        if stop {
+                            break;
+                        }
+                    }
+                    results
+                })
+                .await
+                .unwrap_or_default()
+            };
+            for result in results {
                 match result {
                     Ok(_) => {
                         stored += 1;

@@ -227,9 +227,16 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                     continue;
                 };
                 let bytes = block.to_bytes();
+                // The durable commit runs off the async workers.
                 let accepted = {
-                    let mut core = lock(&shared);
-                    core.accept(block, now_ms(), Origin::Own)
+                    let shared = Arc::clone(&shared);
+                    tokio::task::spawn_blocking(move || {
+                        lock(&shared).accept(block, now_ms(), Origin::Own)
+                    })
+                    .await
+                };
+                let Ok(accepted) = accepted else {
+                    continue;
                 };
                 match accepted {
                     Ok(added) => {

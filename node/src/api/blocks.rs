@@ -17,12 +17,12 @@ use crate::ledger::AddError;
 use crate::render::json_block;
 use crate::wire::{encode_list, MAX_LIMIT, MAX_LIST_BYTES, RAW};
 
-/// Blocks serialised per lock by `GET /chain`.
+/// Block ids looked up per lock by `GET /chain`.
 const CHAIN_CHUNK: u32 = 256;
 
-/// The whole main chain, streamed: a chunk of blocks at a time under the lock, so that a
-/// long chain neither stalls the miner and the intake nor sits in memory as one JSON
-/// document. The chain is the one at the request's start; if a reorg replaces part of it
+/// The whole main chain, streamed: a chunk of block ids at a time under the lock, the
+/// blocks read after releasing it, so that a long chain neither stalls the miner and the
+/// intake nor sits in memory as one JSON document. The chain is the one at the request's start; if a reorg replaces part of it
 /// while it is sent, the answer is cut short (invalid JSON) rather than mixing branches.
 pub(super) async fn chain(State(shared): State<Shared>) -> Response {
     let height = lock(&shared).ledger.tree().height();
@@ -37,30 +37,35 @@ pub(super) async fn chain(State(shared): State<Shared>) -> Response {
         while h <= height {
             let end = h.saturating_add(CHAIN_CHUNK).min(height.saturating_add(1));
             let mut buf = Vec::new();
-            {
+            // Under the lock, only this chunk's ids; the blocks are read after.
+            let (ids, reader) = {
                 let core = lock(&shared);
-                for at in h..end {
-                    let block = match core.ledger.block_at(at) {
-                        Ok(Some(b)) if at == 0 || Some(b.header.prev) == prev => b,
-                        Ok(_) => {
-                            let _ = tx.blocking_send(Err(std::io::Error::other(
-                                "the main chain changed while it was sent; ask again",
-                            )));
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                            return;
-                        }
-                    };
-                    prev = Some(block.id());
-                    if at > 0 {
-                        buf.push(b',');
-                    }
-                    if let Err(e) = serde_json::to_writer(&mut buf, &json_block(at, &block)) {
-                        let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+                let tree = core.ledger.tree();
+                let ids: Vec<Option<crate::chain::BlockId>> =
+                    (h..end).map(|at| tree.main_at(at)).collect();
+                (ids, core.ledger.reader())
+            };
+            for (at, id) in (h..end).zip(ids) {
+                let block = match id.map(|id| reader.block(&id)) {
+                    Some(Ok(Some(b))) if at == 0 || Some(b.header.prev) == prev => b,
+                    Some(Err(e)) => {
+                        let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
                         return;
                     }
+                    _ => {
+                        let _ = tx.blocking_send(Err(std::io::Error::other(
+                            "the main chain changed while it was sent; ask again",
+                        )));
+                        return;
+                    }
+                };
+                prev = Some(block.id());
+                if at > 0 {
+                    buf.push(b',');
+                }
+                if let Err(e) = serde_json::to_writer(&mut buf, &json_block(at, &block)) {
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+                    return;
                 }
             }
             if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
@@ -91,24 +96,40 @@ pub(super) async fn blocks(
     Query(range): Query<Range>,
     headers: HeaderMap,
 ) -> Response {
-    let core = lock(&shared);
     let from = range.from.unwrap_or(0);
     let limit = range.limit.unwrap_or(100).min(MAX_LIMIT);
-    let top = core.ledger.tree().height();
-    let mut found = Vec::new();
-    let mut h = from;
-    let mut bytes = 0usize;
-    while h <= top && (found.len() as u32) < limit && bytes < MAX_LIST_BYTES {
-        match core.ledger.block_at(h) {
-            Ok(Some(b)) => {
-                bytes += b.records.iter().map(Vec::len).sum::<usize>() + 200;
-                found.push((h, b));
+    // Under the lock, only the ids; the blocks are read after it is released.
+    let (ids, reader) = {
+        let core = lock(&shared);
+        let tree = core.ledger.tree();
+        let ids: Vec<(u32, crate::chain::BlockId)> = (from..from.saturating_add(limit))
+            .map_while(|h| tree.main_at(h).map(|id| (h, id)))
+            .collect();
+        (ids, core.ledger.reader())
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut bytes = 0usize;
+        for (h, id) in ids {
+            if bytes >= MAX_LIST_BYTES {
+                break;
             }
-            Ok(None) => break,
-            Err(e) => return ApiError::internal(e),
+            match reader.block(&id)? {
+                Some(b) => {
+                    bytes += b.records.iter().map(Vec::len).sum::<usize>() + 200;
+                    found.push((h, b));
+                }
+                None => break,
+            }
         }
-        h += 1;
-    }
+        Ok::<_, crate::store::StoreError>(found)
+    })
+    .await;
+    let found = match read {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return ApiError::internal(e),
+        Err(e) => return ApiError::internal(e),
+    };
     if wants_raw(&headers) {
         let body = encode_list(found.iter().map(|(_, b)| b));
         return ([(header::CONTENT_TYPE, RAW)], body).into_response();
@@ -122,24 +143,29 @@ pub(super) async fn block(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let core = lock(&shared);
-    let tree = core.ledger.tree();
-    let id = if let Ok(h) = key.parse::<u32>() {
-        tree.main_at(h)
-    } else {
-        BlockId::from_hex(&key).filter(|id| tree.contains(id))
+    let (found, reader) = {
+        let core = lock(&shared);
+        let tree = core.ledger.tree();
+        let id = if let Ok(h) = key.parse::<u32>() {
+            tree.main_at(h)
+        } else {
+            BlockId::from_hex(&key).filter(|id| tree.contains(id))
+        };
+        let found = id.map(|id| (id, tree.height_of(&id).unwrap_or(0)));
+        (found, core.ledger.reader())
     };
-    let Some(id) = id else {
+    let Some((id, height)) = found else {
         return ApiError::not_found(format!(
             "no block {key}: give a main-chain height or a known 64-hex-digit id"
         ));
     };
-    match core.ledger.block(&id) {
-        Ok(Some(b)) if wants_raw(&headers) => {
+    match tokio::task::spawn_blocking(move || reader.block(&id)).await {
+        Ok(Ok(Some(b))) if wants_raw(&headers) => {
             ([(header::CONTENT_TYPE, RAW)], b.to_bytes()).into_response()
         }
-        Ok(Some(b)) => Json(json_block(tree.height_of(&id).unwrap_or(0), &b)).into_response(),
-        Ok(None) => ApiError::not_found(format!("block {id} is not stored")),
+        Ok(Ok(Some(b))) => Json(json_block(height, &b)).into_response(),
+        Ok(Ok(None)) => ApiError::not_found(format!("block {id} is not stored")),
+        Ok(Err(e)) => ApiError::internal(e),
         Err(e) => ApiError::internal(e),
     }
 }

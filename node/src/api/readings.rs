@@ -48,29 +48,15 @@ const MAX_READING_MINUTES: u32 = 7 * 1440;
 
 pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Response {
     use relay_core::{Minute, MinuteRecord, RelayId};
-    let core = lock(&shared);
-    let tree = core.ledger.tree();
     let now = (crate::core::now_ms() / 60_000) as u32;
     // The bad parameter's name, if any.
     let parse = |v: &Option<String>, default: u32, name: &'static str| match v {
         None => Ok(default),
         Some(s) => parse_minute(s).ok_or((name, s.clone())),
     };
-    // Default end: now, or the relay's latest minute on the chain if later (a relay with a
-    // compressed clock, as in `demo --fast`, runs ahead of the wall clock).
-    let latest = (0..=tree.height())
-        .rev()
-        .take(10_000)
-        .filter_map(|h| tree.main_at(h))
-        .find_map(|id| {
-            tree.keys_of(&id)
-                .iter()
-                .filter(|k| k.relay.0 == q.relay)
-                .map(|k| k.minute.0)
-                .max()
-        })
-        .unwrap_or(0);
-    let bounds = parse(&q.to, now.max(latest), "to")
+    // Default: the last hour. (No record of a minute after now can be on the chain: rule 9
+    // and the two-minute bound on block times.)
+    let bounds = parse(&q.to, now, "to")
         .and_then(|to| parse(&q.from, to.saturating_sub(59), "from").map(|from| (from, to)));
     let (from, to) = match bounds {
         Ok(b) => b,
@@ -85,25 +71,46 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
             "from..to must be ordered and span at most {MAX_READING_MINUTES} minutes"
         ));
     }
-    let mut found: Vec<(u32, String, MinuteRecord, bool)> = Vec::new();
-    for m in from..=to {
-        let key = crate::chain::RecordKey::new(RelayId(q.relay), Minute(m));
-        let Some(h) = tree.record_height(&key) else {
-            continue;
-        };
-        let Ok(Some(block)) = core.ledger.block_at(h) else {
-            continue;
-        };
-        if let Some(r) = block
-            .records
-            .iter()
-            .filter_map(|b| MinuteRecord::decode(b).ok())
-            .find(|r| r.relay.0 == q.relay && r.minute.0 == m)
-        {
-            let disputed = core.is_disputed(&key);
-            found.push((h, block.id().to_hex(), r, disputed));
+    // Under the lock, only memory: which block holds each minute. The blocks are read after.
+    let (plan, reader) = {
+        let core = lock(&shared);
+        let tree = core.ledger.tree();
+        let plan: Vec<(u32, u32, crate::chain::BlockId, bool)> = (from..=to)
+            .filter_map(|m| {
+                let key = crate::chain::RecordKey::new(RelayId(q.relay), Minute(m));
+                let h = tree.record_height(&key)?;
+                let id = tree.main_at(h)?;
+                Some((m, h, id, core.is_disputed(&key)))
+            })
+            .collect();
+        (plan, core.ledger.reader())
+    };
+    let relay = q.relay;
+    let read = tokio::task::spawn_blocking(move || {
+        let mut found: Vec<(u32, String, MinuteRecord, bool)> = Vec::with_capacity(plan.len());
+        let mut last: Option<crate::chain::Block> = None;
+        for (m, h, id, disputed) in plan {
+            if last.as_ref().is_none_or(|b| b.id() != id) {
+                last = reader.block(&id)?;
+            }
+            let Some(block) = &last else { continue };
+            if let Some(r) = block
+                .records
+                .iter()
+                .filter_map(|b| MinuteRecord::decode(b).ok())
+                .find(|r| r.relay.0 == relay && r.minute.0 == m)
+            {
+                found.push((h, id.to_hex(), r, disputed));
+            }
         }
-    }
+        Ok::<_, crate::store::StoreError>(found)
+    })
+    .await;
+    let found = match read {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return ApiError::internal(e),
+        Err(e) => return ApiError::internal(e),
+    };
     if q.format.as_deref() == Some("csv") {
         // The export's columns (crate::render), one row per sample.
         let mut out = crate::render::csv_header().into_bytes();
@@ -141,16 +148,24 @@ pub(super) async fn proof(
     let Some(minute) = parse_minute(&minute) else {
         return ApiError::bad_request(format!("{minute} is not a minute"));
     };
-    let core = lock(&shared);
     let key = crate::chain::RecordKey::new(RelayId(relay), Minute(minute));
-    let Some(height) = core.ledger.tree().record_height(&key) else {
+    let (found, reader) = {
+        let core = lock(&shared);
+        let tree = core.ledger.tree();
+        let found = tree
+            .record_height(&key)
+            .and_then(|h| tree.main_at(h).map(|id| (h, id)));
+        (found, core.ledger.reader())
+    };
+    let Some((height, id)) = found else {
         return ApiError::not_found(format!(
             "no record of relay {relay} at minute {minute} on the chain"
         ));
     };
-    let block = match core.ledger.block_at(height) {
-        Ok(Some(b)) => b,
-        Ok(None) => return ApiError::internal("block missing"),
+    let block = match tokio::task::spawn_blocking(move || reader.block(&id)).await {
+        Ok(Ok(Some(b))) => b,
+        Ok(Ok(None)) => return ApiError::internal("block missing"),
+        Ok(Err(e)) => return ApiError::internal(e),
         Err(e) => return ApiError::internal(e),
     };
     let Some(index) = block.records.iter().position(|b| {
