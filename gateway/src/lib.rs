@@ -19,7 +19,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relay_core::registers::{encode_clock, CLOCK};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_modbus::server::tcp::Server;
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 use tracing::{debug, info, warn};
@@ -132,27 +131,16 @@ impl Gateway {
                 self.config.sync_every,
             ))
         });
-        let slots = Arc::new(Semaphore::new(self.config.max_clients.max(1)));
+        let slots = modbus_edge::Slots::new(modbus_edge::ClientLimits {
+            max_clients: self.config.max_clients.max(1),
+            idle_timeout: None,
+        });
         let service = Service { bus: self.bus };
-        let max = self.config.max_clients;
         let on_connected = move |stream: TcpStream, peer: SocketAddr| {
-            let slot = Arc::clone(&slots).try_acquire_owned();
-            let service = service.clone();
-            async move {
-                let Ok(slot) = slot else {
-                    warn!(%peer, max, "refusing client: too many connections");
-                    return Ok(None);
-                };
-                let _ = stream.set_nodelay(true);
-                debug!(%peer, "client connected");
-                Ok(Some((
-                    service,
-                    Held {
-                        stream,
-                        _slot: slot,
-                    },
-                )))
-            }
+            let admitted = slots
+                .admit(stream, peer)
+                .map(|conn| (service.clone(), conn));
+            async move { Ok(admitted) }
         };
         let result = Server::new(self.listener)
             .serve_until(
@@ -165,47 +153,6 @@ impl Gateway {
             task.abort();
         }
         result.map(|_| ()).map_err(GatewayError::Serve)
-    }
-}
-
-/// A client connection holding its slot among the allowed clients.
-#[derive(Debug)]
-struct Held {
-    stream: TcpStream,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl tokio::io::AsyncRead for Held {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Held {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 

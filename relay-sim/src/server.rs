@@ -4,20 +4,15 @@
 use std::future::{self, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use relay_core::registers::Exception;
 use relay_core::Minute;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep_until, Sleep};
+use tokio::time::sleep_until;
 use tokio_modbus::server::tcp::Server;
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::bank::{next_seq, Bank};
 use crate::clock::RelayClock;
@@ -70,73 +65,7 @@ fn to_modbus(e: Exception) -> ExceptionCode {
     }
 }
 
-/// A client connection: holds its slot among the allowed clients for as long as it lives,
-/// and fails its read when the client has sent nothing for the idle timeout, which closes
-/// the connection and frees the slot.
-struct Conn {
-    stream: TcpStream,
-    idle: Option<(Duration, Pin<Box<Sleep>>)>,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                if let Some((timeout, sleep)) = &mut this.idle {
-                    sleep.as_mut().reset(tokio::time::Instant::now() + *timeout);
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                let expired = match &mut this.idle {
-                    Some((_, sleep)) => sleep.as_mut().poll(cx).is_ready(),
-                    None => false,
-                };
-                if expired {
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "client idle for too long",
-                    )))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
-/// Limits on client connections.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientLimits {
-    /// Connections served at once; more are accepted and closed at once.
-    pub max_clients: usize,
-    /// A connection that sends nothing for this long is closed; `None` never closes.
-    pub idle_timeout: Option<Duration>,
-}
+pub use modbus_edge::ClientLimits;
 
 /// Serves Modbus TCP on `listener` until `shutdown` completes.
 ///
@@ -149,32 +78,13 @@ pub(crate) async fn serve(
     limits: ClientLimits,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_clients));
+    let slots = modbus_edge::Slots::new(limits);
     let service = RelayService { bank };
     let on_connected = move |stream: TcpStream, peer: SocketAddr| {
-        let slot = Arc::clone(&slots).try_acquire_owned();
-        let service = service.clone();
-        async move {
-            let Ok(slot) = slot else {
-                warn!(%peer, max = limits.max_clients, "refusing client: too many connections");
-                return Ok(None);
-            };
-            if let Err(e) = stream.set_nodelay(true) {
-                debug!(%peer, "cannot set TCP_NODELAY: {e}");
-            }
-            debug!(%peer, "client connected");
-            let idle = limits
-                .idle_timeout
-                .map(|t| (t, Box::pin(tokio::time::sleep(t))));
-            Ok(Some((
-                service,
-                Conn {
-                    stream,
-                    idle,
-                    _slot: slot,
-                },
-            )))
-        }
+        let admitted = slots
+            .admit(stream, peer)
+            .map(|conn| (service.clone(), conn));
+        async move { Ok(admitted) }
     };
     let on_error = |e: io::Error| debug!("client connection closed: {e}");
     Server::new(listener)
