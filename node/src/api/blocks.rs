@@ -107,7 +107,7 @@ pub(super) async fn blocks(
             .collect();
         (ids, core.ledger.reader())
     };
-    let read = tokio::task::spawn_blocking(move || {
+    let read = super::read_off_lock(move || {
         let mut found = Vec::with_capacity(ids.len());
         let mut bytes = 0usize;
         for (h, id) in ids {
@@ -122,13 +122,12 @@ pub(super) async fn blocks(
                 None => break,
             }
         }
-        Ok::<_, crate::store::StoreError>(found)
+        Ok(found)
     })
     .await;
     let found = match read {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return ApiError::internal(e),
-        Err(e) => return ApiError::internal(e),
+        Ok(f) => f,
+        Err(answer) => return answer,
     };
     if wants_raw(&headers) {
         let body = encode_list(found.iter().map(|(_, b)| b));
@@ -159,14 +158,13 @@ pub(super) async fn block(
             "no block {key}: give a main-chain height or a known 64-hex-digit id"
         ));
     };
-    match tokio::task::spawn_blocking(move || reader.block(&id)).await {
-        Ok(Ok(Some(b))) if wants_raw(&headers) => {
+    match super::read_off_lock(move || reader.block(&id)).await {
+        Ok(Some(b)) if wants_raw(&headers) => {
             ([(header::CONTENT_TYPE, RAW)], b.to_bytes()).into_response()
         }
-        Ok(Ok(Some(b))) => Json(json_block(height, &b)).into_response(),
-        Ok(Ok(None)) => ApiError::not_found(format!("block {id} is not stored")),
-        Ok(Err(e)) => ApiError::internal(e),
-        Err(e) => ApiError::internal(e),
+        Ok(Some(b)) => Json(json_block(height, &b)).into_response(),
+        Ok(None) => ApiError::not_found(format!("block {id} is not stored")),
+        Err(answer) => answer,
     }
 }
 

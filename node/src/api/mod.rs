@@ -111,6 +111,18 @@ impl From<crate::ledger::AddError> for ApiError {
     }
 }
 
+/// Runs a store read on a blocking thread (after the core's lock is released): disk reads
+/// never run on the async workers. A failure is a 500.
+async fn read_off_lock<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::internal(e)),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
 /// True if the client asked for raw bytes (`Accept: application/octet-stream`).
 fn wants_raw(headers: &HeaderMap) -> bool {
     headers

@@ -86,7 +86,7 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
         (plan, core.ledger.reader())
     };
     let relay = q.relay;
-    let read = tokio::task::spawn_blocking(move || {
+    let read = super::read_off_lock(move || {
         let mut found: Vec<(u32, String, MinuteRecord, bool)> = Vec::with_capacity(plan.len());
         let mut last: Option<crate::chain::Block> = None;
         for (m, h, id, disputed) in plan {
@@ -103,13 +103,12 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
                 found.push((h, id.to_hex(), r, disputed));
             }
         }
-        Ok::<_, crate::store::StoreError>(found)
+        Ok(found)
     })
     .await;
     let found = match read {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return ApiError::internal(e),
-        Err(e) => return ApiError::internal(e),
+        Ok(f) => f,
+        Err(answer) => return answer,
     };
     if q.format.as_deref() == Some("csv") {
         // The export's columns (crate::render), one row per sample.
@@ -162,11 +161,10 @@ pub(super) async fn proof(
             "no record of relay {relay} at minute {minute} on the chain"
         ));
     };
-    let block = match tokio::task::spawn_blocking(move || reader.block(&id)).await {
-        Ok(Ok(Some(b))) => b,
-        Ok(Ok(None)) => return ApiError::internal("block missing"),
-        Ok(Err(e)) => return ApiError::internal(e),
-        Err(e) => return ApiError::internal(e),
+    let block = match super::read_off_lock(move || reader.block(&id)).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return ApiError::internal("block missing"),
+        Err(answer) => return answer,
     };
     let Some(index) = block.records.iter().position(|b| {
         MinuteRecord::decode(b).is_ok_and(|r| r.relay.0 == relay && r.minute.0 == minute)
