@@ -45,24 +45,7 @@ pub enum Origin {
     Peer,
 }
 
-/// Counters for `/metrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Blocks this node mined and stored.
-    pub mined: u64,
-    /// Peer blocks stored.
-    pub received: u64,
-    /// Peer blocks refused (any rule, witness conflicts included).
-    pub rejected: u64,
-    /// Peer blocks refused because a record differs from what this node read itself.
-    pub witness_conflicts: u64,
-    /// Reorgs.
-    pub reorgs: u64,
-    /// Records found on the main chain that differ from this node's own read.
-    pub witness_disputes: u64,
-    /// Pulls from peers that claimed more work than ours and sent nothing usable.
-    pub peer_lies: u64,
-}
+pub use crate::metrics::Counters;
 
 /// The shared state of a node.
 #[derive(Debug)]
@@ -83,7 +66,7 @@ pub struct Core {
     /// The node's one HTTP client, for every request to a peer.
     pub client: reqwest::Client,
     /// How each peer behaves, by URL.
-    pub peer_health: std::collections::HashMap<String, crate::peers::PeerHealth>,
+    pub peer_health: std::collections::HashMap<String, crate::health::PeerHealth>,
     /// Counters.
     pub counters: Counters,
     /// Latency histograms, observed as the node works.
@@ -103,12 +86,7 @@ pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The wall clock in Unix milliseconds (0 before 1970): the node's one clock helper.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use crate::clock::now_ms;
 
 impl Core {
     /// A core over `ledger`, with nothing pending and no peers.
@@ -121,7 +99,7 @@ impl Core {
             sync_wanted: Arc::new(tokio::sync::Notify::new()),
             relays: Vec::new(),
             peers: Vec::new(),
-            client: crate::peers::client(),
+            client: crate::wire::client(),
             peer_health: std::collections::HashMap::new(),
             counters: Counters::default(),
             metrics: crate::metrics::Metrics::default(),
@@ -131,12 +109,12 @@ impl Core {
     }
 
     /// The health record of `peer`, created on first use.
-    pub fn peer_health(&mut self, peer: &str) -> &mut crate::peers::PeerHealth {
+    pub fn peer_health(&mut self, peer: &str) -> &mut crate::health::PeerHealth {
         self.peer_health
             .entry(peer.to_owned())
-            .or_insert_with(|| crate::peers::PeerHealth {
+            .or_insert_with(|| crate::health::PeerHealth {
                 url: peer.to_owned(),
-                ..crate::peers::PeerHealth::default()
+                ..crate::health::PeerHealth::default()
             })
     }
 

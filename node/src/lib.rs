@@ -11,11 +11,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub use gridledger_chain as chain;
 pub mod core;
 pub mod demo;
 pub mod export;
+pub mod health;
 pub mod keys;
 pub mod ledger;
 pub mod mempool;

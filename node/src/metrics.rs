@@ -17,6 +17,25 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// Counters for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Blocks this node mined and stored.
+    pub mined: u64,
+    /// Peer blocks stored.
+    pub received: u64,
+    /// Peer blocks refused (any rule, witness conflicts included).
+    pub rejected: u64,
+    /// Peer blocks refused because a record differs from what this node read itself.
+    pub witness_conflicts: u64,
+    /// Reorgs.
+    pub reorgs: u64,
+    /// Records found on the main chain that differ from this node's own read.
+    pub witness_disputes: u64,
+    /// Pulls from peers that claimed more work than ours and sent nothing usable.
+    pub peer_lies: u64,
+}
+
 /// The relay label of per-relay metrics.
 pub type RelayLabel = Vec<(String, String)>;
 
@@ -85,7 +104,7 @@ pub struct Snapshot {
     /// Configured peers.
     pub peers: u64,
     /// The core's counters.
-    pub counters: crate::core::Counters,
+    pub counters: Counters,
     /// Per relay.
     pub relays: Vec<RelayFigures>,
 }

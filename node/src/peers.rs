@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::wire::{decode_list, Status, MAX_LIST_ANSWER_BYTES, MAX_STATUS_BYTES};
 use tracing::{debug, warn};
 
@@ -16,8 +14,7 @@ use crate::chain::{BlockId, ValidationError};
 use crate::core::{lock, now_ms, Origin, Shared};
 use crate::ledger::AddError;
 
-/// How long one request to a peer may take.
-pub const TIMEOUT: Duration = Duration::from_secs(2);
+pub use crate::wire::TIMEOUT;
 
 /// Most batches one pull fetches (up to 500 blocks each): a peer cannot keep us busy for
 /// ever.
@@ -31,9 +28,6 @@ pub const PULL_DEADLINE: Duration = Duration::from_secs(30);
 /// Longest `POST /peers/resolve` waits for any one peer: it answers within this, with a
 /// per-peer result, however slow or hostile a peer is.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Longest a peer is left alone after failing again and again.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// Reads a response body, refusing one over `cap` bytes (a hostile peer could otherwise
 /// stream gigabytes within the timeout).
@@ -88,68 +82,6 @@ pub enum PeerError {
     Deadline(Duration),
 }
 
-/// What this node knows of one peer's behaviour, for `GET /peers` and for backing off.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PeerHealth {
-    /// The peer's base URL.
-    pub url: String,
-    /// Pulls that failed in a row (0: the last one went well).
-    pub failures_in_a_row: u32,
-    /// Times the peer claimed more work than ours and sent nothing new.
-    pub lies: u32,
-    /// No sync with it before this (Unix ms; 0: none pending).
-    pub backoff_until_ms: u64,
-    /// Why the last pull failed.
-    pub last_error: Option<String>,
-    /// When a pull from it last went well (Unix ms).
-    pub last_ok_ms: Option<u64>,
-    /// Blocks stored from it since start.
-    pub stored: u64,
-    /// A pull from it is under way.
-    #[serde(skip)]
-    pub in_flight: bool,
-}
-
-impl PeerHealth {
-    /// `"ok"`, `"failing"` or `"backed off"`, for people.
-    #[must_use]
-    pub fn state(&self, now_ms: u64) -> &'static str {
-        if self.backoff_until_ms > now_ms {
-            "backed off"
-        } else if self.failures_in_a_row > 0 {
-            "failing"
-        } else {
-            "ok"
-        }
-    }
-
-    /// Records the outcome of a pull: a success clears the failures; a failure backs the
-    /// peer off for `base × 2^(failures − 1)`, at most [`MAX_BACKOFF`]. A lie counts as a
-    /// failure too, and is remembered.
-    pub fn record(&mut self, result: &Result<u32, PeerError>, base: Duration, now_ms: u64) {
-        match result {
-            Ok(n) => {
-                self.failures_in_a_row = 0;
-                self.backoff_until_ms = 0;
-                self.last_error = None;
-                self.last_ok_ms = Some(now_ms);
-                self.stored += u64::from(*n);
-            }
-            Err(e) => {
-                if matches!(e, PeerError::NoProgress(_)) {
-                    self.lies += 1;
-                    warn!(peer = %self.url, lies = self.lies, "{e}; backing off");
-                }
-                self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
-                let factor = 1u32 << (self.failures_in_a_row - 1).min(20);
-                let wait = base.saturating_mul(factor).min(MAX_BACKOFF);
-                self.backoff_until_ms = now_ms + u64::try_from(wait.as_millis()).unwrap_or(0);
-                self.last_error = Some(e.to_string());
-            }
-        }
-    }
-}
-
 /// Longest peer URL accepted.
 pub const MAX_PEER_URL: usize = 256;
 
@@ -168,14 +100,18 @@ pub fn peer_url(s: &str) -> Result<String, String> {
     }
 }
 
-/// The node's HTTP client (one per node, kept in the core: connections are pooled across
-/// pushes, pulls and resolves).
-#[must_use]
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .build()
-        .unwrap_or_default()
+pub use crate::health::PeerHealth;
+pub use crate::wire::client;
+
+/// How a pull went, for the peer's health record.
+fn outcome(r: &Result<u32, PeerError>) -> crate::health::Outcome {
+    match r {
+        Ok(n) => crate::health::Outcome::Stored(*n),
+        Err(e) => crate::health::Outcome::Failed {
+            error: e.to_string(),
+            lied: matches!(e, PeerError::NoProgress(_)),
+        },
+    }
 }
 
 /// Sends a block to every peer at once, without waiting: failures are logged only.
@@ -373,7 +309,7 @@ pub async fn resolve(client: &reqwest::Client, shared: &Shared) -> Vec<Resolved>
                     core.counters.peer_lies += 1;
                 }
                 let health = core.peer_health(&peer);
-                health.record(&r, RESOLVE_TIMEOUT, now_ms());
+                health.record(&outcome(&r), RESOLVE_TIMEOUT, now_ms());
             }
             let resolved = Resolved {
                 peer,
@@ -430,7 +366,7 @@ pub fn sync_round(client: &reqwest::Client, shared: &Shared, base: Duration) {
             }
             let health = core.peer_health(&peer);
             health.in_flight = false;
-            health.record(&r, base, now_ms());
+            health.record(&outcome(&r), base, now_ms());
         });
     }
 }

@@ -306,7 +306,7 @@ pub async fn poll_relay_observed(
                         st.last_minute = Some(rec.minute);
                         st.records += 1;
                         let ahead = crate::chain::validate::minute_closes_ms(rec.minute)
-                            .saturating_sub(crate::core::now_ms());
+                            .saturating_sub(crate::clock::now_ms());
                         if ahead >= CLOCK_AHEAD_TOLERANCE_MS
                             && st.clock_ahead_ms < CLOCK_AHEAD_TOLERANCE_MS
                         {
@@ -351,7 +351,7 @@ pub async fn poll_relay_observed(
         }
         retry = Duration::from_secs(1);
         // Next aligned instant, plus the offset.
-        let now_ms = crate::core::now_ms();
+        let now_ms = crate::clock::now_ms();
         let next = (now_ms / period_ms + 1) * period_ms;
         let wait = Duration::from_millis(next - now_ms) + config.offset;
         tokio::time::sleep_until(Instant::now() + wait).await;

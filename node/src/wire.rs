@@ -25,6 +25,19 @@ pub const MAX_LIST_ANSWER_BYTES: usize = MAX_LIST_BYTES + (1 << 20) + 1024;
 /// Most bytes a client reads of a peer's `GET /status`.
 pub const MAX_STATUS_BYTES: usize = 1 << 20;
 
+/// How long one request to a peer may take.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The node's HTTP client (one per node, kept in the core: connections are pooled across
+/// pushes, pulls and resolves), with the peer [`TIMEOUT`].
+#[must_use]
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap_or_default()
+}
+
 /// Why a raw block list does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

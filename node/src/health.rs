@@ -1,0 +1,86 @@
+//! What a node knows of each peer's behaviour: failures, lies, and when to try it again.
+//! Shown in `GET /peers`; the sync loop skips a peer while it is backed off.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::warn;
+
+/// Longest a peer is left alone after failing again and again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// How a pull from a peer went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It went well; this many blocks were stored.
+    Stored(u32),
+    /// It failed.
+    Failed {
+        /// Why.
+        error: String,
+        /// The peer claimed more work than ours and sent nothing usable.
+        lied: bool,
+    },
+}
+
+/// What this node knows of one peer's behaviour, for `GET /peers` and for backing off.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PeerHealth {
+    /// The peer's base URL.
+    pub url: String,
+    /// Pulls that failed in a row (0: the last one went well).
+    pub failures_in_a_row: u32,
+    /// Times the peer claimed more work than ours and sent nothing new.
+    pub lies: u32,
+    /// No sync with it before this (Unix ms; 0: none pending).
+    pub backoff_until_ms: u64,
+    /// Why the last pull failed.
+    pub last_error: Option<String>,
+    /// When a pull from it last went well (Unix ms).
+    pub last_ok_ms: Option<u64>,
+    /// Blocks stored from it since start.
+    pub stored: u64,
+    /// A pull from it is under way.
+    #[serde(skip)]
+    pub in_flight: bool,
+}
+
+impl PeerHealth {
+    /// `"ok"`, `"failing"` or `"backed off"`, for people.
+    #[must_use]
+    pub fn state(&self, now_ms: u64) -> &'static str {
+        if self.backoff_until_ms > now_ms {
+            "backed off"
+        } else if self.failures_in_a_row > 0 {
+            "failing"
+        } else {
+            "ok"
+        }
+    }
+
+    /// Records the outcome of a pull: a success clears the failures; a failure backs the
+    /// peer off for `base × 2^(failures − 1)`, at most [`MAX_BACKOFF`]. A lie counts as a
+    /// failure too, and is remembered.
+    pub fn record(&mut self, outcome: &Outcome, base: Duration, now_ms: u64) {
+        match outcome {
+            Outcome::Stored(n) => {
+                self.failures_in_a_row = 0;
+                self.backoff_until_ms = 0;
+                self.last_error = None;
+                self.last_ok_ms = Some(now_ms);
+                self.stored += u64::from(*n);
+            }
+            Outcome::Failed { error, lied } => {
+                if *lied {
+                    self.lies += 1;
+                    warn!(peer = %self.url, lies = self.lies, "{error}; backing off");
+                }
+                self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+                let factor = 1u32 << (self.failures_in_a_row - 1).min(20);
+                let wait = base.saturating_mul(factor).min(MAX_BACKOFF);
+                self.backoff_until_ms = now_ms + u64::try_from(wait.as_millis()).unwrap_or(0);
+                self.last_error = Some(error.clone());
+            }
+        }
+    }
+}
