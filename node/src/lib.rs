@@ -1,13 +1,17 @@
 //! `gridledger`: a proof-of-work ledger of substation relay minute records.
 //!
-//! The data path, top down: [`poll`] (reading relays) → [`chain`] (what a block is, how it
-//! is mined, checked and chosen) → [`mempool`] (records waiting for a block) → [`store`] (redb on disk) →
-//! [`ledger`] (store, tree and rules as one consistent whole) → [`export`]. [`keys`] holds
+//! The data path, top down: [`poll`] (reading relays) → [`chain`] (the `gridledger-chain`
+//! crate: what a block is, how it is mined, checked and chosen) → [`mempool`] (records
+//! waiting for a block) → [`store`] (redb on disk) → [`ledger`] (store, tree and rules as one
+//! consistent whole) → [`render`] (records as JSON and CSV) and [`export`]. [`keys`] holds
 //! the miner's key.
 //!
-//! At run time: [`run`] starts a node's tasks around one shared [`core`] (ledger, mempool,
-//! witness, counters); [`peers`] pushes and pulls blocks; [`api`] serves HTTP and the
-//! dashboard.
+//! At run time: [`config`] turns flags and files into a node's settings; [`run`] starts a
+//! node's tasks around one shared [`core`] (ledger, mempool, witness and disputes,
+//! counters); [`peers`] pushes and pulls blocks, speaking [`wire`], and keeps each peer's
+//! [`health`]; [`api`] serves HTTP and the dashboard; [`metrics`] renders `/metrics`.
+//! [`demo`] is the testbed; [`offline`] and [`repair`] are the tools that work on a data dir
+//! without a node. [`clock`] is the one wall clock.
 #![forbid(unsafe_code)]
 
 pub mod api;
