@@ -34,6 +34,10 @@ pub struct Config {
     pub bus: BusConfig,
     /// TCP connections served at once.
     pub max_clients: usize,
+    /// Close a connection that sends nothing for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// A request must arrive whole within this long of its first byte (`None`: no limit).
+    pub request_deadline: Option<Duration>,
     /// Units whose clock the gateway sets at start and every `sync_every` (empty: none).
     pub sync_units: Vec<u8>,
     /// Period of the clock sync.
@@ -133,7 +137,8 @@ impl Gateway {
         });
         let slots = modbus_edge::Slots::new(modbus_edge::ClientLimits {
             max_clients: self.config.max_clients.max(1),
-            idle_timeout: None,
+            idle_timeout: self.config.idle_timeout,
+            request_deadline: self.config.request_deadline,
         });
         let service = Service { bus: self.bus };
         let on_connected = move |stream: TcpStream, peer: SocketAddr| {

@@ -46,6 +46,13 @@ struct Args {
     /// Modbus TCP connections served at once; more are closed at once.
     #[arg(long, env = "GATEWAY_MAX_CLIENTS", default_value_t = 64)]
     max_clients: usize,
+    /// Close a connection that sends nothing for this many seconds (0: never).
+    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    idle_timeout_secs: u64,
+    /// A request must arrive whole within this many milliseconds of its first byte, or the
+    /// connection is closed (0: no limit).
+    #[arg(long, env = "GATEWAY_REQUEST_DEADLINE_MS", default_value_t = 5000)]
+    request_deadline_ms: u64,
     /// Write the host's UTC time into the relays' clock block at start and every hour.
     #[arg(long, env = "GATEWAY_SYNC_CLOCK", default_value_t = true, action = clap::ArgAction::Set)]
     sync_clock: bool,
@@ -93,6 +100,10 @@ fn main() -> ExitCode {
             silent_interval: line.silent_interval(),
         },
         max_clients: args.max_clients,
+        idle_timeout: (args.idle_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.idle_timeout_secs)),
+        request_deadline: (args.request_deadline_ms > 0)
+            .then(|| Duration::from_millis(args.request_deadline_ms)),
         sync_units: if args.sync_clock {
             args.sync_units
         } else {

@@ -124,6 +124,8 @@ async fn gateway_with(
             silent_interval: line.silent_interval(),
         },
         max_clients,
+        idle_timeout: Some(Duration::from_secs(300)),
+        request_deadline: Some(Duration::from_secs(5)),
         sync_units,
         sync_every: Duration::from_secs(3600),
     };
@@ -336,4 +338,56 @@ async fn client_connections_are_bounded() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut d = client(gw).await;
     assert!(d.read_input_registers(0, 1).await.expect("io").is_ok());
+}
+
+/// Sends a frame and reads a 9-byte answer (an exception).
+async fn ask(s: &mut tokio::net::TcpStream, frame: &[u8]) -> [u8; 9] {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 9];
+    s.write_all(frame).await.expect("sent");
+    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf))
+        .await
+        .expect("answered in time")
+        .expect("answered");
+    buf
+}
+
+/// Issue 15, findings 1–3 at the gateway: the FC15 frame that panics tokio-modbus's decoder
+/// gets 0x03, reserved function codes get 0x01 (never the bus), a header that is not Modbus
+/// closes the connection at once, and the same connection goes on after the exceptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_are_answered_at_the_edge() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let slave = SoftSlave::start(SocketAddr::from(([127, 0, 0, 1], 0)), relay()).await;
+    let (gw, stats, _stop) = gateway(slave.addr, vec![]).await;
+    let before = stats.requests.load(Ordering::SeqCst);
+    let mut s = tokio::net::TcpStream::connect(gw).await.expect("connects");
+    let fc15 = vec![
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x08, 0x01, 0x0F, 0x00, 0x00, 0x00, 0x10, 0x01, 0xFF,
+    ];
+    assert_eq!(ask(&mut s, &fc15).await, [0, 1, 0, 0, 0, 3, 1, 0x8F, 0x03]);
+    for fc in [0x00u8, 0x80, 0xFF] {
+        let frame = vec![0, 2, 0, 0, 0, 2, 1, fc];
+        assert_eq!(
+            ask(&mut s, &frame).await,
+            [0, 2, 0, 0, 0, 3, 1, fc | 0x80, 0x01]
+        );
+    }
+    // None of that reached the bus; a good read still does.
+    assert_eq!(stats.requests.load(Ordering::SeqCst), before);
+    s.write_all(&[0, 3, 0, 0, 0, 6, 1, 0x04, 0, 0, 0, 1])
+        .await
+        .expect("sent");
+    let mut answer = [0u8; 11];
+    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut answer))
+        .await
+        .expect("in time")
+        .expect("answered");
+    assert_eq!(answer[7], 0x04);
+
+    let mut bad = tokio::net::TcpStream::connect(gw).await.expect("connects");
+    bad.write_all(&[0, 1, 0, 9, 0, 6, 1]).await.expect("sent");
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(1), bad.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
 }

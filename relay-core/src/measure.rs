@@ -474,7 +474,14 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The longest relay name, in bytes of UTF-8.
+    pub const NAME_MAX: usize = 32;
+    /// The longest substation name, in bytes of UTF-8.
+    pub const SUBSTATION_MAX: usize = 64;
+
     /// Builds an identity, cutting each name at a character boundary to fit its field.
+    /// Configuration that comes from a person should be checked against
+    /// [`Identity::NAME_MAX`] and [`Identity::SUBSTATION_MAX`] first and refused, not cut.
     #[must_use]
     pub fn new(relay: RelayId, name: &str, substation: &str) -> Self {
         Identity {

@@ -86,6 +86,7 @@ impl Default for Config {
             limits: ClientLimits {
                 max_clients: 256,
                 idle_timeout: Some(Duration::from_secs(300)),
+                request_deadline: Some(modbus_edge::DEFAULT_REQUEST_DEADLINE),
             },
         }
     }
@@ -108,6 +109,15 @@ pub enum SimError {
     },
     /// `--max-clients` is 0.
     MaxClients,
+    /// A name does not fit its field of the register map (it would be cut).
+    NameTooLong {
+        /// The flag.
+        flag: &'static str,
+        /// Its length in bytes (with `{unit}` replaced by the widest unit id).
+        len: usize,
+        /// The field's size.
+        max: usize,
+    },
     /// The listen address could not be bound.
     Bind(SocketAddr, io::Error),
     /// The server failed while running.
@@ -129,6 +139,10 @@ impl fmt::Display for SimError {
                 "--unit-id {first} with --relays {relays} is not allowed: unit ids must stay within 1..=247"
             ),
             SimError::MaxClients => f.write_str("--max-clients must be at least 1"),
+            SimError::NameTooLong { flag, len, max } => write!(
+                f,
+                "{flag} is {len} bytes of UTF-8; the register map holds at most {max}"
+            ),
             SimError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             SimError::Serve(e) => write!(f, "Modbus server failed: {e}"),
         }
@@ -162,6 +176,24 @@ impl Config {
         }
         if self.limits.max_clients == 0 {
             return Err(SimError::MaxClients);
+        }
+        let widest = (self.unit_id..=self.unit_id.saturating_add(self.relays - 1))
+            .map(|u| self.relay_name.replace("{unit}", &u.to_string()).len())
+            .max()
+            .unwrap_or(0);
+        if widest > relay_core::Identity::NAME_MAX {
+            return Err(SimError::NameTooLong {
+                flag: "--relay-name",
+                len: widest,
+                max: relay_core::Identity::NAME_MAX,
+            });
+        }
+        if self.substation.len() > relay_core::Identity::SUBSTATION_MAX {
+            return Err(SimError::NameTooLong {
+                flag: "--substation",
+                len: self.substation.len(),
+                max: relay_core::Identity::SUBSTATION_MAX,
+            });
         }
         Ok(())
     }

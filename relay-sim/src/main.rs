@@ -83,6 +83,11 @@ struct Args {
     #[arg(long, env = "RELAY_SIM_IDLE_TIMEOUT_SECS", default_value_t = 300)]
     idle_timeout_secs: u64,
 
+    /// A request must arrive whole within this many milliseconds of its first byte, or the
+    /// connection is closed (0: no limit).
+    #[arg(long, env = "RELAY_SIM_REQUEST_DEADLINE_MS", default_value_t = 5000)]
+    request_deadline_ms: u64,
+
     /// Threads serving Modbus. One serves about 100 000 reads/s with the lowest latency;
     /// more only help with far more clients than cores.
     #[arg(long, env = "RELAY_SIM_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
@@ -125,6 +130,8 @@ fn main() -> ExitCode {
             max_clients: args.max_clients,
             idle_timeout: (args.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(args.idle_timeout_secs)),
+            request_deadline: (args.request_deadline_ms > 0)
+                .then(|| Duration::from_millis(args.request_deadline_ms)),
         },
     };
     let runtime = if threads == 1 {

@@ -331,14 +331,19 @@ async fn garbage_and_vanishing_clients_do_not_disturb_others() {
         "bad protocol id is disconnected"
     );
 
-    // A malformed write (byte count disagrees with quantity): dropped.
+    // A malformed write (byte count disagrees with quantity): exception 0x03 from the
+    // edge, and the connection goes on (it used to be dropped).
     let mut bad = TcpStream::connect(sim.addr).await.expect("connects");
-    bad.write_all(&[0, 1, 0, 0, 0, 9, 1, 0x10, 0, 0, 0, 2, 9, 0, 0])
-        .await
-        .expect("sent");
+    let answer = raw_request(&mut bad, 1, 1, &[0x10, 0, 0, 0, 2, 9, 0, 0], WAIT).await;
+    assert_eq!(
+        answer,
+        Some(vec![0x90, 0x03]),
+        "malformed request gets 0x03"
+    );
+    let again = raw_request(&mut bad, 2, 1, &[0x04, 0, 0, 0, 1], WAIT).await;
     assert!(
-        closed_within(&mut bad, WAIT).await,
-        "malformed request is disconnected"
+        again.is_some_and(|pdu| pdu[0] == 0x04),
+        "and the connection goes on"
     );
 
     // Half a frame, then gone.
@@ -376,6 +381,7 @@ async fn client_limit_and_idle_timeout() {
         limits: ClientLimits {
             max_clients: 2,
             idle_timeout: Some(Duration::from_millis(500)),
+            request_deadline: None,
         },
         ..fast(60.0)
     })
@@ -487,6 +493,30 @@ async fn bad_config_is_refused_with_the_flag_named() {
                 ..Config::default()
             },
             "--unit-id 240",
+        ),
+        (
+            // Issue 15, finding 8: names too long for their fields are refused, not cut.
+            Config {
+                relay_name: "x".repeat(33),
+                ..Config::default()
+            },
+            "--relay-name is 33 bytes",
+        ),
+        (
+            // 31 bytes + "{unit}" for unit 100 = 34 bytes.
+            Config {
+                relay_name: format!("{}{{unit}}", "r".repeat(31)),
+                unit_id: 100,
+                ..Config::default()
+            },
+            "--relay-name is 34 bytes",
+        ),
+        (
+            Config {
+                substation: "é".repeat(33),
+                ..Config::default()
+            },
+            "--substation is 66 bytes",
         ),
         (
             Config {
