@@ -49,6 +49,11 @@ pub const BOARD: Config = Config {
     silence_ms: 2,
 };
 
+/// How far a set clock may be corrected: this much, plus as much again for every hour since
+/// the last correction. A crystal drifts well under a second an hour; a client that wants
+/// to move the clock by minutes is not correcting drift.
+pub const CLOCK_SLEW_MS_PER_HOUR: u64 = 2_000;
+
 /// The register map with the one writable block: the clock.
 #[derive(Debug)]
 struct Map {
@@ -56,8 +61,18 @@ struct Map {
     /// Unix milliseconds at uptime 0, once a master has set the clock.
     offset_ms: Option<u64>,
     uptime_ms: u64,
+    /// Uptime of the last accepted clock write.
+    set_at_uptime_ms: u64,
     /// Set by a clock write, consumed by the next tick.
     clock_changed: bool,
+}
+
+impl Map {
+    /// The largest correction accepted now (see [`CLOCK_SLEW_MS_PER_HOUR`]).
+    fn slew_allowed_ms(&self) -> u64 {
+        let hours = self.uptime_ms.saturating_sub(self.set_at_uptime_ms) / 3_600_000;
+        CLOCK_SLEW_MS_PER_HOUR.saturating_mul(hours.saturating_add(1))
+    }
 }
 
 impl Registers for Map {
@@ -65,6 +80,10 @@ impl Registers for Map {
         self.image.read(address, quantity)
     }
 
+    /// The clock block takes one FC16 of all four registers (Unix seconds). An unset clock
+    /// (after power-up) takes any time; a set one only a correction within the slew
+    /// allowance, else 0x03 and the clock is unchanged. Setting an arbitrary time again
+    /// takes the privileged sequence: a power cycle (physical access), then a first set.
     fn write(&mut self, address: u16, values: &[u16]) -> Result<(), Exception> {
         if address != CLOCK.start || values.len() != usize::from(CLOCK.len) {
             return Err(Exception::IllegalDataAddress);
@@ -72,7 +91,15 @@ impl Registers for Map {
         let secs = values
             .iter()
             .fold(0u64, |acc, &v| (acc << 16) | u64::from(v));
-        self.offset_ms = Some(secs.saturating_mul(1000).saturating_sub(self.uptime_ms));
+        let new_ms = secs.saturating_mul(1000);
+        if let Some(offset) = self.offset_ms {
+            let now = offset + self.uptime_ms;
+            if new_ms.abs_diff(now) > self.slew_allowed_ms() {
+                return Err(Exception::IllegalDataValue);
+            }
+        }
+        self.offset_ms = Some(new_ms.saturating_sub(self.uptime_ms));
+        self.set_at_uptime_ms = self.uptime_ms;
         self.clock_changed = true;
         Ok(())
     }
@@ -109,6 +136,7 @@ impl Relay {
                 image,
                 offset_ms: None,
                 uptime_ms: 0,
+                set_at_uptime_ms: 0,
                 clock_changed: false,
             },
             model: SignalModel::new(config.seed, config.profile),
@@ -372,6 +400,40 @@ mod tests {
             rec.record,
             model.record(BOARD.relay, minute, 6, RecordFlags::CLOCK_SET)
         );
+    }
+
+    /// Issue 15, finding 7: once set, the clock takes only small corrections.
+    #[test]
+    fn a_set_clock_cannot_be_pulled() {
+        let mut relay = Relay::new(BOARD);
+        let mut uart = MockUart::default();
+        let set = |secs: u64| {
+            let mut pdu = vec![0x10, (CLOCK.start >> 8) as u8, CLOCK.start as u8, 0, 4, 8];
+            for w in encode_clock(secs) {
+                pdu.extend_from_slice(&w.to_be_bytes());
+            }
+            pdu
+        };
+        let t0 = 1_795_542_630u64;
+        // Unset: any time is taken.
+        let ok = transact(&mut relay, &mut uart, 1_000, &set(t0)).expect("answered");
+        assert_eq!(ok[0], 0x10);
+        assert!(relay.clock_set());
+        // Nine minutes back, as in the finding: refused, clock unchanged.
+        let before = relay.now_ms();
+        let no = transact(&mut relay, &mut uart, 2_000, &set(t0 - 9 * 60)).expect("answered");
+        assert_eq!(no, [0x90, 0x03]);
+        assert!(relay.now_ms().abs_diff(before + 1_000) < 50, "unchanged");
+        // A correction of 2 s within the first hour: taken.
+        let ok = transact(&mut relay, &mut uart, 3_000, &set(t0 + 2 + 2)).expect("answered");
+        assert_eq!(ok[0], 0x10);
+        // 4 s is over the allowance; two hours later, 5 s is within it (3 × 2 s).
+        let no = transact(&mut relay, &mut uart, 4_000, &set(t0 + 3 + 3 + 3)).expect("answered");
+        assert_eq!(no, [0x90, 0x03]);
+        let later = 4_000 + 2 * 3_600_000;
+        let now_secs = relay.now_ms() / 1000 + (later - 4_000) / 1000;
+        let ok = transact(&mut relay, &mut uart, later, &set(now_secs + 5)).expect("answered");
+        assert_eq!(ok[0], 0x10);
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct BusStats {
     pub timeouts: AtomicU64,
     /// Times the line had to be (re)opened.
     pub opens: AtomicU64,
+    /// Clients' writes to the relay clock refused (see `Config::allow_clock_writes`).
+    pub clock_writes_refused: AtomicU64,
 }
 
 type Reply = Result<Response, ExceptionCode>;

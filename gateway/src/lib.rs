@@ -38,6 +38,9 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// A request must arrive whole within this long of its first byte (`None`: no limit).
     pub request_deadline: Option<Duration>,
+    /// Pass clients' writes to the relay clock block (400–403) to the bus. Off by default:
+    /// only the gateway's own clock sync writes the clock.
+    pub allow_clock_writes: bool,
     /// Units whose clock the gateway sets at start and every `sync_every` (empty: none).
     pub sync_units: Vec<u8>,
     /// Period of the clock sync.
@@ -68,6 +71,22 @@ impl std::error::Error for GatewayError {}
 #[derive(Clone, Debug)]
 struct Service {
     bus: Bus,
+    allow_clock_writes: bool,
+}
+
+/// True if `request` writes any register of the relay clock block (400–403).
+fn writes_clock(request: &Request<'_>) -> bool {
+    let hits = |start: u16, len: usize| {
+        let end = u32::from(start) + len as u32;
+        u32::from(start) < u32::from(CLOCK.start) + u32::from(CLOCK.len)
+            && end > u32::from(CLOCK.start)
+    };
+    match request {
+        Request::WriteSingleRegister(a, _) | Request::MaskWriteRegister(a, _, _) => hits(*a, 1),
+        Request::WriteMultipleRegisters(a, words) => hits(*a, words.len()),
+        Request::ReadWriteMultipleRegisters(_, _, a, words) => hits(*a, words.len()),
+        _ => false,
+    }
 }
 
 impl tokio_modbus::server::Service for Service {
@@ -79,10 +98,23 @@ impl tokio_modbus::server::Service for Service {
 
     fn call(&self, req: Self::Request) -> Self::Future {
         let bus = self.bus.clone();
+        let allow_clock_writes = self.allow_clock_writes;
         Box::pin(async move {
             if req.slave == 0 {
                 // A broadcast has no answer to wait for; we do not put broadcasts on the bus.
                 return Ok(None);
+            }
+            if !allow_clock_writes && writes_clock(&req.request) {
+                // The relay's clock decides every record's minute: only the gateway's own
+                // sync (bounded by the relay's slew rule) may write it.
+                bus.stats()
+                    .clock_writes_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    unit = req.slave,
+                    "refused a client's write to the relay clock (see --allow-clock-writes)"
+                );
+                return Err(ExceptionCode::IllegalDataAddress);
             }
             bus.call(req.slave, req.request).await.map(Some)
         })
@@ -140,7 +172,10 @@ impl Gateway {
             idle_timeout: self.config.idle_timeout,
             request_deadline: self.config.request_deadline,
         });
-        let service = Service { bus: self.bus };
+        let service = Service {
+            bus: self.bus,
+            allow_clock_writes: self.config.allow_clock_writes,
+        };
         let on_connected = move |stream: TcpStream, peer: SocketAddr| {
             let admitted = slots
                 .admit(stream, peer)

@@ -56,6 +56,11 @@ struct Args {
     /// Write the host's UTC time into the relays' clock block at start and every hour.
     #[arg(long, env = "GATEWAY_SYNC_CLOCK", default_value_t = true, action = clap::ArgAction::Set)]
     sync_clock: bool,
+    /// Pass clients' writes to the relays' clock block (registers 400-403) to the bus. Off
+    /// by default: every record's minute comes from that clock, so only the gateway's own
+    /// sync writes it, and the relay takes only small corrections once set.
+    #[arg(long, env = "GATEWAY_ALLOW_CLOCK_WRITES")]
+    allow_clock_writes: bool,
     /// Unit ids whose clock to set (repeat for several).
     #[arg(
         long = "sync-unit",
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
             .then(|| Duration::from_secs(args.idle_timeout_secs)),
         request_deadline: (args.request_deadline_ms > 0)
             .then(|| Duration::from_millis(args.request_deadline_ms)),
+        allow_clock_writes: args.allow_clock_writes,
         sync_units: if args.sync_clock {
             args.sync_units
         } else {

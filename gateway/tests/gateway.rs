@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use firmware::{Relay, BOARD};
 use gateway::{BusConfig, BusStats, Config, Endpoint, Gateway, Line, Parity};
-use relay_core::registers::{decode_identity, IDENTITY};
+use relay_core::registers::{decode_identity, CLOCK, IDENTITY};
 use relay_core::RecordFlags;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -126,6 +126,7 @@ async fn gateway_with(
         max_clients,
         idle_timeout: Some(Duration::from_secs(300)),
         request_deadline: Some(Duration::from_secs(5)),
+        allow_clock_writes: false,
         sync_units,
         sync_every: Duration::from_secs(3600),
     };
@@ -390,4 +391,32 @@ async fn malformed_frames_are_answered_at_the_edge() {
     let mut buf = [0u8; 16];
     let closed = tokio::time::timeout(Duration::from_secs(1), bad.read(&mut buf)).await;
     assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
+}
+
+/// Issue 15, finding 7: a client's FC16 to the clock block never reaches the relay; the
+/// gateway's own sync still sets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_write_the_relay_clock() {
+    let r = relay();
+    let slave = SoftSlave::start(SocketAddr::from(([127, 0, 0, 1], 0)), Arc::clone(&r)).await;
+    let (gw, stats, _stop) = gateway(slave.addr, vec![]).await;
+    let mut ctx = client(gw).await;
+    let words = relay_core::registers::encode_clock(1_795_542_630);
+    assert_eq!(
+        ctx.write_multiple_registers(CLOCK.start, &words)
+            .await
+            .expect("io"),
+        Err(ExceptionCode::IllegalDataAddress)
+    );
+    assert_eq!(
+        ctx.write_single_register(CLOCK.start + 3, 7)
+            .await
+            .expect("io"),
+        Err(ExceptionCode::IllegalDataAddress)
+    );
+    assert!(
+        !r.lock().expect("lock").clock_set(),
+        "the relay's clock was not touched"
+    );
+    assert_eq!(stats.clock_writes_refused.load(Ordering::SeqCst), 2);
 }
