@@ -6,6 +6,14 @@
 //! the bus one read. Between transactions it keeps the RTU silent interval. A slave that does
 //! not answer within the timeout is retried, then reported with 0x0B; a line that cannot be
 //! opened (or breaks) is reported with 0x0A and reopened on the next request.
+//!
+//! Queue discipline: a request whose client has stopped waiting (its deadline passed, or
+//! its call was dropped) is dropped unsent. A unit that has not answered two transactions
+//! in a row is *down*: its requests get 0x0B at once, without the bus, for 2 s, doubling up
+//! to 30 s while it stays silent; then one request probes it. So a dead unit costs the
+//! others a few timeouts, not one per queued request. Each client connection has at most
+//! one request in flight (the server answers a connection's requests in order), so a client
+//! can queue no more than that, and the queue is served in arrival order.
 
 use std::fmt;
 use std::pin::Pin;
@@ -119,6 +127,10 @@ pub struct BusStats {
     pub opens: AtomicU64,
     /// Clients' writes to the relay clock refused (see `Config::allow_clock_writes`).
     pub clock_writes_refused: AtomicU64,
+    /// Requests dropped unsent because their client had stopped waiting.
+    pub stale_dropped: AtomicU64,
+    /// Requests answered 0x0B at once because their unit is down.
+    pub down_answers: AtomicU64,
 }
 
 type Reply = Result<Response, ExceptionCode>;
@@ -127,6 +139,22 @@ struct Job {
     unit: u8,
     request: Request<'static>,
     reply: oneshot::Sender<Reply>,
+    /// After this the client has stopped waiting: the job never reaches the bus.
+    deadline: Instant,
+}
+
+/// Transactions that found no answer in a row before a unit is taken for down.
+const DOWN_AFTER: u32 = 2;
+/// First and longest time a down unit is answered 0x0B without touching the bus.
+const DOWN_FIRST: Duration = Duration::from_secs(2);
+const DOWN_MAX: Duration = Duration::from_secs(30);
+
+/// What the bus knows of one unit's answers.
+#[derive(Clone, Copy, Debug, Default)]
+struct UnitHealth {
+    timeouts_in_a_row: u32,
+    down_until: Option<Instant>,
+    backoff: Duration,
 }
 
 /// A handle to send requests to the bus task.
@@ -177,6 +205,7 @@ impl Bus {
             unit,
             request,
             reply,
+            deadline: Instant::now() + self.deadline,
         };
         if self.jobs.send(job).await.is_err() {
             return Err(ExceptionCode::GatewayPathUnavailable);
@@ -238,14 +267,32 @@ async fn run(config: BusConfig, mut jobs: mpsc::Receiver<Job>, stats: Arc<BusSta
         ctx: None,
         quiet_until: Instant::now(),
     };
+    let mut units: std::collections::HashMap<u8, UnitHealth> = std::collections::HashMap::new();
     while let Some(first) = jobs.recv().await {
         // Everything queued now is concurrent with `first`: group identical reads.
         let mut batch = vec![first];
         while let Ok(job) = jobs.try_recv() {
             batch.push(job);
         }
+        let now = Instant::now();
         let mut groups: Vec<(u8, Request<'static>, Vec<oneshot::Sender<Reply>>)> = Vec::new();
         for job in batch {
+            // A client that stopped waiting (its call timed out, or it went away and its
+            // call was dropped) costs the bus nothing.
+            if job.reply.is_closed() || job.deadline <= now {
+                stats.stale_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            // A unit that stopped answering is answered 0x0B at once until its window ends.
+            if units
+                .get(&job.unit)
+                .and_then(|u| u.down_until)
+                .is_some_and(|t| now < t)
+            {
+                stats.down_answers.fetch_add(1, Ordering::Relaxed);
+                let _ = job.reply.send(Err(ExceptionCode::GatewayTargetDevice));
+                continue;
+            }
             let key = read_key(job.unit, &job.request);
             let same = key.and_then(|k| {
                 groups
@@ -261,7 +308,37 @@ async fn run(config: BusConfig, mut jobs: mpsc::Receiver<Job>, stats: Arc<BusSta
             }
         }
         for (unit, request, replies) in groups {
+            let health = units.entry(unit).or_default();
+            if health.down_until.is_some_and(|t| Instant::now() < t) {
+                stats
+                    .down_answers
+                    .fetch_add(replies.len() as u64, Ordering::Relaxed);
+                for r in replies {
+                    let _ = r.send(Err(ExceptionCode::GatewayTargetDevice));
+                }
+                continue;
+            }
+            let timeouts_before = stats.timeouts.load(Ordering::Relaxed);
             let reply = transact(&config, &mut line, &stats, unit, request).await;
+            let timed_out = reply == Err(ExceptionCode::GatewayTargetDevice)
+                && stats.timeouts.load(Ordering::Relaxed) > timeouts_before;
+            if timed_out {
+                health.timeouts_in_a_row += 1;
+                if health.timeouts_in_a_row >= DOWN_AFTER {
+                    health.backoff = if health.backoff.is_zero() {
+                        DOWN_FIRST
+                    } else {
+                        (health.backoff * 2).min(DOWN_MAX)
+                    };
+                    health.down_until = Some(Instant::now() + health.backoff);
+                    warn!(bus = %config.endpoint, unit, backoff = ?health.backoff, "unit does not answer: answering 0x0B at once for a while");
+                }
+            } else {
+                if health.down_until.is_some() {
+                    info!(bus = %config.endpoint, unit, "unit answers again");
+                }
+                *health = UnitHealth::default();
+            }
             for r in replies {
                 let _ = r.send(reply.clone());
             }

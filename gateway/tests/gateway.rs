@@ -420,3 +420,52 @@ async fn clients_cannot_write_the_relay_clock() {
     );
     assert_eq!(stats.clock_writes_refused.load(Ordering::SeqCst), 2);
 }
+
+/// Issue 15, finding 5: clients that each send one read for a unit nobody answers, and
+/// leave, no longer hold the bus for a timeout each. After two silent transactions the unit
+/// is down and answered 0x0B at once, so a good read gets through in about the time of two
+/// timeouts (before: twenty clients × two tries × 200 ms = 8 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_unit_does_not_hold_the_bus() {
+    let slave = SoftSlave::start(SocketAddr::from(([127, 0, 0, 1], 0)), relay()).await;
+    let (gw, stats, _stop) = gateway(slave.addr, vec![]).await;
+    for tid in 0..20u16 {
+        let mut s = tokio::net::TcpStream::connect(gw).await.expect("connects");
+        let [hi, lo] = tid.to_be_bytes();
+        // Each at its own address, so that no two are coalesced into one transaction.
+        s.write_all(&[hi, lo, 0, 0, 0, 6, 5, 0x04, hi, lo, 0, 1])
+            .await
+            .expect("sent");
+        drop(s); // gone without waiting
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t = Instant::now();
+    let mut ctx = client(gw).await;
+    let regs = ctx
+        .read_input_registers(IDENTITY.start, 1)
+        .await
+        .expect("io")
+        .expect("unit 1 answers");
+    assert_eq!(regs.len(), 1);
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the good read waited {took:?}"
+    );
+    assert!(
+        stats.down_answers.load(Ordering::SeqCst) > 0,
+        "the dead unit was answered at once"
+    );
+    // The dead unit itself is answered 0x0B at once while it is down.
+    let t = Instant::now();
+    let mut dead = tcp::connect_slave(gw, Slave(5)).await.expect("connects");
+    assert_eq!(
+        dead.read_input_registers(0, 1).await.expect("io"),
+        Err(ExceptionCode::GatewayTargetDevice)
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+}
