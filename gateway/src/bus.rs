@@ -388,6 +388,18 @@ async fn transact(
         match result {
             Ok(Ok(Ok(response))) => return Ok(response),
             Ok(Ok(Err(exception))) => return Err(exception),
+            // tokio-modbus sends a function it does not know as Request::Custom and then
+            // takes the slave's exception to it for a mismatch (it names the exception's
+            // function with its own variant, FC07 as ReadExceptionStatus, say): the same
+            // code is the slave's answer, and it passes through unchanged.
+            Ok(Err(tokio_modbus::Error::Protocol(
+                tokio_modbus::ProtocolError::FunctionCodeMismatch {
+                    request: asked,
+                    result: Err(exception),
+                },
+            ))) if exception.function.value() == asked.value() => {
+                return Err(exception.exception);
+            }
             Ok(Err(e)) => {
                 debug!(bus = %config.endpoint, unit, attempt, "bus error: {e}");
                 // A broken line or a garbled answer: start afresh on a reopened line.

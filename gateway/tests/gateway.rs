@@ -469,3 +469,31 @@ async fn a_dead_unit_does_not_hold_the_bus() {
         t.elapsed()
     );
 }
+
+/// Issue 15, finding 6: the slave's exceptions to functions the gateway does not know
+/// come back unchanged (the firmware answers 0x01 to all of these).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceptions_to_unknown_functions_pass_through() {
+    let slave = SoftSlave::start(SocketAddr::from(([127, 0, 0, 1], 0)), relay()).await;
+    let (gw, _stats, _stop) = gateway(slave.addr, vec![]).await;
+    let mut s = tokio::net::TcpStream::connect(gw).await.expect("connects");
+    for (tid, pdu) in [
+        vec![0x07u8],
+        vec![0x08, 0, 0, 0x12, 0x34],
+        vec![0x14, 7, 6, 0, 1, 0, 0, 0, 1],
+        vec![0x18, 0, 0],
+        vec![0x7F, 1, 2, 3],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let fc = pdu[0];
+        let mut frame = vec![0, tid as u8 + 1, 0, 0, 0, pdu.len() as u8 + 1, 1];
+        frame.extend_from_slice(&pdu);
+        assert_eq!(
+            ask(&mut s, &frame).await,
+            [0, tid as u8 + 1, 0, 0, 0, 3, 1, fc | 0x80, 0x01],
+            "fc {fc:#04x}"
+        );
+    }
+}
