@@ -244,7 +244,8 @@ mod rtu_props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+        // 100 000 cases: the RTU slave is the firmware's only door to the outside.
+        #![proptest_config(ProptestConfig { cases: 100_000, failure_persistence: None, ..ProptestConfig::default() })]
 
         /// Random bytes: never a panic, and an answer only to a frame whose CRC is right,
         /// addressed to this unit, and then a well-formed frame itself.
