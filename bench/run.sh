@@ -36,6 +36,7 @@ fi
 
 SIM_PORT=$(free_port)
 PY_PORT=$(free_port)
+RAW_PORT=$(free_port)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 RUST_LOG=warn "${server_cpu[@]}" target/release/relay-sim --listen "127.0.0.1:$SIM_PORT" &
@@ -44,11 +45,17 @@ pids+=($SIM_PID)
 "${server_cpu[@]}" bench/.venv/bin/python -W ignore bench/pymodbus_server.py --port "$PY_PORT" 2>/dev/null &
 PY_PID=$!
 pids+=($PY_PID)
+# The loopback limit: a responder that answers a fixed frame and does nothing else.
+"${server_cpu[@]}" target/release/raw-responder --listen "127.0.0.1:$RAW_PORT" &
+RAW_PID=$!
+pids+=($RAW_PID)
 wait_port "$SIM_PORT"
 wait_port "$PY_PORT"
+wait_port "$RAW_PORT"
 
 echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "pymodbus $(bench/.venv/bin/python -c 'import pymodbus; print(pymodbus.__version__)')"
 "${client_cpu[@]}" target/release/modbus-load --clients "$CLIENTS" --secs "$SECS" \
   --target "relay-sim=127.0.0.1:$SIM_PORT" --target "pymodbus=127.0.0.1:$PY_PORT" \
-  --server-pid "relay-sim=$SIM_PID" --server-pid "pymodbus=$PY_PID"
+  --target "raw-loopback=127.0.0.1:$RAW_PORT" \
+  --server-pid "relay-sim=$SIM_PID" --server-pid "pymodbus=$PY_PID" --server-pid "raw-loopback=$RAW_PID"
