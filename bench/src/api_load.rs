@@ -107,6 +107,7 @@ async fn main() -> Result<(), String> {
             sync_every: Duration::from_secs(5),
             max_records_per_block: 64,
             mining_jitter: Duration::ZERO,
+            admin_token: None,
         },
         key,
     )

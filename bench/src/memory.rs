@@ -115,6 +115,7 @@ fn child(dir: &Path) -> Result<(), String> {
                 sync_every: Duration::from_secs(5),
                 max_records_per_block: 256,
                 mining_jitter: Duration::ZERO,
+                admin_token: None,
             },
             ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
         )

@@ -70,6 +70,7 @@ async fn measure(n: u16, blocks: u32) -> Result<Vec<Duration>, String> {
             sync_every: Duration::from_secs(30),
             max_records_per_block: 16,
             mining_jitter: Duration::ZERO,
+            admin_token: None,
         };
         let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
         nodes.push(start(config, key).await.map_err(|e| e.to_string())?);

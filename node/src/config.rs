@@ -37,6 +37,9 @@ pub enum ConfigError {
     /// The allow-list or key file cannot be used.
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
+    /// The admin token file cannot be used.
+    #[error(transparent)]
+    Token(#[from] crate::admin::TokenError),
 }
 
 /// `gridledger run`'s settings. Each comes from its flag, else its environment variable,
@@ -45,7 +48,8 @@ pub enum ConfigError {
 pub struct RunArgs {
     /// A TOML file with any of the settings below, named as the flags with `_` for `-`
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
-    /// `poll_secs`, `key_file`, `allow_list`). Flags and env vars override it.
+    /// `poll_secs`, `key_file`, `allow_list`, `admin_token_file`). Flags and env vars
+    /// override it.
     #[arg(long, env = "GRIDLEDGER_CONFIG")]
     pub config: Option<PathBuf>,
     /// HTTP address of the API [default: 127.0.0.1:5004]
@@ -79,6 +83,11 @@ pub struct RunArgs {
     /// A file of miner public keys (hex, one per line) allowed to mine [default: anyone]
     #[arg(long, env = "GRIDLEDGER_ALLOW_LIST")]
     pub allow_list: Option<PathBuf>,
+    /// A file whose first line is the bearer token that admits calls changing the node
+    /// (POST/DELETE /peers, /peers/resolve, /nodes/*) from other than loopback
+    /// [default: loopback only]
+    #[arg(long, env = "GRIDLEDGER_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The `--config` file of `gridledger run`: the same settings as the flags.
@@ -96,6 +105,7 @@ struct RunFile {
     poll_secs: Option<f64>,
     key_file: Option<PathBuf>,
     allow_list: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
 }
 
 /// `gridledger run`'s settings once flags, env vars, the file and defaults are merged.
@@ -110,6 +120,7 @@ pub struct RunSettings {
     pub poll_secs: f64,
     pub key_file: PathBuf,
     pub allow_list: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -171,6 +182,7 @@ impl RunArgs {
             peers,
             poll_secs: self.poll_secs.or(file.poll_secs).unwrap_or(60.0),
             allow_list: self.allow_list.or(file.allow_list),
+            admin_token_file: self.admin_token_file.or(file.admin_token_file),
         })
     }
 }
@@ -183,6 +195,10 @@ impl RunSettings {
         if let Some(path) = &self.allow_list {
             network.allow_list = Some(crate::keys::allow_list(path)?);
         }
+        let admin_token = match &self.admin_token_file {
+            Some(path) => Some(crate::admin::read_token(path)?),
+            None => None,
+        };
         if !(self.poll_secs >= 0.1 && self.poll_secs.is_finite()) {
             return Err(ConfigError::Invalid(format!(
                 "--poll-secs {} is not allowed: use a number of seconds >= 0.1",
@@ -200,6 +216,7 @@ impl RunSettings {
             sync_every: (period / 10).clamp(Duration::from_millis(500), Duration::from_secs(5)),
             max_records_per_block: 256,
             mining_jitter: (period / 20).min(Duration::from_secs(3)),
+            admin_token,
         };
         Ok((config, key))
     }

@@ -63,6 +63,10 @@ pub struct Core {
     pub relays: Vec<Arc<Mutex<RelayStatus>>>,
     /// Peers' base URLs.
     pub peers: Vec<String>,
+    /// Where peers added at run time are kept (`DATA_DIR/peers.json`), if anywhere.
+    pub peers_file: Option<std::path::PathBuf>,
+    /// The bearer token that admits admin calls from other than loopback.
+    pub admin_token: Option<String>,
     /// The node's one HTTP client, for every request to a peer.
     pub client: reqwest::Client,
     /// How each peer behaves, by URL.
@@ -99,6 +103,8 @@ impl Core {
             sync_wanted: Arc::new(tokio::sync::Notify::new()),
             relays: Vec::new(),
             peers: Vec::new(),
+            peers_file: None,
+            admin_token: None,
             client: crate::wire::client(),
             peer_health: std::collections::HashMap::new(),
             counters: Counters::default(),

@@ -14,6 +14,7 @@
 //! without a node. [`clock`] is the one wall clock.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod clock;
 pub mod config;

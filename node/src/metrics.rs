@@ -34,6 +34,8 @@ pub struct Counters {
     pub witness_disputes: u64,
     /// Pulls from peers that claimed more work than ours and sent nothing usable.
     pub peer_lies: u64,
+    /// Admin calls refused (not loopback, no valid token).
+    pub admin_refused: u64,
 }
 
 /// The relay label of per-relay metrics.
@@ -135,7 +137,7 @@ impl Collector for Snapshot {
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
         let c = &self.counters;
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 8] = [
             ("gridledger_blocks_mined", "Blocks this node mined.", c.mined),
             ("gridledger_blocks_received", "Peer blocks stored.", c.received),
             ("gridledger_blocks_rejected", "Peer blocks refused.", c.rejected),
@@ -154,6 +156,11 @@ impl Collector for Snapshot {
                 "gridledger_peer_lies",
                 "Pulls from peers that claimed more work than ours and sent nothing usable.",
                 c.peer_lies,
+            ),
+            (
+                "gridledger_admin_refused",
+                "Calls that change the node refused: not from loopback and no valid token.",
+                c.admin_refused,
             ),
         ];
         for (name, help, v) in counters {

@@ -82,6 +82,34 @@ pub enum PeerError {
     Deadline(Duration),
 }
 
+/// The file in the data dir that keeps the peer list across restarts.
+pub const PEERS_FILE: &str = "peers.json";
+
+/// Reads the kept peer list; a missing file is an empty list. A file that does not parse is
+/// an error (the node refuses to start rather than overwrite it).
+pub fn load_peers(path: &std::path::Path) -> Result<Vec<String>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let list: Vec<String> = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a JSON list of peer URLs: {e}", path.display()))?;
+            list.iter().map(|p| peer_url(p)).collect()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Keeps the peer list: written to a temporary file, synced, then renamed over the old one,
+/// so that a crash leaves the old list or the new one, never half of either.
+pub fn save_peers(path: &std::path::Path, peers: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(peers).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Longest peer URL accepted.
 pub const MAX_PEER_URL: usize = 256;
 

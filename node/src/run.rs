@@ -67,6 +67,9 @@ pub struct NodeConfig {
     pub sync_every: Duration,
     /// Most records in a block this node mines.
     pub max_records_per_block: usize,
+    /// The bearer token that admits admin calls (adding, removing, resolving peers) from
+    /// other than loopback; `None`: loopback only.
+    pub admin_token: Option<String>,
     /// Longest random wait before mining pending records. Nodes that read the same relay
     /// at the same second would otherwise all mine the same records at once and split
     /// into equal-work branches; with a random head start one block usually reaches the
@@ -81,6 +84,9 @@ pub enum RunError {
     /// The data dir could not be opened or does not verify.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The kept peer list (`DATA_DIR/peers.json`) cannot be read.
+    #[error("peer list: {0}")]
+    Peers(String),
     /// The HTTP address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
@@ -115,7 +121,19 @@ impl RunningNode {
 pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, RunError> {
     let ledger = Ledger::open(&config.data_dir, config.network.clone())?;
     let mut core = Core::new(ledger);
+    // The configured peers, then those added at run time before a restart.
+    let peers_file = config.data_dir.join(crate::peers::PEERS_FILE);
     core.peers = config.peers.clone();
+    for p in crate::peers::load_peers(&peers_file).map_err(RunError::Peers)? {
+        if !core.peers.contains(&p) {
+            core.peers.push(p);
+        }
+    }
+    core.peers_file = Some(peers_file);
+    core.admin_token = config.admin_token.clone();
+    if !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address: anyone on the path can read and alter what this node says (TLS is not built in yet)");
+    }
     let cancel = Arc::clone(&core.tip_changed);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -153,9 +171,12 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     let app = router(Arc::clone(&shared));
     let stopped = Arc::clone(&stop);
     tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.notified().await })
-            .await;
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stopped.notified().await })
+        .await;
     }));
 
     {

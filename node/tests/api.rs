@@ -27,7 +27,12 @@ async fn serve_shared(
         .expect("binds");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router(served)).await;
+        // With the client's address, as a node serves it: admin calls check it.
+        let _ = axum::serve(
+            listener,
+            router(served).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
     });
     (addr, shared)
 }

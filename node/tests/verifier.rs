@@ -227,6 +227,7 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
         NodeConfig {
             // Long enough for both relays' records of a minute to share a block.
             mining_jitter: Duration::from_millis(300),
+            admin_token: None,
             // Two relays: blocks of two records, so that proofs have an audit path.
             ..common::node_config(
                 dir.path(),

@@ -11,8 +11,12 @@
 //! | `GET /readings/{relay}/{minute}/proof` | the record, its block header and its RFC 6962 inclusion proof |
 //! | `GET /disputes` | records on the main chain that differ from this node's own read of the relay, both versions |
 //! | `GET /metrics` | Prometheus text: chain, mempool, blocks mined/received/rejected, witness conflicts, reorgs, per relay records, gaps and up |
-//! | `GET /peers`, `POST /peers {"url": …}` | the peer list with each peer's health, and adding a peer |
-//! | `POST /peers/resolve` | pulls from every peer at once, within 10 s; says whether the chain was replaced |
+//! | `GET /peers`, `POST /peers {"url": …}`, `DELETE /peers {"url": …}` | the peer list with each peer's health; adding and removing a peer (admin), kept in the data dir |
+//! | `POST /peers/resolve` | pulls from every peer at once, within 10 s; says whether the chain was replaced (admin) |
+//! | `POST /nodes/register`, `GET /nodes/resolve` | the study's names for adding peers and resolving, in its answer shapes (admin) |
+//!
+//! "Admin" calls change the node: they answer only on loopback or with the bearer token of
+//! `--admin-token-file`, else 401 ([`crate::admin`]).
 //!
 //! One module per resource: [`status`](self) (`/status`, `/disputes`, `/metrics`), blocks
 //! (`/chain`, `/blocks`), readings (`/readings`, proofs), peers, dashboard. Every error is an
@@ -82,9 +86,6 @@ impl ApiError {
     pub(crate) fn not_found(reason: impl std::fmt::Display) -> Response {
         ApiError::NotFound(reason.to_string()).into_response()
     }
-    pub(crate) fn unprocessable(reason: impl std::fmt::Display) -> Response {
-        ApiError::Unprocessable(reason.to_string()).into_response()
-    }
     pub(crate) fn internal(reason: impl std::fmt::Display) -> Response {
         ApiError::Internal(reason.to_string()).into_response()
     }
@@ -134,6 +135,19 @@ fn wants_raw(headers: &HeaderMap) -> bool {
 /// The router, with request bodies limited to the network's block size.
 pub fn router(shared: Shared) -> Router {
     let limit = lock(&shared).ledger.network().max_block_bytes + 1024;
+    // Calls that change the node: loopback, or the admin token (crate::admin).
+    let admin = Router::new()
+        .route(
+            "/peers",
+            post(peers::post_peers).delete(peers::delete_peers),
+        )
+        .route("/peers/resolve", post(peers::resolve))
+        .route("/nodes/register", post(peers::register))
+        .route("/nodes/resolve", get(peers::nodes_resolve))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            admin_guard,
+        ));
     Router::new()
         .route("/status", get(status::status))
         .route("/chain", get(blocks::chain))
@@ -143,9 +157,44 @@ pub fn router(shared: Shared) -> Router {
         .route("/readings/{relay}/{minute}/proof", get(readings::proof))
         .route("/metrics", get(status::metrics))
         .route("/disputes", get(status::disputes))
-        .route("/peers", get(peers::get_peers).post(peers::post_peers))
-        .route("/peers/resolve", post(peers::resolve))
+        .route("/peers", get(peers::get_peers))
         .route("/", get(dashboard::dashboard))
+        .merge(admin)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
+}
+
+/// Lets a call through if it comes from loopback or carries the admin token; else 401,
+/// counted in `gridledger_admin_refused_total`.
+async fn admin_guard(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let ok = {
+        let mut core = lock(&shared);
+        let ok = crate::admin::allowed(core.admin_token.as_deref(), peer, auth);
+        if !ok {
+            core.counters.admin_refused += 1;
+        }
+        ok
+    };
+    if !ok {
+        tracing::warn!(peer = ?peer, path = %req.uri().path(), "refused an admin call: not from loopback and no valid token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({ "error": "this call changes the node: make it from loopback, or with Authorization: Bearer <the --admin-token-file token>" })),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }

@@ -145,6 +145,7 @@ pub fn node_config(
         sync_every: Duration::from_millis(500),
         max_records_per_block: 64,
         mining_jitter: Duration::from_millis(200),
+        admin_token: None,
     }
 }
 
