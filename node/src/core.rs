@@ -79,6 +79,41 @@ pub struct Core {
     disputes: BTreeMap<RecordKey, Dispute>,
 }
 
+impl Dispute {
+    /// The bytes it is kept as: height (u32 BE), block id (32), found_ms (u64 BE), the
+    /// chain's record's length (u16 BE) and bytes, then this node's read's bytes.
+    fn to_bytes(&self) -> Option<Vec<u8>> {
+        let mut a = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+        let mut b = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+        let on_chain = self.on_chain.encode(&mut a).ok()?;
+        let read = self.read.encode(&mut b).ok()?;
+        let mut out = Vec::with_capacity(46 + on_chain.len() + read.len());
+        out.extend_from_slice(&self.height.to_be_bytes());
+        out.extend_from_slice(&self.block.0);
+        out.extend_from_slice(&self.found_ms.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(on_chain.len()).ok()?.to_be_bytes());
+        out.extend_from_slice(on_chain);
+        out.extend_from_slice(read);
+        Some(out)
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        let height = u32::from_be_bytes(b.get(0..4)?.try_into().ok()?);
+        let block = crate::chain::BlockId(b.get(4..36)?.try_into().ok()?);
+        let found_ms = u64::from_be_bytes(b.get(36..44)?.try_into().ok()?);
+        let len = usize::from(u16::from_be_bytes(b.get(44..46)?.try_into().ok()?));
+        let on_chain = MinuteRecord::decode(b.get(46..46 + len)?).ok()?;
+        let read = MinuteRecord::decode(b.get(46 + len..)?).ok()?;
+        Some(Dispute {
+            height,
+            block,
+            on_chain,
+            read,
+            found_ms,
+        })
+    }
+}
+
 /// The core, shared between the API, the poller and the miner.
 pub type Shared = Arc<Mutex<Core>>;
 
@@ -93,9 +128,33 @@ pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Core> {
 pub use crate::clock::now_ms;
 
 impl Core {
-    /// A core over `ledger`, with nothing pending and no peers.
+    /// A core over `ledger`, with nothing pending and no peers; the disputes the data dir
+    /// keeps are open again.
     #[must_use]
     pub fn new(ledger: Ledger) -> Self {
+        let mut disputes = BTreeMap::new();
+        let mut witness = BTreeMap::new();
+        match ledger.kept_disputes() {
+            Ok(kept) => {
+                for (key, bytes) in kept {
+                    match Dispute::from_bytes(&bytes) {
+                        Some(d) => {
+                            // What this node read stays its witness for that minute.
+                            witness.insert(key, d.read.clone());
+                            disputes.insert(key, d);
+                        }
+                        None => {
+                            tracing::warn!(relay = key.relay.0, minute = %key.minute, "a kept dispute does not decode; ignored")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the kept disputes: {e}"),
+        }
+        let counters = Counters {
+            witness_disputes: disputes.len() as u64,
+            ..Counters::default()
+        };
         Core {
             ledger,
             mempool: Mempool::new(),
@@ -107,10 +166,10 @@ impl Core {
             admin_token: None,
             client: crate::wire::client(),
             peer_health: std::collections::HashMap::new(),
-            counters: Counters::default(),
+            counters,
             metrics: crate::metrics::Metrics::default(),
-            witness: BTreeMap::new(),
-            disputes: BTreeMap::new(),
+            witness,
+            disputes,
         }
     }
 
@@ -166,23 +225,33 @@ impl Core {
                         block = %id,
                         "DISPUTE: the chain's record differs from what this node read from the relay"
                     );
-                    self.disputes.insert(
-                        key,
-                        Dispute {
-                            height,
-                            block: id,
-                            on_chain,
-                            read,
-                            found_ms: now_ms(),
-                        },
-                    );
+                    let dispute = Dispute {
+                        height,
+                        block: id,
+                        on_chain,
+                        read,
+                        found_ms: now_ms(),
+                    };
+                    // Kept in the data dir: a restart does not forget it.
+                    if let Some(bytes) = dispute.to_bytes() {
+                        if let Err(e) = self.ledger.keep_dispute(key, &bytes) {
+                            tracing::warn!("cannot keep a dispute in the data dir: {e}");
+                        }
+                    }
+                    self.disputes.insert(key, dispute);
                     while self.disputes.len() > DISPUTES_CAPACITY {
-                        self.disputes.pop_first();
+                        if let Some((old, _)) = self.disputes.pop_first() {
+                            let _ = self.ledger.forget_dispute(old);
+                        }
                     }
                 }
             }
             _ => {
-                self.disputes.remove(&key);
+                if self.disputes.remove(&key).is_some() {
+                    if let Err(e) = self.ledger.forget_dispute(key) {
+                        tracing::warn!("cannot forget a dispute in the data dir: {e}");
+                    }
+                }
             }
         }
     }

@@ -12,7 +12,9 @@ use relay_core::MinuteRecord;
 use tracing::warn;
 
 use crate::chain::validate::{self, verify_run};
-use crate::chain::{Block, BlockId, BlockTree, Change, Header, Height, Network, ValidationError};
+use crate::chain::{
+    Block, BlockId, BlockTree, Change, Header, Height, Network, RecordKey, ValidationError,
+};
 use crate::store::{unpack_key, Store, StoreError};
 
 /// Blocks whose signatures are checked together when a ledger opens.
@@ -368,6 +370,26 @@ impl Ledger {
                 height: self.tree.height(),
                 reason: format!("tip {tip} is missing"),
             })
+    }
+
+    /// Keeps an open dispute about `key` (opaque bytes: see `core::Dispute`).
+    pub fn keep_dispute(&self, key: RecordKey, bytes: &[u8]) -> Result<(), StoreError> {
+        self.store.put_dispute(key.to_u64(), bytes)
+    }
+
+    /// Forgets the dispute about `key`.
+    pub fn forget_dispute(&self, key: RecordKey) -> Result<(), StoreError> {
+        self.store.delete_dispute(key.to_u64())
+    }
+
+    /// Every kept dispute.
+    pub fn kept_disputes(&self) -> Result<Vec<(RecordKey, Vec<u8>)>, StoreError> {
+        Ok(self
+            .store
+            .disputes()?
+            .into_iter()
+            .map(|(k, v)| (RecordKey::from_u64(k), v))
+            .collect())
     }
 
     /// The block tree.

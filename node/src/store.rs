@@ -5,7 +5,9 @@
 //!   fork choice survives a restart);
 //! - `main`: height → block id, the main chain;
 //! - `records`: (relay id << 32 | minute) → height, for the main chain's records;
-//! - `meta`: `network` → the network name and difficulty the data dir was created for.
+//! - `meta`: `network` → the network name and difficulty the data dir was created for;
+//! - `disputes`: packed record key → an open dispute (the chain's record differs from this
+//!   node's own read), so that a restart does not forget it. Not part of the chain.
 //!
 //! A block, its main-chain rows and its index rows are written in one transaction, durable
 //! when `commit` returns (redb's `Durability::Immediate`): a block counts as stored only
@@ -24,6 +26,7 @@ const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
 const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const DISPUTES: TableDefinition<u64, &[u8]> = TableDefinition::new("disputes");
 
 /// redb's page cache. Its default is 1 GiB, which a node fills while it re-verifies the
 /// chain at start and then keeps: with a million records that alone broke the 200 MB
@@ -482,6 +485,51 @@ impl Store {
             }
         }
         txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Keeps an open dispute under `key` (replacing any).
+    pub fn put_dispute(&self, key: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_disputes(|t| t.insert(key, bytes).map(|_| ()))
+    }
+
+    /// Forgets the dispute under `key`, if any.
+    pub fn delete_dispute(&self, key: u64) -> Result<(), StoreError> {
+        self.write_disputes(|t| t.remove(key).map(|_| ()))
+    }
+
+    fn write_disputes(
+        &self,
+        f: impl FnOnce(&mut redb::Table<u64, &[u8]>) -> Result<(), redb::StorageError>,
+    ) -> Result<(), StoreError> {
+        let Db::Write(db) = &self.db else {
+            return Err(StoreError::ReadOnly);
+        };
+        if self.scratch.is_some() {
+            return Err(StoreError::ReadOnly);
+        }
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(DISPUTES).map_err(|e| self.err(e))?;
+            f(&mut t).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Every kept dispute, as `(packed key, bytes)`.
+    pub fn disputes(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match txn.open_table(DISPUTES) {
+            Ok(t) => t,
+            // A data dir from before disputes were kept.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Where the database file is.

@@ -156,5 +156,30 @@ async fn a_forged_record_read_later_is_a_dispute_and_nothing_else_changes() {
         assert_eq!(core.counters.rejected, 0);
     }
     node.stop().await;
+
+    // A witness never forgets, not even across a restart: the dispute is kept in the data
+    // dir and open again, with both versions.
+    let node = start(
+        common::node_config(dir.path(), net, &[], Vec::new()),
+        common::key(1),
+    )
+    .await
+    .expect("restarts");
+    let again = common::get_json(&client, format!("http://{}/disputes", node.addr)).await;
+    assert_eq!(
+        again["disputes"].as_array().map(Vec::len),
+        Some(1),
+        "{again}"
+    );
+    assert_eq!(again["disputes"][0]["minute"], forged_minute.0);
+    assert_eq!(
+        again["disputes"][0]["read"],
+        disputes["disputes"][0]["read"]
+    );
+    assert_eq!(
+        again["disputes"][0]["on_chain"],
+        disputes["disputes"][0]["on_chain"]
+    );
+    node.stop().await;
     let _ = stop_tx.send(());
 }
