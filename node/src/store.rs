@@ -433,13 +433,7 @@ impl Store {
         change: &Change,
         tree: &BlockTree,
     ) -> Result<(), StoreError> {
-        let Db::Write(db) = &self.db else {
-            return Err(StoreError::ReadOnly);
-        };
-        if self.scratch.is_some() {
-            return Err(StoreError::ReadOnly);
-        }
-        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.begin_write()?;
         {
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
             let mut main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
@@ -487,6 +481,17 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
+    /// A write transaction, unless the store is read-only (or reads a scratch copy).
+    fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let Db::Write(db) = &self.db else {
+            return Err(StoreError::ReadOnly);
+        };
+        if self.scratch.is_some() {
+            return Err(StoreError::ReadOnly);
+        }
+        db.begin_write().map_err(|e| self.err(e))
+    }
+
     /// Keeps an open dispute under `key` (replacing any).
     pub fn put_dispute(&self, key: u64, bytes: &[u8]) -> Result<(), StoreError> {
         self.write_disputes(|t| t.insert(key, bytes).map(|_| ()))
@@ -501,13 +506,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut redb::Table<u64, &[u8]>) -> Result<(), redb::StorageError>,
     ) -> Result<(), StoreError> {
-        let Db::Write(db) = &self.db else {
-            return Err(StoreError::ReadOnly);
-        };
-        if self.scratch.is_some() {
-            return Err(StoreError::ReadOnly);
-        }
-        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(DISPUTES).map_err(|e| self.err(e))?;
             f(&mut t).map_err(|e| self.err(e))?;
