@@ -46,11 +46,25 @@ pub fn now_ms() -> u64 {
 }
 
 /// A free loopback port (bound, read, released).
+///
+/// Taken below the kernel's ephemeral range (32768 and up on Linux), so that no socket
+/// bound to port 0 meanwhile (every relay-sim and node of a test running beside this one)
+/// can be handed the same port between this check and its use; within this process no
+/// port is handed out twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // A start that differs from process to process (tests of several binaries run one
+    // after another, and may overlap with a lingering socket).
+    let seed = std::process::id().wrapping_mul(7919) % 10_000;
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((seed + n * 13) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// A relay-sim on loopback whose minute lasts `minute_secs`, serving relay `relay_id`
