@@ -114,6 +114,9 @@ impl Dispute {
     }
 }
 
+/// A record on the main chain: its block's height and id, and the record.
+type OnChain = (crate::chain::Height, crate::chain::BlockId, MinuteRecord);
+
 /// The core, shared between the API, the poller and the miner.
 pub type Shared = Arc<Mutex<Core>>;
 
@@ -195,26 +198,34 @@ impl Core {
     }
 
     /// The main chain's record for `key`, with its block's height and id.
-    fn on_chain(&self, key: &RecordKey) -> Option<(crate::chain::Height, Block, MinuteRecord)> {
+    fn on_chain(&self, key: &RecordKey) -> Option<OnChain> {
         let height = self.ledger.tree().record_height(key)?;
-        let block = self.ledger.block_at(height).ok().flatten()?;
+        let id = self.ledger.tree().main_at(height)?;
+        let block = self.ledger.block(&id).ok().flatten()?;
         let record = block
             .records
             .iter()
             .filter_map(|b| MinuteRecord::decode(b).ok())
-            .find(|r| r.relay == key.relay && r.minute == key.minute)?;
-        Some((height, block, record))
+            .find(|r| RecordKey::of(r) == *key)?;
+        Some((height, id, record))
     }
 
     /// Compares the main chain's record for `key` with this node's read, if both exist:
     /// opens a dispute when they differ, closes one when they no longer do.
     fn witness_main(&mut self, key: RecordKey) {
+        if self.witness.contains_key(&key) {
+            let found = self.on_chain(&key);
+            self.witness_against(key, found);
+        }
+    }
+
+    /// [`Core::witness_main`] with the main chain's record already in hand.
+    fn witness_against(&mut self, key: RecordKey, found: Option<OnChain>) {
         let Some(read) = self.witness.get(&key).cloned() else {
             return;
         };
-        match self.on_chain(&key) {
-            Some((height, block, on_chain)) if on_chain != read => {
-                let id = block.id();
+        match found {
+            Some((height, id, on_chain)) if on_chain != read => {
                 let fresh = self.disputes.get(&key).is_none_or(|d| d.block != id);
                 if fresh {
                     self.counters.witness_disputes += 1;
@@ -325,17 +336,32 @@ impl Core {
             let own = self.witness.get(&RecordKey::of(&r)).cloned();
             self.mempool.add(own.unwrap_or(r));
         }
-        // Blocks that joined the main chain: their records against this node's reads.
-        let joined: Vec<crate::chain::BlockId> = match &added.change {
-            Change::Extended => vec![added.id],
-            Change::Reorg { adopted, .. } => adopted.clone(),
-            Change::SideBranch => Vec::new(),
-        };
-        for id in joined {
-            let keys: Vec<RecordKey> = self.ledger.tree().keys_of(&id).to_vec();
-            for key in keys {
-                if self.witness.contains_key(&key) {
-                    self.witness_main(key);
+        // Blocks a reorg brought onto the main chain were stored earlier, perhaps before this
+        // node read their minutes: their records against this node's reads, each block read
+        // once. (The new block itself passed `witness_check` above.)
+        if let Change::Reorg { adopted, .. } = &added.change {
+            for id in adopted.iter().filter(|id| **id != added.id) {
+                let tree = self.ledger.tree();
+                if !tree
+                    .keys_of(id)
+                    .iter()
+                    .any(|k| self.witness.contains_key(k))
+                {
+                    continue;
+                }
+                let height = tree.height_of(id).unwrap_or(0);
+                let Ok(Some(block)) = self.ledger.block(id) else {
+                    continue;
+                };
+                for r in block
+                    .records
+                    .iter()
+                    .filter_map(|b| MinuteRecord::decode(b).ok())
+                {
+                    let key = RecordKey::of(&r);
+                    if self.witness.contains_key(&key) {
+                        self.witness_against(key, Some((height, *id, r)));
+                    }
                 }
             }
         }

@@ -15,7 +15,7 @@ use crate::chain::validate::{self, verify_run};
 use crate::chain::{
     Block, BlockId, BlockTree, Change, Header, Height, Network, RecordKey, ValidationError,
 };
-use crate::store::{unpack_key, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Blocks whose signatures are checked together when a ledger opens.
 const VERIFY_BATCH: usize = 4096;
@@ -82,7 +82,8 @@ pub struct Added {
 #[derive(Clone, Debug)]
 pub struct BlockReader {
     store: std::sync::Arc<Store>,
-    genesis: Block,
+    /// The genesis block and its id, hashed once (not on every read).
+    genesis: std::sync::Arc<(Block, BlockId)>,
     max_block_bytes: usize,
     max_records: u32,
 }
@@ -90,8 +91,8 @@ pub struct BlockReader {
 impl BlockReader {
     /// A stored block (or the genesis block); `None` if no block has that id.
     pub fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
-        if *id == self.genesis.id() {
-            return Ok(Some(self.genesis.clone()));
+        if *id == self.genesis.1 {
+            return Ok(Some(self.genesis.0.clone()));
         }
         let Some(bytes) = self.store.block_bytes(id)? else {
             return Ok(None);
@@ -124,7 +125,8 @@ pub struct Ledger {
     net: Network,
     store: std::sync::Arc<Store>,
     tree: BlockTree,
-    genesis: Block,
+    /// Reads blocks from `store`; shared with API answers (see [`Ledger::reader`]).
+    reader: BlockReader,
     poisoned: bool,
 }
 
@@ -218,7 +220,7 @@ impl Ledger {
         // The record index must say exactly what the blocks say.
         // Streamed: a million rows need not sit in memory at once.
         let indexed_count = store.for_each_record(|k, h| {
-            if tree.record_height(&unpack_key(k)) == Some(h) {
+            if tree.record_height(&RecordKey::from_u64(k)) == Some(h) {
                 Ok(())
             } else {
                 Err(corrupt(
@@ -273,11 +275,18 @@ impl Ledger {
                 Err(e) => warn!(block = %id, "ignoring an invalid side-branch block: {e}"),
             }
         }
+        let store = std::sync::Arc::new(store);
+        let reader = BlockReader {
+            store: std::sync::Arc::clone(&store),
+            genesis: std::sync::Arc::new((genesis.clone(), genesis.id())),
+            max_block_bytes: net.max_block_bytes,
+            max_records: net.max_records,
+        };
         Ok(Ledger {
             net,
-            store: std::sync::Arc::new(store),
+            store,
             tree,
-            genesis,
+            reader,
             poisoned: false,
         })
     }
@@ -330,7 +339,7 @@ impl Ledger {
 
     /// A stored block (or the genesis block).
     pub fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
-        self.reader().block(id).map_err(|e| match e {
+        self.reader.block(id).map_err(|e| match e {
             StoreError::Corrupt { reason, .. } => StoreError::Corrupt {
                 height: self.tree.height_of(id).unwrap_or(0),
                 reason,
@@ -345,12 +354,7 @@ impl Ledger {
     /// releasing it.
     #[must_use]
     pub fn reader(&self) -> BlockReader {
-        BlockReader {
-            store: std::sync::Arc::clone(&self.store),
-            genesis: self.genesis.clone(),
-            max_block_bytes: self.net.max_block_bytes,
-            max_records: self.net.max_records,
-        }
+        self.reader.clone()
     }
 
     /// The main chain's block at `height`.

@@ -20,7 +20,7 @@ use redb::{
     ReadableTableMetadata, TableDefinition,
 };
 
-use crate::chain::{Block, BlockId, BlockTree, Change, Height, RecordKey};
+use crate::chain::{Block, BlockId, BlockTree, Change, Height};
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
@@ -536,10 +536,4 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// Record keys as the store packs them, for comparison with the tree.
-#[must_use]
-pub fn unpack_key(k: u64) -> RecordKey {
-    RecordKey::from_u64(k)
 }
