@@ -107,6 +107,8 @@ async fn main() -> Result<(), String> {
             sync_every: Duration::from_secs(5),
             max_records_per_block: 64,
             mining_jitter: Duration::ZERO,
+            tls: Default::default(),
+            cors_origins: Vec::new(),
             admin_token: None,
         },
         key,
@@ -114,7 +116,7 @@ async fn main() -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     let base = format!("http://{}", node.addr);
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let done = Arc::new(AtomicBool::new(false));
 
     let reader = {

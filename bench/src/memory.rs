@@ -115,6 +115,8 @@ fn child(dir: &Path) -> Result<(), String> {
                 sync_every: Duration::from_secs(5),
                 max_records_per_block: 256,
                 mining_jitter: Duration::ZERO,
+                tls: Default::default(),
+                cors_origins: Vec::new(),
                 admin_token: None,
             },
             ed25519_dalek::SigningKey::from_bytes(&[8; 32]),

@@ -3,7 +3,10 @@
 //! Starts N nodes in this process on loopback ports, all peers of each other, on a network
 //! of difficulty 8. For each of `--blocks` rounds it hands one new record to node 1 only;
 //! node 1 mines it and pushes the block; the time from node 1 storing the block to the last
-//! node taking it as its tip is one sample. Prints p50, p99 and max per N.
+//! node taking it as its tip is one sample. Prints p50, p99 and max per N, over plain
+//! HTTP and over HTTPS (mutual TLS, certificates from `gridledger::tls::issue`), with the
+//! ratio of the two p99s and the TLS handshakes each node served per second (connection
+//! reuse keeps it near zero once the peers are connected).
 //!
 //! `cargo run --release -p gridledger-bench --bin propagation -- --nodes 4 --nodes 16`
 
@@ -14,6 +17,7 @@ use clap::Parser;
 use ed25519_dalek::SigningKey;
 use gridledger::poll::PollConfig;
 use gridledger::run::{start, NodeConfig, RunningNode};
+use gridledger::tls::issue::Consortium;
 use gridledger_chain::Network;
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, RecordFlags, RelayId};
@@ -28,6 +32,46 @@ struct Args {
     /// Blocks per node count.
     #[arg(long, default_value_t = 60)]
     blocks: u32,
+    /// Plain HTTP only (skip the HTTPS run).
+    #[arg(long)]
+    no_tls: bool,
+}
+
+/// What one run measured.
+struct Run {
+    samples: Vec<Duration>,
+    /// TLS handshakes served by all nodes.
+    handshakes: u64,
+    elapsed: Duration,
+}
+
+/// Per-node certificate files for a run over HTTPS, under `dir`.
+fn tls_files(
+    set: &Consortium,
+    dir: &std::path::Path,
+    i: usize,
+) -> Result<gridledger::tls::TlsFiles, String> {
+    let made = set
+        .node(&format!("node{i}"), &[])
+        .map_err(|e| e.to_string())?;
+    let (cert, key, ca) = (
+        dir.join("node.pem"),
+        dir.join("node.key"),
+        dir.join("ca.pem"),
+    );
+    for (p, text) in [
+        (&cert, &made.cert_pem),
+        (&key, &made.key_pem),
+        (&ca, &set.ca_pem),
+    ] {
+        std::fs::write(p, text).map_err(|e| e.to_string())?;
+    }
+    Ok(gridledger::tls::TlsFiles {
+        cert: Some(cert),
+        key: Some(key),
+        ca: Some(ca.clone()),
+        client_ca: Some(ca),
+    })
 }
 
 fn tip(n: &RunningNode) -> String {
@@ -37,7 +81,17 @@ fn tip(n: &RunningNode) -> String {
         .unwrap_or_default()
 }
 
-async fn measure(n: u16, blocks: u32) -> Result<Vec<Duration>, String> {
+async fn measure(n: u16, blocks: u32, tls: bool) -> Result<Run, String> {
+    let set = if tls {
+        Some(Consortium::new("bench", 2).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let scheme = if tls {
+        "https://localhost"
+    } else {
+        "http://127.0.0.1"
+    };
     let ports: Vec<u16> = (0..n)
         .map(|_| {
             TcpListener::bind("127.0.0.1:0")
@@ -59,7 +113,7 @@ async fn measure(n: u16, blocks: u32) -> Result<Vec<Duration>, String> {
             peers: ports
                 .iter()
                 .filter(|p| *p != port)
-                .map(|p| format!("http://127.0.0.1:{p}"))
+                .map(|p| format!("{scheme}:{p}"))
                 .collect(),
             poll: PollConfig {
                 period: Duration::from_secs(60),
@@ -70,6 +124,11 @@ async fn measure(n: u16, blocks: u32) -> Result<Vec<Duration>, String> {
             sync_every: Duration::from_secs(30),
             max_records_per_block: 16,
             mining_jitter: Duration::ZERO,
+            tls: match &set {
+                Some(set) => tls_files(set, dirs[i].path(), i)?,
+                None => Default::default(),
+            },
+            cors_origins: Vec::new(),
             admin_token: None,
         };
         let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
@@ -77,6 +136,7 @@ async fn measure(n: u16, blocks: u32) -> Result<Vec<Duration>, String> {
     }
     let model = SignalModel::new(1, Profile::Realistic);
     let mut samples = Vec::new();
+    let began = Instant::now();
     for b in 0..blocks {
         let before = tip(&nodes[0]);
         let record = model.record(
@@ -112,11 +172,30 @@ async fn measure(n: u16, blocks: u32) -> Result<Vec<Duration>, String> {
         }
         samples.push(mined.elapsed());
     }
+    let elapsed = began.elapsed();
+    let handshakes = nodes
+        .iter()
+        .filter_map(|n| {
+            n.shared.lock().ok().and_then(|c| {
+                c.tls
+                    .as_ref()
+                    .map(|t| t.handshakes.load(std::sync::atomic::Ordering::Relaxed))
+            })
+        })
+        .sum();
     for node in nodes {
         node.stop().await;
     }
     samples.sort_unstable();
-    Ok(samples)
+    Ok(Run {
+        samples,
+        handshakes,
+        elapsed,
+    })
+}
+
+fn pct(s: &[Duration], p: f64) -> f64 {
+    s[((s.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
 }
 
 fn main() -> std::process::ExitCode {
@@ -132,30 +211,54 @@ fn main() -> std::process::ExitCode {
         }
     };
     println!(
-        "propagation: a block from node 1 to every node's tip, {} blocks per run, loopback",
+        "propagation: a block from node 1 to every node's tip, {} blocks per run, loopback, full mesh",
         args.blocks
     );
     println!(
-        "{:>6} {:>10} {:>10} {:>10}",
-        "nodes", "p50 ms", "p99 ms", "max ms"
+        "{:>6} {:>6} {:>10} {:>10} {:>10} {:>18}",
+        "nodes", "proto", "p50 ms", "p99 ms", "max ms", "handshakes/s/node"
     );
     let mut failed = false;
     for &n in &args.nodes {
-        match rt.block_on(measure(n, args.blocks)) {
-            Ok(s) => {
-                let pct =
-                    |p: f64| s[((s.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
-                println!(
-                    "{n:>6} {:>10.2} {:>10.2} {:>10.2}",
-                    pct(0.5),
-                    pct(0.99),
-                    pct(1.0)
-                );
+        let mut p99 = Vec::new();
+        for tls in [false, true] {
+            if tls && args.no_tls {
+                continue;
             }
-            Err(e) => {
-                println!("{n:>6} failed: {e}");
-                failed = true;
+            let proto = if tls { "https" } else { "http" };
+            match rt.block_on(measure(n, args.blocks, tls)) {
+                Ok(run) if !run.samples.is_empty() => {
+                    let s = &run.samples;
+                    let rate =
+                        run.handshakes as f64 / run.elapsed.as_secs_f64().max(1e-9) / f64::from(n);
+                    println!(
+                        "{n:>6} {proto:>6} {:>10.2} {:>10.2} {:>10.2} {:>18}",
+                        pct(s, 0.5),
+                        pct(s, 0.99),
+                        pct(s, 1.0),
+                        if tls {
+                            format!("{rate:.3} ({} in all)", run.handshakes)
+                        } else {
+                            "-".to_owned()
+                        }
+                    );
+                    p99.push(pct(s, 0.99));
+                }
+                Ok(_) => {
+                    println!("{n:>6} {proto:>6} no samples");
+                    failed = true;
+                }
+                Err(e) => {
+                    println!("{n:>6} {proto:>6} failed: {e}");
+                    failed = true;
+                }
             }
+        }
+        if let [http, https] = p99[..] {
+            println!(
+                "{n:>6} https/http p99 ratio {:.2} (goal <= 1.2)",
+                https / http.max(1e-9)
+            );
         }
     }
     if failed {

@@ -55,9 +55,29 @@ pub fn allowed(token: Option<&str>, peer: Option<SocketAddr>, auth: Option<&str>
     given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
+/// True if a request was made by a web page: it carries `Origin`, or a browser marks it
+/// `Sec-Fetch-Site: cross-site` or `same-site`. Such a request never changes the node,
+/// token or not: otherwise any page open in a browser on the node's machine could add a
+/// peer through the loopback exemption (a cross-site `POST` needs no CORS consent to be
+/// sent), and DNS rebinding could do the same under the page's own origin. Tools (curl,
+/// other nodes, scripts) send neither header.
+#[must_use]
+pub fn from_browser_page(has_origin: bool, sec_fetch_site: Option<&str>) -> bool {
+    has_origin || matches!(sec_fetch_site, Some("cross-site" | "same-site"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_pages_are_told_apart_from_tools() {
+        assert!(!from_browser_page(false, None));
+        assert!(!from_browser_page(false, Some("none")));
+        assert!(from_browser_page(true, None));
+        assert!(from_browser_page(false, Some("cross-site")));
+        assert!(from_browser_page(false, Some("same-site")));
+    }
 
     #[test]
     fn loopback_or_the_token() {

@@ -48,7 +48,8 @@ pub enum ConfigError {
 pub struct RunArgs {
     /// A TOML file with any of the settings below, named as the flags with `_` for `-`
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
-    /// `poll_secs`, `key_file`, `allow_list`, `admin_token_file`). Flags and env vars
+    /// `poll_secs`, `key_file`, `allow_list`, `admin_token_file`, `tls_cert`, `tls_key`, `tls_ca`,
+    /// `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
     /// override it.
     #[arg(long, env = "GRIDLEDGER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -69,7 +70,8 @@ pub struct RunArgs {
     /// A relay to poll, host:port[/unit]; repeat for several.
     #[arg(long = "relay", env = "GRIDLEDGER_RELAYS", value_delimiter = ',')]
     pub relays: Vec<RelayAddr>,
-    /// A peer's base URL (http://host:port); repeat for several.
+    /// A peer's base URL (http://host:port, or https://host:port verified with --tls-ca);
+    /// repeat for several.
     #[arg(long = "peer", env = "GRIDLEDGER_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
     /// Seconds between polls, aligned to the minute (plus up to 2 s for the relay to close
@@ -88,6 +90,29 @@ pub struct RunArgs {
     /// [default: loopback only]
     #[arg(long, env = "GRIDLEDGER_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// This node's certificate chain (PEM): the API is served over HTTPS, and the
+    /// certificate is presented to peers that ask for one (mutual TLS) [default: plain HTTP]
+    #[arg(long, env = "GRIDLEDGER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "GRIDLEDGER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that https:// peers' certificates must chain to
+    /// [default: the system's roots]
+    #[arg(long, env = "GRIDLEDGER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS: CA certificate(s) (PEM) that every client's certificate must chain to; a
+    /// client without one is refused at the handshake [default: no client certificate asked]
+    #[arg(long, env = "GRIDLEDGER_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// A browser origin (scheme://host[:port]) whose pages may read the API (GET and HEAD
+    /// only); repeat for several [default: none]
+    #[arg(
+        long = "cors-origin",
+        env = "GRIDLEDGER_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 /// The `--config` file of `gridledger run`: the same settings as the flags.
@@ -106,6 +131,12 @@ struct RunFile {
     key_file: Option<PathBuf>,
     allow_list: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
 }
 
 /// `gridledger run`'s settings once flags, env vars, the file and defaults are merged.
@@ -121,6 +152,24 @@ pub struct RunSettings {
     pub key_file: PathBuf,
     pub allow_list: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    pub tls: crate::tls::TlsFiles,
+    pub cors_origins: Vec<String>,
+}
+
+/// Checks a CORS origin: `http://` or `https://`, a host, an optional port, no path.
+fn cors_origin(s: &str) -> Result<String, ConfigError> {
+    let t = s.trim();
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '*']) => {
+            Ok(t.to_owned())
+        }
+        _ => Err(ConfigError::Invalid(format!(
+            "--cors-origin '{s}' is not an origin like https://dashboard.example:8443 (scheme, host, optional port; no path, no wildcard)"
+        ))),
+    }
 }
 
 impl RunArgs {
@@ -183,6 +232,20 @@ impl RunArgs {
             poll_secs: self.poll_secs.or(file.poll_secs).unwrap_or(60.0),
             allow_list: self.allow_list.or(file.allow_list),
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
+            tls: crate::tls::TlsFiles {
+                cert: self.tls_cert.or(file.tls_cert),
+                key: self.tls_key.or(file.tls_key),
+                ca: self.tls_ca.or(file.tls_ca),
+                client_ca: self.tls_client_ca.or(file.tls_client_ca),
+            },
+            cors_origins: if self.cors_origins.is_empty() {
+                file.cors_origins
+            } else {
+                self.cors_origins
+            }
+            .iter()
+            .map(|o| cors_origin(o))
+            .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -217,6 +280,8 @@ impl RunSettings {
             max_records_per_block: 256,
             mining_jitter: (period / 20).min(Duration::from_secs(3)),
             admin_token,
+            tls: self.tls,
+            cors_origins: self.cors_origins,
         };
         Ok((config, key))
     }

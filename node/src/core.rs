@@ -69,6 +69,8 @@ pub struct Core {
     pub admin_token: Option<String>,
     /// The node's one HTTP client, for every request to a peer.
     pub client: reqwest::Client,
+    /// The node's TLS (certificates, counters), if it has any.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     /// How each peer behaves, by URL.
     pub peer_health: std::collections::HashMap<String, crate::health::PeerHealth>,
     /// Counters.
@@ -167,7 +169,8 @@ impl Core {
             peers: Vec::new(),
             peers_file: None,
             admin_token: None,
-            client: crate::wire::client(),
+            client: crate::wire::client(None).unwrap_or_default(),
+            tls: None,
             peer_health: std::collections::HashMap::new(),
             counters,
             metrics: crate::metrics::Metrics::default(),

@@ -126,6 +126,8 @@ pub async fn demo(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Res
             sync_every: Duration::from_millis(if fast { 500 } else { 5000 }),
             max_records_per_block: 256,
             mining_jitter: Duration::from_millis(if fast { 300 } else { 3000 }),
+            tls: Default::default(),
+            cors_origins: Vec::new(),
             admin_token: None,
         };
         match start(config, key).await {

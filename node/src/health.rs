@@ -40,6 +40,8 @@ pub struct PeerHealth {
     pub last_ok_ms: Option<u64>,
     /// Blocks stored from it since start.
     pub stored: u64,
+    /// The subject of its TLS certificate, as last seen (`https://` peers).
+    pub tls_subject: Option<String>,
     /// A pull from it is under way.
     #[serde(skip)]
     pub in_flight: bool,

@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Runs a node: polls the relays, mines their records into blocks, exchanges blocks
     /// with the peers, and serves the HTTP API (GET /status, /chain, /blocks, POST /blocks).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Starts the testbed of the published study, improved: relay-sim on 127.0.0.1:5010 and
     /// N nodes on 127.0.0.1:5004 onwards, each with its own data dir and key under
     /// --data-dir. Ctrl-C stops it all; a second run resumes the same chains.
@@ -57,13 +57,92 @@ enum Command {
     /// Writes the main chain to stdout (or --out): `json` gives whole blocks with their raw
     /// bytes and decoded records (genesis included), `csv` one row per sample.
     Export(gridledger::offline::ExportArgs),
+    /// Certificates for a test consortium (a small CA and node certificates); a
+    /// production consortium uses its own PKI.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Test support: mines and stores blocks of simulated records in a loop, printing
     /// `stored HEIGHT ID` after each durable commit.
     #[command(hide = true)]
     DebugAppend(gridledger::offline::AppendArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Makes DIR/ca.pem and DIR/ca.key (never overwritten), and NODE.pem and NODE.key for
+    /// each --node, valid for the node's name, localhost, 127.0.0.1, ::1 and each --san.
+    Init {
+        /// Where to write the files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The consortium's name, in the CA's subject.
+        #[arg(long, default_value = "gridledger test consortium")]
+        name: String,
+        /// A node to make a certificate for; repeat [default: node1 node2 node3]
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// An extra host name or address every node certificate is valid for; repeat.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Days the node certificates are valid (the CA twice as long).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Makes (or renews, replacing NODE.pem and NODE.key) one node's certificate from the
+    /// CA in DIR. A node using the files picks the new ones up within a second.
+    Issue {
+        /// The directory of `tls init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node.
+        #[arg(long)]
+        node: String,
+        /// An extra host name or address it is valid for; repeat.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+fn tls(command: TlsCommand) -> ExitCode {
+    use gridledger::tls::issue;
+    let written = match command {
+        TlsCommand::Init {
+            dir,
+            name,
+            nodes,
+            sans,
+            days,
+        } => {
+            let nodes = if nodes.is_empty() {
+                vec!["node1".into(), "node2".into(), "node3".into()]
+            } else {
+                nodes
+            };
+            issue::init(&dir, &name, &nodes, &sans, days)
+        }
+        TlsCommand::Issue {
+            dir,
+            node,
+            sans,
+            days,
+        } => issue::issue(&dir, &node, &sans, days),
+    };
+    match written {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn main() -> ExitCode {
+    gridledger::tls::install_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -72,7 +151,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Demo(config) => on_runtime(|| async move {
             match gridledger::demo::demo(config, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -104,6 +183,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Tls(command) => tls(command),
         Command::DebugAppend(a) => {
             let mut out = std::io::stdout().lock();
             let r = gridledger::offline::debug_append(
@@ -158,8 +238,12 @@ fn keygen(out: &std::path::Path, force: bool) -> ExitCode {
 fn repair(args: gridledger::repair::RepairArgs) -> ExitCode {
     quiet_panics();
     let network = args.network();
+    let client = match args.client() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     on_runtime(|| async move {
-        match gridledger::repair::repair(&args.data_dir, network, &args.from_peer).await {
+        match gridledger::repair::repair(&args.data_dir, network, &args.from_peer, client).await {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS
@@ -201,6 +285,7 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let tls_on = config.tls.serves();
     on_runtime(|| async move {
         let data_dir = config.data_dir.clone();
         let node = match gridledger::run::start(config, key).await {
@@ -215,8 +300,9 @@ fn run(args: RunArgs) -> ExitCode {
             }
             Err(e) => return fail(e),
         };
+        let scheme = if tls_on { "https" } else { "http" };
         eprintln!(
-            "gridledger: node on http://{}/ (dashboard) and /status; Ctrl-C or SIGTERM stops it",
+            "gridledger: node on {scheme}://{}/ (dashboard) and /status; Ctrl-C or SIGTERM stops it",
             node.addr
         );
         shutdown_signal().await;

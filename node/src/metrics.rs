@@ -107,6 +107,8 @@ pub struct Snapshot {
     pub peers: u64,
     /// The core's counters.
     pub counters: Counters,
+    /// TLS: handshakes served, handshakes refused or failed, reloads, reloads refused.
+    pub tls: Option<[u64; 4]>,
     /// Per relay.
     pub relays: Vec<RelayFigures>,
 }
@@ -159,13 +161,33 @@ impl Collector for Snapshot {
             ),
             (
                 "gridledger_admin_refused",
-                "Calls that change the node refused: not from loopback and no valid token.",
+                "Calls that change the node refused: made by a web page, or not from loopback without a valid token.",
                 c.admin_refused,
             ),
         ];
         for (name, help, v) in counters {
             let k = ConstCounter::new(v);
             k.encode(encoder.encode_descriptor(name, help, None, k.metric_type())?)?;
+        }
+        if let Some([ok, failed, reloads, reload_failed]) = self.tls {
+            let tls: [(&str, &str, u64); 4] = [
+                ("gridledger_tls_handshakes", "TLS handshakes completed by the API.", ok),
+                (
+                    "gridledger_tls_handshake_failures",
+                    "TLS handshakes refused or failed (no or a bad client certificate, plain HTTP on the HTTPS port, a timeout).",
+                    failed,
+                ),
+                ("gridledger_tls_reloads", "Certificate reloads that took effect.", reloads),
+                (
+                    "gridledger_tls_reload_failures",
+                    "Certificate reloads refused (the previous certificates stay in use).",
+                    reload_failed,
+                ),
+            ];
+            for (name, help, v) in tls {
+                let k = ConstCounter::new(v);
+                k.encode(encoder.encode_descriptor(name, help, None, k.metric_type())?)?;
+            }
         }
         let per_relay: [PerRelay; 3] = [
             (

@@ -49,8 +49,9 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>,
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PeerError {
-    /// No answer, or the connection failed.
-    #[error("unreachable: {0}")]
+    /// No answer, or the connection failed (a refused TLS certificate included: the
+    /// message carries the cause, e.g. "invalid peer certificate: UnknownIssuer").
+    #[error("unreachable: {}", causes(.0))]
     Unreachable(#[from] reqwest::Error),
     /// It answered with an HTTP error status.
     #[error("bad answer: HTTP {0}")]
@@ -80,6 +81,22 @@ pub enum PeerError {
     /// The pull ran past its deadline.
     #[error("no answer within {0:?}")]
     Deadline(Duration),
+}
+
+/// An error and its sources, one after the other: `reqwest` says "error sending request"
+/// and keeps the reason (a refused certificate, a reset connection) in its sources.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 /// The file in the data dir that keeps the peer list across restarts.
@@ -161,21 +178,29 @@ pub fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>) {
 }
 
 /// A peer's tip, as its `GET /status` tells it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct PeerTip {
     height: u32,
     tip: Option<BlockId>,
     work: Option<u128>,
+    /// The subject of its TLS certificate (`https://` peers).
+    subject: Option<String>,
 }
 
 async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerError> {
     let resp = client.get(format!("{peer}/status")).send().await?;
+    let subject = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .and_then(crate::tls::subject);
     let body = read_capped(resp, MAX_STATUS_BYTES).await?;
     let status: Status = serde_json::from_slice(&body).map_err(PeerError::BadStatus)?;
     Ok(PeerTip {
         height: status.height,
         tip: BlockId::from_hex(&status.tip),
         work: status.work.parse().ok(),
+        subject,
     })
 }
 
@@ -185,6 +210,14 @@ async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerE
 /// the number of blocks stored.
 pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
     let theirs = peer_tip(client, peer).await?;
+    if let Some(subject) = &theirs.subject {
+        let mut core = lock(shared);
+        let health = core.peer_health(peer);
+        if health.tls_subject.as_ref() != Some(subject) {
+            tracing::info!(%peer, %subject, "peer's TLS certificate");
+            health.tls_subject = Some(subject.clone());
+        }
+    }
     let (our_height, our_work, known, max_bytes, max_records) = {
         let core = lock(shared);
         let tree = core.ledger.tree();

@@ -37,6 +37,15 @@ pub struct RepairArgs {
     /// The network's difficulty, with --network.
     #[arg(long, requires = "network")]
     pub difficulty_bits: Option<u8>,
+    /// CA certificate(s) (PEM) for https:// peers [default: the system's roots]
+    #[arg(long, env = "GRIDLEDGER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A certificate (PEM) to present to peers that ask for one (mutual TLS).
+    #[arg(long, env = "GRIDLEDGER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, env = "GRIDLEDGER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl RepairArgs {
@@ -48,6 +57,20 @@ impl RepairArgs {
             .zip(self.difficulty_bits)
             .map(|(name, bits)| Network::new(name, bits))
     }
+
+    /// The HTTP client for the peers, with the TLS the flags give.
+    pub fn client(&self) -> Result<reqwest::Client, RepairError> {
+        let files = crate::tls::TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+            client_ca: None,
+        };
+        // Only the client side is used: no server is started.
+        let tls = crate::tls::Tls::load(files)?;
+        crate::wire::client(Some(tls.client_config()?))
+            .map_err(|e| RepairError::Client(e.to_string()))
+    }
 }
 
 /// Why a repair failed. The damaged data dir is untouched in every case.
@@ -57,6 +80,12 @@ pub enum RepairError {
     /// The new store could not be created or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS flags cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The HTTP client cannot be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
     /// The damaged store does not say which network it is for.
     #[error(
         "the data dir's network stamp cannot be read ({0}); give --network and --difficulty-bits"
@@ -124,10 +153,11 @@ pub async fn repair(
     dir: &Path,
     network: Option<Network>,
     peers: &[String],
+    client: reqwest::Client,
 ) -> Result<Report, RepairError> {
     let stamp = now_ms() / 1000;
     let new_dir = dir.join(format!(".repair-{stamp}"));
-    let result = rebuild(dir, &new_dir, network, peers).await;
+    let result = rebuild(dir, &new_dir, network, peers, client).await;
     let (mut report, ledger) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -163,6 +193,7 @@ async fn rebuild(
     new_dir: &Path,
     network: Option<Network>,
     peers: &[String],
+    client: reqwest::Client,
 ) -> Result<(Report, Arc<Mutex<Core>>), RepairError> {
     let old = guard(|| Store::open_read_only(dir));
     let net = match network {
@@ -187,7 +218,7 @@ async fn rebuild(
     drop(old);
 
     let shared = Arc::new(Mutex::new(Core::new(ledger)));
-    let client = crate::core::lock(&shared).client.clone();
+    crate::core::lock(&shared).client = client.clone();
     let mut fetched = 0;
     let mut peer_errors = Vec::new();
     for peer in peers {

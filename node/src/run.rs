@@ -27,6 +27,7 @@ use crate::chain::validate::minute_closes_ms;
 use crate::chain::{assemble, Network, RecordKey};
 use crate::core::{lock, now_ms, Core, Origin, Shared};
 use crate::ledger::Ledger;
+use crate::listen::{NodeListener, Remote};
 use crate::peers::{push, sync_round};
 use crate::poll::{poll_relay_observed, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
@@ -36,6 +37,9 @@ use crate::store::StoreError;
 /// ours). Well inside the 2 minutes that peers allow ([`crate::chain::validate::MAX_FUTURE_MS`]),
 /// so a peer whose clock lags ours by 90 s still takes the block.
 pub const MAX_STAMP_AHEAD_MS: u64 = 30_000;
+
+/// How often the certificate files are checked for a change (SIGHUP reloads at once).
+pub const TLS_WATCH: Duration = Duration::from_secs(1);
 
 /// The time a miner stamps on a block of `records`: now, but never before the median time
 /// of the last blocks (rule 5) nor before the last record's minute has closed (rule 9), so
@@ -75,6 +79,11 @@ pub struct NodeConfig {
     /// into equal-work branches; with a random head start one block usually reaches the
     /// others first, and they drop those records instead of mining them.
     pub mining_jitter: Duration,
+    /// Certificates: HTTPS serving, the CA of `https://` peers, mutual TLS.
+    pub tls: crate::tls::TlsFiles,
+    /// Browser origins (`https://dash.example:8443`) whose pages may read this node's API
+    /// (GET and HEAD only); empty: none, the default.
+    pub cors_origins: Vec<String>,
 }
 
 /// Why a node could not start.
@@ -90,6 +99,12 @@ pub enum RunError {
     /// The HTTP address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The certificates cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The HTTP client cannot be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
 }
 
 /// A running node.
@@ -131,8 +146,13 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     }
     core.peers_file = Some(peers_file);
     core.admin_token = config.admin_token.clone();
-    if !config.listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address: anyone on the path can read and alter what this node says (TLS is not built in yet)");
+    let tls = crate::tls::Tls::load(config.tls.clone())?;
+    core.client = crate::wire::client(Some(tls.client_config()?))
+        .map_err(|e| RunError::Client(e.to_string()))?;
+    let serves_tls = config.tls.serves();
+    core.tls = Some(Arc::clone(&tls));
+    if !serves_tls && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address: anyone on the path can read and alter what this node says; give --tls-cert and --tls-key");
     }
     let cancel = Arc::clone(&core.tip_changed);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -142,9 +162,12 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         .local_addr()
         .map_err(|e| RunError::Bind(config.listen, e))?;
     let stop = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    if serves_tls || config.tls.ca.is_some() {
+        tasks.push(tokio::spawn(Arc::clone(&tls).watch(TLS_WATCH)));
+    }
     let wake = Arc::new(Notify::new());
     let client = core.client.clone();
-    let mut tasks = Vec::new();
 
     // Pollers and intake.
     let (tx, mut rx) = mpsc::channel::<MinuteRecord>(1024);
@@ -168,12 +191,12 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     let shared: Shared = Arc::new(Mutex::new(core));
 
     // HTTP API.
-    let app = router(Arc::clone(&shared));
+    let app = crate::api::cors::allow(router(Arc::clone(&shared)), &config.cors_origins);
     let stopped = Arc::clone(&stop);
     tasks.push(tokio::spawn(async move {
         let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            NodeListener::new(listener, Some(tls)),
+            app.into_make_service_with_connect_info::<Remote>(),
         )
         .with_graceful_shutdown(async move { stopped.notified().await })
         .await;
@@ -286,7 +309,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         }));
     }
 
-    info!(%addr, relays = config.relays.len(), peers = config.peers.len(), "node running");
+    info!(%addr, tls = serves_tls, relays = config.relays.len(), peers = config.peers.len(), "node running");
     Ok(RunningNode {
         addr,
         shared,

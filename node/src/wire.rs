@@ -28,14 +28,24 @@ pub const MAX_STATUS_BYTES: usize = 1 << 20;
 /// How long one request to a peer may take.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The node's HTTP client (one per node, kept in the core: connections are pooled across
-/// pushes, pulls and resolves), with the peer [`TIMEOUT`].
-#[must_use]
-pub fn client() -> reqwest::Client {
+/// A `reqwest` client builder for this crate's TLS (rustls with `ring`): the node's client,
+/// tests and tools start from it.
+pub fn builder() -> reqwest::ClientBuilder {
+    crate::tls::install_provider();
     reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .build()
-        .unwrap_or_default()
+}
+
+/// The node's HTTP client (one per node, kept in the core: connections are pooled across
+/// pushes, pulls and resolves), with the peer [`TIMEOUT`]. `tls` verifies `https://` peers
+/// and presents the node's certificate ([`crate::tls::Tls::client_config`]); without it,
+/// `https://` peers are verified against the system roots.
+pub fn client(tls: Option<rustls::ClientConfig>) -> Result<reqwest::Client, reqwest::Error> {
+    let b = builder().timeout(TIMEOUT).tls_info(true);
+    match tls {
+        Some(config) => b.tls_backend_preconfigured(config),
+        None => b,
+    }
+    .build()
 }
 
 /// Why a raw block list does not parse.

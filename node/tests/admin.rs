@@ -186,7 +186,7 @@ fn admin_calls_from_another_host_need_the_token() {
 async fn peers_added_at_run_time_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = Network::new("peers", 8);
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let node = start(
         common::node_config(dir.path(), net.clone(), &[], Vec::new()),
         common::key(1),
@@ -255,7 +255,7 @@ async fn the_study_sequence_replays() {
     )
     .await
     .expect("b starts");
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let addr: SocketAddr = b.addr;
 
     let r = client

@@ -74,7 +74,7 @@ async fn blocks_go_in_and_come_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = Network::new("api", 4);
     let addr = serve(dir.path(), net.clone()).await;
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
 
     let g = net.genesis().header;
     let b1 = block_on(&g, &[record(1, 0)], &net, 1);
@@ -130,7 +130,7 @@ async fn bad_blocks_get_a_4xx_with_the_reason_and_the_node_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = Network::new("api", 4);
     let addr = serve(dir.path(), net.clone()).await;
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let g = net.genesis().header;
     let good = block_on(&g, &[record(1, 0)], &net, 1);
 
@@ -165,7 +165,7 @@ async fn readings_proofs_metrics_peers_and_the_witness() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = Network::new("api", 4);
     let (addr, shared) = serve_shared(dir.path(), net.clone()).await;
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let g = net.genesis().header;
     let b1 = block_on(&g, &[record(1, 0), record(2, 0)], &net, 1);
     let b2 = block_on(
@@ -326,7 +326,7 @@ async fn readings_proofs_metrics_peers_and_the_witness() {
 async fn the_dashboard_and_resolve_without_peers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = serve(dir.path(), Network::new("api", 4)).await;
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let page = client
         .get(format!("http://{addr}/"))
         .send()
@@ -377,7 +377,7 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
                 .expect("accepted");
         }
     }
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let r = client
         .post(format!("http://{b}/peers"))
         .json(&serde_json::json!({ "url": format!("http://{a}") }))
@@ -410,7 +410,7 @@ async fn readings_default_to_the_relays_latest_hour() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = Network::new("api", 4);
     let addr = serve(dir.path(), net.clone()).await;
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     // The last closed minute.
     let ahead = (common::now_ms() / 60_000) as u32 - 1 - 29_925_000;
     let b1 = block_on(

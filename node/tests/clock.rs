@@ -35,7 +35,7 @@ async fn a_relay_clock_far_ahead_is_reported_and_its_records_wait() {
     )
     .await
     .expect("starts");
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let base = format!("http://{}", node.addr);
 
     let deadline = Instant::now() + Duration::from_secs(15);

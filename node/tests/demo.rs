@@ -111,7 +111,7 @@ async fn agree(client: &reqwest::Client, base: u16, min_height: u64) -> u64 {
 async fn the_demo_runs_stops_on_ctrl_c_and_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("demo-data");
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
 
     let (base, relay) = ports();
     let first = start(&data, base, relay);

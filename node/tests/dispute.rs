@@ -38,7 +38,7 @@ async fn a_forged_record_read_later_is_a_dispute_and_nothing_else_changes() {
     .await
     .expect("starts");
     let base = format!("http://{}", node.addr);
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
 
     // A minute the relay closes about four wall seconds from now (a relay minute lasts one).
     let forged_minute = Minute(u32::try_from(clock.now_ms() / 60_000).expect("minute") + 4);

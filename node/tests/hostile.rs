@@ -90,6 +90,8 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
     let node = start(
         NodeConfig {
             mining_jitter: Duration::ZERO,
+            tls: Default::default(),
+            cors_origins: Vec::new(),
             ..common::node_config(dir.path(), net.clone(), &[relay], Vec::new())
         },
         ours,
@@ -97,7 +99,7 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
     .await
     .expect("node starts");
     let base = format!("http://{}", node.addr);
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
 
     // Let the node mine a few blocks of its own.
     let deadline = Instant::now() + Duration::from_secs(20);

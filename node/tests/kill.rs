@@ -95,6 +95,8 @@ async fn a_node_killed_while_mining_restarts_verifies_and_rejoins() {
     let a = start(
         NodeConfig {
             mining_jitter: Duration::from_millis(100),
+            tls: Default::default(),
+            cors_origins: Vec::new(),
             ..common::node_config(
                 dir_a.path(),
                 Network::new(NETWORK, BITS),
@@ -107,7 +109,7 @@ async fn a_node_killed_while_mining_restarts_verifies_and_rejoins() {
     .await
     .expect("node A starts");
     let base_a = format!("http://{}", a.addr);
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let mut kills_while_mining = 0;
 
     for round in 0..4 {

@@ -87,7 +87,7 @@ async fn a_lying_peer_neither_stalls_sync_nor_resolve() {
     )
     .await
     .expect("honest peer starts");
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let deadline = Instant::now() + Duration::from_secs(20);
     while height_tip(&client, honest.addr).await.0 < 2 {
         assert!(Instant::now() < deadline, "the honest peer does not mine");

@@ -229,7 +229,7 @@ async fn a_partition_heals_into_one_chain_with_every_record_once() {
     assert!(a.0 >= 4 && b.0 >= 4, "both sides mined: {a:?} {b:?}");
 
     // Heal: every node learns the other side's nodes, then one asks all to resolve.
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     for (i, port) in ports.iter().enumerate() {
         for (j, other) in ports.iter().enumerate() {
             if i / 2 != j / 2 {
@@ -315,7 +315,7 @@ async fn a_relay_that_stops_and_comes_back_leaves_a_reported_gap() {
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
     let (ports, nodes) = nodes(2, relay, &dirs).await;
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let status =
         |i: usize| common::get_json(&client, format!("http://127.0.0.1:{}/status", ports[i]));
     tokio::time::sleep(Duration::from_secs(4)).await;

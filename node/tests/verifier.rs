@@ -129,7 +129,7 @@ enum Lie {
 async fn liar(node: SocketAddr, lie: Lie) -> SocketAddr {
     use axum::extract::Request;
     use axum::response::IntoResponse;
-    let client = reqwest::Client::new();
+    let client = gridledger::wire::builder().build().expect("http client");
     let app = axum::Router::new().fallback(move |req: Request| {
         let client = client.clone();
         async move {
@@ -227,6 +227,8 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
         NodeConfig {
             // Long enough for both relays' records of a minute to share a block.
             mining_jitter: Duration::from_millis(300),
+            tls: Default::default(),
+            cors_origins: Vec::new(),
             admin_token: None,
             // Two relays: blocks of two records, so that proofs have an audit path.
             ..common::node_config(

@@ -25,6 +25,7 @@
 //! | `GET /` | the dashboard: a page that polls the endpoints above |
 
 mod blocks;
+pub mod cors;
 mod dashboard;
 mod peers;
 mod readings;
@@ -173,20 +174,40 @@ async fn admin_guard(
 ) -> Response {
     let peer = req
         .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+        .get::<axum::extract::ConnectInfo<crate::listen::Remote>>()
+        .map(|c| c.0.addr)
+        // The router served by plain axum (`into_make_service_with_connect_info::<SocketAddr>`).
+        .or_else(|| {
+            req.extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0)
+        });
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    let from_page = crate::admin::from_browser_page(
+        req.headers().get(header::ORIGIN).is_some(),
+        req.headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok()),
+    );
     let ok = {
         let mut core = lock(&shared);
         let ok = crate::admin::allowed(core.admin_token.as_deref(), peer, auth);
-        if !ok {
+        if !ok || from_page {
             core.counters.admin_refused += 1;
         }
         ok
     };
+    if from_page {
+        tracing::warn!(peer = ?peer, path = %req.uri().path(), "refused an admin call made by a web page");
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": "calls that change the node are not taken from web pages (the request carries Origin or a cross-site Sec-Fetch-Site): use curl or another tool" })),
+        )
+            .into_response();
+    }
     if !ok {
         tracing::warn!(peer = ?peer, path = %req.uri().path(), "refused an admin call: not from loopback and no valid token");
         return (

@@ -39,7 +39,8 @@ pub(super) async fn get_peers(State(shared): State<Shared>) -> Response {
             v
         })
         .collect();
-    Json(json!({ "peers": peers, "health": health })).into_response()
+    let tls_clients = core.tls.as_ref().map(|t| t.clients());
+    Json(json!({ "peers": peers, "health": health, "tls_clients": tls_clients })).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -97,6 +97,15 @@ pub(super) async fn metrics(State(shared): State<Shared>) -> Response {
             mempool: core.mempool.len() as u64,
             peers: core.peers.len() as u64,
             counters: core.counters,
+            tls: core.tls.as_ref().map(|t| {
+                use std::sync::atomic::Ordering::Relaxed;
+                [
+                    t.handshakes.load(Relaxed),
+                    t.handshake_failures.load(Relaxed),
+                    t.reloads.load(Relaxed),
+                    t.reload_failures.load(Relaxed),
+                ]
+            }),
             relays: relay_statuses(&core)
                 .iter()
                 .map(|st| crate::metrics::RelayFigures {
