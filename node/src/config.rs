@@ -105,7 +105,7 @@ pub struct RunArgs {
     /// client without one is refused at the handshake [default: no client certificate asked]
     #[arg(long, env = "GRIDLEDGER_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-    /// A browser origin (scheme://host[:port]) whose pages may read the API (GET and HEAD
+    /// A browser origin (`scheme://host[:port]`) whose pages may read the API (GET and HEAD
     /// only); repeat for several [default: none]
     #[arg(
         long = "cors-origin",
@@ -295,5 +295,65 @@ pub fn poll_config(period: Duration) -> PollConfig {
         period,
         offset: (period / 10).min(Duration::from_secs(2)),
         io_timeout: Duration::from_secs(2).min(period.max(Duration::from_millis(200))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<RunSettings, ConfigError> {
+        let mut all = vec!["gridledger"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+            .expect("flags parse")
+            .run
+            .settings()
+    }
+
+    #[test]
+    fn cors_origins_are_origins() {
+        let s = settings(&["--cors-origin", "https://dash.example:8443"]).expect("ok");
+        assert_eq!(s.cors_origins, ["https://dash.example:8443"]);
+        for bad in [
+            "*",
+            "dash.example",
+            "https://",
+            "https://dash.example/path",
+            "ftp://dash.example",
+        ] {
+            assert!(
+                matches!(
+                    settings(&["--cors-origin", bad]),
+                    Err(ConfigError::Invalid(_))
+                ),
+                "{bad} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_settings_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "tls_cert = \"a.pem\"\ntls_key = \"a.key\"\ntls_ca = \"ca.pem\"\ncors_origins = [\"http://x.example\"]\n",
+        )
+        .expect("write");
+        let f = file.to_string_lossy().into_owned();
+        let s = settings(&["--config", &f, "--tls-ca", "other.pem"]).expect("ok");
+        assert_eq!(s.tls.cert, Some(PathBuf::from("a.pem")));
+        assert_eq!(s.tls.key, Some(PathBuf::from("a.key")));
+        assert_eq!(s.tls.ca, Some(PathBuf::from("other.pem")), "the flag wins");
+        assert_eq!(s.tls.client_ca, None);
+        assert_eq!(s.cors_origins, ["http://x.example"]);
     }
 }

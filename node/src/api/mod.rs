@@ -11,12 +11,14 @@
 //! | `GET /readings/{relay}/{minute}/proof` | the record, its block header and its RFC 6962 inclusion proof |
 //! | `GET /disputes` | records on the main chain that differ from this node's own read of the relay, both versions |
 //! | `GET /metrics` | Prometheus text: chain, mempool, blocks mined/received/rejected, witness conflicts, reorgs, per relay records, gaps and up |
-//! | `GET /peers`, `POST /peers {"url": …}`, `DELETE /peers {"url": …}` | the peer list with each peer's health; adding and removing a peer (admin), kept in the data dir |
+//! | `GET /peers`, `POST /peers {"url": …}`, `DELETE /peers {"url": …}` | the peer list with each peer's health and TLS subject, and the client certificates accepted (`tls_clients`); adding and removing a peer (admin), kept in the data dir |
 //! | `POST /peers/resolve` | pulls from every peer at once, within 10 s; says whether the chain was replaced (admin) |
 //! | `POST /nodes/register`, `GET /nodes/resolve` | the study's names for adding peers and resolving, in its answer shapes (admin) |
 //!
 //! "Admin" calls change the node: they answer only on loopback or with the bearer token of
-//! `--admin-token-file`, else 401 ([`crate::admin`]).
+//! `--admin-token-file`, else 401, and never to a web page (403) ([`crate::admin`]). CORS
+//! is off unless `--cors-origin` names an origin, and then for reads only ([`cors`]). The
+//! same router is served over plain TCP or TLS ([`crate::listen`]).
 //!
 //! One module per resource: [`status`](self) (`/status`, `/disputes`, `/metrics`), blocks
 //! (`/chain`, `/blocks`), readings (`/readings`, proofs), peers, dashboard. Every error is an
