@@ -23,6 +23,9 @@ use crate::tls::Tls;
 
 /// Most TLS handshakes under way at once; connections beyond are closed at once.
 pub const MAX_HANDSHAKES: usize = 256;
+/// Most TLS handshakes under way at once from one (non-loopback) address, so that one
+/// host opening silent connections cannot fill [`MAX_HANDSHAKES`] and lock everyone out.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 16;
 /// How long a client has to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -113,7 +116,8 @@ impl AsyncWrite for Io {
 pub struct NodeListener {
     tcp: TcpListener,
     tls: Option<Arc<Tls>>,
-    handshakes: JoinSet<Option<(Io, Remote)>>,
+    handshakes: JoinSet<(std::net::IpAddr, Option<(Io, Remote)>)>,
+    pending: std::collections::HashMap<std::net::IpAddr, usize>,
 }
 
 impl NodeListener {
@@ -125,8 +129,16 @@ impl NodeListener {
             tcp,
             tls,
             handshakes: JoinSet::new(),
+            pending: std::collections::HashMap::new(),
         }
     }
+}
+
+/// True if a new connection from `ip` may start a handshake while `total` are under way,
+/// `from_ip` of them from `ip`. Loopback is not limited per address: what runs on the
+/// node's own host is trusted with its API already.
+fn admit(total: usize, from_ip: usize, ip: std::net::IpAddr) -> bool {
+    total < MAX_HANDSHAKES && (ip.is_loopback() || from_ip < MAX_HANDSHAKES_PER_ADDRESS)
 }
 
 async fn handshake(tls: Arc<Tls>, stream: TcpStream, addr: SocketAddr) -> Option<(Io, Remote)> {
@@ -174,12 +186,17 @@ impl Listener for NodeListener {
                         let Some(tls) = &self.tls else {
                             return (Io::Plain(stream), Remote { addr, subject: None });
                         };
-                        if self.handshakes.len() >= MAX_HANDSHAKES {
+                        let ip = addr.ip();
+                        let from_ip = self.pending.get(&ip).copied().unwrap_or(0);
+                        if !admit(self.handshakes.len(), from_ip, ip) {
                             tls.handshake_failures.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(%addr, "too many TLS handshakes under way: connection closed");
                             continue;
                         }
-                        self.handshakes.spawn(handshake(Arc::clone(tls), stream, addr));
+                        *self.pending.entry(ip).or_insert(0) += 1;
+                        let tls = Arc::clone(tls);
+                        self.handshakes
+                            .spawn(async move { (ip, handshake(tls, stream, addr).await) });
                     }
                     // Out of file descriptors and the like: wait a little, as axum does.
                     Err(e) => {
@@ -188,7 +205,14 @@ impl Listener for NodeListener {
                     }
                 },
                 Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
-                    if let Ok(Some(conn)) = done {
+                    let Ok((ip, conn)) = done else { continue };
+                    if let Some(n) = self.pending.get_mut(&ip) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.pending.remove(&ip);
+                        }
+                    }
+                    if let Some(conn) = conn {
                         return conn;
                     }
                 }
@@ -201,5 +225,22 @@ impl Listener for NodeListener {
             addr: self.tcp.local_addr()?,
             subject: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_cannot_fill_the_handshake_slots() {
+        let remote: std::net::IpAddr = [192, 0, 2, 7].into();
+        let local: std::net::IpAddr = [127, 0, 0, 1].into();
+        assert!(admit(0, 0, remote));
+        assert!(admit(100, MAX_HANDSHAKES_PER_ADDRESS - 1, remote));
+        assert!(!admit(100, MAX_HANDSHAKES_PER_ADDRESS, remote));
+        assert!(admit(100, MAX_HANDSHAKES_PER_ADDRESS, local));
+        assert!(!admit(MAX_HANDSHAKES, 0, remote));
+        assert!(!admit(MAX_HANDSHAKES, 0, local));
     }
 }

@@ -145,6 +145,25 @@ pub fn peer_url(s: &str) -> Result<String, String> {
     }
 }
 
+/// True if `url` is a plain `http://` URL to a host other than this one (loopback or
+/// `localhost`).
+#[must_use]
+pub fn plain_remote(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 pub use crate::health::PeerHealth;
 pub use crate::wire::client;
 
@@ -429,5 +448,21 @@ pub fn sync_round(client: &reqwest::Client, shared: &Shared, base: Duration) {
             health.in_flight = false;
             health.record(&outcome(&r), base, now_ms());
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_remote_peers_are_told_apart() {
+        assert!(plain_remote("http://10.0.0.7:5004"));
+        assert!(plain_remote("http://operator.example"));
+        assert!(!plain_remote("http://127.0.0.1:5004"));
+        assert!(!plain_remote("http://localhost:5004"));
+        assert!(!plain_remote("http://[::1]:5004"));
+        assert!(plain_remote("http://[2001:db8::1]:5004"));
+        assert!(!plain_remote("https://10.0.0.7:5004"));
     }
 }

@@ -151,6 +151,11 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         .map_err(|e| RunError::Client(e.to_string()))?;
     let serves_tls = config.tls.serves();
     core.tls = Some(Arc::clone(&tls));
+    for peer in &core.peers {
+        if crate::peers::plain_remote(peer) {
+            tracing::warn!(%peer, "peer over plain HTTP to another host: the blocks and answers exchanged with it cross the network unprotected; use https:// and --tls-ca");
+        }
+    }
     if !serves_tls && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address: anyone on the path can read and alter what this node says; give --tls-cert and --tls-key");
     }
