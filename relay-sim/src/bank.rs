@@ -10,12 +10,15 @@ use relay_core::registers::{Exception, RegisterImage};
 use relay_core::signal::SignalModel;
 use relay_core::{Identity, Minute, MinuteRecord, RecordFlags, RelayId};
 
+use crate::layout::Foreign;
+
 /// One simulated relay.
 #[derive(Debug)]
 pub struct Relay {
     unit: u8,
     id: RelayId,
     image: RwLock<RegisterImage>,
+    foreign: Option<Foreign>,
 }
 
 impl Relay {
@@ -35,6 +38,12 @@ impl Relay {
     pub fn read(&self, address: u16, quantity: u16) -> Result<Vec<u16>, Exception> {
         let image = self.image.read().unwrap_or_else(PoisonError::into_inner);
         image.read(address, quantity).map(<[u16]>::to_vec)
+    }
+
+    /// The foreign layout this relay plays instead of relay-core's map, if any.
+    #[must_use]
+    pub fn foreign(&self) -> Option<&Foreign> {
+        self.foreign.as_ref()
     }
 
     fn update(&self, f: impl FnOnce(&mut RegisterImage)) {
@@ -66,6 +75,8 @@ pub struct BankSpec {
     pub substation: String,
     /// Samples in each minute record (1..=6).
     pub samples_per_record: u16,
+    /// A device profile every relay plays instead of relay-core's map (`--layout`).
+    pub layout: Option<std::sync::Arc<device_profile::Profile>>,
 }
 
 impl Bank {
@@ -86,6 +97,10 @@ impl Bank {
                     unit,
                     id,
                     image: RwLock::new(image),
+                    foreign: spec
+                        .layout
+                        .as_ref()
+                        .map(|p| Foreign::new(std::sync::Arc::clone(p))),
                 }
             })
             .collect();
@@ -114,6 +129,9 @@ impl Bank {
     pub fn publish_sample(&self, t: u64) {
         for relay in &self.relays {
             let values = self.model.live(relay.id, t, self.samples_per_record);
+            if let Some(f) = &relay.foreign {
+                f.publish(&self.model, relay.id, &values, self.samples_per_record);
+            }
             relay.update(|image| {
                 image.set_live(&values);
                 image.set_clock(t);
@@ -164,6 +182,7 @@ mod tests {
                 name: "Relay {unit}".into(),
                 substation: "S".into(),
                 samples_per_record: 6,
+                layout: None,
             },
             SignalModel::new(1, Profile::Realistic),
         )

@@ -17,6 +17,7 @@
 
 pub mod bank;
 pub mod clock;
+pub mod layout;
 mod server;
 
 use std::fmt;
@@ -66,6 +67,9 @@ pub struct Config {
     pub clock_may_run_ahead: bool,
     /// Client connection limits.
     pub limits: ClientLimits,
+    /// A device profile every relay plays instead of relay-core's map (`--layout`): the
+    /// same signal model, served in a maker's register layout.
+    pub layout: Option<Arc<device_profile::Profile>>,
 }
 
 impl Default for Config {
@@ -88,6 +92,7 @@ impl Default for Config {
                 idle_timeout: Some(Duration::from_secs(300)),
                 request_deadline: Some(modbus_edge::DEFAULT_REQUEST_DEADLINE),
             },
+            layout: None,
         }
     }
 }
@@ -228,6 +233,7 @@ impl Simulator {
             name: config.relay_name.clone(),
             substation: config.substation.clone(),
             samples_per_record: config.samples_per_record(),
+            layout: config.layout.clone(),
         };
         let bank = Arc::new(Bank::new(
             &spec,
@@ -273,6 +279,10 @@ impl Simulator {
         self,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) -> Result<(), SimError> {
+        // The current sample is in the map before the first request can be answered.
+        let step_ms = u64::from(self.config.sample_secs.max(1)) * 1000;
+        self.bank
+            .publish_sample(self.clock.now_ms() / step_ms * step_ms / 1000);
         let ticker = tokio::spawn(server::tick(
             Arc::clone(&self.bank),
             self.clock,

@@ -92,6 +92,11 @@ struct Args {
     /// more only help with far more clients than cores.
     #[arg(long, env = "RELAY_SIM_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+
+    /// Play a foreign device: serve the live values in this device profile's register
+    /// layout (see docs/profiles.md) instead of the gridledger map, on every unit
+    #[arg(long, env = "RELAY_SIM_LAYOUT")]
+    layout: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -110,6 +115,16 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let threads = args.threads;
+    let layout = match &args.layout {
+        None => None,
+        Some(path) => match device_profile::Profile::load(path) {
+            Ok(p) => Some(std::sync::Arc::new(p)),
+            Err(e) => {
+                error!("--layout: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let config = Config {
         listen: args.listen,
         unit_id: args.unit_id,
@@ -133,6 +148,7 @@ fn main() -> ExitCode {
             request_deadline: (args.request_deadline_ms > 0)
                 .then(|| Duration::from_millis(args.request_deadline_ms)),
         },
+        layout,
     };
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -152,8 +168,12 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let layout = config
+            .layout
+            .as_ref()
+            .map_or_else(String::new, |p| format!(", playing {} ({})", p.name, p.maker));
         let summary = format!(
-            "units {}..={}, relay ids from {}, profile {:?}, seed {}, {} s samples, {} s per minute",
+            "units {}..={}, relay ids from {}, profile {:?}, seed {}, {} s samples, {} s per minute{layout}",
             config.unit_id,
             u16::from(config.unit_id) + u16::from(config.relays) - 1,
             config.relay_id,

@@ -42,6 +42,25 @@ fn answer(bank: &Bank, unit: u8, request: &Request<'_>) -> Result<Option<Respons
         return Ok(None);
     }
     let relay = bank.relay(unit).ok_or(ExceptionCode::GatewayTargetDevice)?;
+    if let Some(foreign) = relay.foreign() {
+        use device_profile::Table;
+        let read = |t: Table, a: u16, q: u16| foreign.read(t, a, q).map_err(to_modbus);
+        let bits = |v: Vec<u16>| v.into_iter().map(|b| b != 0).collect::<Vec<bool>>();
+        let response = match *request {
+            Request::ReadCoils(a, q) => Response::ReadCoils(bits(read(Table::Coils, a, q)?)),
+            Request::ReadDiscreteInputs(a, q) => {
+                Response::ReadDiscreteInputs(bits(read(Table::Discrete, a, q)?))
+            }
+            Request::ReadHoldingRegisters(a, q) => {
+                Response::ReadHoldingRegisters(read(Table::Holding, a, q)?)
+            }
+            Request::ReadInputRegisters(a, q) => {
+                Response::ReadInputRegisters(read(Table::Input, a, q)?)
+            }
+            _ => return Err(ExceptionCode::IllegalFunction),
+        };
+        return Ok(Some(response));
+    }
     let response = match *request {
         Request::ReadInputRegisters(address, quantity) => {
             Response::ReadInputRegisters(relay.read(address, quantity).map_err(to_modbus)?)
