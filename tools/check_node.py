@@ -142,6 +142,7 @@ def check(base, max_proofs):
                 want = {
                     "height": b["height"], "block_id": b["id"], "relay": relay, "minute": m,
                     "minute_utc": r["minute_utc"], "faults": r["faults"], "samples": r["samples"],
+                    "seconds": r["seconds"],
                 }
                 if not same_numbers(want, reading):
                     raise Disagree(f"/readings relay {relay} minute {m} differs from block {b['height']}")

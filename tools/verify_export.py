@@ -177,11 +177,14 @@ def decode_record(raw):
     r = Reader(raw, "record")
     relay, minute = r.varint(32), r.varint(32)
     faults, flags = r.varint(16), r.varint(16)
-    if flags & ~1:
+    if flags & ~0x3F01:
         raise Invalid("record: unknown flag bits")
     count = r.varint(64)
     if not 1 <= count <= 6:
         raise Invalid(f"record: {count} samples")
+    missing = (flags >> 8) & 0x3F
+    if missing and (count + bin(missing).count("1") > 6 or missing >> (count + bin(missing).count("1"))):
+        raise Invalid("record: the missing-sample mask does not fit its samples")
     first = [r.varint(32) for _ in range(6)] + [r.varint(16), r.zigzag(16), r.zigzag(32), r.zigzag(32)]
     samples = [first]
     for _ in range(count - 1):
@@ -194,6 +197,13 @@ def decode_record(raw):
     if not r.done():
         raise Invalid("record: bytes after the last sample")
     return relay, minute, faults, flags, samples
+
+
+def sample_seconds(flags, count):
+    """Second of the minute of each held sample: slot i of n at i * 60 // n, missing skipped."""
+    missing = (flags >> 8) & 0x3F
+    n = count + bin(missing).count("1")
+    return [i * 60 // n for i in range(n) if not (missing >> i) & 1]
 
 
 def milli(v):
@@ -271,6 +281,7 @@ def verify_blocks(name, bits, raws, now_ms):
                 "relay": relay, "minute": minute, "minute_utc": minute_utc(minute),
                 "faults": faults, "clock_set": bool(flags & 1), "raw": raw_rec.hex(),
                 "samples": [{q[0]: milli(v) for q, v in zip(QUANTITIES, s)} for s in samples],
+                "seconds": sample_seconds(flags, len(samples)),
             })
         n_records += len(records)
         times.append(t)

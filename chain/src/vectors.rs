@@ -24,6 +24,9 @@ pub struct Vectors {
     /// its minute closes (valid), and one stamped a millisecond earlier (invalid: a record
     /// from the future).
     pub boundary: [Block; 2],
+    /// A record with missing samples: relay 4's record for block 1's minute with slots 1
+    /// and 4 not answered (flags `0x1201`), in a block on genesis stamped as block 1.
+    pub gapped: Block,
 }
 
 /// Builds the vectors; `None` only if mining were cancelled, which it is not.
@@ -71,10 +74,26 @@ pub fn vectors() -> Option<Vectors> {
         )
     };
     let boundary = [at(closes)?, at(closes - 1)?];
+    let mut gapped_record = r(4, 0);
+    let mut slot = 0;
+    gapped_record.samples.retain(|_| {
+        slot += 1;
+        slot != 2 && slot != 5
+    });
+    gapped_record.flags = gapped_record.flags.with_missing(0b01_0010);
+    let gapped = assemble(
+        &genesis.header,
+        &[gapped_record],
+        &key,
+        1_795_542_665_000,
+        network.bits,
+        &cancel,
+    )?;
     Some(Vectors {
         network,
         key,
         blocks: [genesis, b1, b2],
         boundary,
+        gapped,
     })
 }

@@ -26,4 +26,6 @@ fn main() {
         println!("{name} id: {}", b.id());
         println!("{name} bytes: {}", hex::encode(b.to_bytes()));
     }
+    println!("gapped record id: {}", v.gapped.id());
+    println!("gapped record bytes: {}", hex::encode(v.gapped.to_bytes()));
 }

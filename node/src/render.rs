@@ -71,6 +71,8 @@ struct JsonRecord {
     /// The record's canonical postcard bytes: the Merkle leaf.
     raw: String,
     samples: Vec<SampleJson>,
+    /// The second of the minute of each sample (docs/FORMAT.md section 6).
+    seconds: Vec<u16>,
 }
 
 fn json_record(bytes: &[u8], r: &MinuteRecord) -> JsonRecord {
@@ -82,6 +84,7 @@ fn json_record(bytes: &[u8], r: &MinuteRecord) -> JsonRecord {
         clock_set: r.flags.contains(RecordFlags::CLOCK_SET),
         raw: hex::encode(bytes),
         samples: samples_json(r),
+        seconds: r.sample_seconds().collect(),
     }
 }
 
@@ -155,8 +158,7 @@ pub fn write_csv_rows(
     block_id: &str,
     r: &MinuteRecord,
 ) -> io::Result<()> {
-    let step = 60 / r.samples.len().max(1);
-    for (i, s) in r.samples.iter().enumerate() {
+    for (i, (s, second)) in r.samples.iter().zip(r.sample_seconds()).enumerate() {
         write!(
             out,
             "{height},{block_id},{},{},{},{},{},{i},{}",
@@ -165,7 +167,7 @@ pub fn write_csv_rows(
             r.minute,
             r.faults,
             r.flags.contains(RecordFlags::CLOCK_SET),
-            i * step
+            second
         )?;
         for q in Quantity::ALL {
             write!(out, ",{}", milli(q.raw(s)))?;

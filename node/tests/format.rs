@@ -72,6 +72,21 @@ fn format_vectors_match_the_code() {
     assert_eq!(built.blocks[0], genesis);
     assert_eq!(&built.blocks[1..], &blocks[..]);
 
+    // A record with missing samples: decodes, keeps its slots, and is valid.
+    let bytes = hex::decode(&v["gapped record bytes"]).expect("hex");
+    let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records).expect("decodes");
+    assert_eq!(block, built.gapped);
+    assert_eq!(block.id().to_hex(), v["gapped record id"]);
+    let record = relay_core::MinuteRecord::decode(&block.records[0]).expect("record decodes");
+    assert_eq!(record.flags.0, 0x1201);
+    assert_eq!(record.samples.len(), 4);
+    assert_eq!(record.sample_seconds().collect::<Vec<_>>(), [0, 20, 30, 50]);
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let mut gapped_ledger = Ledger::open(fresh.path(), net.clone()).expect("opens");
+    gapped_ledger
+        .add(block, 1_795_542_725_000)
+        .expect("a record with missing samples is valid");
+
     // Rule 9 at its boundary: stamped when the record's minute closes, valid; a millisecond
     // earlier, a record from the future.
     for (i, name) in ["rule 9 at the close", "rule 9 one ms early"]

@@ -252,13 +252,29 @@ impl RecordFlags {
     /// Without it, the minute counts from the relay's power-up and must not be trusted as a
     /// date (a board without a battery-backed clock, before its first time sync).
     pub const CLOCK_SET: RecordFlags = RecordFlags(1);
+    /// Bits 8 to 13: bit `8 + i` set means slot `i` of the minute has no sample (the device
+    /// did not answer then). The minute has `samples + missing` evenly spaced slots; a
+    /// record from a relay that never misses a sample has none of these bits.
+    pub const MISSING: RecordFlags = RecordFlags(0x3F00);
     /// Every bit this version of the map defines.
-    pub const KNOWN: RecordFlags = RecordFlags(1);
+    pub const KNOWN: RecordFlags = RecordFlags(0x3F01);
 
     /// True if every bit of `other` is set in `self`.
     #[must_use]
     pub fn contains(self, other: RecordFlags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// The missing-slot mask: bit `i` set = slot `i` has no sample.
+    #[must_use]
+    pub fn missing(self) -> u8 {
+        ((self.0 & Self::MISSING.0) >> 8) as u8
+    }
+
+    /// These flags with the missing-slot mask `mask` (bits 0 to 5).
+    #[must_use]
+    pub fn with_missing(self, mask: u8) -> RecordFlags {
+        RecordFlags((self.0 & !Self::MISSING.0) | (u16::from(mask & 0x3F) << 8))
     }
 }
 
@@ -273,7 +289,8 @@ pub struct MinuteRecord {
     pub faults: u16,
     /// Status bits at closing time.
     pub flags: RecordFlags,
-    /// The samples, oldest first, evenly spaced through the minute (six at 10 s).
+    /// The samples, oldest first, in the minute's evenly spaced slots (six at 10 s); a slot
+    /// the device did not answer is marked in [`RecordFlags::MISSING`] and holds none.
     ///
     /// Encoded as the first sample, then each later one as per-quantity differences from
     /// the one before: consecutive samples are close, so the record shrinks by a quarter.
@@ -297,6 +314,9 @@ pub enum RecordError {
     PowerFactor(usize),
     /// Status bits this version of the map does not define.
     UnknownFlags(u16),
+    /// The missing-slot mask (flag bits 8 to 13, given here as bits 0 to 5) names a slot
+    /// past the minute's slots, or makes more than [`MAX_SAMPLES`] slots.
+    MissingSlots(u8),
     /// The buffer given to [`MinuteRecord::encode`] is too small.
     BufferTooSmall,
 }
@@ -313,6 +333,10 @@ impl fmt::Display for RecordError {
                 write!(f, "sample {i} has a power factor outside -1..1")
             }
             RecordError::UnknownFlags(bits) => write!(f, "unknown status bits {bits:#06x}"),
+            RecordError::MissingSlots(mask) => write!(
+                f,
+                "missing-sample mask {mask:#08b} does not fit the record's samples (at most 6 slots in all)"
+            ),
             RecordError::BufferTooSmall => f.write_str("buffer too small for the record"),
         }
     }
@@ -342,7 +366,30 @@ impl MinuteRecord {
         if unknown != 0 {
             return Err(RecordError::UnknownFlags(unknown));
         }
+        let missing = self.flags.missing();
+        if missing != 0 {
+            let slots = self.slots();
+            if slots > MAX_SAMPLES || u16::from(missing) >> slots != 0 {
+                return Err(RecordError::MissingSlots(missing));
+            }
+        }
         Ok(())
+    }
+
+    /// The minute's sample slots: the samples held plus those marked missing.
+    #[must_use]
+    pub fn slots(&self) -> usize {
+        self.samples.len() + self.flags.missing().count_ones() as usize
+    }
+
+    /// The second of the minute each held sample was taken at, in order: slot `i` of `n`
+    /// is at second `i × 60 / n`, and missing slots are skipped.
+    pub fn sample_seconds(&self) -> impl Iterator<Item = u16> + '_ {
+        let n = self.slots().max(1);
+        let missing = self.flags.missing();
+        (0..n)
+            .filter(move |i| missing >> i & 1 == 0)
+            .map(move |i| (i * 60 / n) as u16)
     }
 
     /// Writes the canonical postcard encoding into `buf` and returns the bytes written.
@@ -547,5 +594,57 @@ mod tests {
         let id = Identity::new(RelayId(1), long, "");
         assert_eq!(id.name.len(), 32);
         assert_eq!(id.name.chars().count(), 16);
+    }
+
+    fn record_of(n: usize, flags: RecordFlags) -> MinuteRecord {
+        let mut samples = heapless::Vec::new();
+        for k in 0..n {
+            let mut s = Sample::default();
+            s.vab = Volts(100_000 + k as u32);
+            samples.push(s).expect("fits");
+        }
+        MinuteRecord {
+            relay: RelayId(1),
+            minute: Minute(29_000_000),
+            faults: 0,
+            flags,
+            samples,
+        }
+    }
+
+    #[test]
+    fn missing_samples_keep_their_slots() {
+        // Six slots, slots 1 and 4 not answered: four samples at 0, 20, 30 and 50 s.
+        let r = record_of(4, RecordFlags::CLOCK_SET.with_missing(0b01_0010));
+        assert_eq!(r.validate(), Ok(()));
+        assert_eq!(r.slots(), 6);
+        let mut seconds = [0u16; 6];
+        let mut k = 0;
+        for s in r.sample_seconds() {
+            seconds[k] = s;
+            k += 1;
+        }
+        assert_eq!(&seconds[..k], &[0, 20, 30, 50]);
+        // It survives its encoding.
+        let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+        let bytes = r.encode(&mut buf).expect("encodes");
+        assert_eq!(MinuteRecord::decode(bytes), Ok(r.clone()));
+        // A record without missing bits is what it always was.
+        let full = record_of(6, RecordFlags::CLOCK_SET);
+        assert_eq!(full.flags.0, 1);
+        assert_eq!(full.slots(), 6);
+    }
+
+    #[test]
+    fn a_mask_past_the_slots_is_refused() {
+        // Two samples and slot 5 missing: three slots, so slot 5 does not exist.
+        let r = record_of(2, RecordFlags::CLOCK_SET.with_missing(0b10_0000));
+        assert_eq!(r.validate(), Err(RecordError::MissingSlots(0b10_0000)));
+        // Six samples and one missing: seven slots.
+        let r = record_of(6, RecordFlags::CLOCK_SET.with_missing(0b1));
+        assert_eq!(r.validate(), Err(RecordError::MissingSlots(1)));
+        // Bits above 13 stay unknown.
+        let r = record_of(6, RecordFlags(0x4001));
+        assert_eq!(r.validate(), Err(RecordError::UnknownFlags(0x4000)));
     }
 }

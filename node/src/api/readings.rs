@@ -133,6 +133,9 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
                 "minute_utc": r.minute.to_string(),
                 "faults": r.faults,
                 "samples": crate::render::samples_json(r),
+                // The second of the minute of each sample (a slot the device did not
+                // answer has none).
+                "seconds": r.sample_seconds().collect::<Vec<u16>>(),
             })
         })
         .collect();
