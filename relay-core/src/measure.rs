@@ -599,8 +599,10 @@ mod tests {
     fn record_of(n: usize, flags: RecordFlags) -> MinuteRecord {
         let mut samples = heapless::Vec::new();
         for k in 0..n {
-            let mut s = Sample::default();
-            s.vab = Volts(100_000 + k as u32);
+            let s = Sample {
+                vab: Volts(100_000 + k as u32),
+                ..Sample::default()
+            };
             samples.push(s).expect("fits");
         }
         MinuteRecord {
