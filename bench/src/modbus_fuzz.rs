@@ -253,18 +253,21 @@ async fn main() -> Result<(), String> {
     };
     let gw = Gateway::bind(GwConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        bus: BusConfig {
+        bus: Some(BusConfig {
             endpoint: Endpoint::parse(&format!("tcp://{slave}"), line),
             timeout: Duration::from_millis(100),
             retries: 0,
             silent_interval: line.silent_interval(),
-        },
+        }),
         max_clients: 64,
         idle_timeout: Some(Duration::from_secs(300)),
         request_deadline: Some(Duration::from_secs(5)),
         allow_clock_writes: false,
         sync_units: Vec::new(),
         sync_every: Duration::from_secs(3600),
+        devices: Vec::new(),
+        sample_secs: 10,
+        clock: None,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
+pub mod recorder;
 
 use std::future::Future;
 use std::io;
@@ -30,8 +31,9 @@ pub use bus::{Bus, BusConfig, BusStats, Endpoint, Line, Parity};
 pub struct Config {
     /// Modbus TCP address to serve on.
     pub listen: SocketAddr,
-    /// The serial bus.
-    pub bus: BusConfig,
+    /// The serial bus, if there is one (`None`: only devices reached over TCP are
+    /// recorded, and other unit ids get exception 0x0A).
+    pub bus: Option<BusConfig>,
     /// TCP connections served at once.
     pub max_clients: usize,
     /// Close a connection that sends nothing for this long (`None`: never).
@@ -45,6 +47,12 @@ pub struct Config {
     pub sync_units: Vec<u8>,
     /// Period of the clock sync.
     pub sync_every: Duration,
+    /// Devices recorded through a profile, each served under its own unit id.
+    pub devices: Vec<recorder::Device>,
+    /// Seconds between the recorder's samples (10, 12, 15, 20, 30 or 60).
+    pub sample_secs: u16,
+    /// The recorder's clock (`None`: the host's UTC clock; tests compress it).
+    pub clock: Option<recorder::Clock>,
 }
 
 /// Why the gateway could not start or stopped.
@@ -55,6 +63,8 @@ pub enum GatewayError {
     Bind(SocketAddr, io::Error),
     /// The server failed.
     Serve(io::Error),
+    /// The devices or flags do not go together.
+    Config(String),
 }
 
 impl std::fmt::Display for GatewayError {
@@ -62,6 +72,7 @@ impl std::fmt::Display for GatewayError {
         match self {
             GatewayError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             GatewayError::Serve(e) => write!(f, "Modbus TCP server failed: {e}"),
+            GatewayError::Config(why) => f.write_str(why),
         }
     }
 }
@@ -70,8 +81,35 @@ impl std::error::Error for GatewayError {}
 
 #[derive(Clone, Debug)]
 struct Service {
-    bus: Bus,
+    bus: Option<Bus>,
     allow_clock_writes: bool,
+    recordings: Arc<std::collections::HashMap<u8, Arc<recorder::Recording>>>,
+}
+
+/// Answers a request for a recorded device from its register image: FC03 and FC04 read
+/// the same map, everything else gets 0x01 (as relay-sim answers).
+fn answer_recording(
+    rec: &recorder::Recording,
+    request: &Request<'_>,
+) -> Result<Option<Response>, ExceptionCode> {
+    use relay_core::registers::Exception as E;
+    let map = |e: E| match e {
+        E::IllegalFunction => ExceptionCode::IllegalFunction,
+        E::IllegalDataAddress => ExceptionCode::IllegalDataAddress,
+        E::IllegalDataValue => ExceptionCode::IllegalDataValue,
+        E::ServerDeviceFailure => ExceptionCode::ServerDeviceFailure,
+        E::GatewayPathUnavailable => ExceptionCode::GatewayPathUnavailable,
+        E::GatewayTargetFailedToRespond => ExceptionCode::GatewayTargetDevice,
+    };
+    match *request {
+        Request::ReadHoldingRegisters(a, q) => Ok(Some(Response::ReadHoldingRegisters(
+            rec.read(a, q).map_err(map)?,
+        ))),
+        Request::ReadInputRegisters(a, q) => Ok(Some(Response::ReadInputRegisters(
+            rec.read(a, q).map_err(map)?,
+        ))),
+        _ => Err(ExceptionCode::IllegalFunction),
+    }
 }
 
 /// True if `request` writes any register of the relay clock block (400–403).
@@ -97,6 +135,9 @@ impl tokio_modbus::server::Service for Service {
         std::pin::Pin<Box<dyn Future<Output = Result<Option<Response>, ExceptionCode>> + Send>>;
 
     fn call(&self, req: Self::Request) -> Self::Future {
+        if let Some(rec) = self.recordings.get(&req.slave) {
+            return Box::pin(std::future::ready(answer_recording(rec, &req.request)));
+        }
         let bus = self.bus.clone();
         let allow_clock_writes = self.allow_clock_writes;
         Box::pin(async move {
@@ -104,6 +145,10 @@ impl tokio_modbus::server::Service for Service {
                 // A broadcast has no answer to wait for; we do not put broadcasts on the bus.
                 return Ok(None);
             }
+            let Some(bus) = bus else {
+                // No serial bus, and no recorded device behind this unit.
+                return Err(ExceptionCode::GatewayPathUnavailable);
+            };
             if !allow_clock_writes && writes_clock(&req.request) {
                 // The relay's clock decides every record's minute: only the gateway's own
                 // sync (bounded by the relay's slew rule) may write it.
@@ -125,22 +170,58 @@ impl tokio_modbus::server::Service for Service {
 #[derive(Debug)]
 pub struct Gateway {
     listener: TcpListener,
-    bus: Bus,
+    bus: Option<Bus>,
+    recordings: Arc<std::collections::HashMap<u8, Arc<recorder::Recording>>>,
     config: Config,
 }
 
 impl Gateway {
     /// Binds the listen address and starts the bus task (the line opens on first use).
     pub async fn bind(config: Config) -> Result<Self, GatewayError> {
+        if !matches!(config.sample_secs, 10 | 12 | 15 | 20 | 30 | 60) {
+            return Err(GatewayError::Config(format!(
+                "--sample-secs {} is not allowed: use 10, 12, 15, 20, 30 or 60 (1 to 6 samples a minute)",
+                config.sample_secs
+            )));
+        }
+        let mut recordings = std::collections::HashMap::new();
+        for d in &config.devices {
+            if d.unit == 0 || d.unit > relay_core::MAX_UNIT_ID {
+                return Err(GatewayError::Config(format!(
+                    "--device unit={}: use 1 to 247",
+                    d.unit
+                )));
+            }
+            if d.upstream == recorder::Upstream::Bus && config.bus.is_none() {
+                return Err(GatewayError::Config(format!(
+                    "--device unit={}: on the serial bus, but there is no --serial (give upstream=tcp://HOST:PORT for a Modbus TCP device)",
+                    d.unit
+                )));
+            }
+            let rec = Arc::new(recorder::Recording::new(d.clone(), config.sample_secs));
+            if recordings.insert(d.unit, rec).is_some() {
+                return Err(GatewayError::Config(format!(
+                    "--device unit={}: two devices under one unit id",
+                    d.unit
+                )));
+            }
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Bind(config.listen, e))?;
-        let bus = Bus::start(config.bus.clone());
+        let bus = config.bus.clone().map(Bus::start);
         Ok(Gateway {
             listener,
             bus,
+            recordings: Arc::new(recordings),
             config,
         })
+    }
+
+    /// The recorded devices, by the unit id they are served under.
+    #[must_use]
+    pub fn recordings(&self) -> Arc<std::collections::HashMap<u8, Arc<recorder::Recording>>> {
+        Arc::clone(&self.recordings)
     }
 
     /// The bound address.
@@ -149,10 +230,12 @@ impl Gateway {
         self.listener.local_addr().unwrap_or(self.config.listen)
     }
 
-    /// The bus counters.
+    /// The bus counters (zero without a bus).
     #[must_use]
     pub fn stats(&self) -> Arc<BusStats> {
-        self.bus.stats()
+        self.bus
+            .as_ref()
+            .map_or_else(|| Arc::new(BusStats::default()), Bus::stats)
     }
 
     /// Serves until `shutdown` completes.
@@ -160,13 +243,31 @@ impl Gateway {
         self,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) -> Result<(), GatewayError> {
-        let sync = (!self.config.sync_units.is_empty()).then(|| {
-            tokio::spawn(sync_clocks(
-                self.bus.clone(),
-                self.config.sync_units.clone(),
-                self.config.sync_every,
-            ))
-        });
+        let sync_units: Vec<u8> = self
+            .config
+            .sync_units
+            .iter()
+            .copied()
+            .filter(|u| !self.recordings.contains_key(u))
+            .collect();
+        let sync = self
+            .bus
+            .clone()
+            .filter(|_| !sync_units.is_empty())
+            .map(|bus| tokio::spawn(sync_clocks(bus, sync_units, self.config.sync_every)));
+        let clock = self.config.clock.unwrap_or_else(recorder::Clock::system);
+        let recorders: Vec<_> = self
+            .recordings
+            .values()
+            .map(|rec| {
+                tokio::spawn(recorder::record(
+                    Arc::clone(rec),
+                    self.bus.clone(),
+                    self.config.sample_secs,
+                    clock,
+                ))
+            })
+            .collect();
         let slots = modbus_edge::Slots::new(modbus_edge::ClientLimits {
             max_clients: self.config.max_clients.max(1),
             idle_timeout: self.config.idle_timeout,
@@ -175,6 +276,7 @@ impl Gateway {
         let service = Service {
             bus: self.bus,
             allow_clock_writes: self.config.allow_clock_writes,
+            recordings: self.recordings,
         };
         let on_connected = move |stream: TcpStream, peer: SocketAddr| {
             let admitted = slots
@@ -190,6 +292,9 @@ impl Gateway {
             )
             .await;
         if let Some(task) = sync {
+            task.abort();
+        }
+        for task in recorders {
             task.abort();
         }
         result.map(|_| ()).map_err(GatewayError::Serve)

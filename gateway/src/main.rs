@@ -22,9 +22,10 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "gateway", version, about, long_about)]
 struct Args {
     /// The serial bus: a device path (/dev/ttyUSB0, a pty) or tcp://HOST:PORT (serial
-    /// tunnelled over TCP, such as QEMU's -serial tcp:…).
+    /// tunnelled over TCP, such as QEMU's -serial tcp:…). Optional when every --device is
+    /// reached over Modbus TCP.
     #[arg(long, env = "GATEWAY_SERIAL")]
-    serial: String,
+    serial: Option<String>,
     /// Modbus TCP address to serve on.
     #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:5010")]
     listen: SocketAddr,
@@ -75,6 +76,20 @@ struct Args {
         default_value = "1"
     )]
     sync_units: Vec<u8>,
+    /// Record a device through a device profile and serve it as a relay of the gridledger
+    /// register map: PROFILE,unit=U,relay=R[,name=N][,device-unit=D][,upstream=tcp://H:P].
+    /// unit is the unit id the gateway serves it under, relay the relay id its records
+    /// carry, device-unit its own unit id (the profile's by default), upstream a Modbus TCP
+    /// device (the serial bus by default). Repeat for several devices.
+    #[arg(long = "device", env = "GATEWAY_DEVICES", value_delimiter = ';')]
+    devices: Vec<String>,
+    /// Seconds between the recorder's samples, aligned to the host's UTC clock: 10, 12,
+    /// 15, 20, 30 or 60.
+    #[arg(long, env = "GATEWAY_SAMPLE_SECS", default_value_t = 10)]
+    sample_secs: u16,
+    /// The substation name in recorded devices' identity block.
+    #[arg(long, env = "GATEWAY_SUBSTATION", default_value = "")]
+    substation: String,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -102,16 +117,32 @@ fn main() -> ExitCode {
         },
         stop_bits: args.stop_bits,
     };
+    let mut devices = Vec::new();
+    for spec in &args.devices {
+        match gateway::recorder::parse_device(spec, &args.substation) {
+            Ok(d) => devices.push(d),
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if args.serial.is_none() && devices.is_empty() {
+        error!(
+            "nothing to do: give --serial (a bus to bridge) and/or --device (a device to record)"
+        );
+        return ExitCode::from(2);
+    }
     let config = Config {
         listen: args.listen,
-        bus: BusConfig {
-            endpoint: Endpoint::parse(&args.serial, line),
+        bus: args.serial.as_deref().map(|serial| BusConfig {
+            endpoint: Endpoint::parse(serial, line),
             timeout: Duration::from_millis(args.timeout_ms.max(1)),
             retries: args.retries,
             silent_interval: args
                 .inter_frame_us
                 .map_or_else(|| line.silent_interval(), Duration::from_micros),
-        },
+        }),
         max_clients: args.max_clients,
         idle_timeout: (args.idle_timeout_secs > 0)
             .then(|| Duration::from_secs(args.idle_timeout_secs)),
@@ -124,6 +155,9 @@ fn main() -> ExitCode {
             Vec::new()
         },
         sync_every: Duration::from_secs(3600),
+        devices,
+        sample_secs: args.sample_secs,
+        clock: None,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -136,7 +170,15 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let bus = config.bus.endpoint.to_string();
+        let bus = config
+            .bus
+            .as_ref()
+            .map_or_else(|| "(none)".to_owned(), |b| b.endpoint.to_string());
+        let recorded: Vec<String> = config
+            .devices
+            .iter()
+            .map(|d| format!("unit {} = {} (relay {})", d.unit, d.profile.name, d.relay))
+            .collect();
         let gateway = match Gateway::bind(config).await {
             Ok(g) => g,
             Err(e) => {
@@ -145,8 +187,13 @@ fn main() -> ExitCode {
             }
         };
         info!(
-            "gateway serving Modbus TCP on {} for the RTU bus {bus}",
-            gateway.local_addr()
+            "gateway serving Modbus TCP on {} for the RTU bus {bus}; recording: {}",
+            gateway.local_addr(),
+            if recorded.is_empty() {
+                "nothing".to_owned()
+            } else {
+                recorded.join(", ")
+            }
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

@@ -117,18 +117,21 @@ async fn gateway_with(
     };
     let config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        bus: BusConfig {
+        bus: Some(BusConfig {
             endpoint: Endpoint::parse(&format!("tcp://{slave}"), line),
             timeout: Duration::from_millis(200),
             retries: 1,
             silent_interval: line.silent_interval(),
-        },
+        }),
         max_clients,
         idle_timeout: Some(Duration::from_secs(300)),
         request_deadline: Some(Duration::from_secs(5)),
         allow_clock_writes: false,
         sync_units,
         sync_every: Duration::from_secs(3600),
+        devices: Vec::new(),
+        sample_secs: 10,
+        clock: None,
     };
     let gw = Gateway::bind(config).await.expect("binds");
     let addr = gw.local_addr();
