@@ -79,7 +79,7 @@ pub struct Stats {
 pub const JITTER_KEPT: usize = 4096;
 
 impl Stats {
-    /// The delays from each aligned instant to the first request of its sample, in
+    /// The delays from each aligned instant to the first request of its sample, in wall
     /// microseconds, most recent last (at most [`JITTER_KEPT`]).
     #[must_use]
     pub fn jitter_us(&self) -> Vec<u64> {
@@ -353,8 +353,10 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
     let mut down: Option<String> = None;
     loop {
         let next = (clock.now_ms() / step_ms + 1) * step_ms;
-        tokio::time::sleep(clock.until(next)).await;
-        let late_us = clock.now_ms().saturating_sub(next) * 1000;
+        let target = Instant::now() + clock.until(next);
+        tokio::time::sleep_until(target.into()).await;
+        // How late the sample starts, in wall time.
+        let late_us = Instant::now().saturating_duration_since(target).as_micros() as u64;
         let t = next / 1000;
         let minute = Minute::containing(t);
         let slot = ((t % 60) * 1000 / step_ms) as usize;
@@ -581,9 +583,15 @@ mod tests {
         assert_eq!((d.unit, d.relay, d.device_unit), (9, RelayId(751), 1));
         assert_eq!(d.upstream, Upstream::Tcp("10.0.0.5:502".into()));
         assert_eq!(d.name, "SEL-751A");
-        let d = parse_device(&format!("{profile},unit=9,relay=1,device-unit=4,name=F4"), "")
-            .expect("parses");
-        assert_eq!((d.device_unit, d.name.as_str(), &d.upstream), (4, "F4", &Upstream::Bus));
+        let d = parse_device(
+            &format!("{profile},unit=9,relay=1,device-unit=4,name=F4"),
+            "",
+        )
+        .expect("parses");
+        assert_eq!(
+            (d.device_unit, d.name.as_str(), &d.upstream),
+            (4, "F4", &Upstream::Bus)
+        );
         for bad in [
             format!("{profile},relay=1"),
             format!("{profile},unit=9"),
