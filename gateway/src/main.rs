@@ -83,6 +83,10 @@ struct Args {
     /// device (the serial bus by default). Repeat for several devices.
     #[arg(long = "device", env = "GATEWAY_DEVICES", value_delimiter = ';')]
     devices: Vec<String>,
+    /// The Modbus TCP device (tcp://HOST:PORT) of every --device that names no upstream=
+    /// of its own [default: the serial bus].
+    #[arg(long, env = "GATEWAY_UPSTREAM")]
+    upstream: Option<String>,
     /// Seconds between the recorder's samples, aligned to the host's UTC clock: 10, 12,
     /// 15, 20, 30 or 60.
     #[arg(long, env = "GATEWAY_SAMPLE_SECS", default_value_t = 10)]
@@ -119,7 +123,11 @@ fn main() -> ExitCode {
     };
     let mut devices = Vec::new();
     for spec in &args.devices {
-        match gateway::recorder::parse_device(spec, &args.substation) {
+        let spec = match &args.upstream {
+            Some(up) if !spec.contains(",upstream=") => format!("{spec},upstream={up}"),
+            _ => spec.clone(),
+        };
+        match gateway::recorder::parse_device(&spec, &args.substation) {
             Ok(d) => devices.push(d),
             Err(e) => {
                 error!("{e}");

@@ -377,6 +377,9 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
                             missing,
                             faults = r.faults,
                             seq,
+                            total_samples = rec.stats.samples.load(Ordering::Relaxed),
+                            total_missed = rec.stats.missed.load(Ordering::Relaxed),
+                            total_gaps = rec.stats.gaps.load(Ordering::Relaxed),
                             "closed minute record"
                         );
                     }

@@ -382,3 +382,83 @@ async fn a_silent_device_leaves_a_gap_and_is_picked_up_again() {
     assert!(rec.stats.gaps.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_reads_every_shipped_profile() {
+    use relay_core::registers::{decode_record, RECORD};
+    use tokio_modbus::prelude::*;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("profiles/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4);
+    let s = start_secs();
+    let clock = Clock::compressed((s - 5) * 1000, SPEED);
+    let mut devices = Vec::new();
+    let mut stops = Vec::new();
+    let mut profiles = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let p = Arc::new(Profile::load(f).unwrap_or_else(|e| panic!("{e}")));
+        let (addr, stop) = device(&p, SocketAddr::from(([127, 0, 0, 1], 0)), s).await;
+        stops.push(stop);
+        devices.push(Device {
+            profile: Arc::clone(&p),
+            unit: i as u8 + 1,
+            device_unit: p.unit,
+            relay: RelayId(RELAY),
+            name: format!("dev {i}"),
+            substation: String::new(),
+            upstream: Upstream::Tcp(addr.to_string()),
+        });
+        profiles.push((f.clone(), p));
+    }
+    let g = gateway::Gateway::bind(gateway::Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        bus: None,
+        max_clients: 16,
+        idle_timeout: None,
+        request_deadline: None,
+        allow_clock_writes: false,
+        sync_units: Vec::new(),
+        sync_every: Duration::from_secs(3600),
+        devices,
+        sample_secs: 10,
+        clock: Some(clock),
+    })
+    .await
+    .expect("gateway binds");
+    let gw = g.local_addr();
+    tokio::spawn(g.run(std::future::pending::<()>()));
+    // Two minute boundaries: the second record is a whole minute.
+    tokio::time::sleep(Duration::from_secs_f64(2.5 * 60.0 / SPEED)).await;
+    for (i, (file, profile)) in profiles.iter().enumerate() {
+        let mut ctx = tcp::connect_slave(gw, Slave(i as u8 + 1))
+            .await
+            .expect("connects");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let record = loop {
+            let regs = ctx
+                .read_input_registers(RECORD.start, RECORD.len)
+                .await
+                .expect("io")
+                .expect("ok");
+            // Before the first record closes the block is empty (sequence number 0).
+            if let Ok(read) = decode_record(&regs) {
+                if read.record.samples.len() == 6 {
+                    break read.record;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no whole-minute record",
+                file.display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(record.relay, RelayId(RELAY));
+        check_truth(profile, &record);
+    }
+}
