@@ -351,6 +351,7 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
     let mut open: Option<Open> = None;
     let mut seq = 0u16;
     let mut down: Option<String> = None;
+    let mut last_closed: Option<Minute> = None;
     loop {
         let next = (clock.now_ms() / step_ms + 1) * step_ms;
         let target = Instant::now() + clock.until(next);
@@ -361,9 +362,19 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
         let minute = Minute::containing(t);
         let slot = ((t % 60) * 1000 / step_ms) as usize;
 
+        // The host's clock went back (an NTP step) into a minute already closed or before
+        // the open one: a second record for a minute would contradict the first. Wait for
+        // the clock instead.
+        if last_closed.is_some_and(|c| minute <= c)
+            || open.as_ref().is_some_and(|o| minute < o.minute)
+        {
+            warn!(unit = device.unit, minute = %minute, "the host clock went back into a closed minute: no sample until it passes it");
+            continue;
+        }
         // A new minute: close the one before.
         if open.as_ref().is_some_and(|o| o.minute != minute) {
             if let Some(o) = open.take() {
+                last_closed = Some(o.minute);
                 match o.close(device.relay, per_record) {
                     Some(r) => {
                         seq = next_seq(seq);
