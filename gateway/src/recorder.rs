@@ -365,9 +365,7 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
         // The host's clock went back (an NTP step) into a minute already closed or before
         // the open one: a second record for a minute would contradict the first. Wait for
         // the clock instead.
-        if last_closed.is_some_and(|c| minute <= c)
-            || open.as_ref().is_some_and(|o| minute < o.minute)
-        {
+        if !may_sample(minute, open.as_ref().map(|o| o.minute), last_closed) {
             warn!(unit = device.unit, minute = %minute, "the host clock went back into a closed minute: no sample until it passes it");
             continue;
         }
@@ -463,6 +461,12 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
             }
         }
     }
+}
+
+/// True if a sample in `minute` may be taken: not in a minute already closed, nor before
+/// the open one (the host's clock stepped back).
+fn may_sample(minute: Minute, open: Option<Minute>, last_closed: Option<Minute>) -> bool {
+    !(last_closed.is_some_and(|c| minute <= c) || open.is_some_and(|o| minute < o))
 }
 
 /// The sequence number after `seq`: 1, 2, … 65535, 1, … (0 means "no record yet").
@@ -623,5 +627,19 @@ mod tests {
         }
         let e = parse_device("/nonexistent.toml,unit=9,relay=1", "").expect_err("no file");
         assert!(matches!(e, DeviceError::Profile(_)), "{e}");
+    }
+
+    #[test]
+    fn a_clock_stepping_back_never_reopens_a_closed_minute() {
+        let m = Minute(100);
+        assert!(may_sample(m, None, None));
+        assert!(may_sample(m, Some(m), Some(Minute(99))));
+        assert!(may_sample(Minute(101), Some(m), Some(Minute(99))));
+        assert!(!may_sample(Minute(99), Some(m), Some(Minute(99))), "closed");
+        assert!(
+            !may_sample(Minute(98), Some(m), Some(Minute(97))),
+            "before the open minute"
+        );
+        assert!(!may_sample(Minute(97), None, Some(Minute(97))));
     }
 }
