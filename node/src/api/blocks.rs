@@ -170,6 +170,8 @@ pub(super) async fn block(
 
 pub(super) async fn post_block(State(shared): State<Shared>, body: Bytes) -> Response {
     let now = crate::core::now_ms();
+    let relayed = body.clone();
+    let for_relay = std::sync::Arc::clone(&shared);
     // Validation and a durable commit: off the async workers.
     let result = tokio::task::spawn_blocking(move || {
         let mut core = lock(&shared);
@@ -191,6 +193,17 @@ pub(super) async fn post_block(State(shared): State<Shared>, body: Bytes) -> Res
                 Change::Reorg { .. } => "reorg",
                 Change::SideBranch => "side-branch",
             };
+            // Block relay: a block that became this node's best goes on to every peer at
+            // once, so it crosses a network where not every node is the miner's peer
+            // without waiting for a pull. Each block is accepted, and so relayed, at most
+            // once per node; a peer that has it answers "known".
+            if !matches!(added.change, Change::SideBranch) {
+                let (client, peers) = {
+                    let core = lock(&for_relay);
+                    (core.client.clone(), core.peers.clone())
+                };
+                crate::peers::push(&client, &peers, relayed.to_vec());
+            }
             Json(json!({ "result": "added", "height": added.height, "id": added.id.to_hex(), "change": change }))
                 .into_response()
         }
