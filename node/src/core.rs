@@ -297,24 +297,73 @@ impl Core {
         let result = self
             .witness_check(&block)
             .and_then(|()| self.ledger.add(block, now_ms));
-        let added = match result {
-            Ok(added) => added,
-            Err(e) => {
-                if origin == Origin::Peer && !matches!(e, AddError::Known(_)) {
-                    if matches!(
-                        e,
-                        AddError::Invalid(crate::chain::ValidationError::UnknownParent(_))
-                    ) {
-                        self.sync_wanted.notify_one();
-                    }
-                    self.counters.rejected += 1;
-                    if matches!(e, AddError::WitnessConflict { .. }) {
-                        self.counters.witness_conflicts += 1;
-                    }
-                }
-                return Err(e);
+        match result {
+            Ok(added) => {
+                self.after_add(&added, origin);
+                Ok(added)
             }
-        };
+            Err(e) => {
+                self.on_refused(&e, origin);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Self::accept`] for a batch pulled from a peer: every block checked against this
+    /// node's reads, validated in order, and stored in one durable transaction
+    /// ([`Ledger::add_batch`]). The first block refused (other than one already known)
+    /// ends the batch; the results go up to it.
+    pub fn accept_batch(
+        &mut self,
+        blocks: Vec<Block>,
+        now_ms: u64,
+        origin: Origin,
+    ) -> Vec<Result<Added, AddError>> {
+        // The witness check first: the batch stops at the first conflicting block.
+        let mut refused = None;
+        let mut take = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            if let Err(e) = self.witness_check(&block) {
+                refused = Some(e);
+                break;
+            }
+            take.push(block);
+        }
+        let mut results = self.ledger.add_batch(take, now_ms);
+        let stopped = results
+            .last()
+            .is_some_and(|r| matches!(r, Err(e) if !matches!(e, AddError::Known(_))));
+        if let (Some(e), false) = (refused, stopped) {
+            results.push(Err(e));
+        }
+        for r in &results {
+            match r {
+                Ok(added) => self.after_add(added, origin),
+                Err(e) => self.on_refused(e, origin),
+            }
+        }
+        results
+    }
+
+    /// Counts a refused block, and asks for a sync if its parent is unknown.
+    fn on_refused(&mut self, e: &AddError, origin: Origin) {
+        if origin == Origin::Peer && !matches!(e, AddError::Known(_)) {
+            if matches!(
+                e,
+                AddError::Invalid(crate::chain::ValidationError::UnknownParent(_))
+            ) {
+                self.sync_wanted.notify_one();
+            }
+            self.counters.rejected += 1;
+            if matches!(e, AddError::WitnessConflict { .. }) {
+                self.counters.witness_conflicts += 1;
+            }
+        }
+    }
+
+    /// Keeps the node in step with a stored block: counters, metrics, the mempool, the
+    /// witness of blocks a reorg brought in, disputes a reorg closed.
+    fn after_add(&mut self, added: &Added, origin: Origin) {
         self.metrics
             .validate_seconds
             .observe(added.validate.as_secs_f64());
@@ -375,7 +424,6 @@ impl Core {
                 self.witness_main(key);
             }
         }
-        Ok(added)
     }
 
     fn witness_check(&self, block: &Block) -> Result<(), AddError> {

@@ -337,6 +337,92 @@ impl Ledger {
         })
     }
 
+    /// Validates and stores `blocks` in order, in one durable transaction: the batch form of
+    /// [`Self::add`], for a sync that pulls hundreds of blocks at once. Each block is
+    /// validated on the tree as the ones before it left it; the first block that fails
+    /// (other than one already known) ends the batch, and the blocks before it are stored.
+    /// Returns one result per block up to and including the first failure.
+    pub fn add_batch(&mut self, blocks: Vec<Block>, now_ms: u64) -> Vec<Result<Added, AddError>> {
+        if self.poisoned {
+            return vec![Err(StoreError::Poisoned.into())];
+        }
+        // Staged: (position in the results, block, id, change, validation time).
+        let mut staged = Vec::with_capacity(blocks.len());
+        let mut results: Vec<Option<Result<Added, AddError>>> = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let id = block.id();
+            if self.tree.contains(&id) {
+                results.push(Some(Err(AddError::Known(id))));
+                continue;
+            }
+            let started = std::time::Instant::now();
+            match validate::check(block, &self.net, &self.tree, now_ms) {
+                Ok(checked) => {
+                    let validate = started.elapsed();
+                    let change = self.tree.insert(&checked.block.header, checked.keys());
+                    staged.push((results.len(), checked.block, id, change, validate));
+                    results.push(None);
+                }
+                Err(e) => {
+                    results.push(Some(Err(e.into())));
+                    break;
+                }
+            }
+        }
+        if !staged.is_empty() {
+            let started = std::time::Instant::now();
+            let items: Vec<(&Block, &BlockId, &Change)> =
+                staged.iter().map(|(_, b, id, c, _)| (b, id, c)).collect();
+            if let Err(e) = self.store.commit_batch(&items, &self.tree) {
+                self.poisoned = true;
+                let first = staged[0].0;
+                results.truncate(first);
+                results.push(Some(Err(e.into())));
+                return results.into_iter().flatten().collect();
+            }
+            let commit = started.elapsed() / staged.len() as u32;
+            for (at, block, id, change, validate) in staged {
+                let returned = match self.returned(&change) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        results[at] = Some(Err(e.into()));
+                        continue;
+                    }
+                };
+                results[at] = Some(Ok(Added {
+                    id,
+                    height: block.header.height,
+                    change,
+                    returned,
+                    validate,
+                    commit,
+                }));
+            }
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    /// Records of blocks a reorg took off the main chain that the new main chain lacks.
+    fn returned(&self, change: &Change) -> Result<Vec<MinuteRecord>, StoreError> {
+        let mut returned = Vec::new();
+        if let Change::Reorg { abandoned, .. } = change {
+            for gone in abandoned {
+                let Some(block) = self.block(gone)? else {
+                    continue;
+                };
+                for bytes in &block.records {
+                    if let Ok(r) = MinuteRecord::decode(bytes) {
+                        let key = crate::chain::RecordKey::of(&r);
+                        if self.tree.record_height(&key).is_none() {
+                            returned.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(returned)
+    }
+
     /// A stored block (or the genesis block).
     pub fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
         self.reader.block(id).map_err(|e| match e {

@@ -433,7 +433,33 @@ impl Store {
         change: &Change,
         tree: &BlockTree,
     ) -> Result<(), StoreError> {
+        self.commit_batch(&[(block, id, change)], tree)
+    }
+
+    /// Stores several blocks and applies their changes, in order, in one durable
+    /// transaction: all of them or none. `tree` already holds every one of them; the rows
+    /// each change writes depend only on its own blocks' heights and record keys, so one
+    /// transaction gives what one per block would.
+    pub fn commit_batch(
+        &self,
+        items: &[(&Block, &BlockId, &Change)],
+        tree: &BlockTree,
+    ) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
+        for (block, id, change) in items {
+            self.apply(&txn, block, id, change, tree)?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn apply(
+        &self,
+        txn: &redb::WriteTransaction,
+        block: &Block,
+        id: &BlockId,
+        change: &Change,
+        tree: &BlockTree,
+    ) -> Result<(), StoreError> {
         {
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
             let mut main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
@@ -478,7 +504,7 @@ impl Store {
                 }
             }
         }
-        txn.commit().map_err(|e| self.err(e))
+        Ok(())
     }
 
     /// A write transaction, unless the store is read-only (or reads a scratch copy).

@@ -474,3 +474,96 @@ fn a_missing_main_chain_row_is_found_at_open() {
         other => panic!("expected height 3 missing, got {other:?}"),
     }
 }
+
+#[test]
+fn a_batch_is_one_commit_and_stops_at_the_first_bad_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let g = net.genesis().header;
+    let a1 = block_on(&g, &[record(1, 0)], &net, 1);
+    let a2 = block_on(&a1.header, &[record(1, 1)], &net, 1);
+    let mut bad = block_on(&a2.header, &[record(1, 2)], &net, 1);
+    bad.signature[0] ^= 1;
+    let a4 = block_on(&bad.header, &[record(1, 3)], &net, 1);
+    {
+        let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+        let results = ledger.add_batch(vec![a1.clone(), a1.clone(), a2.clone(), bad, a4], now_ms());
+        assert_eq!(
+            results.len(),
+            4,
+            "up to and including the first bad block: {results:?}"
+        );
+        assert!(matches!(&results[0], Ok(added) if added.change == Change::Extended));
+        assert!(matches!(results[1], Err(AddError::Known(_))));
+        assert!(matches!(&results[2], Ok(added) if added.height == 2));
+        assert!(
+            matches!(results[3], Err(AddError::Invalid(_))),
+            "{:?}",
+            results[3]
+        );
+        assert_eq!(ledger.tree().height(), 2);
+    }
+    // What the batch stored is durable.
+    let ledger = Ledger::open(dir.path(), net).expect("reopens");
+    assert_eq!(ledger.tree().height(), 2);
+    assert_eq!(ledger.tree().tip(), a2.id());
+}
+
+#[test]
+fn a_batch_ends_where_one_block_at_a_time_ends() {
+    let net = net();
+    let g = net.genesis().header;
+    // Main A1-A3 stored first; then a batch holding a longer branch B1-B4 that shares a
+    // record with A2 and takes A1's record again.
+    let shared = record(9, 9);
+    let a1 = block_on(&g, &[record(1, 0)], &net, 1);
+    let a2 = block_on(&a1.header, &[record(1, 1), shared.clone()], &net, 1);
+    let a3 = block_on(&a2.header, &[record(1, 2)], &net, 1);
+    let b1 = block_on(&g, std::slice::from_ref(&shared), &net, 2);
+    let b2 = block_on(&b1.header, &[record(1, 0)], &net, 2);
+    let b3 = block_on(&b2.header, &[record(2, 0)], &net, 2);
+    let b4 = block_on(&b3.header, &[record(2, 1)], &net, 2);
+    let branch = vec![b1, b2, b3, b4];
+    let run = |batch: bool| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+        for b in [&a1, &a2, &a3] {
+            ledger.add(b.clone(), now_ms()).expect("main");
+        }
+        let mut returned = Vec::new();
+        if batch {
+            for r in ledger.add_batch(branch.clone(), now_ms()) {
+                returned.extend(r.expect("valid").returned);
+            }
+        } else {
+            for b in &branch {
+                returned.extend(ledger.add(b.clone(), now_ms()).expect("valid").returned);
+            }
+        }
+        returned.sort_by_key(|r| (r.relay, r.minute));
+        returned.dedup();
+        // A record that a later block of the branch holds again is not lost either way.
+        returned.retain(|r| {
+            ledger
+                .tree()
+                .record_height(&gridledger::chain::RecordKey::of(r))
+                .is_none()
+        });
+        drop(ledger);
+        let reopened = Ledger::open(dir.path(), net.clone()).expect("reopens");
+        let main: Vec<_> = (0..=reopened.tree().height())
+            .map(|h| reopened.tree().main_at(h))
+            .collect();
+        (reopened.tree().tip(), main, returned)
+    };
+    let (tip_one, main_one, returned_one) = run(false);
+    let (tip_batch, main_batch, returned_batch) = run(true);
+    assert_eq!(tip_one, tip_batch);
+    assert_eq!(main_one, main_batch);
+    assert_eq!(returned_one, returned_batch);
+    assert_eq!(
+        returned_batch.len(),
+        2,
+        "A2's and A3's own records come back: {returned_batch:?}"
+    );
+}
