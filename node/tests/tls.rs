@@ -400,3 +400,58 @@ async fn without_cors_origins_no_cors_headers() {
     assert!(r.headers().get("access-control-allow-origin").is_none());
     n.stop().await;
 }
+
+#[test]
+fn sighup_reloads_the_certificates() {
+    use std::io::{BufRead, BufReader};
+    const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
+    let dir = tempfile::tempdir().expect("dir");
+    let set = Consortium::new("hup", 30).expect("ca");
+    let f = files(dir.path(), &set, "node1", &set, false);
+    let port = common::free_port();
+    let mut child = Command::new(BIN)
+        .args(["run", "--network", "hup-test", "--difficulty-bits", "8"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(f.cert.as_ref().expect("cert"))
+        .arg("--tls-key")
+        .arg(f.key.as_ref().expect("key"))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("gridledger run starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    assert!(wait_for("node running"), "the node did not start");
+    let signalled = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    let reloaded =
+        wait_for("SIGHUP: reloading TLS certificates") && wait_for("TLS certificates reloaded");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(reloaded, "SIGHUP did not reload the certificates");
+}

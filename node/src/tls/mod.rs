@@ -446,33 +446,33 @@ impl Tls {
         self.stamps.lock().map_or(true, |s| *s != now)
     }
 
-    /// Reloads on SIGHUP, and when a file changes (checked every `every`). Runs until
-    /// the task is aborted.
-    pub async fn watch(self: Arc<Self>, every: Duration) {
-        #[cfg(unix)]
+    /// Reloads on SIGHUP, and when a file changes (checked every `every`). The SIGHUP
+    /// handler is installed when this is called, before the future first runs, so a signal
+    /// sent once the node has started never meets the default action (which ends the
+    /// process). The future runs until its task is aborted. Needs a Tokio runtime.
+    pub fn watch(self: Arc<Self>, every: Duration) -> impl std::future::Future<Output = ()> {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        loop {
-            #[cfg(unix)]
-            let signalled = async {
-                match hup.as_mut() {
-                    Some(h) => {
-                        h.recv().await;
+        async move {
+            loop {
+                let signalled = async {
+                    match hup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
                     }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let signalled = std::future::pending::<()>();
-            tokio::select! {
-                () = signalled => {
-                    tracing::info!("SIGHUP: reloading TLS certificates");
-                    let _ = self.reload();
-                }
-                () = tokio::time::sleep(every) => {
-                    if self.changed() {
-                        // A writer may be half way through: give it a moment.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                };
+                tokio::select! {
+                    () = signalled => {
+                        tracing::info!("SIGHUP: reloading TLS certificates");
                         let _ = self.reload();
+                    }
+                    () = tokio::time::sleep(every) => {
+                        if self.changed() {
+                            // A writer may be half way through: give it a moment.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            let _ = self.reload();
+                        }
                     }
                 }
             }
