@@ -223,6 +223,27 @@ async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerE
     })
 }
 
+/// A batch being fetched on its own task.
+type Fetching = tokio::task::JoinHandle<Result<Vec<crate::chain::Block>, PeerError>>;
+
+/// One `GET /blocks?from=&limit=` as raw blocks, within the answer and block limits.
+async fn fetch(
+    client: &reqwest::Client,
+    peer: &str,
+    from: u32,
+    limit: u32,
+    max_bytes: usize,
+    max_records: u32,
+) -> Result<Vec<crate::chain::Block>, PeerError> {
+    let resp = client
+        .get(format!("{peer}/blocks?from={from}&limit={limit}"))
+        .header("accept", "application/octet-stream")
+        .send()
+        .await?;
+    let body = read_capped(resp, MAX_LIST_ANSWER_BYTES).await?;
+    Ok(decode_list(&body, max_bytes, max_records)?)
+}
+
 /// Pulls from `peer` the main-chain blocks we lack, if its chain has at least as much work
 /// as ours (by its own account; our validation decides). Steps back from our height until the fork
 /// point is found, then fetches forward in batches of [`crate::wire::MAX_LIMIT`]. Returns
@@ -266,18 +287,29 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
     let mut stored = 0u32;
     let mut linked = false;
     let claimed_more = theirs.work.is_some_and(|w| w > our_work);
+    // Once linked, the next batch is fetched while this one is validated and stored: the
+    // network and the peer's reads overlap our verification. `ahead` is that fetch and the
+    // height it asked from; it is dropped (aborted) if the pull stops or steps back.
+    let mut ahead: Option<(u32, Fetching)> = None;
     let result = 'pull: {
         for _ in 0..MAX_BATCHES {
             if !linked {
                 from = our_height.saturating_sub(back).max(1);
             }
-            let resp = client
-                .get(format!("{peer}/blocks?from={from}&limit={limit}"))
-                .header("accept", "application/octet-stream")
-                .send()
-                .await?;
-            let body = read_capped(resp, MAX_LIST_ANSWER_BYTES).await?;
-            let blocks = decode_list(&body, max_bytes, max_records)?;
+            let fetched = match ahead.take() {
+                Some((at, task)) if at == from => match task.await {
+                    Ok(r) => r,
+                    Err(e) => Err(PeerError::BadAnswer(format!("fetch task: {e}"))),
+                },
+                other => {
+                    if let Some((_, task)) = other {
+                        task.abort();
+                    }
+                    fetch(client, peer, from, limit, max_bytes, max_records).await
+                }
+            };
+            // As before the pipelining: a failed fetch ends the pull with its own error.
+            let blocks = fetched?;
             let count = blocks.len() as u32;
             if count == 0 {
                 break 'pull Ok(stored);
@@ -295,6 +327,17 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
                 )));
             }
             let stored_before = stored;
+            // Already linked and the peer has more: fetch the next batch meanwhile.
+            let next = from.saturating_add(count);
+            if linked && count == limit && next <= theirs.height {
+                let (client, peer) = (client.clone(), peer.to_owned());
+                ahead = Some((
+                    next,
+                    tokio::spawn(async move {
+                        fetch(&client, &peer, next, limit, max_bytes, max_records).await
+                    }),
+                ));
+            }
             // Validation and one durable commit for the whole batch, off the async workers
             // (a batch of 500 one-record blocks holds the node's lock for about as long as
             // one commit and 500 signature checks, some 20 ms).
@@ -342,6 +385,9 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
         }
         Ok(stored)
     };
+    if let Some((_, task)) = ahead {
+        task.abort();
+    }
     // It said it had more work than ours and gave us nothing: that is a lie (or a chain we
     // refuse), and it is remembered.
     let claim = theirs.work.unwrap_or(0);
