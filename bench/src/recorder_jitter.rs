@@ -38,25 +38,16 @@ struct Args {
 
 fn profiles() -> Result<Vec<(String, Arc<Profile>)>, String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            Profile::load(f).map(|p| {
-                (
-                    f.file_name()
-                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                    Arc::new(p),
-                )
-            })
+    let files = device_profile::load_dir(&dir).map_err(|e| e.to_string())?;
+    Ok(files
+        .into_iter()
+        .map(|(f, p)| {
+            let name = f
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            (name, Arc::new(p))
         })
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
+        .collect())
 }
 
 async fn run(n: u16, args: &Args, profiles: &[(String, Arc<Profile>)]) -> Result<(), String> {
@@ -101,16 +92,9 @@ async fn run(n: u16, args: &Args, profiles: &[(String, Arc<Profile>)]) -> Result
     }
     let g = gateway::Gateway::bind(gateway::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        bus: None,
-        max_clients: 16,
-        idle_timeout: None,
-        request_deadline: None,
-        allow_clock_writes: false,
-        sync_units: Vec::new(),
-        sync_every: Duration::from_secs(3600),
         devices: devices.iter().map(|(_, d)| d.clone()).collect(),
-        sample_secs: 10,
         clock: Some(Clock::compressed(start * 1000, args.speed)),
+        ..gateway::Config::default()
     })
     .await
     .map_err(|e| e.to_string())?;

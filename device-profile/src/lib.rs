@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use relay_core::measure::Quantity;
-use relay_core::{MilliAmps, MilliHertz, PerMille, Sample, Vars, Volts, Watts};
+use relay_core::Sample;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -440,17 +440,13 @@ impl Profile {
             let p = p.into_inner();
             let key = format!("quantities.{}", q.name());
             let k = |field: &str| format!("{key}.{field}");
-            let table = match p.function {
-                None => default_table,
-                Some(f @ (3 | 4)) => Table::of(f).unwrap_or(default_table),
-                Some(f) => {
-                    return Err(err(
-                        line,
-                        &k("function"),
-                        format!("{f}: quantities are read with 3 (holding) or 4 (input)"),
-                    ))
-                }
-            };
+            let table = register_table(p.function, default_table).map_err(|f| {
+                err(
+                    line,
+                    &k("function"),
+                    format!("{f}: quantities are read with 3 (holding) or 4 (input)"),
+                )
+            })?;
             let kind = p.kind.unwrap_or(default_kind);
             let order = p.word_order.unwrap_or(default_order);
             let factor = unit::factor(q, &p.unit).ok_or_else(|| {
@@ -484,17 +480,13 @@ impl Profile {
                     Scale::Factor(10f64.powi(i32::from(e)))
                 }
                 (None, None, Some(r)) => {
-                    let t = match r.function {
-                        None => table,
-                        Some(f @ (3 | 4)) => Table::of(f).unwrap_or(table),
-                        Some(f) => {
-                            return Err(err(
-                                line,
-                                &k("scale_register.function"),
-                                format!("{f}: use 3 or 4"),
-                            ))
-                        }
-                    };
+                    let t = register_table(r.function, table).map_err(|f| {
+                        err(
+                            line,
+                            &k("scale_register.function"),
+                            format!("{f}: use 3 or 4"),
+                        )
+                    })?;
                     let rk = r.kind.unwrap_or(Kind::I16);
                     if !rk.is_integer() {
                         return Err(err(
@@ -565,16 +557,13 @@ impl Profile {
                 let fk = |field: &str| format!("faults.{field}");
                 match f.from {
                     FaultSource::Counter => {
-                        let table = match f.function.map_or(Some(default_table), Table::of) {
-                            Some(t @ (Table::Holding | Table::Input)) => t,
-                            _ => {
-                                return Err(err(
-                                    line,
-                                    &fk("function"),
-                                    "a counter is read with 3 or 4".into(),
-                                ))
-                            }
-                        };
+                        let table = register_table(f.function, default_table).map_err(|_| {
+                            err(
+                                line,
+                                &fk("function"),
+                                "a counter is read with 3 or 4".into(),
+                            )
+                        })?;
                         let kind = f.kind.unwrap_or(Kind::U16);
                         if kind.wrap().is_none() {
                             return Err(err(
@@ -852,19 +841,11 @@ impl Profile {
             }
             *slot = v as i64;
         }
-        let [vab, vbc, vca, ia, ib, ic, freq, pf, p, q] = values;
-        let sample = Sample {
-            vab: Volts(vab as u32),
-            vbc: Volts(vbc as u32),
-            vca: Volts(vca as u32),
-            ia: MilliAmps(ia as u32),
-            ib: MilliAmps(ib as u32),
-            ic: MilliAmps(ic as u32),
-            freq: MilliHertz(freq as u16),
-            pf: PerMille(pf as i16),
-            p: Watts(p as i32),
-            q: Vars(q as i32),
-        };
+        // Each value was checked against its quantity's range above.
+        let sample = Sample::from_raw(values).ok_or_else(|| DecodeError::Value {
+            quantity: "sample",
+            reason: "a value does not fit its type".into(),
+        })?;
         let faults = match &self.faults {
             None => None,
             Some(Faults::Counter {
@@ -1023,6 +1004,37 @@ fn range(q: Quantity) -> (f64, f64) {
         Q::Freq => (0.0, f64::from(u16::MAX)),
         Q::Pf => (-1000.0, 1000.0),
         Q::P | Q::Q => (f64::from(i32::MIN), f64::from(i32::MAX)),
+    }
+}
+
+/// Every profile (`*.toml`) in `dir`, checked, in file-name order: for tools and tests
+/// that play or record each shipped profile. The first bad file ends it.
+pub fn load_dir(dir: &Path) -> Result<Vec<(std::path::PathBuf, Profile)>, ProfileError> {
+    let unreadable = |e: std::io::Error| ProfileError {
+        file: dir.display().to_string(),
+        line: 0,
+        key: "(directory)".into(),
+        reason: e.to_string(),
+    };
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(unreadable)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| Profile::load(&f).map(|p| (f, p)))
+        .collect()
+}
+
+/// The register table of function code `function` (3 or 4; `None`: `default`); the code
+/// itself if it reads no registers.
+fn register_table(function: Option<u8>, default: Table) -> Result<Table, u8> {
+    match function {
+        None => Ok(default),
+        Some(f @ (3 | 4)) => Table::of(f).ok_or(f),
+        Some(f) => Err(f),
     }
 }
 

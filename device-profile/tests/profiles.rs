@@ -10,15 +10,9 @@ use relay_core::measure::Quantity;
 use relay_core::signal::{Profile as Signal, SignalModel};
 use relay_core::{Minute, RecordFlags, RelayId};
 
-fn shipped() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("profiles/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
+fn shipped() -> Vec<(PathBuf, Profile)> {
+    device_profile::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Answers the profile's reads from what it encoded (unwritten registers read 0).
@@ -39,8 +33,7 @@ fn answer(profile: &Profile, served: &[(Table, u16, u16)]) -> Vec<Vec<u16>> {
 fn every_shipped_profile_reads_back_the_truth() {
     let files = shipped();
     assert!(files.len() >= 4, "profiles/ holds {files:?}");
-    for file in files {
-        let profile = Profile::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    for (file, profile) in files {
         for seed in 1..4 {
             for signal in [Signal::Realistic, Signal::Paper] {
                 let model = SignalModel::new(seed, signal);

@@ -55,6 +55,26 @@ pub struct Config {
     pub clock: Option<recorder::Clock>,
 }
 
+impl Default for Config {
+    /// The documented default of each `gateway` flag, with no bus and no device: a
+    /// configuration sets at least one of them.
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5010)),
+            bus: None,
+            max_clients: 64,
+            idle_timeout: Some(Duration::from_secs(300)),
+            request_deadline: Some(Duration::from_millis(5000)),
+            allow_clock_writes: false,
+            sync_units: Vec::new(),
+            sync_every: Duration::from_secs(3600),
+            devices: Vec::new(),
+            sample_secs: 10,
+            clock: None,
+        }
+    }
+}
+
 /// Why the gateway could not start or stopped.
 #[derive(Debug)]
 #[non_exhaustive]

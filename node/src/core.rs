@@ -294,19 +294,10 @@ impl Core {
     /// from what this node read itself for the same relay and minute is refused
     /// ([`AddError::WitnessConflict`]).
     pub fn accept(&mut self, block: Block, now_ms: u64, origin: Origin) -> Result<Added, AddError> {
-        let result = self
-            .witness_check(&block)
-            .and_then(|()| self.ledger.add(block, now_ms));
-        match result {
-            Ok(added) => {
-                self.after_add(&added, origin);
-                Ok(added)
-            }
-            Err(e) => {
-                self.on_refused(&e, origin);
-                Err(e)
-            }
-        }
+        // A batch of one: one result, always.
+        self.accept_batch(vec![block], now_ms, origin)
+            .pop()
+            .unwrap_or(Err(AddError::Store(crate::store::StoreError::Poisoned)))
     }
 
     /// [`Self::accept`] for a batch pulled from a peer: every block checked against this

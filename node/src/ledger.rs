@@ -294,47 +294,10 @@ impl Ledger {
     /// Validates `block` against the rules and the clock `now_ms`, applies fork choice and
     /// stores it durably.
     pub fn add(&mut self, block: Block, now_ms: u64) -> Result<Added, AddError> {
-        if self.poisoned {
-            return Err(StoreError::Poisoned.into());
-        }
-        let id = block.id();
-        if self.tree.contains(&id) {
-            return Err(AddError::Known(id));
-        }
-        let started = std::time::Instant::now();
-        let checked = validate::check(block, &self.net, &self.tree, now_ms)?;
-        let validate = started.elapsed();
-        let change = self.tree.insert(&checked.block.header, checked.keys());
-        let started = std::time::Instant::now();
-        if let Err(e) = self.store.commit(&checked.block, &id, &change, &self.tree) {
-            self.poisoned = true;
-            return Err(e.into());
-        }
-        let commit = started.elapsed();
-        let mut returned = Vec::new();
-        if let Change::Reorg { abandoned, .. } = &change {
-            for gone in abandoned {
-                let Some(block) = self.block(gone)? else {
-                    continue;
-                };
-                for bytes in &block.records {
-                    if let Ok(r) = MinuteRecord::decode(bytes) {
-                        let key = crate::chain::RecordKey::of(&r);
-                        if self.tree.record_height(&key).is_none() {
-                            returned.push(r);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Added {
-            id,
-            height: checked.block.header.height,
-            change,
-            returned,
-            validate,
-            commit,
-        })
+        // A batch of one: one result, always.
+        self.add_batch(vec![block], now_ms)
+            .pop()
+            .unwrap_or(Err(AddError::Store(StoreError::Poisoned)))
     }
 
     /// Validates and stores `blocks` in order, in one durable transaction: the batch form of

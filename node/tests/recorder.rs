@@ -96,13 +96,6 @@ async fn recorder(
 ) -> (SocketAddr, Arc<gateway::recorder::Recording>) {
     let g = gateway::Gateway::bind(gateway::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        bus: None,
-        max_clients: 16,
-        idle_timeout: None,
-        request_deadline: None,
-        allow_clock_writes: false,
-        sync_units: Vec::new(),
-        sync_every: Duration::from_secs(3600),
         devices: vec![Device {
             profile: Arc::clone(profile),
             unit: 7,
@@ -112,8 +105,8 @@ async fn recorder(
             substation: "Test".into(),
             upstream: Upstream::Tcp(upstream.to_string()),
         }],
-        sample_secs: 10,
         clock: Some(clock),
+        ..gateway::Config::default()
     })
     .await
     .expect("gateway binds");
@@ -432,21 +425,18 @@ async fn a_silent_device_leaves_a_gap_and_is_picked_up_again() {
 async fn the_recorder_reads_every_shipped_profile() {
     use relay_core::registers::{decode_record, RECORD};
     use tokio_modbus::prelude::*;
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("profiles/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = device_profile::load_dir(
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(files.len() >= 4);
     let s = start_secs();
     let clock = Clock::compressed((s - 5) * 1000, SPEED);
     let mut devices = Vec::new();
     let mut stops = Vec::new();
     let mut profiles = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        let p = Arc::new(Profile::load(f).unwrap_or_else(|e| panic!("{e}")));
+    for (i, (f, p)) in files.into_iter().enumerate() {
+        let p = Arc::new(p);
         let (addr, stop) = device(&p, SocketAddr::from(([127, 0, 0, 1], 0)), s).await;
         stops.push(stop);
         devices.push(Device {
@@ -458,20 +448,13 @@ async fn the_recorder_reads_every_shipped_profile() {
             substation: String::new(),
             upstream: Upstream::Tcp(addr.to_string()),
         });
-        profiles.push((f.clone(), p));
+        profiles.push((f, p));
     }
     let g = gateway::Gateway::bind(gateway::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        bus: None,
-        max_clients: 16,
-        idle_timeout: None,
-        request_deadline: None,
-        allow_clock_writes: false,
-        sync_units: Vec::new(),
-        sync_every: Duration::from_secs(3600),
         devices,
-        sample_secs: 10,
         clock: Some(clock),
+        ..gateway::Config::default()
     })
     .await
     .expect("gateway binds");
@@ -505,5 +488,10 @@ async fn the_recorder_reads_every_shipped_profile() {
         };
         assert_eq!(record.relay, RelayId(RELAY));
         check_truth(profile, &record);
+        // A client cannot write into a recorded device's map, nor read past it.
+        let w = ctx.write_single_register(400, 1).await.expect("io");
+        assert_eq!(w, Err(ExceptionCode::IllegalFunction));
+        let r = ctx.read_input_registers(500, 10).await.expect("io");
+        assert_eq!(r, Err(ExceptionCode::IllegalDataAddress));
     }
 }

@@ -40,6 +40,24 @@ fn python_available() -> bool {
     found
 }
 
+/// `gridledger export --format json` of `data` into `dir/chain.json`.
+fn export_json(data: &Path, dir: &Path) -> PathBuf {
+    let file = dir.join("chain.json");
+    let out = Command::new(BIN)
+        .args(["export", "--format", "json", "--data-dir"])
+        .arg(data)
+        .arg("--out")
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    file
+}
+
 fn run_verifier(file: &Path) -> (bool, String) {
     let out = Command::new("python3")
         .arg(verifier())
@@ -65,19 +83,7 @@ fn independent_verifier_accepts_the_export_and_catches_any_changed_byte() {
         .output()
         .expect("runs");
     assert!(out.status.success());
-    let file = dir.path().join("chain.json");
-    let out = Command::new(BIN)
-        .args(["export", "--format", "json", "--data-dir"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let file = export_json(&data, dir.path());
     let (ok, msg) = run_verifier(&file);
     assert!(ok, "verifier refused a good export: {msg}");
     assert!(msg.contains("height 5, 5 records"), "{msg}");
@@ -130,19 +136,7 @@ fn independent_verifier_reads_a_record_with_missing_samples() {
             .add(v.gapped.clone(), v.gapped.header.time_ms + 60_000)
             .expect("valid");
     }
-    let file = dir.path().join("chain.json");
-    let out = Command::new(BIN)
-        .args(["export", "--format", "json", "--data-dir"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let file = export_json(&data, dir.path());
     let text = std::fs::read_to_string(&file).expect("export");
     assert!(text.contains(r#""seconds":[0,20,30,50]"#), "{text}");
     let (ok, msg) = run_verifier(&file);

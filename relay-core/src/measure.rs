@@ -148,6 +148,26 @@ pub struct Sample {
     pub q: Vars,
 }
 
+impl Sample {
+    /// The sample of the ten stored integers in [`Quantity::ALL`] order (the inverse of
+    /// [`Quantity::raw`]); `None` if one does not fit its type.
+    #[must_use]
+    pub fn from_raw(v: [i64; 10]) -> Option<Sample> {
+        Some(Sample {
+            vab: Volts(v[0].try_into().ok()?),
+            vbc: Volts(v[1].try_into().ok()?),
+            vca: Volts(v[2].try_into().ok()?),
+            ia: MilliAmps(v[3].try_into().ok()?),
+            ib: MilliAmps(v[4].try_into().ok()?),
+            ic: MilliAmps(v[5].try_into().ok()?),
+            freq: MilliHertz(v[6].try_into().ok()?),
+            pf: PerMille(v[7].try_into().ok()?),
+            p: Watts(v[8].try_into().ok()?),
+            q: Vars(v[9].try_into().ok()?),
+        })
+    }
+}
+
 /// The ten quantities of a [`Sample`], in register-map order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Quantity {
@@ -427,29 +447,12 @@ mod delta_samples {
     use serde::ser::SerializeSeq;
     use serde::{Deserializer, Serializer};
 
-    use super::{
-        MilliAmps, MilliHertz, PerMille, Quantity, Sample, Vars, Volts, Watts, MAX_SAMPLES,
-    };
+    use super::{Quantity, Sample, MAX_SAMPLES};
 
     type Samples = heapless::Vec<Sample, MAX_SAMPLES>;
 
     fn raw(s: &Sample) -> [i64; 10] {
         Quantity::ALL.map(|q| q.raw(s))
-    }
-
-    fn from_raw(v: [i64; 10]) -> Option<Sample> {
-        Some(Sample {
-            vab: Volts(v[0].try_into().ok()?),
-            vbc: Volts(v[1].try_into().ok()?),
-            vca: Volts(v[2].try_into().ok()?),
-            ia: MilliAmps(v[3].try_into().ok()?),
-            ib: MilliAmps(v[4].try_into().ok()?),
-            ic: MilliAmps(v[5].try_into().ok()?),
-            freq: MilliHertz(v[6].try_into().ok()?),
-            pf: PerMille(v[7].try_into().ok()?),
-            p: Watts(v[8].try_into().ok()?),
-            q: Vars(v[9].try_into().ok()?),
-        })
     }
 
     pub(super) fn serialize<S: Serializer>(samples: &Samples, ser: S) -> Result<S::Ok, S::Error> {
@@ -496,8 +499,8 @@ mod delta_samples {
                             .checked_add(delta[i])
                             .ok_or_else(|| A::Error::custom("sample delta overflows"))?;
                     }
-                    let sample =
-                        from_raw(now).ok_or_else(|| A::Error::custom("sample out of range"))?;
+                    let sample = Sample::from_raw(now)
+                        .ok_or_else(|| A::Error::custom("sample out of range"))?;
                     out.push(sample)
                         .map_err(|_| A::Error::custom("too many samples"))?;
                     prev = now;

@@ -17,15 +17,9 @@ use tokio_modbus::prelude::*;
 /// for 9 s, far longer than the test's reads take.
 const START: u64 = 1_700_000_001;
 
-fn shipped() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("profiles/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
+fn shipped() -> Vec<(PathBuf, Profile)> {
+    device_profile::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn play(profile: &Arc<Profile>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
@@ -73,8 +67,8 @@ async fn relay_sim_plays_every_shipped_profile() {
     assert!(files.len() >= 4, "{files:?}");
     let model = SignalModel::new(5, Signal::Realistic);
     let truth = model.live(RelayId(42), START - 1, 6);
-    for file in files {
-        let profile = Arc::new(Profile::load(&file).unwrap_or_else(|e| panic!("{e}")));
+    for (file, profile) in files {
+        let profile = Arc::new(profile);
         let (addr, stop) = play(&profile).await;
         let mut ctx = tcp::connect_slave(addr, Slave(profile.unit))
             .await
