@@ -259,15 +259,7 @@ async fn main() -> Result<(), String> {
             retries: 0,
             silent_interval: line.silent_interval(),
         }),
-        max_clients: 64,
-        idle_timeout: Some(Duration::from_secs(300)),
-        request_deadline: Some(Duration::from_secs(5)),
-        allow_clock_writes: false,
-        sync_units: Vec::new(),
-        sync_every: Duration::from_secs(3600),
-        devices: Vec::new(),
-        sample_secs: 10,
-        clock: None,
+        ..GwConfig::default()
     })
     .await
     .map_err(|e| e.to_string())?;
