@@ -247,6 +247,27 @@ impl BlockTree {
         self.find(id).is_some_and(|at| self.is_main_at(at))
     }
 
+    /// Blocks off the main chain, the latest known first: at most `limit` of them, among
+    /// the last `scan` blocks the tree took in (a bounded look, however long the chain).
+    /// Each as its id, height and parent's id.
+    #[must_use]
+    pub fn side_blocks(&self, scan: usize, limit: usize) -> Vec<(BlockId, Height, BlockId)> {
+        (0..self.ids.len() as u32)
+            .rev()
+            .take(scan)
+            .filter(|&at| !self.is_main_at(at))
+            .take(limit)
+            .map(|at| {
+                let node = self.node(at);
+                (
+                    self.ids[at as usize],
+                    node.height,
+                    self.ids[node.parent as usize],
+                )
+            })
+            .collect()
+    }
+
     /// Height of the main-chain block holding `key`.
     #[must_use]
     pub fn record_height(&self, key: &RecordKey) -> Option<Height> {

@@ -47,6 +47,22 @@ pub enum Origin {
 
 pub use crate::metrics::Counters;
 
+/// Reorgs kept for the explorer (`GET /forks`).
+pub const REORGS_KEPT: usize = 32;
+
+/// A switch of the main chain to another branch, as the explorer shows it.
+#[derive(Clone, Debug)]
+pub struct Reorg {
+    /// When this node switched, Unix milliseconds.
+    pub at_ms: u64,
+    /// The last block both branches share.
+    pub fork_height: u32,
+    /// Blocks that left the main chain, lowest first.
+    pub abandoned: Vec<crate::chain::BlockId>,
+    /// Blocks that joined it, lowest first.
+    pub adopted: Vec<crate::chain::BlockId>,
+}
+
 /// The shared state of a node.
 #[derive(Debug)]
 pub struct Core {
@@ -77,6 +93,8 @@ pub struct Core {
     pub counters: Counters,
     /// Latency histograms, observed as the node works.
     pub metrics: crate::metrics::Metrics,
+    /// The latest reorgs since the node started, oldest first (at most [`REORGS_KEPT`]).
+    pub reorgs: std::collections::VecDeque<Reorg>,
     witness: BTreeMap<RecordKey, MinuteRecord>,
     disputes: BTreeMap<RecordKey, Dispute>,
 }
@@ -174,6 +192,7 @@ impl Core {
             peer_health: std::collections::HashMap::new(),
             counters,
             metrics: crate::metrics::Metrics::default(),
+            reorgs: std::collections::VecDeque::new(),
             witness,
             disputes,
         }
@@ -368,8 +387,22 @@ impl Core {
         if added.change != Change::SideBranch {
             self.tip_changed.store(true, Ordering::SeqCst);
         }
-        if matches!(added.change, Change::Reorg { .. }) {
+        if let Change::Reorg { abandoned, adopted } = &added.change {
             self.counters.reorgs += 1;
+            if self.reorgs.len() >= REORGS_KEPT {
+                self.reorgs.pop_front();
+            }
+            let tree = self.ledger.tree();
+            self.reorgs.push_back(Reorg {
+                at_ms: now_ms(),
+                fork_height: adopted
+                    .first()
+                    .and_then(|id| tree.height_of(id))
+                    .unwrap_or(0)
+                    .saturating_sub(1),
+                abandoned: abandoned.clone(),
+                adopted: adopted.clone(),
+            });
         }
         let keys: Vec<RecordKey> = self.ledger.tree().keys_of(&added.id).to_vec();
         self.mempool.remove(&keys);

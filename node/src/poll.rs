@@ -191,6 +191,8 @@ impl RelayReader {
 pub struct RelayStatus {
     /// The relay, as configured.
     pub relay: String,
+    /// The relay id its records carry (from the last record read).
+    pub relay_id: Option<u32>,
     /// Minute of the last record read.
     pub last_minute: Option<Minute>,
     /// Records read.
@@ -304,6 +306,7 @@ pub async fn poll_relay_observed(
                             st.missed_minutes += u64::from(rec.minute.0 - m.0 - 1);
                         }
                         st.last_minute = Some(rec.minute);
+                        st.relay_id = Some(rec.relay.0);
                         st.records += 1;
                         let ahead = crate::chain::validate::minute_closes_ms(rec.minute)
                             .saturating_sub(crate::clock::now_ms());

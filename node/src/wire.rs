@@ -161,6 +161,9 @@ pub struct Status {
 pub struct RelayView {
     /// `host:port/unit`.
     pub relay: String,
+    /// The relay id its records carry, once one was read.
+    #[serde(default)]
+    pub relay_id: Option<u32>,
     /// The last poll was answered.
     pub up: bool,
     /// Minute of the last record read.

@@ -4,12 +4,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use common::{block_on, record};
-use gridledger::api::{router, Core};
 use gridledger::chain::Network;
-use gridledger::ledger::Ledger;
 
 async fn serve(dir: &std::path::Path, net: Network) -> SocketAddr {
     serve_shared(dir, net).await.0
@@ -19,22 +16,7 @@ async fn serve_shared(
     dir: &std::path::Path,
     net: Network,
 ) -> (SocketAddr, gridledger::core::Shared) {
-    let ledger = Ledger::open(dir, net).expect("opens");
-    let shared = Arc::new(Mutex::new(Core::new(ledger)));
-    let served = shared.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        // With the client's address, as a node serves it: admin calls check it.
-        let _ = axum::serve(
-            listener,
-            router(served).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
-    (addr, shared)
+    common::serve_api(dir, net).await
 }
 
 async fn post(
@@ -338,17 +320,43 @@ async fn the_dashboard_and_resolve_without_peers() {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html")));
+    assert!(page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("script-src 'self'")));
     let html = page.text().await.expect("html");
-    // The page reads the API it documents.
+    assert!(html.contains("/ui/app.js"));
+    // Every page path is the same shell; an unknown asset is a 404.
+    for path in ["/relay/1", "/explorer", "/block/0", "/reading/1/29925000"] {
+        let r = client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert_eq!(r.text().await.expect("html"), html, "{path}");
+    }
+    let r = client
+        .get(format!("http://{addr}/ui/nope.js"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 404);
+    let js = common::get_text(&client, format!("http://{addr}/ui/app.js")).await;
+    // The pages read the API it documents, and change nothing (admin calls are refused to
+    // web pages anyway).
     for path in [
         "/status",
         "/metrics",
         "/blocks?from=",
         "/peers",
-        "/peers/resolve",
+        "/forks",
+        "/readings",
     ] {
-        assert!(html.contains(path), "the dashboard does not use {path}");
+        assert!(js.contains(path), "the dashboard does not use {path}");
     }
+    assert!(!js.contains("method:"), "the dashboard only reads");
     let r = common::post_json(&client, format!("http://{addr}/peers/resolve")).await;
     assert_eq!(r["replaced"], false, "{r}");
     assert_eq!(r["peers"].as_array().map(Vec::len), Some(0), "{r}");
@@ -439,4 +447,90 @@ async fn readings_default_to_the_relays_latest_hour() {
         ],
         "{r}"
     );
+}
+
+/// `format=columns` (the relay page's curves): one point per sample, a null where a minute
+/// has no record, averaged buckets over `points`, and a 400 for a bad format or `points`.
+/// `GET /forks` lists a side block, and `/blocks/{id}` says it is not on the main chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_forks_and_side_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = Network::new("api", 4);
+    let addr = serve(dir.path(), net.clone()).await;
+    let client = gridledger::wire::builder().build().expect("http client");
+    let mut parent = net.genesis().header;
+    let mut main = Vec::new();
+    // Minutes 0..40 of relay 1 but 7 (a gap).
+    for m in (0..40).filter(|m| *m != 7) {
+        let b = block_on(&parent, &[record(1, m)], &net, 1);
+        assert_eq!(post(&client, addr, b.to_bytes()).await.0, 200);
+        parent = b.header;
+        main.push(b);
+    }
+    let side = block_on(&main[0].header, &[record(5, 1)], &net, 2);
+    assert_eq!(post(&client, addr, side.to_bytes()).await.0, 200);
+    let m0 = record(1, 0).minute.0;
+    let url = |q: &str| {
+        format!(
+            "http://{addr}/readings?relay=1&from={m0}&to={}&{q}",
+            m0 + 39
+        )
+    };
+
+    let c = get_json(&client, url("format=columns")).await;
+    assert_eq!(c["records"], 39);
+    assert_eq!(c["samples"], 39 * 6);
+    assert_eq!(c["bucket_s"], 0);
+    assert_eq!(c["gaps"], serde_json::json!([[m0 + 7, m0 + 7]]));
+    let t = c["t"].as_array().expect("t");
+    let vab = c["series"][0].as_array().expect("Vab");
+    assert_eq!(t.len(), 39 * 6 + 1, "every sample and one null for the gap");
+    assert_eq!(vab.iter().filter(|v| v.is_null()).count(), 1);
+    let first = record(1, 0).samples[0].vab.0;
+    assert_eq!(vab[0].as_f64(), Some(f64::from(first) / 1000.0));
+    assert_eq!(t[0].as_u64(), Some(u64::from(m0) * 60));
+    assert_eq!(c["columns"][0], "Vab_kV");
+
+    // Over `points` samples: means over buckets, the gap still a null.
+    let c = get_json(&client, url("format=columns&points=100")).await;
+    let bucket = c["bucket_s"].as_u64().expect("bucket");
+    assert_eq!(bucket, (40 * 60u64).div_ceil(100));
+    let t = c["t"].as_array().expect("t");
+    assert!(t.len() <= 101, "{} points", t.len());
+    let vab = c["series"][0].as_array().expect("Vab");
+    assert!(
+        vab.iter().any(serde_json::Value::is_null),
+        "the gap minute is a gap"
+    );
+    // The first bucket: the samples at seconds 0, 10, 20 (of minute 0) when it spans 24 s.
+    let n = (bucket as usize).div_ceil(10);
+    let mean = (0..n)
+        .map(|i| f64::from(record(1, 0).samples[i].vab.0) / 1000.0)
+        .sum::<f64>()
+        / n as f64;
+    assert!((vab[0].as_f64().expect("mean") - mean).abs() < 1e-9);
+
+    for bad in [
+        "format=xml",
+        "format=columns&points=5",
+        "format=columns&points=x",
+    ] {
+        let r = client.get(url(bad)).send().await.expect("answered");
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+    }
+
+    let f = get_json(&client, format!("http://{addr}/forks")).await;
+    let sides = f["side_blocks"].as_array().expect("side blocks");
+    assert_eq!(sides.len(), 1);
+    assert_eq!(sides[0]["id"], side.id().to_hex());
+    assert_eq!(sides[0]["height"], 2);
+    assert_eq!(sides[0]["main_at_height"], main[1].id().to_hex());
+    let b = get_json(
+        &client,
+        format!("http://{addr}/blocks/{}", side.id().to_hex()),
+    )
+    .await;
+    assert_eq!(b["main"], false);
+    let b = get_json(&client, format!("http://{addr}/blocks/2")).await;
+    assert_eq!(b["main"], true);
 }

@@ -150,10 +150,10 @@ pub(super) async fn block(
         } else {
             BlockId::from_hex(&key).filter(|id| tree.contains(id))
         };
-        let found = id.map(|id| (id, tree.height_of(&id).unwrap_or(0)));
+        let found = id.map(|id| (id, tree.height_of(&id).unwrap_or(0), tree.is_main(&id)));
         (found, core.ledger.reader())
     };
-    let Some((id, height)) = found else {
+    let Some((id, height, main)) = found else {
         return ApiError::not_found(format!(
             "no block {key}: give a main-chain height or a known 64-hex-digit id"
         ));
@@ -162,7 +162,14 @@ pub(super) async fn block(
         Ok(Some(b)) if wants_raw(&headers) => {
             ([(header::CONTENT_TYPE, RAW)], b.to_bytes()).into_response()
         }
-        Ok(Some(b)) => Json(json_block(height, &b)).into_response(),
+        Ok(Some(b)) => match serde_json::to_value(json_block(height, &b)) {
+            Ok(mut v) => {
+                // A block known by id may sit on a side branch: say which.
+                v["main"] = json!(main);
+                Json(v).into_response()
+            }
+            Err(e) => ApiError::internal(e),
+        },
         Ok(None) => ApiError::not_found(format!("block {id} is not stored")),
         Err(answer) => answer,
     }
@@ -213,4 +220,50 @@ pub(super) async fn post_block(State(shared): State<Shared>, body: Bytes) -> Res
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::internal(e),
     }
+}
+
+/// Blocks `GET /forks` looks through for side branches (the latest the node took in).
+const FORK_SCAN: usize = 10_000;
+/// Side blocks `GET /forks` lists at most.
+const FORK_LIST: usize = 100;
+
+/// `GET /forks`: blocks this node holds off its main chain (side branches: blocks that
+/// lost a race, or a branch with less work), and the reorgs since the node started.
+pub(super) async fn forks(State(shared): State<Shared>) -> Response {
+    let core = lock(&shared);
+    let tree = core.ledger.tree();
+    let side: Vec<_> = tree
+        .side_blocks(FORK_SCAN, FORK_LIST)
+        .into_iter()
+        .map(|(id, height, parent)| {
+            json!({
+                "id": id.to_hex(),
+                "height": height,
+                "parent": parent.to_hex(),
+                // The main chain's block at the same height, if the chain is that long.
+                "main_at_height": tree.main_at(height).map(|m| m.to_hex()),
+            })
+        })
+        .collect();
+    let reorgs: Vec<_> = core
+        .reorgs
+        .iter()
+        .rev()
+        .map(|r| {
+            json!({
+                "at_ms": r.at_ms,
+                "fork_height": r.fork_height,
+                "abandoned": r.abandoned.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+                "adopted": r.adopted.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({
+        "height": tree.height(),
+        "side_blocks": side,
+        "side_blocks_scanned": FORK_SCAN,
+        "reorgs": reorgs,
+        "reorgs_total": core.counters.reorgs,
+    }))
+    .into_response()
 }

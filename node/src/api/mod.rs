@@ -21,17 +21,18 @@
 //! same router is served over plain TCP or TLS ([`crate::listen`]).
 //!
 //! One module per resource: [`status`](self) (`/status`, `/disputes`, `/metrics`), blocks
-//! (`/chain`, `/blocks`), readings (`/readings`, proofs), peers, dashboard. Every error is an
+//! (`/chain`, `/blocks`), readings (`/readings`, proofs), peers, ui (the dashboard). Every error is an
 //! [`ApiError`]; peers' answers are the typed structs of [`crate::wire`]; records render
 //! through [`crate::render`].
-//! | `GET /` | the dashboard: a page that polls the endpoints above |
+//! | `GET /forks` | side-branch blocks among the latest 10 000 known, and the reorgs since start |
+//! | `GET /`, `/relay/{id}`, `/explorer`, `/block/{key}`, `/reading/{relay}/{minute}`, `/ui/…` | the dashboard ([`ui`]): pages drawn from the endpoints above, every asset served by the node |
 
 mod blocks;
 pub mod cors;
-mod dashboard;
 mod peers;
 mod readings;
 mod status;
+mod ui;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -161,7 +162,13 @@ pub fn router(shared: Shared) -> Router {
         .route("/metrics", get(status::metrics))
         .route("/disputes", get(status::disputes))
         .route("/peers", get(peers::get_peers))
-        .route("/", get(dashboard::dashboard))
+        .route("/forks", get(blocks::forks))
+        .route("/", get(ui::page))
+        .route("/relay/{id}", get(ui::page))
+        .route("/explorer", get(ui::page))
+        .route("/block/{key}", get(ui::page))
+        .route("/reading/{relay}/{minute}", get(ui::page))
+        .route("/ui/{name}", get(ui::asset))
         .merge(admin)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)

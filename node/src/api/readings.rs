@@ -41,13 +41,22 @@ pub(super) struct Readings {
     from: Option<String>,
     to: Option<String>,
     format: Option<String>,
+    /// `format=columns` only: most points per series (buckets beyond it).
+    points: Option<u32>,
 }
 
 /// Most minutes one `/readings` request may span (a week).
 const MAX_READING_MINUTES: u32 = 7 * 1440;
 
+/// `format=columns`: points per series when `points` is not given, and the bounds of `points`.
+const DEFAULT_POINTS: u32 = 4000;
+const POINTS: std::ops::RangeInclusive<u32> = 100..=20_000;
+
+/// A record found on the main chain: its height, its block's id, the record, and whether
+/// this node read otherwise.
+type Found = (u32, String, relay_core::MinuteRecord, bool);
+
 pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readings>) -> Response {
-    use relay_core::{Minute, MinuteRecord, RelayId};
     let now = (crate::core::now_ms() / 60_000) as u32;
     // The bad parameter's name, if any.
     let parse = |v: &Option<String>, default: u32, name: &'static str| match v {
@@ -71,13 +80,75 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
             "from..to must be ordered and span at most {MAX_READING_MINUTES} minutes"
         ));
     }
+    let format = q.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "csv" | "columns") {
+        return ApiError::bad_request(format!(
+            "format={format}: give json (the default), csv or columns"
+        ));
+    }
+    let points = match q.points {
+        None => DEFAULT_POINTS,
+        Some(p) if POINTS.contains(&p) => p,
+        Some(p) => {
+            return ApiError::bad_request(format!(
+                "points={p}: give {} to {}",
+                POINTS.start(),
+                POINTS.end()
+            ))
+        }
+    };
+    let found = match find(&shared, q.relay, from, to).await {
+        Ok(f) => f,
+        Err(answer) => return answer,
+    };
+    match format {
+        "csv" => {
+            // The export's columns (crate::render), one row per sample.
+            let mut out = crate::render::csv_header().into_bytes();
+            for (h, id, r, _) in &found {
+                if let Err(e) = crate::render::write_csv_rows(&mut out, *h, id, r) {
+                    return ApiError::internal(e);
+                }
+            }
+            ([(header::CONTENT_TYPE, "text/csv")], out).into_response()
+        }
+        "columns" => Json(columns(q.relay, from, to, &found, points)).into_response(),
+        _ => {
+            let list: Vec<_> = found
+                .iter()
+                .map(|(h, id, r, disputed)| {
+                    json!({
+                        "height": h,
+                        "block_id": id,
+                        // This node read something else from the relay for this minute: see /disputes.
+                        "disputed": disputed,
+                        "relay": r.relay.0,
+                        "minute": r.minute.0,
+                        "minute_utc": r.minute.to_string(),
+                        "faults": r.faults,
+                        "samples": crate::render::samples_json(r),
+                        // The second of the minute of each sample (a slot the device did not
+                        // answer has none).
+                        "seconds": r.sample_seconds().collect::<Vec<u16>>(),
+                    })
+                })
+                .collect();
+            Json(json!({ "relay": q.relay, "from": from, "to": to, "readings": list }))
+                .into_response()
+        }
+    }
+}
+
+/// The relay's records on the main chain for minutes `from..=to`, in minute order.
+async fn find(shared: &Shared, relay: u32, from: u32, to: u32) -> Result<Vec<Found>, Response> {
+    use relay_core::{Minute, MinuteRecord, RelayId};
     // Under the lock, only memory: which block holds each minute. The blocks are read after.
     let (plan, reader) = {
-        let core = lock(&shared);
+        let core = lock(shared);
         let tree = core.ledger.tree();
         let plan: Vec<(u32, u32, crate::chain::BlockId, bool)> = (from..=to)
             .filter_map(|m| {
-                let key = crate::chain::RecordKey::new(RelayId(q.relay), Minute(m));
+                let key = crate::chain::RecordKey::new(RelayId(relay), Minute(m));
                 let h = tree.record_height(&key)?;
                 let id = tree.main_at(h)?;
                 Some((m, h, id, core.is_disputed(&key)))
@@ -85,9 +156,8 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
             .collect();
         (plan, core.ledger.reader())
     };
-    let relay = q.relay;
-    let read = super::read_off_lock(move || {
-        let mut found: Vec<(u32, String, MinuteRecord, bool)> = Vec::with_capacity(plan.len());
+    super::read_off_lock(move || {
+        let mut found: Vec<Found> = Vec::with_capacity(plan.len());
         let mut last: Option<crate::chain::Block> = None;
         for (m, h, id, disputed) in plan {
             if last.as_ref().is_none_or(|b| b.id() != id) {
@@ -105,41 +175,119 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
         }
         Ok(found)
     })
-    .await;
-    let found = match read {
-        Ok(f) => f,
-        Err(answer) => return answer,
-    };
-    if q.format.as_deref() == Some("csv") {
-        // The export's columns (crate::render), one row per sample.
-        let mut out = crate::render::csv_header().into_bytes();
-        for (h, id, r, _) in &found {
-            if let Err(e) = crate::render::write_csv_rows(&mut out, *h, id, r) {
-                return ApiError::internal(e);
+    .await
+}
+
+/// `format=columns`: the samples as one time column and one column per quantity, ready to
+/// plot (the dashboard's relay page). A slot the device did not answer and a minute with no
+/// record between the first and the last one found are `null` points, so that a chart
+/// breaks its line there instead of drawing through. Over `points` samples, the samples are
+/// averaged over equal buckets of `bucket_s` seconds (an empty bucket is `null`); the fault
+/// openings and gaps stay exact.
+fn columns(relay: u32, from: u32, to: u32, found: &[Found], points: u32) -> serde_json::Value {
+    use relay_core::Quantity;
+    let samples: usize = found.iter().map(|(_, _, r, _)| r.samples.len()).sum();
+    // Every point as (unix second, values or none).
+    let mut all: Vec<(u64, Option<[f64; 10]>)> = Vec::with_capacity(samples + 16);
+    let mut gaps: Vec<[u32; 2]> = Vec::new();
+    let mut prev: Option<u32> = None;
+    for (_, _, r, _) in found {
+        let m = r.minute.0;
+        if let Some(p) = prev.filter(|p| m > p + 1) {
+            gaps.push([p + 1, m - 1]);
+            all.push((u64::from(p + 1) * 60, None));
+        }
+        prev = Some(m);
+        let n = r.slots().max(1);
+        let missing = r.flags.missing();
+        let mut samples = r.samples.iter();
+        for slot in 0..n {
+            let t = u64::from(m) * 60 + (slot * 60 / n) as u64;
+            if missing & (1 << slot) != 0 {
+                all.push((t, None));
+            } else if let Some(s) = samples.next() {
+                let v = Quantity::ALL.map(|q| q.raw(s) as f64 / 1000.0);
+                all.push((t, Some(v)));
             }
         }
-        return ([(header::CONTENT_TYPE, "text/csv")], out).into_response();
     }
-    let list: Vec<_> = found
+    let bucket_s = if samples > points as usize {
+        (u64::from(to - from + 1) * 60).div_ceil(u64::from(points))
+    } else {
+        0
+    };
+    let points: Vec<(u64, Option<[f64; 10]>)> = if bucket_s == 0 {
+        all
+    } else {
+        let start = u64::from(from) * 60;
+        let mut out: Vec<(u64, Option<[f64; 10]>)> = Vec::new();
+        let mut sum = [0.0f64; 10];
+        let mut count = 0u32;
+        let mut current: Option<u64> = None;
+        let flush = |out: &mut Vec<_>, b: u64, sum: &[f64; 10], count: u32| {
+            let t = start + b * bucket_s;
+            if count == 0 {
+                out.push((t, None));
+            } else {
+                out.push((t, Some(sum.map(|v| v / f64::from(count)))));
+            }
+        };
+        for (t, v) in all {
+            let b = t.saturating_sub(start).checked_div(bucket_s).unwrap_or(0);
+            if current.is_some_and(|c| c != b) {
+                if let Some(c) = current {
+                    flush(&mut out, c, &sum, count);
+                    // Empty buckets between two samples are a gap: one null breaks the line.
+                    if b > c + 1 {
+                        out.push((start + (c + 1) * bucket_s, None));
+                    }
+                }
+                sum = [0.0; 10];
+                count = 0;
+            }
+            current = Some(b);
+            if let Some(v) = v {
+                for (s, x) in sum.iter_mut().zip(v) {
+                    *s += x;
+                }
+                count += 1;
+            }
+        }
+        if let Some(c) = current {
+            flush(&mut out, c, &sum, count);
+        }
+        out
+    };
+    let t: Vec<u64> = points.iter().map(|(t, _)| *t).collect();
+    let series: Vec<Vec<Option<f64>>> = (0..Quantity::ALL.len())
+        .map(|i| points.iter().map(|(_, v)| v.map(|v| v[i])).collect())
+        .collect();
+    let faults: Vec<_> = found
         .iter()
-        .map(|(h, id, r, disputed)| {
-            json!({
-                "height": h,
-                "block_id": id,
-                // This node read something else from the relay for this minute: see /disputes.
-                "disputed": disputed,
-                "relay": r.relay.0,
-                "minute": r.minute.0,
-                "minute_utc": r.minute.to_string(),
-                "faults": r.faults,
-                "samples": crate::render::samples_json(r),
-                // The second of the minute of each sample (a slot the device did not
-                // answer has none).
-                "seconds": r.sample_seconds().collect::<Vec<u16>>(),
-            })
+        .filter(|(_, _, r, _)| r.faults > 0)
+        .map(|(h, _, r, _)| {
+            json!({"minute": r.minute.0, "t": u64::from(r.minute.0) * 60, "count": r.faults, "height": h})
         })
         .collect();
-    Json(json!({ "relay": q.relay, "from": from, "to": to, "readings": list })).into_response()
+    let disputed: Vec<u32> = found
+        .iter()
+        .filter(|(_, _, _, d)| *d)
+        .map(|(_, _, r, _)| r.minute.0)
+        .collect();
+    json!({
+        "relay": relay,
+        "from": from,
+        "to": to,
+        "records": found.len(),
+        "samples": samples,
+        "bucket_s": bucket_s,
+        "columns": Quantity::ALL.map(crate::render::column),
+        "t": t,
+        "series": series,
+        "faults": faults,
+        "gaps": gaps,
+        "disputed": disputed,
+    })
 }
 
 pub(super) async fn proof(

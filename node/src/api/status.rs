@@ -45,6 +45,7 @@ pub(super) async fn status(State(shared): State<Shared>) -> Response {
 fn relay_view(st: &crate::poll::RelayStatus) -> RelayView {
     RelayView {
         relay: st.relay.clone(),
+        relay_id: st.relay_id,
         up: st.is_up(),
         last_minute: st.last_minute.map(|m| m.0),
         last_minute_utc: st.last_minute.map(|m| m.to_string()),

@@ -176,3 +176,29 @@ pub async fn get_text(client: &reqwest::Client, url: String) -> String {
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
+
+/// A node's HTTP API over a fresh ledger in `dir`, served on a loopback port (with the
+/// client's address, as a node serves it: admin calls check it). No poller, no miner, no
+/// peers: blocks arrive by `POST /blocks` or through the returned state.
+pub async fn serve_api(
+    dir: &std::path::Path,
+    net: Network,
+) -> (std::net::SocketAddr, gridledger::core::Shared) {
+    use std::sync::{Arc, Mutex};
+    let ledger = gridledger::ledger::Ledger::open(dir, net).expect("opens");
+    let shared = Arc::new(Mutex::new(gridledger::api::Core::new(ledger)));
+    let served = shared.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            gridledger::api::router(served)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    (addr, shared)
+}
