@@ -161,6 +161,17 @@ async fn open_clean(page: &browser::Page, url: &str, shot: &str) -> browser::Loa
     load
 }
 
+/// Waits (at most 5 s) until `expr` is true in the page.
+async fn wait_for(page: &browser::Page, expr: &str) -> bool {
+    for _ in 0..50 {
+        if page.eval(expr).await.ok() == Some(Value::Bool(true)) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 async fn text(page: &browser::Page, id: &str) -> String {
     page.eval(&format!("document.getElementById('{id}').textContent"))
         .await
@@ -352,6 +363,46 @@ async fn every_page_in_a_real_browser() {
         .await
         .expect("csv");
     assert!(csv.as_str().unwrap_or_default().contains("format=csv"));
+
+    // Averaged points (forced here with `points=100`: 172 samples), then a zoom into four
+    // minutes fetches them again sample by sample, and a double-click shows the whole range.
+    open_clean(
+        &page,
+        &format!("{base}/relay/1?from={from}&to={to}&points=100"),
+        "relay-averaged",
+    )
+    .await;
+    let bucket = page.eval("window.gl.data.bucket_s").await.expect("eval");
+    assert!(bucket.as_u64().is_some_and(|b| b > 0), "averaged: {bucket}");
+    let (z0, z1) = (u64::from(M0 + 12) * 60, u64::from(M0 + 15) * 60 + 59);
+    page.eval(&format!(
+        "window.gl.charts[0].setScale('x', {{min: {z0}, max: {z1}}})"
+    ))
+    .await
+    .expect("zoom");
+    let zoomed = wait_for(&page, "window.gl.data.bucket_s === 0").await;
+    assert!(
+        zoomed,
+        "the zoom fetched the zoomed minutes at full resolution"
+    );
+    let held = page
+        .eval("window.gl.charts[1].data[1].filter((v) => v !== null).length")
+        .await
+        .expect("eval");
+    assert_eq!(
+        held,
+        Value::from(4 * 6),
+        "every sample of the four zoomed minutes"
+    );
+    page.eval("document.querySelector('.u-over').dispatchEvent(new MouseEvent('dblclick', {bubbles: true}))")
+        .await
+        .expect("dblclick");
+    assert!(
+        wait_for(&page, "window.gl.data.bucket_s > 0").await,
+        "reset to the whole range"
+    );
+    let load = page.load();
+    assert!(load.errors.is_empty() && load.failed.is_empty(), "{load:?}");
 
     // The proof, checked in the browser: through the proxy, honest then tampered.
     let minute = M0 + THREE;

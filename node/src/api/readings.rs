@@ -229,7 +229,10 @@ fn columns(relay: u32, from: u32, to: u32, found: &[Found], points: u32) -> serd
             if count == 0 {
                 out.push((t, None));
             } else {
-                out.push((t, Some(sum.map(|v| v / f64::from(count)))));
+                // To the thousandth, the samples' own precision: a mean's further digits
+                // would only add bytes.
+                let mean = sum.map(|v| (v / f64::from(count) * 1000.0).round() / 1000.0);
+                out.push((t, Some(mean)));
             }
         };
         for (t, v) in all {

@@ -121,7 +121,9 @@ impl Browser {
 
     /// A new tab, with the runtime, log, network and page events on.
     pub async fn page(&self) -> Result<Page, String> {
-        let client = reqwest::Client::new();
+        let client = gridledger::wire::builder()
+            .build()
+            .map_err(|e| e.to_string())?;
         let target: Value = client
             .put(format!("http://{}/json/new?about:blank", self.devtools))
             .send()
@@ -319,10 +321,30 @@ impl Page {
 
     /// A PNG of the viewport, written to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) -> Result<(), String> {
-        use base64::Engine;
-        let r = self
-            .call("Page.captureScreenshot", json!({"format": "png"}))
+        self.capture(path, json!({"format": "png"})).await
+    }
+
+    /// A JPEG of the viewport scaled by `scale` (quality 80), written to `path`: small
+    /// enough to commit.
+    pub async fn screenshot_jpeg(&self, path: &std::path::Path, scale: f64) -> Result<(), String> {
+        let size = self
+            .eval("[document.documentElement.clientWidth, window.innerHeight]")
             .await?;
+        let (w, h) = (
+            size[0].as_f64().unwrap_or(1280.0),
+            size[1].as_f64().unwrap_or(900.0),
+        );
+        self.capture(
+            path,
+            json!({"format": "jpeg", "quality": 80,
+                   "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": scale}}),
+        )
+        .await
+    }
+
+    async fn capture(&self, path: &std::path::Path, params: Value) -> Result<(), String> {
+        use base64::Engine;
+        let r = self.call("Page.captureScreenshot", params).await?;
         let data = r["data"].as_str().ok_or("no screenshot data")?;
         let png = base64::engine::general_purpose::STANDARD
             .decode(data)

@@ -6,7 +6,7 @@
 // `window.gl` holds what the browser tests read back: ready, error, charts, data, proof.
 "use strict";
 (() => {
-  const gl = (window.gl = { ready: false, error: null, page: null, charts: [], data: null, faults: [], firstChartMs: null, proof: null });
+  const gl = (window.gl = { ready: false, error: null, page: null, charts: [], data: null, faults: [], firstChartMs: null, readyMs: null, proof: null });
   const $ = (id) => document.getElementById(id);
 
   // ---------- helpers ----------
@@ -68,6 +68,7 @@
     document.head.append(h("link", { rel: "stylesheet", href }));
   }
   function done(err) {
+    if (gl.readyMs == null) gl.readyMs = Math.round(performance.now());
     if (err) {
       gl.error = String(err.message || err);
       setError(gl.error);
@@ -169,7 +170,8 @@
         const x = health[url];
         const state = x ? x.state : "not tried yet";
         if (state === "ok") up += 1;
-        pb.append(row([link(url + "/", url), h("span", { class: state === "ok" ? "up" : "down" }, state),
+        // Only an http(s) URL becomes a link (a node refuses others, but the page does not rely on it).
+        pb.append(row([/^https?:\/\//.test(url) ? link(url + "/", url) : url, h("span", { class: state === "ok" ? "up" : "down" }, state),
           (x && x.tls_subject) || "", (x && x.last_error) || ""]));
       }
       if (!p.peers.length) pb.append(row(["(no peers)", "", "", ""]));
@@ -207,7 +209,15 @@
     let to = parseMinute(q.get("to"));
     let from = parseMinute(q.get("from"));
     const range = q.get("range") || (from == null && to == null ? "hour" : null);
-    if (to == null) to = nowMinute();
+    const status = await get("/status");
+    $("net").textContent = "network " + status.network + " · " + status.difficulty_bits + " bits";
+    relayNav(status.relays);
+    if (to == null) {
+      // Up to the relay's latest minute if this node polls it (a relay whose clock runs
+      // behind, like the demo's compressed one, still shows its last hour), else now.
+      const polled = status.relays.find((r) => r.relay_id === relay && r.last_minute != null);
+      to = polled ? polled.last_minute : nowMinute();
+    }
     if (from == null) from = to - (RANGES[range] || 60) + 1;
     const app = $("app");
     const mk = (r) => h("button", { type: "button", class: range === r ? "on" : null, onclick: () => go({ range: r }) }, r);
@@ -229,19 +239,22 @@
     if (Number.isNaN(from) || Number.isNaN(to)) throw new Error("from and to must be minutes since 1970 or YYYY-MM-DDTHH:MMZ");
     loadCss("/ui/uPlot.min.css");
     const width = Math.max(320, Math.min(1400, app.clientWidth - 10));
-    const points = Math.max(100, Math.min(4000, 2 * width));
-    const [data] = await Promise.all([
-      get("/readings?relay=" + relay + "&from=" + from + "&to=" + to + "&format=columns&points=" + points),
-      window.uPlot ? null : loadScript("/ui/uPlot.iife.min.js"),
-    ]);
+    // About one point per pixel; `?points=` overrides (100 to 20 000).
+    const asked = Number(q.get("points"));
+    const points = asked ? Math.max(100, Math.min(20000, asked)) : Math.max(100, Math.min(4000, width));
+    const columns = (f, t) => get("/readings?relay=" + relay + "&from=" + f + "&to=" + t + "&format=columns&points=" + points);
+    const [data] = await Promise.all([columns(from, to), window.uPlot ? null : loadScript("/ui/uPlot.iife.min.js")]);
     gl.data = data;
     gl.faults = data.faults.map((f) => f.t);
-    const held = data.t.length - data.series[0].filter((v) => v === null).length;
-    $("summary").textContent =
-      data.records + " records, " + data.samples + " samples from " + minuteUtc(data.from) + " to " + minuteUtc(data.to) + " (UTC)" +
-      (data.bucket_s ? "; each point is the mean over " + data.bucket_s + " s (" + held + " points)" : "; every sample drawn") +
-      "; " + data.gaps.length + " gap" + (data.gaps.length === 1 ? "" : "s") + ", " + data.faults.length + " minute" + (data.faults.length === 1 ? "" : "s") + " with fault openings" +
-      (data.disputed.length ? "; " + data.disputed.length + " disputed" : "") + ". Drag to zoom, double-click to reset.";
+    const summary = (d) => {
+      const held = d.t.length - d.series[0].filter((v) => v === null).length;
+      $("summary").textContent =
+        d.records + " records, " + d.samples + " samples from " + minuteUtc(d.from) + " to " + minuteUtc(d.to) + " (UTC)" +
+        (d.bucket_s ? "; each point is the mean over " + d.bucket_s + " s (" + held + " points): zoom in for every sample" : "; every sample drawn") +
+        "; " + d.gaps.length + " gap" + (d.gaps.length === 1 ? "" : "s") + ", " + d.faults.length + " minute" + (d.faults.length === 1 ? "" : "s") + " with fault openings" +
+        (d.disputed.length ? "; " + d.disputed.length + " disputed" : "") + ". Drag to zoom, double-click to reset.";
+    };
+    summary(data);
     const setCsv = (a, b) => {
       const f = Math.max(data.from, Math.floor(a / 60));
       const t = Math.min(data.to, Math.floor(b / 60));
@@ -258,10 +271,46 @@
       $("charts").append(h("p", null, "No record of relay " + relay + " on the chain in this range."));
       return;
     }
-    drawCharts(data, width, setCsv);
+    // A zoom into averaged points fetches the zoomed minutes again, at full resolution
+    // once they hold few enough samples; a reset shows the whole range again.
+    let shown = data;
+    let timer = null;
+    const show = (d, reset) => {
+      shown = d;
+      gl.data = d;
+      for (const c of gl.charts) c.setData([d.t].concat(c.glColumns.map((i) => d.series[i])), reset);
+      summary(d);
+    };
+    const zoom = {
+      changed(min, max) {
+        setCsv(min, max);
+        clearTimeout(timer);
+        if (!data.bucket_s) return;
+        timer = setTimeout(async () => {
+          // The whole range (as drawn at first, or after a reset): nothing to fetch.
+          if (min <= data.t[0] && max >= data.t[data.t.length - 1]) return;
+          const f = Math.max(data.from, Math.floor(min / 60));
+          const t = Math.min(data.to, Math.floor(max / 60));
+          if (shown !== data && f >= shown.from && t <= shown.to && !shown.bucket_s) return;
+          try {
+            const d = await columns(f, t);
+            show(d, false);
+          } catch (e) {
+            setError("cannot load the zoomed range: " + e.message);
+          }
+        }, 250);
+      },
+      reset() {
+        clearTimeout(timer);
+        if (shown !== data) show(data, true);
+        else for (const c of gl.charts) c.setScale("x", { min: data.t[0], max: data.t[data.t.length - 1] });
+        setCsv(data.from * 60, data.to * 60 + 59);
+      },
+    };
+    drawCharts(data, width, zoom);
   }
 
-  function drawCharts(data, width, setCsv) {
+  function drawCharts(data, width, zoom) {
     const box = $("charts");
     const tz = (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
     // 24-hour UTC times on the axis (with the date over a day's span) and in the legend.
@@ -308,8 +357,8 @@
           syncing = true;
           const { min, max } = u.scales.x;
           for (const c of gl.charts) if (c !== u) c.setScale("x", { min, max });
-          setCsv(min, max);
           syncing = false;
+          zoom.changed(min, max);
         }],
       },
     };
@@ -322,7 +371,11 @@
         width,
         height: 200,
         tzDate: tz,
-        cursor: { sync: { key: "gl" } },
+        cursor: {
+          sync: { key: "gl" },
+          // Double-click: the whole range again (not just the zoomed data's extent).
+          bind: { dblclick: () => () => { zoom.reset(); return null; } },
+        },
         scales: { x: { time: true } },
         series: [{ label: "time (UTC)", value: (u, v) => (v == null ? "--" : full(tz(v))) }].concat(idx.map((i, k) => ({
           label: data.columns[i], stroke: COLORS[k % COLORS.length], width: 1.5, spanGaps: false, points: { show: data.t.length < 400 },
@@ -331,6 +384,7 @@
         plugins: [marks],
       };
       const chart = new uPlot(opts, [data.t].concat(idx.map((i) => data.series[i])), el);
+      chart.glColumns = idx;
       gl.charts.push(chart);
       if (gl.firstChartMs == null) gl.firstChartMs = Math.round(performance.now());
     }
