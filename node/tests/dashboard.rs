@@ -253,6 +253,22 @@ async fn every_page_in_a_real_browser() {
     assert!(text(&page, "recent")
         .await
         .contains(&blocks[height - 1].id().to_hex()[..16]));
+    // Search by relay and minute leads to that reading's page.
+    let target = format!("/reading/2/{}", M0 + THREE);
+    page.eval(&format!(
+        "document.getElementById('search').value = '2@{}'; document.querySelector('main form').requestSubmit()",
+        M0 + THREE
+    ))
+    .await
+    .expect("search");
+    assert!(
+        wait_for(
+            &page,
+            &format!("location.pathname === '{target}' && window.gl && window.gl.ready")
+        )
+        .await,
+        "the search opened {target}"
+    );
 
     // Block pages: a main-chain block of three records, and the side block.
     let load = open_clean(&page, &format!("{base}/block/{}", THREE + 1), "block").await;
