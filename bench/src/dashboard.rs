@@ -216,15 +216,8 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dashboard: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let Some(rt) = gridledger_bench::runtime("dashboard") else {
+        return std::process::ExitCode::FAILURE;
     };
     match rt.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -122,7 +122,7 @@ async fn measure(n: u16, blocks: u32, warmup: u32, tls: bool) -> Result<Run, Str
             // Pull sync is the fallback; this measures the push.
             sync_every: Duration::from_secs(30),
             max_records_per_block: 16,
-            mining_jitter: Duration::ZERO,
+            mining_slot: Duration::ZERO,
             tls: match &set {
                 Some(set) => tls_files(set, dirs[i].path(), i)?,
                 None => Default::default(),
@@ -236,15 +236,8 @@ fn pct(s: &[Duration], p: f64) -> f64 {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("propagation: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let Some(rt) = gridledger_bench::runtime("propagation") else {
+        return std::process::ExitCode::FAILURE;
     };
     println!(
         "propagation: a block from node 1 to every node's tip, {} blocks per run, loopback, full mesh",

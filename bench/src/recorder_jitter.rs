@@ -156,15 +156,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("recorder-jitter: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let Some(rt) = gridledger_bench::runtime("recorder-jitter") else {
+        return std::process::ExitCode::FAILURE;
     };
     println!(
         "recorder-jitter: delay from each aligned instant to its sample's start (wall ms), {} s per run, recorder clock x{}, devices on loopback Modbus TCP",

@@ -41,7 +41,7 @@ fn config(dir: &std::path::Path, peers: Vec<String>) -> NodeConfig {
         },
         sync_every: Duration::from_millis(100),
         max_records_per_block: 16,
-        mining_jitter: Duration::ZERO,
+        mining_slot: Duration::ZERO,
         admin_token: None,
         tls: Default::default(),
         cors_origins: Vec::new(),
@@ -100,15 +100,8 @@ async fn run(blocks: u32) -> Result<(), String> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("sync-bench: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let Some(rt) = gridledger_bench::runtime("sync-bench") else {
+        return std::process::ExitCode::FAILURE;
     };
     match rt.block_on(run(args.blocks)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,5 +17,5 @@ pub mod vectors;
 pub use assemble::assemble;
 pub use block::{Block, BlockId, Header, Height, Work};
 pub use genesis::Network;
-pub use tree::{BlockTree, Change, RecordKey};
+pub use tree::{BlockTree, Change, RecordKey, TieBreak};
 pub use validate::{Checked, ValidationError};

@@ -76,6 +76,9 @@ struct Node {
     /// This block's record keys: `keys[keys_start .. keys_start + keys_len]`.
     keys_start: u32,
     keys_len: u32,
+    /// The miner's key, as a position in the tree's table of miners (free: it fits in the
+    /// node's padding).
+    miner: u32,
 }
 
 /// `node`'s record keys in the flat `keys` arena (a free function, so that callers can
@@ -117,6 +120,21 @@ pub struct BlockTree {
     main: Vec<u32>,
     /// Height of every record on the main chain.
     main_keys: HashMap<RecordKey, Height>,
+    /// Every miner key seen, once, and its position.
+    miners: Vec<[u8; 32]>,
+    miner_index: HashMap<[u8; 32], u32>,
+    tie_break: TieBreak,
+}
+
+/// How fork choice picks between two chains of equal work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TieBreak {
+    /// The one seen first stays (loading a stored chain: the stored main chain stays).
+    #[default]
+    FirstSeen,
+    /// The one whose tip has the lower id (docs/FORMAT.md section 3): every node that has
+    /// seen both picks the same at once, without waiting for the next block.
+    LowerId,
 }
 
 impl BlockTree {
@@ -131,6 +149,9 @@ impl BlockTree {
             keys: Vec::new(),
             main: Vec::new(),
             main_keys: HashMap::new(),
+            miners: Vec::new(),
+            miner_index: HashMap::new(),
+            tie_break: TieBreak::FirstSeen,
         };
         let at = tree.push(
             genesis.id(),
@@ -141,8 +162,10 @@ impl BlockTree {
                 height: 0,
                 keys_start: 0,
                 keys_len: 0,
+                miner: 0,
             },
         );
+        tree.miner_of(&genesis.miner);
         tree.main.push(at);
         tree
     }
@@ -247,6 +270,50 @@ impl BlockTree {
         self.find(id).is_some_and(|at| self.is_main_at(at))
     }
 
+    /// A known block's time (Unix ms).
+    #[must_use]
+    pub fn time_of(&self, id: &BlockId) -> Option<u64> {
+        self.find(id).map(|at| self.node(at).time_ms)
+    }
+
+    /// How equal-work chains are told apart from now on.
+    pub fn set_tie_break(&mut self, tie_break: TieBreak) {
+        self.tie_break = tie_break;
+    }
+
+    /// The position of `miner` in the table of miners, added if new.
+    fn miner_of(&mut self, miner: &[u8; 32]) -> u32 {
+        if let Some(&at) = self.miner_index.get(miner) {
+            return at;
+        }
+        let at = self.miners.len() as u32;
+        self.miners.push(*miner);
+        self.miner_index.insert(*miner, at);
+        at
+    }
+
+    /// Who mined each relay's records in the main chain's last `blocks` blocks: by relay
+    /// id, the miners' keys (each once, in no particular order).
+    #[must_use]
+    pub fn recent_miners_by_relay(&self, blocks: usize) -> HashMap<u32, Vec<[u8; 32]>> {
+        let mut seen: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &at in self.main.iter().rev().take(blocks) {
+            let node = self.node(at);
+            for key in node_keys(&self.keys, node) {
+                let list = seen.entry(key.relay.0).or_default();
+                if !list.contains(&node.miner) {
+                    list.push(node.miner);
+                }
+            }
+        }
+        seen.into_iter()
+            .map(|(relay, list)| {
+                let keys = list.iter().map(|&m| self.miners[m as usize]).collect();
+                (relay, keys)
+            })
+            .collect()
+    }
+
     /// Blocks off the main chain, the latest known first: at most `limit` of them, among
     /// the last `scan` blocks the tree took in (a bounded look, however long the chain).
     /// Each as its id, height and parent's id.
@@ -337,6 +404,7 @@ impl BlockTree {
         let keys_start = self.keys.len() as u32;
         let keys_len = keys.len() as u32;
         self.keys.extend_from_slice(&keys);
+        let miner = self.miner_of(&header.miner);
         let at = self.push(
             id,
             Node {
@@ -346,9 +414,12 @@ impl BlockTree {
                 height: header.height,
                 keys_start,
                 keys_len,
+                miner,
             },
         );
-        if work <= self.tip_work() {
+        let tip_work = self.tip_work();
+        let wins_tie = self.tie_break == TieBreak::LowerId && id < self.tip();
+        if work < tip_work || (work == tip_work && !wins_tie) {
             return Change::SideBranch;
         }
         if parent == self.tip_at() {
@@ -453,6 +524,38 @@ mod tests {
         }
     }
 
+    /// Who mined each relay's records lately: the last `blocks` main-chain blocks only.
+    #[test]
+    fn recent_miners_by_relay() {
+        let genesis = header(BlockId([9; 32]), 0, 0, 0, 0);
+        let mut tree = BlockTree::new(&genesis);
+        let mut prev = genesis.id();
+        for (i, (miner, relay)) in [(1u8, 1u32), (2, 1), (1, 2), (3, 2), (3, 1)]
+            .iter()
+            .enumerate()
+        {
+            let mut h = header(prev, i as Height + 1, 1, i as u64 * 1000, 0);
+            h.miner = [*miner; 32];
+            let key = RecordKey {
+                relay: RelayId(*relay),
+                minute: Minute(i as u32),
+            };
+            tree.insert(&h, vec![key]);
+            prev = h.id();
+        }
+        let all = tree.recent_miners_by_relay(100);
+        let mut r1 = all[&1].clone();
+        r1.sort_unstable();
+        assert_eq!(r1, vec![[1; 32], [2; 32], [3; 32]]);
+        let last3 = tree.recent_miners_by_relay(3);
+        let mut r1 = last3[&1].clone();
+        r1.sort_unstable();
+        assert_eq!(r1, vec![[3; 32]]);
+        let mut r2 = last3[&2].clone();
+        r2.sort_unstable();
+        assert_eq!(r2, vec![[1; 32], [3; 32]]);
+    }
+
     /// Random trees of 3 000 blocks (so the index grows and rehashes many times) agree
     /// with the naive model on the tip, the main chain, every record's height, work,
     /// median times, and which chains hold which records.
@@ -465,9 +568,14 @@ mod tests {
             seed ^= seed << 17;
             seed % n
         };
-        for round in 0..3 {
+        for round in 0..4 {
             let genesis = header(BlockId([round; 32]), 0, 0, 0, 0);
             let mut tree = BlockTree::new(&genesis);
+            // Odd rounds: equal work goes to the lower tip id.
+            let lower = round % 2 == 1;
+            if lower {
+                tree.set_tie_break(TieBreak::LowerId);
+            }
             let mut model = Model {
                 blocks: vec![(genesis.id(), None, 0, 0, 0, Vec::new())],
                 tip: 0,
@@ -503,7 +611,8 @@ mod tests {
                     .blocks
                     .push((id, Some(parent), work, h.time_ms, h.height, keys));
                 let at = model.blocks.len() - 1;
-                if work > model.blocks[model.tip].2 {
+                let (tip_id, tip_work) = (model.blocks[model.tip].0, model.blocks[model.tip].2);
+                if work > tip_work || (lower && work == tip_work && id < tip_id) {
                     let extended = parent == model.tip;
                     model.tip = at;
                     assert_eq!(

@@ -48,8 +48,8 @@ pub enum ConfigError {
 pub struct RunArgs {
     /// A TOML file with any of the settings below, named as the flags with `_` for `-`
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
-    /// `poll_secs`, `key_file`, `allow_list`, `admin_token_file`, `tls_cert`, `tls_key`, `tls_ca`,
-    /// `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
+    /// `poll_secs`, `mining_slot_secs`, `key_file`, `allow_list`, `admin_token_file`,
+    /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
     /// override it.
     #[arg(long, env = "GRIDLEDGER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -78,6 +78,11 @@ pub struct RunArgs {
     /// it) [default: 60]
     #[arg(long, env = "GRIDLEDGER_POLL_SECS")]
     pub poll_secs: Option<f64>,
+    /// Seconds per mining turn: the node first in turn for a relay-minute mines at once,
+    /// the next this much later, and so on; longer than a block takes to reach every node
+    /// (0: every node mines every record at once) [default: poll period / 30, at most 2]
+    #[arg(long, env = "GRIDLEDGER_MINING_SLOT_SECS")]
+    pub mining_slot_secs: Option<f64>,
     /// The miner key (see `gridledger keygen`) [default: DATA_DIR/miner.key, created if
     /// absent]
     #[arg(long, env = "GRIDLEDGER_KEY_FILE")]
@@ -128,6 +133,7 @@ struct RunFile {
     #[serde(default)]
     peers: Vec<String>,
     poll_secs: Option<f64>,
+    mining_slot_secs: Option<f64>,
     key_file: Option<PathBuf>,
     allow_list: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
@@ -149,6 +155,7 @@ pub struct RunSettings {
     pub relays: Vec<RelayAddr>,
     pub peers: Vec<String>,
     pub poll_secs: f64,
+    pub mining_slot_secs: Option<f64>,
     pub key_file: PathBuf,
     pub allow_list: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
@@ -230,6 +237,7 @@ impl RunArgs {
             relays,
             peers,
             poll_secs: self.poll_secs.or(file.poll_secs).unwrap_or(60.0),
+            mining_slot_secs: self.mining_slot_secs.or(file.mining_slot_secs),
             allow_list: self.allow_list.or(file.allow_list),
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             tls: crate::tls::TlsFiles {
@@ -269,6 +277,15 @@ impl RunSettings {
             )));
         }
         let period = Duration::from_secs_f64(self.poll_secs);
+        let mining_slot = match self.mining_slot_secs {
+            None => (period / 30).min(Duration::from_secs(2)),
+            Some(s) if (0.0..=60.0).contains(&s) => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(ConfigError::Invalid(format!(
+                    "--mining-slot-secs {s} is not allowed: use 0 to 60 seconds"
+                )))
+            }
+        };
         let config = NodeConfig {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -278,7 +295,9 @@ impl RunSettings {
             poll: poll_config(period),
             sync_every: (period / 10).clamp(Duration::from_millis(500), Duration::from_secs(5)),
             max_records_per_block: 256,
-            mining_jitter: (period / 20).min(Duration::from_secs(3)),
+            // A minute's turns: the first at once, the next 2 s later (a block crosses a
+            // wide-area network in well under that).
+            mining_slot,
             admin_token,
             tls: self.tls,
             cors_origins: self.cors_origins,
@@ -334,6 +353,37 @@ mod tests {
                     settings(&["--cors-origin", bad]),
                     Err(ConfigError::Invalid(_))
                 ),
+                "{bad} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn the_mining_slot_is_bounded_and_defaults_to_the_poll_period() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("miner.key");
+        let key = key.to_string_lossy();
+        let slot = |extra: &[&str]| {
+            let mut args = vec!["--key-file", &key];
+            args.extend_from_slice(extra);
+            settings(&args)
+                .expect("settings")
+                .node_config()
+                .map(|(c, _)| c.mining_slot)
+        };
+        assert_eq!(slot(&[]).expect("ok"), Duration::from_secs(2));
+        assert_eq!(
+            slot(&["--poll-secs", "3"]).expect("ok"),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            slot(&["--mining-slot-secs", "0.5"]).expect("ok"),
+            Duration::from_millis(500)
+        );
+        for bad in ["-1", "61", "NaN"] {
+            let bad = format!("--mining-slot-secs={bad}");
+            assert!(
+                matches!(slot(&[bad.as_str()]), Err(ConfigError::Invalid(_))),
                 "{bad} accepted"
             );
         }

@@ -93,6 +93,8 @@ pub struct Core {
     pub counters: Counters,
     /// Latency histograms, observed as the node works.
     pub metrics: crate::metrics::Metrics,
+    /// The key this node mines with, if it mines.
+    pub miner_key: Option<[u8; 32]>,
     /// The latest reorgs since the node started, oldest first (at most [`REORGS_KEPT`]).
     pub reorgs: std::collections::VecDeque<Reorg>,
     witness: BTreeMap<RecordKey, MinuteRecord>,
@@ -193,6 +195,7 @@ impl Core {
             counters,
             metrics: crate::metrics::Metrics::default(),
             reorgs: std::collections::VecDeque::new(),
+            miner_key: None,
             witness,
             disputes,
         }
@@ -404,8 +407,30 @@ impl Core {
                 adopted: adopted.clone(),
             });
         }
-        let keys: Vec<RecordKey> = self.ledger.tree().keys_of(&added.id).to_vec();
-        self.mempool.remove(&keys);
+        let now = now_ms();
+        if origin == Origin::Peer {
+            if let Some(t) = self.ledger.tree().time_of(&added.id) {
+                self.metrics
+                    .propagation_seconds
+                    .observe(now.saturating_sub(t) as f64 / 1000.0);
+            }
+        }
+        // Records that joined the main chain leave the mempool: the new block's, and on a
+        // reorg every adopted block's. A side block's records stay: the main chain lacks
+        // them, and they must still be mined onto it.
+        let joined: Vec<crate::chain::BlockId> = match &added.change {
+            Change::Extended => vec![added.id],
+            Change::Reorg { adopted, .. } => adopted.clone(),
+            Change::SideBranch => Vec::new(),
+        };
+        for id in &joined {
+            let keys: Vec<RecordKey> = self.ledger.tree().keys_of(id).to_vec();
+            for arrived in self.mempool.remove(&keys) {
+                self.metrics
+                    .record_to_tip_seconds
+                    .observe(now.saturating_sub(arrived) as f64 / 1000.0);
+            }
+        }
         for r in added.returned.clone() {
             // Back to the mempool, but as this node read it, if it did: a record that left
             // the main chain may be one that this node disputes.

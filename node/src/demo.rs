@@ -125,7 +125,7 @@ pub async fn demo(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Res
             poll: poll_config(period),
             sync_every: Duration::from_millis(if fast { 500 } else { 5000 }),
             max_records_per_block: 256,
-            mining_jitter: Duration::from_millis(if fast { 300 } else { 3000 }),
+            mining_slot: Duration::from_millis(if fast { 250 } else { 2000 }),
             tls: Default::default(),
             cors_origins: Vec::new(),
             admin_token: None,

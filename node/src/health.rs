@@ -42,6 +42,10 @@ pub struct PeerHealth {
     pub stored: u64,
     /// The subject of its TLS certificate, as last seen (`https://` peers).
     pub tls_subject: Option<String>,
+    /// The key it says it mines with, from its `/status` (only ever used to order the
+    /// mining turns: a false one delays this node's turn by a slot at most).
+    #[serde(skip)]
+    pub miner: Option<[u8; 32]>,
     /// A pull from it is under way.
     #[serde(skip)]
     pub in_flight: bool,

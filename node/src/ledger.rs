@@ -275,6 +275,9 @@ impl Ledger {
                 Err(e) => warn!(block = %id, "ignoring an invalid side-branch block: {e}"),
             }
         }
+        // From now on an equal-work rival with a lower tip id wins (docs/FORMAT.md
+        // section 3); the stored chain itself was chosen when its blocks arrived.
+        tree.set_tie_break(crate::chain::TieBreak::LowerId);
         let store = std::sync::Arc::new(store);
         let reader = BlockReader {
             store: std::sync::Arc::clone(&store),

@@ -30,6 +30,7 @@ pub mod mempool;
 pub mod metrics;
 pub mod offline;
 pub mod peers;
+pub mod policy;
 pub mod poll;
 pub mod render;
 pub mod repair;

@@ -9,10 +9,10 @@ use relay_core::MinuteRecord;
 
 use crate::chain::RecordKey;
 
-/// Pending records, oldest minute first.
+/// Pending records, oldest minute first, each with when it arrived (Unix ms).
 #[derive(Debug, Default)]
 pub struct Mempool {
-    pending: BTreeMap<RecordKey, MinuteRecord>,
+    pending: BTreeMap<RecordKey, (MinuteRecord, u64)>,
 }
 
 impl Mempool {
@@ -22,21 +22,29 @@ impl Mempool {
         Self::default()
     }
 
-    /// Adds a record; false if one for the same relay and minute is already pending.
+    /// Adds a record, arrived now; false if one for the same relay and minute is already
+    /// pending.
     pub fn add(&mut self, record: MinuteRecord) -> bool {
+        self.add_at(record, crate::clock::now_ms())
+    }
+
+    /// Adds a record that arrived at `at_ms`; false if one for the same relay and minute is
+    /// already pending.
+    pub fn add_at(&mut self, record: MinuteRecord, at_ms: u64) -> bool {
         let k = RecordKey::of(&record);
         if self.pending.contains_key(&k) {
             return false;
         }
-        self.pending.insert(k, record);
+        self.pending.insert(k, (record, at_ms));
         true
     }
 
-    /// Drops the records with these keys (they are in a block now).
-    pub fn remove(&mut self, keys: &[RecordKey]) {
-        for k in keys {
-            self.pending.remove(k);
-        }
+    /// Drops the records with these keys (they are in a block now); returns when each
+    /// dropped one had arrived.
+    pub fn remove(&mut self, keys: &[RecordKey]) -> Vec<u64> {
+        keys.iter()
+            .filter_map(|k| self.pending.remove(k).map(|(_, at)| at))
+            .collect()
     }
 
     /// True if a record for this key is pending.
@@ -48,6 +56,16 @@ impl Mempool {
     /// Up to `n` pending records, oldest minute first, left in place.
     #[must_use]
     pub fn peek(&self, n: usize) -> Vec<MinuteRecord> {
+        self.pending
+            .values()
+            .take(n)
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// Up to `n` pending records with when each arrived, oldest minute first.
+    #[must_use]
+    pub fn peek_timed(&self, n: usize) -> Vec<(MinuteRecord, u64)> {
         self.pending.values().take(n).cloned().collect()
     }
 

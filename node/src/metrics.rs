@@ -50,6 +50,17 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Seconds per relay poll (connect if needed, one read of the record block).
     pub poll_seconds: Family<RelayLabel, Histogram>,
+    /// Seconds from a peer's block's time (when it was mined) to its acceptance here.
+    pub propagation_seconds: Histogram,
+    /// Seconds from this node reading a record to the record being on its main chain.
+    pub record_to_tip_seconds: Histogram,
+    /// Seconds per request to a peer (its `/status`, asked at every sync), by peer.
+    pub peer_request_seconds: Family<Vec<(String, String)>, Histogram>,
+}
+
+fn network_buckets() -> impl Iterator<Item = f64> {
+    // 1 ms to about 65 s.
+    exponential_buckets(0.001, 2.0, 17)
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -63,11 +74,23 @@ impl Default for Metrics {
             validate_seconds: Histogram::new(latency_buckets()),
             commit_seconds: Histogram::new(latency_buckets()),
             poll_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            propagation_seconds: Histogram::new(network_buckets()),
+            record_to_tip_seconds: Histogram::new(network_buckets()),
+            peer_request_seconds: Family::new_with_constructor(
+                || Histogram::new(network_buckets()),
+            ),
         }
     }
 }
 
 impl Metrics {
+    /// Records one request to `peer` that took `took`.
+    pub fn observe_peer(&self, peer: &str, took: Duration) {
+        self.peer_request_seconds
+            .get_or_create(&vec![("peer".to_owned(), peer.to_owned())])
+            .observe(took.as_secs_f64());
+    }
+
     /// Records one poll of `relay` that took `took`.
     pub fn observe_poll(&self, relay: &str, took: Duration) {
         self.poll_seconds
@@ -115,8 +138,13 @@ pub struct Snapshot {
 
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let gauges: [(&str, &str, u64); 5] = [
+        let gauges: [(&str, &str, u64); 6] = [
             ("gridledger_height", "Main-chain height.", self.height),
+            (
+                "gridledger_stale_blocks",
+                "Valid blocks known off the main chain (lost a race or on a side branch).",
+                self.blocks_known.saturating_sub(self.height + 1),
+            ),
             (
                 "gridledger_records",
                 "Minute records on the main chain.",
@@ -248,6 +276,21 @@ pub fn render(snapshot: Snapshot, metrics: &Metrics) -> Result<String, std::fmt:
         "gridledger_relay_poll_seconds",
         "Seconds per poll of a relay (connecting if needed, reading the record block)",
         metrics.poll_seconds.clone(),
+    );
+    registry.register(
+        "gridledger_block_propagation_seconds",
+        "Seconds from a peer block's time (when it was mined) to its acceptance by this node",
+        metrics.propagation_seconds.clone(),
+    );
+    registry.register(
+        "gridledger_record_to_tip_seconds",
+        "Seconds from this node reading a record to the record being on its main chain",
+        metrics.record_to_tip_seconds.clone(),
+    );
+    registry.register(
+        "gridledger_peer_request_seconds",
+        "Seconds per request to a peer (its /status, asked at every sync)",
+        metrics.peer_request_seconds.clone(),
     );
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;

@@ -204,6 +204,8 @@ struct PeerTip {
     work: Option<u128>,
     /// The subject of its TLS certificate (`https://` peers).
     subject: Option<String>,
+    /// The key it says it mines with (the mining policy's turns).
+    miner: Option<[u8; 32]>,
 }
 
 async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerError> {
@@ -220,6 +222,11 @@ async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerE
         tip: BlockId::from_hex(&status.tip),
         work: status.work.parse().ok(),
         subject,
+        miner: status
+            .miner
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok()),
     })
 }
 
@@ -249,7 +256,13 @@ async fn fetch(
 /// point is found, then fetches forward in batches of [`crate::wire::MAX_LIMIT`]. Returns
 /// the number of blocks stored.
 pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
-    let theirs = peer_tip(client, peer).await?;
+    let asked = std::time::Instant::now();
+    let theirs = peer_tip(client, peer).await;
+    lock(shared).metrics.observe_peer(peer, asked.elapsed());
+    let theirs = theirs?;
+    if theirs.miner.is_some() {
+        lock(shared).peer_health(peer).miner = theirs.miner;
+    }
     if let Some(subject) = &theirs.subject {
         let mut core = lock(shared);
         let health = core.peer_health(peer);

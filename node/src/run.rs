@@ -74,11 +74,11 @@ pub struct NodeConfig {
     /// The bearer token that admits admin calls (adding, removing, resolving peers) from
     /// other than loopback; `None`: loopback only.
     pub admin_token: Option<String>,
-    /// Longest random wait before mining pending records. Nodes that read the same relay
-    /// at the same second would otherwise all mine the same records at once and split
-    /// into equal-work branches; with a random head start one block usually reaches the
-    /// others first, and they drop those records instead of mining them.
-    pub mining_jitter: Duration,
+    /// The wait per turn before mining a record no block has brought yet
+    /// ([`crate::policy`]): the node first in turn for a relay-minute mines at once, the
+    /// next one slot later, and so on. Longer than a block takes to reach every node; zero
+    /// mines everything at once.
+    pub mining_slot: Duration,
     /// Certificates: HTTPS serving, the CA of `https://` peers, mutual TLS.
     pub tls: crate::tls::TlsFiles,
     /// Browser origins (`https://dash.example:8443`) whose pages may read this node's API
@@ -136,6 +136,7 @@ impl RunningNode {
 pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, RunError> {
     let ledger = Ledger::open(&config.data_dir, config.network.clone())?;
     let mut core = Core::new(ledger);
+    core.miner_key = Some(key.verifying_key().to_bytes());
     // The configured peers, then those added at run time before a restart.
     let peers_file = config.data_dir.join(crate::peers::PEERS_FILE);
     core.peers = config.peers.clone();
@@ -225,31 +226,54 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         let (client, cancel, wake) = (client.clone(), Arc::clone(&cancel), Arc::clone(&wake));
         let max = config.max_records_per_block.max(1);
         let bits = config.network.bits;
-        let jitter_ms = config.mining_jitter.as_millis() as u64;
+        let slot = config.mining_slot;
+        let own = key.verifying_key().to_bytes();
         tasks.push(tokio::spawn(async move {
+            let mut wait = Duration::from_millis(500);
             loop {
-                let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
-                if jitter_ms > 0 {
-                    let mut r = [0u8; 8];
-                    let _ = getrandom::fill(&mut r);
-                    tokio::time::sleep(Duration::from_millis(u64::from_le_bytes(r) % jitter_ms))
-                        .await;
-                }
+                let _ = tokio::time::timeout(wait, wake.notified()).await;
+                wait = Duration::from_millis(500);
                 let job = {
                     let core = lock(&shared);
                     let tree = core.ledger.tree();
                     let now = now_ms();
+                    // Whose turn each record is (crate::policy): who mined each relay lately.
+                    let recent = if slot.is_zero() {
+                        std::collections::HashMap::new()
+                    } else {
+                        tree.recent_miners_by_relay(crate::policy::RECENT_BLOCKS)
+                    };
+                    let peer_keys: Vec<[u8; 32]> =
+                        core.peer_health.values().filter_map(|h| h.miner).collect();
+                    let mut next_due: Option<u64> = None;
                     // Oldest minutes first; a record whose minute has not closed yet (its
-                    // relay's clock runs ahead of ours) waits in the mempool for its time.
+                    // relay's clock runs ahead of ours) waits in the mempool for its time,
+                    // and one that is not this node's turn yet waits for its turn.
                     let records: Vec<MinuteRecord> = core
                         .mempool
-                        .peek(max)
+                        .peek_timed(max)
                         .into_iter()
-                        .filter(|r| {
+                        .filter(|(r, _)| {
                             tree.record_height(&RecordKey::of(r)).is_none()
                                 && minute_closes_ms(r.minute) <= now + MAX_STAMP_AHEAD_MS
                         })
+                        .filter_map(|(r, arrived)| {
+                            let key = RecordKey::of(&r);
+                            let members = recent.get(&key.relay.0).map_or(&[][..], Vec::as_slice);
+                            let due = crate::policy::due_ms(
+                                &key, arrived, &own, members, &peer_keys, slot,
+                            );
+                            if due <= now {
+                                Some(r)
+                            } else {
+                                next_due = Some(next_due.map_or(due, |d: u64| d.min(due)));
+                                None
+                            }
+                        })
                         .collect();
+                    if let Some(due) = next_due {
+                        wait = Duration::from_millis(due.saturating_sub(now).clamp(1, 500));
+                    }
                     if records.is_empty() {
                         None
                     } else {

@@ -151,6 +151,9 @@ pub struct Status {
     /// Each relay this node polls.
     #[serde(default)]
     pub relays: Vec<RelayView>,
+    /// The node's miner key (ed25519, hex): peers use it to order mining turns.
+    #[serde(default)]
+    pub miner: Option<String>,
     /// Records on the chain that differ from this node's own reads.
     #[serde(default)]
     pub disputes: Disputes,

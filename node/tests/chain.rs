@@ -88,25 +88,6 @@ fn a_chain_survives_reopen_and_refuses_duplicates() {
 }
 
 #[test]
-fn equal_work_keeps_the_first_seen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let net = net();
-    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
-    let g = net.genesis().header;
-    let a = block_on(&g, &[record(1, 0)], &net, 1);
-    let b = block_on(&g, &[record(1, 0)], &net, 2);
-    assert_eq!(
-        ledger.add(a.clone(), now_ms()).expect("a").change,
-        Change::Extended
-    );
-    assert_eq!(
-        ledger.add(b, now_ms()).expect("b").change,
-        Change::SideBranch
-    );
-    assert_eq!(ledger.tree().tip(), a.id());
-}
-
-#[test]
 fn deep_reorg_keeps_every_record_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net();
@@ -566,4 +547,55 @@ fn a_batch_ends_where_one_block_at_a_time_ends() {
         2,
         "A2's and A3's own records come back: {returned_batch:?}"
     );
+}
+
+/// Between two blocks of equal work, every node picks the lower id, whichever it saw first
+/// (docs/FORMAT.md section 3), and keeps it across a restart.
+#[test]
+fn equal_work_goes_to_the_lower_id_in_either_order() {
+    let net = net();
+    let g = net.genesis().header;
+    let a = block_on(&g, &[record(1, 0)], &net, 1);
+    let b = block_on(&g, &[record(1, 0)], &net, 2);
+    let (low, high) = if a.id() < b.id() { (a, b) } else { (b, a) };
+    for order in [[low.clone(), high.clone()], [high.clone(), low.clone()]] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+            for blk in order {
+                ledger.add(blk, now_ms()).expect("valid");
+            }
+            assert_eq!(ledger.tree().tip(), low.id());
+        }
+        let ledger = Ledger::open(dir.path(), net.clone()).expect("reopens");
+        assert_eq!(ledger.tree().tip(), low.id(), "after a restart");
+        assert_eq!(ledger.summary().blocks, 3);
+    }
+}
+
+/// A side block's records stay in the mempool: the main chain lacks them, so they must
+/// still be mined onto it. A block that joins the main chain takes its records out.
+#[test]
+fn a_side_blocks_records_stay_pending() {
+    use gridledger::core::{Core, Origin};
+    let net = net();
+    let g = net.genesis().header;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = Core::new(Ledger::open(dir.path(), net.clone()).expect("opens"));
+    let main = block_on(&g, &[record(1, 0)], &net, 1);
+    core.accept(main.clone(), now_ms(), Origin::Peer)
+        .expect("valid");
+    assert!(core.read(record(1, 1)), "pending");
+    // A rival of `main` (equal work, a higher id) that holds minute 1.
+    let side = (2u8..40)
+        .map(|k| block_on(&g, &[record(1, 1)], &net, k))
+        .find(|b| b.id() > main.id())
+        .expect("a higher id among 38 tries");
+    let added = core.accept(side, now_ms(), Origin::Peer).expect("valid");
+    assert_eq!(added.change, Change::SideBranch);
+    let key = gridledger::chain::RecordKey::of(&record(1, 1));
+    assert!(core.mempool.contains(&key), "still pending");
+    let next = block_on(&main.header, &[record(1, 1)], &net, 1);
+    core.accept(next, now_ms(), Origin::Peer).expect("valid");
+    assert!(!core.mempool.contains(&key), "on the main chain now");
 }

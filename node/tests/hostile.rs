@@ -89,7 +89,7 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
     ]);
     let node = start(
         NodeConfig {
-            mining_jitter: Duration::ZERO,
+            mining_slot: Duration::ZERO,
             tls: Default::default(),
             cors_origins: Vec::new(),
             ..common::node_config(dir.path(), net.clone(), &[relay], Vec::new())

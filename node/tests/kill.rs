@@ -94,7 +94,7 @@ async fn a_node_killed_while_mining_restarts_verifies_and_rejoins() {
     let peer_b = format!("http://127.0.0.1:{port_b}");
     let a = start(
         NodeConfig {
-            mining_jitter: Duration::from_millis(100),
+            mining_slot: Duration::from_millis(100),
             tls: Default::default(),
             cors_origins: Vec::new(),
             ..common::node_config(

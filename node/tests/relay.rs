@@ -28,7 +28,7 @@ async fn a_block_crosses_a_line_of_five_nodes_by_relay() {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], ports[i])),
             // No pull within the test: only relay can carry the block.
             sync_every: Duration::from_secs(60),
-            mining_jitter: Duration::ZERO,
+            mining_slot: Duration::ZERO,
             ..common::node_config(dirs[i].path(), Network::new("relay-test", 8), &[], peers)
         };
         nodes.push(start(config, common::key(i as u8 + 1)).await.expect("node"));

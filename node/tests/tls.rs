@@ -37,7 +37,7 @@ fn files(dir: &Path, set: &Consortium, name: &str, trust: &Consortium, mtls: boo
 async fn node(dir: &Path, tls: TlsFiles, peers: Vec<String>, key: u8) -> RunningNode {
     let config = gridledger::run::NodeConfig {
         tls,
-        mining_jitter: Duration::ZERO,
+        mining_slot: Duration::ZERO,
         ..common::node_config(dir, Network::new("tls-test", 8), &[], peers)
     };
     start(config, common::key(key)).await.expect("node starts")

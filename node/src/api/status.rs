@@ -27,6 +27,7 @@ pub(super) async fn status(State(shared): State<Shared>) -> Response {
         mempool: core.mempool.len(),
         peers: core.peers.len(),
         relays: relay_statuses(&core).iter().map(relay_view).collect(),
+        miner: core.miner_key.map(hex::encode),
         disputes: Disputes {
             total: core.counters.witness_disputes,
             open,
