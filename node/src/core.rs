@@ -95,6 +95,8 @@ pub struct Core {
     pub metrics: crate::metrics::Metrics,
     /// The key this node mines with, if it mines.
     pub miner_key: Option<[u8; 32]>,
+    /// The latest long pull from a peer (`/status` `sync`).
+    pub sync: Option<crate::wire::SyncView>,
     /// The latest reorgs since the node started, oldest first (at most [`REORGS_KEPT`]).
     pub reorgs: std::collections::VecDeque<Reorg>,
     witness: BTreeMap<RecordKey, MinuteRecord>,
@@ -196,6 +198,7 @@ impl Core {
             metrics: crate::metrics::Metrics::default(),
             reorgs: std::collections::VecDeque::new(),
             miner_key: None,
+            sync: None,
             witness,
             disputes,
         }

@@ -29,9 +29,11 @@ pub enum ExportError {
     Io(#[from] io::Error),
 }
 
-/// Writes the ledger's main chain, genesis included, to `out`.
+/// Writes the ledger's main chain, genesis included, to `out`, showing progress on stderr
+/// for a long chain ([`crate::progress`]).
 pub fn export(ledger: &Ledger, format: Format, out: &mut dyn Write) -> Result<(), ExportError> {
     let tree = ledger.tree();
+    let mut progress = crate::progress::Progress::new("export", u64::from(tree.height()));
     match format {
         Format::Json => {
             let net = ledger.network();
@@ -52,6 +54,9 @@ pub fn export(ledger: &Ledger, format: Format, out: &mut dyn Write) -> Result<()
                 }
                 serde_json::to_writer(&mut *out, &json_block(h, &block))
                     .map_err(io::Error::other)?;
+                if h % 1024 == 0 {
+                    progress.set(u64::from(h));
+                }
             }
             out.write_all(b"]}\n")?;
         }
@@ -68,9 +73,13 @@ pub fn export(ledger: &Ledger, format: Format, out: &mut dyn Write) -> Result<()
                         write_csv_rows(out, h, &id, &r)?;
                     }
                 }
+                if h % 1024 == 0 {
+                    progress.set(u64::from(h));
+                }
             }
         }
     }
     out.flush()?;
+    progress.finish(u64::from(tree.height()));
     Ok(())
 }

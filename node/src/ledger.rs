@@ -133,29 +133,48 @@ pub struct Ledger {
 impl Ledger {
     /// Opens (creating if needed) the ledger of `net` in `dir` and verifies it.
     pub fn open(dir: &Path, net: Network) -> Result<Self, StoreError> {
-        guard(|| Self::load(Store::open(dir, &net.name, net.bits, true)?, net))
+        guard(|| {
+            Self::load(
+                Store::open(dir, &net.name, net.bits, true)?,
+                net,
+                &mut |_, _| {},
+            )
+        })
     }
 
     /// Opens an existing ledger for the network it was created for, and verifies it.
     pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
-        guard(|| Self::load_stamped(Store::open_existing(dir)?))
+        guard(|| Self::load_stamped(Store::open_existing(dir)?, &mut |_, _| {}))
     }
 
     /// Opens an existing ledger read-only and verifies it: the data dir's files are not
     /// changed (`verify`, `export`). [`Ledger::add`] fails with [`StoreError::ReadOnly`].
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
-        guard(|| Self::load_stamped(Store::open_read_only(dir)?))
+        Self::open_read_only_with(dir, &mut |_, _| {})
     }
 
-    fn load_stamped(store: Store) -> Result<Self, StoreError> {
+    /// [`Ledger::open_read_only`], calling `progress(verified, total)` as the main chain's
+    /// blocks are verified (after each batch).
+    pub fn open_read_only_with(
+        dir: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, StoreError> {
+        guard(|| Self::load_stamped(Store::open_read_only(dir)?, progress))
+    }
+
+    fn load_stamped(store: Store, progress: &mut dyn FnMut(u64, u64)) -> Result<Self, StoreError> {
         let (name, bits) = store.network()?.ok_or_else(|| StoreError::Corrupt {
             height: 0,
             reason: "the data dir carries no network stamp".into(),
         })?;
-        Self::load(store, Network::new(&name, bits))
+        Self::load(store, Network::new(&name, bits), progress)
     }
 
-    fn load(store: Store, net: Network) -> Result<Self, StoreError> {
+    fn load(
+        store: Store,
+        net: Network,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, StoreError> {
         let genesis = net.genesis();
         let mut tree = BlockTree::new(&genesis.header);
         let corrupt = |height: Height, reason: String| StoreError::Corrupt { height, reason };
@@ -214,6 +233,7 @@ impl Ledger {
                 if tree.tip() != *id {
                     return Err(corrupt(*height, "does not extend the chain".into()));
                 }
+                progress(u64::from(*height), main_len);
             }
         }
 

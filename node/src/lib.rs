@@ -32,6 +32,7 @@ pub mod offline;
 pub mod peers;
 pub mod policy;
 pub mod poll;
+pub mod progress;
 pub mod render;
 pub mod repair;
 pub mod run;

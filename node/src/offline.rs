@@ -45,9 +45,25 @@ pub struct AppendArgs {
     pub blocks: u32,
 }
 
+/// Opens the data dir read-only, verifying it, with a progress bar (or lines) on stderr.
+fn open_showing_progress(dir: &Path, what: &'static str) -> Result<Ledger, StoreError> {
+    let mut shown: Option<crate::progress::Progress> = None;
+    let mut last = 0;
+    let ledger = Ledger::open_read_only_with(dir, &mut |done, total| {
+        shown
+            .get_or_insert_with(|| crate::progress::Progress::new(what, total))
+            .set(done);
+        last = done;
+    });
+    if let Some(p) = shown {
+        p.finish(last);
+    }
+    ledger
+}
+
 /// Re-verifies the data dir read-only; the `ok: …` line on success.
 pub fn verify(dir: &Path) -> Result<String, StoreError> {
-    let ledger = Ledger::open_read_only(dir)?;
+    let ledger = open_showing_progress(dir, "verify")?;
     let s = ledger.summary();
     let net = ledger.network();
     Ok(format!(
@@ -58,7 +74,7 @@ pub fn verify(dir: &Path) -> Result<String, StoreError> {
 
 /// Exports the data dir's main chain read-only to `out` (a file it creates) or stdout.
 pub fn export_dir(dir: &Path, format: Format, out: Option<&Path>) -> Result<(), ExportError> {
-    let ledger = Ledger::open_read_only(dir)?;
+    let ledger = open_showing_progress(dir, "export: verify")?;
     guard(|| {
         Ok(match out {
             Some(path) => match std::fs::File::create(path) {

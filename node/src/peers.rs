@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::wire::{decode_list, Status, MAX_LIST_ANSWER_BYTES, MAX_STATUS_BYTES};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::chain::{BlockId, ValidationError};
 use crate::core::{lock, now_ms, Origin, Shared};
@@ -295,6 +295,33 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
         return Ok(0);
     }
     let limit = crate::wire::MAX_LIMIT;
+    // A long pull (a batch or more behind) shows its progress: `/status` `sync`, and a log
+    // line every few seconds.
+    let long = theirs.height.saturating_sub(our_height) >= limit;
+    let began = std::time::Instant::now();
+    let mut logged = began;
+    let mut report = |height: u32, active: bool| {
+        let secs = began.elapsed().as_secs_f64().max(1e-3);
+        let rate = f64::from(height.saturating_sub(our_height)) / secs;
+        let eta = f64::from(theirs.height.saturating_sub(height)) / rate.max(1e-9);
+        let view = crate::wire::SyncView {
+            peer: peer.to_owned(),
+            active,
+            from: our_height,
+            height,
+            target: theirs.height,
+            blocks_per_s: (rate * 10.0).round() / 10.0,
+            eta_secs: if active { eta.min(1e9).round() } else { 0.0 },
+        };
+        if active && logged.elapsed() >= std::time::Duration::from_secs(5) {
+            logged = std::time::Instant::now();
+            info!(%peer, height, target = theirs.height, "syncing: {rate:.0} blocks/s, about {eta:.0} s left");
+        }
+        lock(shared).sync = Some(view);
+    };
+    if long {
+        report(our_height, true);
+    }
     let mut back = 0u32;
     let mut from = our_height.max(1);
     let mut stored = 0u32;
@@ -387,6 +414,10 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
                     "blocks from height {from} were all known"
                 )));
             }
+            if long && stored > stored_before {
+                let height = lock(shared).ledger.tree().height();
+                report(height, true);
+            }
             if linked {
                 // An answer may stop short of `limit` (the peer caps it by bytes): go on until
                 // the peer's height is reached.
@@ -400,6 +431,11 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
     };
     if let Some((_, task)) = ahead {
         task.abort();
+    }
+    if long {
+        let height = lock(shared).ledger.tree().height();
+        report(height, false);
+        info!(%peer, height, stored, secs = began.elapsed().as_secs_f64(), "sync ended");
     }
     // It said it had more work than ours and gave us nothing: that is a lie (or a chain we
     // refuse), and it is remembered.

@@ -154,9 +154,31 @@ pub struct Status {
     /// The node's miner key (ed25519, hex): peers use it to order mining turns.
     #[serde(default)]
     pub miner: Option<String>,
+    /// The latest long pull from a peer (500 blocks or more behind it), under way or done.
+    #[serde(default)]
+    pub sync: Option<SyncView>,
     /// Records on the chain that differ from this node's own reads.
     #[serde(default)]
     pub disputes: Disputes,
+}
+
+/// A long pull from a peer, in `/status`: how far, how fast, how long still.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncView {
+    /// The peer pulled from.
+    pub peer: String,
+    /// Still pulling.
+    pub active: bool,
+    /// Our height when the pull began.
+    pub from: u32,
+    /// Our height now.
+    pub height: u32,
+    /// The peer's height when the pull began.
+    pub target: u32,
+    /// Blocks stored per second since the pull began.
+    pub blocks_per_s: f64,
+    /// Seconds left at that rate.
+    pub eta_secs: f64,
 }
 
 /// One relay's polling state, in `/status`.

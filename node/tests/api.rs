@@ -396,6 +396,28 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
     let r = common::post_json(&client, format!("http://{b}/peers/resolve")).await;
     assert_eq!(r["replaced"], true, "{r}");
     assert_eq!(r["height"], 520, "{r}");
+    // A pull of 500 blocks or more shows in /status: from 0 to the peer's 520, done.
+    let s = get_json(&client, format!("http://{b}/status")).await;
+    let sync = &s["sync"];
+    assert_eq!(
+        (
+            &sync["from"],
+            &sync["height"],
+            &sync["target"],
+            &sync["active"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(520),
+            &serde_json::json!(520),
+            &serde_json::json!(false)
+        ),
+        "{s}"
+    );
+    assert!(
+        sync["blocks_per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "{s}"
+    );
     assert_eq!(r["peers"][0]["stored"], 520, "{r}");
     assert_eq!(r["peers"][0]["error"], serde_json::Value::Null, "{r}");
 

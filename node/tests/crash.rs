@@ -135,3 +135,43 @@ fn verify_names_the_height_of_a_flipped_byte() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no chain"));
 }
+
+/// `verify` and `export` show their progress on stderr: lines with the rate and the time
+/// left when stderr is not a terminal (every step here: GRIDLEDGER_PROGRESS_SECS=0), and
+/// a last line with the total; stdout keeps only the answer.
+#[test]
+fn verify_and_export_show_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["debug-append", "--blocks", "5000", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let verify = Command::new(BIN)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("GRIDLEDGER_PROGRESS_SECS", "0")
+        .output()
+        .expect("runs");
+    assert!(verify.status.success(), "{verify:?}");
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        err.contains("verify: 4096 of 5000 blocks, ") && err.contains("blocks/s, about "),
+        "{err}"
+    );
+    assert!(err.contains("verify: 5000 blocks in "), "{err}");
+    assert!(String::from_utf8_lossy(&verify.stdout).starts_with("ok: "));
+    let export = Command::new(BIN)
+        .args(["export", "--format", "csv", "--data-dir"])
+        .arg(dir.path())
+        .env("GRIDLEDGER_PROGRESS_SECS", "0")
+        .output()
+        .expect("runs");
+    assert!(export.status.success(), "{export:?}");
+    let err = String::from_utf8_lossy(&export.stderr);
+    assert!(err.contains("export: 1024 of 5000 blocks, "), "{err}");
+    assert!(err.contains("export: 5000 blocks in "), "{err}");
+    assert!(String::from_utf8_lossy(&export.stdout).starts_with("height,block_id,"));
+}

@@ -28,6 +28,7 @@ pub(super) async fn status(State(shared): State<Shared>) -> Response {
         peers: core.peers.len(),
         relays: relay_statuses(&core).iter().map(relay_view).collect(),
         miner: core.miner_key.map(hex::encode),
+        sync: core.sync.clone(),
         disputes: Disputes {
             total: core.counters.witness_disputes,
             open,

@@ -95,6 +95,7 @@
         card("refused", "refused blocks / witness conflicts"), card("reorgs", "reorgs / side blocks"),
         card("mined", "mined / received")),
       h("p", { class: "mono break" }, "tip ", h("a", { id: "tip" })),
+      h("p", { id: "sync", hidden: true }),
       h("h2", null, "Relays this node polls"),
       table(["relay", "address", "state", "last minute", "records", "missed minutes", "last error / clock"], h("tbody", { id: "relays" })),
       h("section", { id: "disputebox", hidden: true },
@@ -131,6 +132,15 @@
       $("mined").textContent = metric(m, "gridledger_blocks_mined_total") + " / " + metric(m, "gridledger_blocks_received_total");
       $("refused").textContent = metric(m, "gridledger_blocks_rejected_total") + " / " + metric(m, "gridledger_witness_conflicts_total");
       $("reorgs").textContent = f.reorgs_total + " / " + f.side_blocks.length;
+      const sync = $("sync");
+      sync.hidden = !s.sync;
+      if (s.sync) {
+        const y = s.sync;
+        sync.className = y.active ? "up" : "muted";
+        sync.textContent = y.active
+          ? "Syncing from " + y.peer + ": height " + y.height + " of " + y.target + ", " + y.blocks_per_s + " blocks/s, about " + y.eta_secs + " s left"
+          : "Last sync from " + y.peer + ": " + (y.height - y.from) + " blocks, to height " + y.height;
+      }
       const relays = $("relays");
       relays.replaceChildren();
       for (const r of s.relays) {
