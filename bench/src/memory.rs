@@ -78,8 +78,9 @@ fn build(dir: &Path, records: u32, per_block: u32) -> Result<(), String> {
                 )
             })
             .collect();
-        let block = assemble(&parent, &batch, &key, parent.time_ms + 60_000, 0, &cancel)
-            .ok_or("assembly failed")?;
+        // Stamped when its records' minute has closed (rule 9), as a miner does.
+        let time = gridledger::run::block_time(parent.time_ms + 1000, 0, &batch);
+        let block = assemble(&parent, &batch, &key, time, 0, &cancel).ok_or("assembly failed")?;
         parent = block.header;
         ledger
             .add(block, u64::MAX / 2)
@@ -132,7 +133,7 @@ fn child(dir: &Path) -> Result<(), String> {
         // Serve one request, so the API's memory counts too.
         let status = tokio::net::TcpStream::connect(node.addr).await.is_ok();
         println!(
-            "node up on {records} records (height {height}) in {:.1} s (open + full verification), API {}",
+            "node up on {records} records (height {height}) in {:.1} s (open, verification under the verified mark without signatures), API {}",
             opened.as_secs_f64(),
             if status { "listening" } else { "NOT listening" }
         );

@@ -1,7 +1,9 @@
 //! The ledger: the store, the block tree over it, and the rules, as one consistent whole.
 //!
-//! Opening a ledger re-verifies every stored block (all rules, signatures on every core)
-//! and names the first bad height rather than serve a corrupt chain. Adding a block
+//! Opening a ledger re-verifies every stored block (all rules, signatures on every core;
+//! a node's own start-up leaves out the signatures under the verified mark, see
+//! [`crate::store::Store::verified_mark`]) and names the first bad height rather than
+//! serve a corrupt chain. Adding a block
 //! validates it, applies fork choice, commits, and hands back the records of abandoned
 //! blocks that the new main chain lacks, so that they go back to the mempool: no record is
 //! ever lost to a reorg.
@@ -11,7 +13,7 @@ use std::path::Path;
 use relay_core::MinuteRecord;
 use tracing::warn;
 
-use crate::chain::validate::{self, verify_run};
+use crate::chain::validate::{self, verify_run_trusting};
 use crate::chain::{
     Block, BlockId, BlockTree, Change, Header, Height, Network, RecordKey, ValidationError,
 };
@@ -137,6 +139,7 @@ impl Ledger {
             Self::load(
                 Store::open(dir, &net.name, net.bits, true)?,
                 net,
+                true,
                 &mut |_, _| {},
             )
         })
@@ -144,7 +147,7 @@ impl Ledger {
 
     /// Opens an existing ledger for the network it was created for, and verifies it.
     pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
-        guard(|| Self::load_stamped(Store::open_existing(dir)?, &mut |_, _| {}))
+        guard(|| Self::load_stamped(Store::open_existing(dir)?, true, &mut |_, _| {}))
     }
 
     /// Opens an existing ledger read-only and verifies it: the data dir's files are not
@@ -159,20 +162,30 @@ impl Ledger {
         dir: &Path,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, StoreError> {
-        guard(|| Self::load_stamped(Store::open_read_only(dir)?, progress))
+        guard(|| Self::load_stamped(Store::open_read_only(dir)?, false, progress))
     }
 
-    fn load_stamped(store: Store, progress: &mut dyn FnMut(u64, u64)) -> Result<Self, StoreError> {
+    fn load_stamped(
+        store: Store,
+        trust_mark: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, StoreError> {
         let (name, bits) = store.network()?.ok_or_else(|| StoreError::Corrupt {
             height: 0,
             reason: "the data dir carries no network stamp".into(),
         })?;
-        Self::load(store, Network::new(&name, bits), progress)
+        Self::load(store, Network::new(&name, bits), trust_mark, progress)
     }
 
+    /// Loads the stored chain into a tree, verifying it. With `trust_mark` (a node opening
+    /// its own data dir), the signatures of the blocks under the verified mark are not
+    /// checked again (every other rule is): they were checked before those blocks were
+    /// stored, and the mark was written in the same transaction. Without it (`verify`,
+    /// `export`), everything is.
     fn load(
         store: Store,
         net: Network,
+        trust_mark: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, StoreError> {
         let genesis = net.genesis();
@@ -184,6 +197,24 @@ impl Ledger {
             usize::try_from(main_len).unwrap_or(0),
             usize::try_from(records_len).unwrap_or(0),
         );
+        // The mark counts only if the stored main chain still holds its block at its
+        // height: the blocks below are then exactly the verified ones (each links to the
+        // next by hash, and each block's bytes must hash to its stored id).
+        let trusted_to: Height = match store.verified_mark()? {
+            Some((h, id)) if trust_mark => {
+                let at = store.main_ids_from(h, 1)?;
+                if at.first() == Some(&(h, id)) {
+                    h
+                } else {
+                    warn!(
+                        height = h,
+                        "the verified mark is not on the stored main chain; verifying every block"
+                    );
+                    0
+                }
+            }
+            _ => 0,
+        };
         let mut main_records = 0usize;
         // Main-chain ids are read VERIFY_BATCH at a time, not all at once.
         let mut pending: std::collections::VecDeque<(Height, BlockId)> =
@@ -227,8 +258,9 @@ impl Ledger {
                 batch.push((height, id));
                 next += 1;
             }
-            main_records += verify_run(blocks, &net, &mut tree, u64::MAX, threads)
-                .map_err(|(i, e)| corrupt(batch[i].0, e.to_string()))?;
+            main_records +=
+                verify_run_trusting(blocks, &net, &mut tree, u64::MAX, threads, trusted_to)
+                    .map_err(|(i, e)| corrupt(batch[i].0, e.to_string()))?;
             if let Some((height, id)) = batch.last() {
                 if tree.tip() != *id {
                     return Err(corrupt(*height, "does not extend the chain".into()));

@@ -27,6 +27,8 @@ const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
 const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const DISPUTES: TableDefinition<u64, &[u8]> = TableDefinition::new("disputes");
+/// The `META` key of the verified mark ([`Store::verified_mark`]).
+const VERIFIED: &str = "verified";
 
 /// redb's page cache. Its default is 1 GiB, which a node fills while it re-verifies the
 /// chain at start and then keeps: with a million records that alone broke the 200 MB
@@ -449,7 +451,39 @@ impl Store {
         for (block, id, change) in items {
             self.apply(&txn, block, id, change, tree)?;
         }
+        // The verified mark, in the same transaction: every block stored passed every
+        // rule before it was stored, so the main chain up to the tip is verified.
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut mark = tree.height().to_be_bytes().to_vec();
+            mark.extend_from_slice(&tree.tip().0);
+            meta.insert(VERIFIED, mark.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
         txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// The verified mark: the main chain's height and tip as of the last commit, all of
+    /// whose blocks passed every rule before they were stored. `None` in a data dir written
+    /// before the mark existed.
+    pub fn verified_mark(&self) -> Result<Option<(Height, BlockId)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let Some(mark) = meta.get(VERIFIED).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let mark = mark.value();
+        let (Some(h), Some(id)) = (mark.get(..4), mark.get(4..36)) else {
+            return Ok(None);
+        };
+        let (Ok(h), Ok(id)) = (<[u8; 4]>::try_from(h), <[u8; 32]>::try_from(id)) else {
+            return Ok(None);
+        };
+        Ok(Some((u32::from_be_bytes(h), BlockId(id))))
     }
 
     fn apply(

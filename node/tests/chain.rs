@@ -331,9 +331,119 @@ fn a_tampered_block_in_the_data_dir_is_named_by_height() {
     let blocks = stored_chain(dir.path(), 4, |m| vec![record(1, m)]);
     // Flip one byte inside the stored signature of the block at height 3.
     flip_stored_signature(dir.path(), &blocks[2].signature);
-    match Ledger::open_existing(dir.path()) {
+    // The full check (`gridledger verify`, `export`) names it; a node's own start-up does
+    // not check signatures under the verified mark (see the mark's tests below).
+    match Ledger::open_read_only(dir.path()) {
         Err(StoreError::Corrupt { height: 3, .. }) => {}
         other => panic!("expected corruption at height 3, got {other:?}"),
+    }
+    assert!(Ledger::open_existing(dir.path()).is_ok());
+}
+
+/// Writes the verified mark of the data dir in `dir` by hand: `None` deletes it.
+fn set_mark(dir: &std::path::Path, mark: Option<(u32, [u8; 32])>) {
+    use redb::TableDefinition;
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("redb opens");
+    let txn = db.begin_write().expect("txn");
+    {
+        let mut t = txn.open_table(META).expect("table");
+        match mark {
+            Some((h, id)) => {
+                let mut v = h.to_be_bytes().to_vec();
+                v.extend_from_slice(&id);
+                t.insert("verified", v.as_slice()).expect("insert");
+            }
+            None => {
+                t.remove("verified").expect("remove");
+            }
+        }
+    }
+    txn.commit().expect("commit");
+}
+
+/// Every commit writes the verified mark (the tip it leaves), reorgs included; the mark
+/// covers exactly the blocks verified: a signature flipped below it is not checked again
+/// at a node's start-up, one above it is, and so is every block when the mark is missing
+/// or names a block the stored main chain does not hold there. A changed record under the
+/// mark is still found at start-up (its Merkle root is recomputed).
+#[test]
+fn the_verified_mark_covers_exactly_the_verified_blocks() {
+    use gridledger::store::Store;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocks = stored_chain(dir.path(), 5, |m| vec![record(1, m)]);
+    let mark = Store::open_read_only(dir.path())
+        .expect("store")
+        .verified_mark()
+        .expect("read");
+    assert_eq!(mark, Some((5, blocks[4].id())), "the mark is the tip");
+
+    // A reorg moves it to the new tip.
+    {
+        let net = net();
+        let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+        let mut parent = blocks[2].header;
+        for m in 10..13 {
+            let b = block_on(&parent, &[record(3, m)], &net, 2);
+            ledger.add(b.clone(), now_ms()).expect("valid");
+            parent = b.header;
+        }
+        assert_eq!(ledger.tree().height(), 6);
+        let tip = ledger.tree().tip();
+        drop(ledger);
+        let mark = Store::open_read_only(dir.path())
+            .expect("store")
+            .verified_mark();
+        assert_eq!(mark.expect("read"), Some((6, tip)));
+    }
+
+    // Below and above: the mark at height 2, signatures flipped at heights 1 and 4.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocks = stored_chain(dir.path(), 5, |m| vec![record(1, m)]);
+    set_mark(dir.path(), Some((2, blocks[1].id().0)));
+    flip_stored_signature(dir.path(), &blocks[0].signature);
+    assert!(
+        Ledger::open_existing(dir.path()).is_ok(),
+        "height 1 is under the mark"
+    );
+    flip_stored_signature(dir.path(), &blocks[3].signature);
+    match Ledger::open_existing(dir.path()) {
+        Err(StoreError::Corrupt { height: 4, .. }) => {}
+        other => panic!("expected corruption at height 4 (above the mark), got {other:?}"),
+    }
+    // No mark, or a mark naming another block: everything is checked again. (The mark is
+    // written first: redb copies pages on write, and a flip must hit the live copy.)
+    for mark in [Some((5, [7; 32])), None] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blocks = stored_chain(dir.path(), 5, |m| vec![record(1, m)]);
+        set_mark(dir.path(), mark);
+        flip_stored_signature(dir.path(), &blocks[0].signature);
+        match Ledger::open_existing(dir.path()) {
+            Err(StoreError::Corrupt { height: 1, .. }) => {}
+            other => panic!("mark {mark:?}: expected corruption at height 1, got {other:?}"),
+        }
+    }
+    // Under the mark, a changed record is still found.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocks = stored_chain(dir.path(), 5, |m| vec![record(1, m)]);
+    let file = dir.path().join(gridledger::store::DB_FILE);
+    let mut raw = std::fs::read(&file).expect("db file");
+    // Every copy (redb copies pages on write; the live one is among them).
+    let rec = &blocks[1].records[0];
+    let at: Vec<usize> = raw
+        .windows(rec.len())
+        .enumerate()
+        .filter(|(_, w)| *w == rec.as_slice())
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!at.is_empty(), "record in the file");
+    for i in at {
+        raw[i + rec.len() - 1] ^= 0x01;
+    }
+    std::fs::write(&file, &raw).expect("written");
+    match Ledger::open_existing(dir.path()) {
+        Err(StoreError::Corrupt { height: 2, .. }) => {}
+        other => panic!("expected corruption at height 2, got {other:?}"),
     }
 }
 
@@ -373,7 +483,7 @@ fn big_blocks_verify_across_batches() {
     drop(ledger);
 
     flip_stored_signature(dir.path(), &blocks[45].signature);
-    match Ledger::open_existing(dir.path()) {
+    match Ledger::open_read_only(dir.path()) {
         Err(StoreError::Corrupt { height: 46, .. }) => {}
         other => panic!("expected corruption at height 46, got {other:?}"),
     }
