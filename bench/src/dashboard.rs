@@ -111,23 +111,9 @@ async fn run(args: Args) -> Result<(), String> {
     let client = gridledger::wire::builder()
         .build()
         .map_err(|e| e.to_string())?;
-    let status: serde_json::Value = client
-        .get(format!("{base}/status"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let status = browser::json(client.get(format!("{base}/status"))).await?;
     let height = status["height"].as_u64().unwrap_or(0);
-    let tip: serde_json::Value = client
-        .get(format!("{base}/blocks/{height}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let tip = browser::json(client.get(format!("{base}/blocks/{height}"))).await?;
     let reading = tip["records"][0]
         .as_object()
         .map(|r| format!("/reading/{}/{}", r["relay"], r["minute"]));

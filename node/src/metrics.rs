@@ -262,36 +262,46 @@ impl Collector for Snapshot {
 pub fn render(snapshot: Snapshot, metrics: &Metrics) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
-    registry.register(
-        "gridledger_block_validation_seconds",
-        "Seconds to validate a block against every rule, signature included",
-        metrics.validate_seconds.clone(),
-    );
-    registry.register(
-        "gridledger_block_commit_seconds",
-        "Seconds to commit a block to the store durably",
-        metrics.commit_seconds.clone(),
-    );
-    registry.register(
-        "gridledger_relay_poll_seconds",
-        "Seconds per poll of a relay (connecting if needed, reading the record block)",
-        metrics.poll_seconds.clone(),
-    );
-    registry.register(
-        "gridledger_block_propagation_seconds",
-        "Seconds from a peer block's time (when it was mined) to its acceptance by this node",
-        metrics.propagation_seconds.clone(),
-    );
-    registry.register(
-        "gridledger_record_to_tip_seconds",
-        "Seconds from this node reading a record to the record being on its main chain",
-        metrics.record_to_tip_seconds.clone(),
-    );
-    registry.register(
-        "gridledger_peer_request_seconds",
-        "Seconds per request to a peer (its /status, asked at every sync)",
-        metrics.peer_request_seconds.clone(),
-    );
+    let histograms = [
+        (
+            "gridledger_block_validation_seconds",
+            "Seconds to validate a block against every rule, signature included",
+            &metrics.validate_seconds,
+        ),
+        (
+            "gridledger_block_commit_seconds",
+            "Seconds to commit a block to the store durably",
+            &metrics.commit_seconds,
+        ),
+        (
+            "gridledger_block_propagation_seconds",
+            "Seconds from a peer block's time (when it was mined) to its acceptance by this node",
+            &metrics.propagation_seconds,
+        ),
+        (
+            "gridledger_record_to_tip_seconds",
+            "Seconds from this node reading a record to the record being on its main chain",
+            &metrics.record_to_tip_seconds,
+        ),
+    ];
+    for (name, help, h) in histograms {
+        registry.register(name, help, h.clone());
+    }
+    let labelled = [
+        (
+            "gridledger_relay_poll_seconds",
+            "Seconds per poll of a relay (connecting if needed, reading the record block)",
+            &metrics.poll_seconds,
+        ),
+        (
+            "gridledger_peer_request_seconds",
+            "Seconds per request to a peer (its /status, asked at every sync)",
+            &metrics.peer_request_seconds,
+        ),
+    ];
+    for (name, help, family) in labelled {
+        registry.register(name, help, family.clone());
+    }
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)

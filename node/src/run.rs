@@ -237,19 +237,10 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                     let core = lock(&shared);
                     let tree = core.ledger.tree();
                     let now = now_ms();
-                    // Whose turn each record is (crate::policy): who mined each relay lately.
-                    let recent = if slot.is_zero() {
-                        std::collections::HashMap::new()
-                    } else {
-                        tree.recent_miners_by_relay(crate::policy::RECENT_BLOCKS)
-                    };
-                    let peer_keys: Vec<[u8; 32]> =
-                        core.peer_health.values().filter_map(|h| h.miner).collect();
-                    let mut next_due: Option<u64> = None;
                     // Oldest minutes first; a record whose minute has not closed yet (its
                     // relay's clock runs ahead of ours) waits in the mempool for its time,
                     // and one that is not this node's turn yet waits for its turn.
-                    let records: Vec<MinuteRecord> = core
+                    let pending: Vec<(MinuteRecord, u64)> = core
                         .mempool
                         .peek_timed(max)
                         .into_iter()
@@ -257,6 +248,19 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                             tree.record_height(&RecordKey::of(r)).is_none()
                                 && minute_closes_ms(r.minute) <= now + MAX_STAMP_AHEAD_MS
                         })
+                        .collect();
+                    // Whose turn each record is (crate::policy): who mined each relay lately,
+                    // looked up only when there is something to mine.
+                    let recent = if slot.is_zero() || pending.is_empty() {
+                        std::collections::HashMap::new()
+                    } else {
+                        tree.recent_miners_by_relay(crate::policy::RECENT_BLOCKS)
+                    };
+                    let peer_keys: Vec<[u8; 32]> =
+                        core.peer_health.values().filter_map(|h| h.miner).collect();
+                    let mut next_due: Option<u64> = None;
+                    let records: Vec<MinuteRecord> = pending
+                        .into_iter()
                         .filter_map(|(r, arrived)| {
                             let key = RecordKey::of(&r);
                             let members = recent.get(&key.relay.0).map_or(&[][..], Vec::as_slice);

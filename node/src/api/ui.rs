@@ -56,14 +56,30 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 const SHELL: &str = include_str!("ui/index.html");
 
+/// The version of a body: its hash, computed once per body (every body is compiled in).
+fn etag(body: &'static str) -> String {
+    type Tags = std::sync::Mutex<std::collections::HashMap<(usize, usize), String>>;
+    static TAGS: std::sync::OnceLock<Tags> = std::sync::OnceLock::new();
+    let compute = || {
+        format!(
+            "\"{}\"",
+            hex::encode(&Sha256::digest(body.as_bytes())[..12])
+        )
+    };
+    match TAGS.get_or_init(Default::default).lock() {
+        Ok(mut tags) => tags
+            .entry((body.as_ptr() as usize, body.len()))
+            .or_insert_with(compute)
+            .clone(),
+        Err(_) => compute(),
+    }
+}
+
 /// A page or asset with the dashboard's headers, or 304 if the browser holds this version.
 fn serve(content_type: &str, body: &'static str, request: &HeaderMap) -> Response {
     // The body's hash as the version: a browser revalidates and gets 304 until the node's
     // binary changes, so an upgrade is never hidden behind a stale cache.
-    let etag = format!(
-        "\"{}\"",
-        hex::encode(&Sha256::digest(body.as_bytes())[..12])
-    );
+    let etag = etag(body);
     let fresh = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

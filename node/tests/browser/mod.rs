@@ -38,6 +38,17 @@ pub fn find() -> Option<PathBuf> {
     None
 }
 
+/// Sends `request` and reads its answer as JSON.
+pub async fn json(request: reqwest::RequestBuilder) -> Result<Value, String> {
+    request
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// A running headless browser.
 pub struct Browser {
     child: std::process::Child,
@@ -124,14 +135,8 @@ impl Browser {
         let client = gridledger::wire::builder()
             .build()
             .map_err(|e| e.to_string())?;
-        let target: Value = client
-            .put(format!("http://{}/json/new?about:blank", self.devtools))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let target =
+            json(client.put(format!("http://{}/json/new?about:blank", self.devtools))).await?;
         let ws = target["webSocketDebuggerUrl"]
             .as_str()
             .ok_or("no webSocketDebuggerUrl")?;
