@@ -112,6 +112,28 @@ mod tests {
         }
     }
 
+    /// A peer's false `miner` key: one that scores before this node delays its turn by
+    /// exactly one slot; one that scores after changes nothing.
+    #[test]
+    fn a_false_peer_key_costs_one_slot_at_most() {
+        let slot = Duration::from_secs(2);
+        let members: Vec<[u8; 32]> = (1..=4u8).map(|i| [i; 32]).collect();
+        let key = (0..1000u32)
+            .map(|m| RecordKey::new(RelayId(1), Minute(m)))
+            .find(|k| turn(k, &[1; 32], &members) == 0)
+            .expect("a minute where node 1 is first");
+        let honest = due_ms(&key, 0, &[1; 32], &members, &[], slot);
+        assert_eq!(honest, 0);
+        let mine = score(&key, &[1; 32]);
+        let (before, after): (Vec<[u8; 32]>, Vec<[u8; 32]>) = (100..=255u8)
+            .map(|i| [i; 32])
+            .partition(|k| score(&key, k) < mine);
+        let early = before.first().expect("a key that scores first");
+        let late = after.first().expect("a key that scores after");
+        assert_eq!(due_ms(&key, 0, &[1; 32], &members, &[*early], slot), 2000);
+        assert_eq!(due_ms(&key, 0, &[1; 32], &members, &[*late], slot), 0);
+    }
+
     /// A node the chain does not list yet still gets a turn, and a relay without recorded
     /// miners is everyone's turn 0.
     #[test]
