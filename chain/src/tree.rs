@@ -292,26 +292,18 @@ impl BlockTree {
         at
     }
 
-    /// Who mined each relay's records in the main chain's last `blocks` blocks: by relay
-    /// id, the miners' keys (each once, in no particular order).
+    /// Who mined the main chain's last `blocks` blocks (genesis, mined by nobody, aside),
+    /// each key once, in no particular order.
     #[must_use]
-    pub fn recent_miners_by_relay(&self, blocks: usize) -> HashMap<u32, Vec<[u8; 32]>> {
-        let mut seen: HashMap<u32, Vec<u32>> = HashMap::new();
-        for &at in self.main.iter().rev().take(blocks) {
-            let node = self.node(at);
-            for key in node_keys(&self.keys, node) {
-                let list = seen.entry(key.relay.0).or_default();
-                if !list.contains(&node.miner) {
-                    list.push(node.miner);
-                }
+    pub fn recent_miners(&self, blocks: usize) -> Vec<[u8; 32]> {
+        let mut seen: Vec<u32> = Vec::new();
+        for &at in self.main.iter().skip(1).rev().take(blocks) {
+            let miner = self.node(at).miner;
+            if !seen.contains(&miner) {
+                seen.push(miner);
             }
         }
-        seen.into_iter()
-            .map(|(relay, list)| {
-                let keys = list.iter().map(|&m| self.miners[m as usize]).collect();
-                (relay, keys)
-            })
-            .collect()
+        seen.iter().map(|&m| self.miners[m as usize]).collect()
     }
 
     /// Blocks off the main chain, the latest known first: at most `limit` of them, among
@@ -524,9 +516,9 @@ mod tests {
         }
     }
 
-    /// Who mined each relay's records lately: the last `blocks` main-chain blocks only.
+    /// Who mined lately: the last `blocks` main-chain blocks only.
     #[test]
-    fn recent_miners_by_relay() {
+    fn recent_miners() {
         let genesis = header(BlockId([9; 32]), 0, 0, 0, 0);
         let mut tree = BlockTree::new(&genesis);
         let mut prev = genesis.id();
@@ -543,17 +535,13 @@ mod tests {
             tree.insert(&h, vec![key]);
             prev = h.id();
         }
-        let all = tree.recent_miners_by_relay(100);
-        let mut r1 = all[&1].clone();
-        r1.sort_unstable();
-        assert_eq!(r1, vec![[1; 32], [2; 32], [3; 32]]);
-        let last3 = tree.recent_miners_by_relay(3);
-        let mut r1 = last3[&1].clone();
-        r1.sort_unstable();
-        assert_eq!(r1, vec![[3; 32]]);
-        let mut r2 = last3[&2].clone();
-        r2.sort_unstable();
-        assert_eq!(r2, vec![[1; 32], [3; 32]]);
+        let mut all = tree.recent_miners(100);
+        all.sort_unstable();
+        assert_eq!(all, vec![[1; 32], [2; 32], [3; 32]]);
+        let mut last3 = tree.recent_miners(3);
+        last3.sort_unstable();
+        assert_eq!(last3, vec![[1; 32], [3; 32]]);
+        assert_eq!(tree.recent_miners(1), vec![[3; 32]]);
     }
 
     /// Random trees of 3 000 blocks (so the index grows and rehashes many times) agree

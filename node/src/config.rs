@@ -48,7 +48,7 @@ pub enum ConfigError {
 pub struct RunArgs {
     /// A TOML file with any of the settings below, named as the flags with `_` for `-`
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
-    /// `poll_secs`, `mining_slot_secs`, `key_file`, `allow_list`, `admin_token_file`,
+    /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `key_file`, `allow_list`, `admin_token_file`,
     /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
     /// override it.
     #[arg(long, env = "GRIDLEDGER_CONFIG")]
@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// (0: every node mines every record at once) [default: poll period / 30, at most 2]
     #[arg(long, env = "GRIDLEDGER_MINING_SLOT_SECS")]
     pub mining_slot_secs: Option<f64>,
+    /// Seconds between pulls from the peers (each asks a peer's /status, and fetches what
+    /// this node lacks); new blocks arrive sooner, pushed and relayed. Over slow or metered
+    /// links a longer interval saves bytes [default: poll period / 10, 0.5 to 5]
+    #[arg(long, env = "GRIDLEDGER_SYNC_SECS")]
+    pub sync_secs: Option<f64>,
     /// The miner key (see `gridledger keygen`) [default: DATA_DIR/miner.key, created if
     /// absent]
     #[arg(long, env = "GRIDLEDGER_KEY_FILE")]
@@ -134,6 +139,7 @@ struct RunFile {
     peers: Vec<String>,
     poll_secs: Option<f64>,
     mining_slot_secs: Option<f64>,
+    sync_secs: Option<f64>,
     key_file: Option<PathBuf>,
     allow_list: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
@@ -156,6 +162,7 @@ pub struct RunSettings {
     pub peers: Vec<String>,
     pub poll_secs: f64,
     pub mining_slot_secs: Option<f64>,
+    pub sync_secs: Option<f64>,
     pub key_file: PathBuf,
     pub allow_list: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
@@ -238,6 +245,7 @@ impl RunArgs {
             peers,
             poll_secs: self.poll_secs.or(file.poll_secs).unwrap_or(60.0),
             mining_slot_secs: self.mining_slot_secs.or(file.mining_slot_secs),
+            sync_secs: self.sync_secs.or(file.sync_secs),
             allow_list: self.allow_list.or(file.allow_list),
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             tls: crate::tls::TlsFiles {
@@ -286,6 +294,15 @@ impl RunSettings {
                 )))
             }
         };
+        let sync_every = match self.sync_secs {
+            None => (period / 10).clamp(Duration::from_millis(500), Duration::from_secs(5)),
+            Some(s) if (0.1..=3600.0).contains(&s) => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(ConfigError::Invalid(format!(
+                    "--sync-secs {s} is not allowed: use 0.1 to 3600 seconds"
+                )))
+            }
+        };
         let config = NodeConfig {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -293,7 +310,7 @@ impl RunSettings {
             relays: self.relays,
             peers: self.peers,
             poll: poll_config(period),
-            sync_every: (period / 10).clamp(Duration::from_millis(500), Duration::from_secs(5)),
+            sync_every,
             max_records_per_block: 256,
             // A minute's turns: the first at once, the next 2 s later (a block crosses a
             // wide-area network in well under that).

@@ -13,6 +13,11 @@ use crate::ledger::{AddError, Added, Ledger};
 use crate::mempool::Mempool;
 use crate::poll::RelayStatus;
 
+/// The log target of one line per record read and per block stored, each with the time in
+/// Unix ms (`RUST_LOG=info,gridledger::trace=debug`): what a testbed needs to time a
+/// record or a block across many nodes (`gridledger-testbed` reads it).
+pub const TRACE: &str = "gridledger::trace";
+
 /// Records this node read itself, kept to check peers' blocks against (most recent first
 /// out when full).
 const WITNESS_CAPACITY: usize = 100_000;
@@ -311,7 +316,11 @@ impl Core {
             self.witness_main(key);
             return false;
         }
-        self.mempool.add(record)
+        let new = self.mempool.add(record);
+        if new {
+            tracing::debug!(target: TRACE, at_ms = now_ms(), relay = key.relay.0, minute = key.minute.0, "read");
+        }
+        new
     }
 
     /// Validates and stores a block, and keeps the mempool in step: the block's records
@@ -380,6 +389,26 @@ impl Core {
     /// Keeps the node in step with a stored block: counters, metrics, the mempool, the
     /// witness of blocks a reorg brought in, disputes a reorg closed.
     fn after_add(&mut self, added: &Added, origin: Origin) {
+        tracing::debug!(
+            target: TRACE,
+            at_ms = now_ms(),
+            height = added.height,
+            block = %added.id,
+            origin = match origin {
+                Origin::Own => "own",
+                Origin::Peer => "peer",
+            },
+            change = match &added.change {
+                Change::Extended => "extended",
+                Change::Reorg { .. } => "reorg",
+                Change::SideBranch => "side",
+            },
+            abandoned = match &added.change {
+                Change::Reorg { abandoned, .. } => abandoned.len(),
+                _ => 0,
+            },
+            "block"
+        );
         self.metrics
             .validate_seconds
             .observe(added.validate.as_secs_f64());

@@ -1,18 +1,24 @@
-//! The mining policy: which node mines a relay-minute first, so that the nodes reading the
-//! same relay do not all mine the same record at once.
+//! The mining policy: which node mines first each minute, so that the nodes reading the
+//! same relays do not all mine at once.
 //!
 //! Every node that reads a relay would otherwise mine its record the moment it reads it:
 //! with n such nodes, n blocks at one height, n − 1 of them stale, and an equal-work tie
-//! that only the next block settled. Instead the nodes take turns, in an order every node
-//! computes alike without talking: for a record of relay r at minute m, each miner of relay
-//! r's records in the main chain's last [`RECENT_BLOCKS`] blocks (the chain says who reads
-//! r) gets the score SHA-256("gridledger-turn" ‖ r ‖ m ‖ miner key), and the node's
-//! *turn* is the number of those miners with a lower score than its own. A node mines a
-//! record `turn × slot` after it read it, unless a block has brought the record by then.
-//! The slot is longer than a block takes to reach every node, so the first in turn usually
-//! mines alone and the others drop the record when its block arrives; if it is down, the
-//! second takes over one slot later, and so on. A relay new to the chain has no recorded
-//! miners: everyone's turn is 0 for it, as before.
+//! that only the next block settled. The same holds across relays: every relay's minute
+//! closes at the same instant, so the nodes of different substations, each first for its
+//! own relay, would still all mine at once, on the same parent. Instead the nodes take
+//! turns, in one order per minute that every node computes alike without talking: each
+//! miner in the main chain's last [`RECENT_BLOCKS`] blocks (the chain says who mines) gets
+//! the score SHA-256("gridledger-turn" ‖ minute ‖ miner key), and a node's *turn* for that
+//! minute is the number of those miners with a lower score than its own. A node mines a
+//! record `turn × slot` after it read it, unless a block has brought the record by then;
+//! at its turn it mines every record due, of every relay it reads.
+//! The slot is longer than a block takes to reach every node, so each minute's blocks come
+//! one slot apart and rarely race; a node whose records an earlier block brought drops them;
+//! if a node is down, the next reader of its relays takes over in its own turn. A chain
+//! with no blocks yet has no recorded miners: everyone's turn is 0, as before.
+//!
+//! The cost is latency: the last of n miners mines (n − 1) slots after the minute, so the
+//! slot × the miners must stay well under a minute (64 miners × 0.5 s = 32 s).
 //!
 //! The turn changes no block format and no rule: it is each honest node's own restraint,
 //! and a node that ignores it gains nothing but a race its block may lose. Ties that still
@@ -25,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chain::RecordKey;
 
-/// Main-chain blocks looked at to learn who mines each relay's records: a day of minutes,
+/// Main-chain blocks looked at to learn who mines: a day of minutes at one block a minute,
 /// so that a node down for less than a day keeps its place (its turns cost the others one
 /// slot each meanwhile).
 pub const RECENT_BLOCKS: usize = 1440;
@@ -33,14 +39,14 @@ pub const RECENT_BLOCKS: usize = 1440;
 fn score(key: &RecordKey, miner: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"gridledger-turn");
-    h.update(key.relay.0.to_be_bytes());
     h.update(key.minute.0.to_be_bytes());
     h.update(miner);
     h.finalize().into()
 }
 
-/// This node's turn for `key` among `miners` (the recent miners of its relay; this node
-/// counts whether or not it is among them): 0 is first.
+/// This node's turn for `key`'s minute among `miners` (the chain's recent miners; this node
+/// counts whether or not it is among them): 0 is first. The relay plays no part: one order
+/// per minute for every relay's records.
 #[must_use]
 pub fn turn(key: &RecordKey, own: &[u8; 32], miners: &[[u8; 32]]) -> usize {
     let mine = score(key, own);
@@ -52,8 +58,8 @@ pub fn turn(key: &RecordKey, own: &[u8; 32], miners: &[[u8; 32]]) -> usize {
 }
 
 /// When this node may mine the record `key` that it read at `arrived_ms`, in Unix ms:
-/// arrival + turn × `slot`, the turn taken among `members` (the recent miners of the
-/// record's relay, from the chain) and `peers` (the keys this node's peers say they mine
+/// arrival + turn × `slot`, the turn taken among `members` (the chain's recent miners)
+/// and `peers` (the keys this node's peers say they mine
 /// with). A node that is not yet a member waits half a slot more, and up to half a slot
 /// beyond that by its score: where the others do not know it, it never races a member of
 /// the same turn, two newcomers who do not know each other rarely race each other, and a
@@ -112,6 +118,25 @@ mod tests {
         }
     }
 
+    /// One order per minute, whatever the relay: the records of every relay that closes
+    /// at that minute go to the same first miner, in one block, instead of a block per relay
+    /// racing the others.
+    #[test]
+    fn one_order_per_minute_across_relays() {
+        let miners: Vec<[u8; 32]> = (1..=16u8).map(|i| [i; 32]).collect();
+        for m in 0..100u32 {
+            for k in &miners {
+                let first = turn(&RecordKey::new(RelayId(1), Minute(m)), k, &miners);
+                for relay in 2..20 {
+                    assert_eq!(
+                        turn(&RecordKey::new(RelayId(relay), Minute(m)), k, &miners),
+                        first
+                    );
+                }
+            }
+        }
+    }
+
     /// A peer's false `miner` key: one that scores before this node delays its turn by
     /// exactly one slot; one that scores after changes nothing.
     #[test]
@@ -134,7 +159,7 @@ mod tests {
         assert_eq!(due_ms(&key, 0, &[1; 32], &members, &[*late], slot), 0);
     }
 
-    /// A node the chain does not list yet still gets a turn, and a relay without recorded
+    /// A node the chain does not list yet still gets a turn, and a chain without recorded
     /// miners is everyone's turn 0.
     #[test]
     fn newcomers_and_new_relays() {
@@ -143,7 +168,7 @@ mod tests {
         let t = turn(&key, &[9; 32], &miners);
         assert!(t <= 3);
         let slot = Duration::from_secs(2);
-        // A relay nobody mined yet: at once.
+        // Nobody mined yet: at once.
         assert_eq!(due_ms(&key, 1000, &[9; 32], &[], &[], slot), 1000);
         // Not a member: its turn, then half a slot to a slot more.
         let due = due_ms(&key, 1000, &[9; 32], &miners, &[], slot);

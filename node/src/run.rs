@@ -249,12 +249,12 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                                 && minute_closes_ms(r.minute) <= now + MAX_STAMP_AHEAD_MS
                         })
                         .collect();
-                    // Whose turn each record is (crate::policy): who mined each relay lately,
-                    // looked up only when there is something to mine.
-                    let recent = if slot.is_zero() || pending.is_empty() {
-                        std::collections::HashMap::new()
+                    // Whose turn each minute is (crate::policy): who mined lately, looked up
+                    // only when there is something to mine.
+                    let members = if slot.is_zero() || pending.is_empty() {
+                        Vec::new()
                     } else {
-                        tree.recent_miners_by_relay(crate::policy::RECENT_BLOCKS)
+                        tree.recent_miners(crate::policy::RECENT_BLOCKS)
                     };
                     let peer_keys: Vec<[u8; 32]> =
                         core.peer_health.values().filter_map(|h| h.miner).collect();
@@ -263,9 +263,8 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                         .into_iter()
                         .filter_map(|(r, arrived)| {
                             let key = RecordKey::of(&r);
-                            let members = recent.get(&key.relay.0).map_or(&[][..], Vec::as_slice);
                             let due = crate::policy::due_ms(
-                                &key, arrived, &own, members, &peer_keys, slot,
+                                &key, arrived, &own, &members, &peer_keys, slot,
                             );
                             if due <= now {
                                 Some(r)
