@@ -133,6 +133,7 @@ async fn run(args: &Args, n: u16, slot: Duration) -> Result<Outcome, String> {
             sync_every: Duration::from_secs(1),
             max_records_per_block: 64,
             mining_slot: slot,
+            block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
             admin_token: None,

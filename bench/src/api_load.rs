@@ -107,6 +107,7 @@ async fn main() -> Result<(), String> {
             sync_every: Duration::from_secs(5),
             max_records_per_block: 64,
             mining_slot: Duration::ZERO,
+            block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
             admin_token: None,

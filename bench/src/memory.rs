@@ -116,6 +116,7 @@ fn child(dir: &Path) -> Result<(), String> {
                 sync_every: Duration::from_secs(5),
                 max_records_per_block: 256,
                 mining_slot: Duration::ZERO,
+                block_relay: Default::default(),
                 tls: Default::default(),
                 cors_origins: Vec::new(),
                 admin_token: None,

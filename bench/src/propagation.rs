@@ -123,6 +123,7 @@ async fn measure(n: u16, blocks: u32, warmup: u32, tls: bool) -> Result<Run, Str
             sync_every: Duration::from_secs(30),
             max_records_per_block: 16,
             mining_slot: Duration::ZERO,
+            block_relay: Default::default(),
             tls: match &set {
                 Some(set) => tls_files(set, dirs[i].path(), i)?,
                 None => Default::default(),

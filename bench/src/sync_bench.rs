@@ -42,6 +42,7 @@ fn config(dir: &std::path::Path, peers: Vec<String>) -> NodeConfig {
         sync_every: Duration::from_millis(100),
         max_records_per_block: 16,
         mining_slot: Duration::ZERO,
+        block_relay: Default::default(),
         admin_token: None,
         tls: Default::default(),
         cors_origins: Vec::new(),

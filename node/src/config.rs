@@ -48,7 +48,7 @@ pub enum ConfigError {
 pub struct RunArgs {
     /// A TOML file with any of the settings below, named as the flags with `_` for `-`
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
-    /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `key_file`, `allow_list`, `admin_token_file`,
+    /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `block_relay`, `key_file`, `allow_list`, `admin_token_file`,
     /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
     /// override it.
     #[arg(long, env = "GRIDLEDGER_CONFIG")]
@@ -88,6 +88,11 @@ pub struct RunArgs {
     /// links a longer interval saves bytes [default: poll period / 10, 0.5 to 5]
     #[arg(long, env = "GRIDLEDGER_SYNC_SECS")]
     pub sync_secs: Option<f64>,
+    /// How a new best block goes to the peers: `push` (the whole block to each; fastest) or
+    /// `announce` (its id; a peer that lacks it gets it: fewer bytes for large blocks)
+    /// [default: push]
+    #[arg(long, env = "GRIDLEDGER_BLOCK_RELAY", value_enum)]
+    pub block_relay: Option<crate::run::BlockRelay>,
     /// The miner key (see `gridledger keygen`) [default: DATA_DIR/miner.key, created if
     /// absent]
     #[arg(long, env = "GRIDLEDGER_KEY_FILE")]
@@ -140,6 +145,7 @@ struct RunFile {
     poll_secs: Option<f64>,
     mining_slot_secs: Option<f64>,
     sync_secs: Option<f64>,
+    block_relay: Option<crate::run::BlockRelay>,
     key_file: Option<PathBuf>,
     allow_list: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
@@ -163,6 +169,7 @@ pub struct RunSettings {
     pub poll_secs: f64,
     pub mining_slot_secs: Option<f64>,
     pub sync_secs: Option<f64>,
+    pub block_relay: crate::run::BlockRelay,
     pub key_file: PathBuf,
     pub allow_list: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
@@ -246,6 +253,7 @@ impl RunArgs {
             poll_secs: self.poll_secs.or(file.poll_secs).unwrap_or(60.0),
             mining_slot_secs: self.mining_slot_secs.or(file.mining_slot_secs),
             sync_secs: self.sync_secs.or(file.sync_secs),
+            block_relay: self.block_relay.or(file.block_relay).unwrap_or_default(),
             allow_list: self.allow_list.or(file.allow_list),
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             tls: crate::tls::TlsFiles {
@@ -311,6 +319,7 @@ impl RunSettings {
             peers: self.peers,
             poll: poll_config(period),
             sync_every,
+            block_relay: self.block_relay,
             max_records_per_block: 256,
             // A minute's turns: the first at once, the next 2 s later (a block crosses a
             // wide-area network in well under that).

@@ -100,6 +100,8 @@ pub struct Core {
     pub metrics: crate::metrics::Metrics,
     /// The key this node mines with, if it mines.
     pub miner_key: Option<[u8; 32]>,
+    /// How blocks go to the peers.
+    pub block_relay: crate::run::BlockRelay,
     /// The latest long pull from a peer (`/status` `sync`).
     pub sync: Option<crate::wire::SyncView>,
     /// The latest reorgs since the node started, oldest first (at most [`REORGS_KEPT`]).
@@ -203,6 +205,7 @@ impl Core {
             metrics: crate::metrics::Metrics::default(),
             reorgs: std::collections::VecDeque::new(),
             miner_key: None,
+            block_relay: crate::run::BlockRelay::Push,
             sync: None,
             witness,
             disputes,

@@ -126,6 +126,7 @@ pub async fn demo(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Res
             sync_every: Duration::from_millis(if fast { 500 } else { 5000 }),
             max_records_per_block: 256,
             mining_slot: Duration::from_millis(if fast { 250 } else { 2000 }),
+            block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
             admin_token: None,

@@ -178,16 +178,97 @@ fn outcome(r: &Result<u32, PeerError>) -> crate::health::Outcome {
     }
 }
 
-/// Sends a block to every peer at once, without waiting: failures are logged only.
-pub fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>) {
+/// Sends a block to every peer at once, without waiting: failures are logged only. `own`
+/// (this node's miner key) goes in [`crate::wire::SENDER_HEADER`].
+pub fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>, own: Option<[u8; 32]>) {
+    let sender = own.map(hex::encode);
     for peer in peers {
-        let req = client
+        let mut req = client
             .post(format!("{peer}/blocks"))
             .header("content-type", "application/octet-stream")
             .body(bytes.clone());
+        if let Some(sender) = &sender {
+            req = req.header(crate::wire::SENDER_HEADER, sender);
+        }
         let peer = peer.clone();
         tokio::spawn(async move {
             match req.send().await {
+                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
+                Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
+                Err(e) => debug!(%peer, "push failed: {e}"),
+            }
+        });
+    }
+}
+
+/// Sends a block to every peer as `how` says: whole ([`push`]) or announced ([`announce`]).
+pub fn send_block(
+    client: &reqwest::Client,
+    peers: &[String],
+    bytes: Vec<u8>,
+    id: crate::chain::BlockId,
+    own: Option<[u8; 32]>,
+    how: crate::run::BlockRelay,
+) {
+    match how {
+        crate::run::BlockRelay::Push => push(client, peers, bytes, own),
+        crate::run::BlockRelay::Announce => announce(client, peers, bytes, id, own),
+    }
+}
+
+/// Announces a block to every peer at once (`POST /blocks/announce`, its 32-byte id), and
+/// pushes it to each peer that answers that it lacks it. Failures are logged only.
+pub fn announce(
+    client: &reqwest::Client,
+    peers: &[String],
+    bytes: Vec<u8>,
+    id: crate::chain::BlockId,
+    own: Option<[u8; 32]>,
+) {
+    let sender = own.map(hex::encode);
+    let bytes = std::sync::Arc::new(bytes);
+    for peer in peers {
+        let (client, peer, bytes, sender) = (
+            client.clone(),
+            peer.clone(),
+            std::sync::Arc::clone(&bytes),
+            sender.clone(),
+        );
+        tokio::spawn(async move {
+            let with_sender = |req: reqwest::RequestBuilder| match &sender {
+                Some(s) => req.header(crate::wire::SENDER_HEADER, s),
+                None => req,
+            };
+            let asked = with_sender(client.post(format!("{peer}/blocks/announce")))
+                .header("content-type", "application/octet-stream")
+                .body(id.0.to_vec())
+                .send()
+                .await;
+            let wants = match asked {
+                Ok(r) if r.status().is_success() => read_capped(r, 1024)
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v.get("want").and_then(serde_json::Value::as_bool))
+                    .unwrap_or(false),
+                Ok(r) => {
+                    debug!(%peer, status = r.status().as_u16(), "announce refused");
+                    false
+                }
+                Err(e) => {
+                    debug!(%peer, "announce failed: {e}");
+                    false
+                }
+            };
+            if !wants {
+                return;
+            }
+            let sent = with_sender(client.post(format!("{peer}/blocks")))
+                .header("content-type", "application/octet-stream")
+                .body(bytes.as_ref().clone())
+                .send()
+                .await;
+            match sent {
                 Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
                 Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
                 Err(e) => debug!(%peer, "push failed: {e}"),

@@ -57,13 +57,16 @@ pub fn turn(key: &RecordKey, own: &[u8; 32], miners: &[[u8; 32]]) -> usize {
         .count()
 }
 
-/// When this node may mine the record `key` that it read at `arrived_ms`, in Unix ms:
-/// arrival + turn × `slot`, the turn taken among `members` (the chain's recent miners)
-/// and `peers` (the keys this node's peers say they mine
-/// with). A node that is not yet a member waits half a slot more, and up to half a slot
-/// beyond that by its score: where the others do not know it, it never races a member of
-/// the same turn, two newcomers who do not know each other rarely race each other, and a
-/// newcomer joins by mining when the member whose turn it was did not.
+/// When this node may mine the record `key` that it read at `arrived_ms`, in Unix ms.
+///
+/// A *member* (a key among `members`, the chain's recent miners) mines at arrival + its turn
+/// among the members × `slot`: every node computes the members' turns alike from the same
+/// chain, and nothing a peer says moves them. A node not yet a member goes after every
+/// member's turn, in its turn among the newcomers it knows (`peers`, the keys its peers say
+/// they mine with, that are not members), plus half a slot to a slot by its score: it never
+/// races a member, two newcomers that do not know each other rarely race each other, and it
+/// mines (and so becomes a member) when no member brought the record. A chain with no
+/// recorded miners yet has no members: turns among the peers, at once for the first.
 #[must_use]
 pub fn due_ms(
     key: &RecordKey,
@@ -73,21 +76,24 @@ pub fn due_ms(
     peers: &[[u8; 32]],
     slot: Duration,
 ) -> u64 {
-    let mut known: Vec<[u8; 32]> = members.to_vec();
-    known.extend(peers.iter().filter(|p| !members.contains(p)));
-    let turn = turn(key, own, &known) as u64;
     let slot_ms = slot.as_millis() as u64;
-    let newcomer = !members.is_empty() && !members.contains(own);
-    let extra = if newcomer {
-        let s = score(key, own);
-        let spread = u64::from(u16::from_be_bytes([s[0], s[1]]));
-        slot_ms / 2 + (slot_ms / 2).saturating_mul(spread) / 65_536
-    } else {
-        0
-    };
-    arrived_ms
-        .saturating_add(turn.saturating_mul(slot_ms))
-        .saturating_add(extra)
+    let at_turn = |turn: usize| arrived_ms.saturating_add((turn as u64).saturating_mul(slot_ms));
+    if members.is_empty() {
+        return at_turn(turn(key, own, peers));
+    }
+    if members.contains(own) {
+        return at_turn(turn(key, own, members));
+    }
+    let newcomers: Vec<[u8; 32]> = peers
+        .iter()
+        .filter(|p| !members.contains(p))
+        .copied()
+        .collect();
+    let s = score(key, own);
+    let spread = u64::from(u16::from_be_bytes([s[0], s[1]]));
+    at_turn(members.len() + turn(key, own, &newcomers))
+        .saturating_add(slot_ms / 2)
+        .saturating_add((slot_ms / 2).saturating_mul(spread) / 65_536)
 }
 
 #[cfg(test)]
@@ -137,26 +143,40 @@ mod tests {
         }
     }
 
-    /// A peer's false `miner` key: one that scores before this node delays its turn by
-    /// exactly one slot; one that scores after changes nothing.
+    /// A peer's false `miner` key moves no member's turn; a newcomer's, by one slot at
+    /// most.
     #[test]
-    fn a_false_peer_key_costs_one_slot_at_most() {
+    fn a_false_peer_key_costs_a_newcomer_one_slot_at_most() {
         let slot = Duration::from_secs(2);
         let members: Vec<[u8; 32]> = (1..=4u8).map(|i| [i; 32]).collect();
-        let key = (0..1000u32)
-            .map(|m| RecordKey::new(RelayId(1), Minute(m)))
-            .find(|k| turn(k, &[1; 32], &members) == 0)
-            .expect("a minute where node 1 is first");
-        let honest = due_ms(&key, 0, &[1; 32], &members, &[], slot);
-        assert_eq!(honest, 0);
+        let key = RecordKey::new(RelayId(1), Minute(7));
         let mine = score(&key, &[1; 32]);
         let (before, after): (Vec<[u8; 32]>, Vec<[u8; 32]>) = (100..=255u8)
             .map(|i| [i; 32])
             .partition(|k| score(&key, k) < mine);
-        let early = before.first().expect("a key that scores first");
-        let late = after.first().expect("a key that scores after");
-        assert_eq!(due_ms(&key, 0, &[1; 32], &members, &[*early], slot), 2000);
-        assert_eq!(due_ms(&key, 0, &[1; 32], &members, &[*late], slot), 0);
+        let early = *before.first().expect("a key that scores first");
+        let late = *after.first().expect("a key that scores after");
+        // A member: no peer key changes anything.
+        let honest = due_ms(&key, 0, &[1; 32], &members, &[], slot);
+        assert_eq!(honest, 2000 * turn(&key, &[1; 32], &members) as u64);
+        assert_eq!(
+            due_ms(&key, 0, &[1; 32], &members, &[early, late], slot),
+            honest
+        );
+        // A newcomer: one slot later for a false key that scores before it, none after.
+        let newcomer = [50; 32];
+        let (before, after): (Vec<[u8; 32]>, Vec<[u8; 32]>) = (100..=255u8)
+            .map(|i| [i; 32])
+            .partition(|k| score(&key, k) < score(&key, &newcomer));
+        let alone = due_ms(&key, 0, &newcomer, &members, &[], slot);
+        assert_eq!(
+            due_ms(&key, 0, &newcomer, &members, &before[..1], slot),
+            alone + 2000
+        );
+        assert_eq!(
+            due_ms(&key, 0, &newcomer, &members, &after[..1], slot),
+            alone
+        );
     }
 
     /// A node the chain does not list yet still gets a turn, and a chain without recorded
@@ -165,21 +185,25 @@ mod tests {
     fn newcomers_and_new_relays() {
         let key = RecordKey::new(RelayId(1), Minute(5));
         let miners: Vec<[u8; 32]> = (1..=3u8).map(|i| [i; 32]).collect();
-        let t = turn(&key, &[9; 32], &miners);
-        assert!(t <= 3);
         let slot = Duration::from_secs(2);
-        // Nobody mined yet: at once.
+        // Nobody mined yet: at once (no peers known), or in turn among the peers.
         assert_eq!(due_ms(&key, 1000, &[9; 32], &[], &[], slot), 1000);
-        // Not a member: its turn, then half a slot to a slot more.
+        let peers = [[7; 32], [8; 32]];
+        assert_eq!(
+            due_ms(&key, 1000, &[9; 32], &[], &peers, slot),
+            1000 + 2000 * turn(&key, &[9; 32], &peers) as u64
+        );
+        // Not a member: after the three members' turns, then half a slot to a slot more,
+        // never at a member's time.
         let due = due_ms(&key, 1000, &[9; 32], &miners, &[], slot);
-        let base = 1000 + 2000 * t as u64;
-        assert!((base + 1000..base + 2000).contains(&due), "{due}");
-        // A member: its turn among members and peers.
+        assert!((7000 + 1000..7000 + 2000).contains(&due), "{due}");
+        for m in &miners {
+            assert!(due_ms(&key, 1000, m, &miners, &[], slot) < 7000);
+        }
+        // A member: its turn among the members alone.
         let mut members = miners.clone();
         members.push([9; 32]);
         let due = due_ms(&key, 1000, &[9; 32], &members, &[[7; 32]], slot);
-        let mut known = members.clone();
-        known.push([7; 32]);
-        assert_eq!(due, 1000 + 2000 * turn(&key, &[9; 32], &known) as u64);
+        assert_eq!(due, 1000 + 2000 * turn(&key, &[9; 32], &members) as u64);
     }
 }

@@ -28,7 +28,7 @@ use crate::chain::{assemble, Network, RecordKey};
 use crate::core::{lock, now_ms, Core, Origin, Shared};
 use crate::ledger::Ledger;
 use crate::listen::{NodeListener, Remote};
-use crate::peers::{push, sync_round};
+use crate::peers::{send_block, sync_round};
 use crate::poll::{poll_relay_observed, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
 
@@ -79,11 +79,26 @@ pub struct NodeConfig {
     /// next one slot later, and so on. Longer than a block takes to reach every node; zero
     /// mines everything at once.
     pub mining_slot: Duration,
+    /// How a new best block goes to the peers: whole, or announced by id.
+    pub block_relay: BlockRelay,
     /// Certificates: HTTPS serving, the CA of `https://` peers, mutual TLS.
     pub tls: crate::tls::TlsFiles,
     /// Browser origins (`https://dash.example:8443`) whose pages may read this node's API
     /// (GET and HEAD only); empty: none, the default.
     pub cors_origins: Vec<String>,
+}
+
+/// How a node sends a block it mined or accepted as its best to its peers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockRelay {
+    /// `POST /blocks` with the whole block to every peer: one trip per hop; a peer that has
+    /// it already received its bytes for nothing.
+    #[default]
+    Push,
+    /// `POST /blocks/announce` with the block id; a peer that lacks it says so and gets
+    /// `POST /blocks`: fewer bytes for large blocks, two more trips per hop.
+    Announce,
 }
 
 /// Why a node could not start.
@@ -140,6 +155,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     // The configured peers, then those added at run time before a restart.
     let peers_file = config.data_dir.join(crate::peers::PEERS_FILE);
     core.peers = config.peers.clone();
+    core.block_relay = config.block_relay;
     for p in crate::peers::load_peers(&peers_file).map_err(RunError::Peers)? {
         if !core.peers.contains(&p) {
             core.peers.push(p);
@@ -317,8 +333,11 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                 match accepted {
                     Ok(added) => {
                         info!(height = added.height, block = %added.id, "mined a block");
-                        let peers = lock(&shared).peers.clone();
-                        push(&client, &peers, bytes);
+                        let (peers, own, how) = {
+                            let core = lock(&shared);
+                            (core.peers.clone(), core.miner_key, core.block_relay)
+                        };
+                        send_block(&client, &peers, bytes, added.id, own, how);
                     }
                     Err(e) => debug!("own block not added: {e}"),
                 }

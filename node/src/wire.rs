@@ -16,6 +16,11 @@ use crate::chain::Block;
 pub const RAW: &str = "application/octet-stream";
 /// Most blocks one `GET /blocks` returns.
 pub const MAX_LIMIT: u32 = 500;
+/// The header a node sends with a block it pushes or relays: its miner key, in hex, so
+/// that the receiver relays the block on to its other peers and not back to the sender. A
+/// false one only makes the receiver skip the peer with that key (which then gets the block
+/// from another peer or a pull).
+pub const SENDER_HEADER: &str = "gridledger-sender";
 /// `GET /blocks` stops adding blocks once it holds about this many bytes (at least one
 /// block is always sent), so that an answer stays small whatever the blocks' size.
 pub const MAX_LIST_BYTES: usize = 16 << 20;

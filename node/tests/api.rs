@@ -107,6 +107,51 @@ async fn blocks_go_in_and_come_out() {
     assert_eq!(missing.status().as_u16(), 404);
 }
 
+/// `POST /blocks/announce`: a block id this node lacks is wanted, one it holds is not, and
+/// anything but 32 bytes is a 400 with the reason; an announcement stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_say_whether_the_block_is_wanted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = Network::new("announce", 4);
+    let addr = serve(dir.path(), net.clone()).await;
+    let client = gridledger::wire::builder().build().expect("http client");
+    let announce = |body: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("http://{addr}/blocks/announce"))
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+                .expect("answered");
+            let code = r.status().as_u16();
+            let text = r.text().await.expect("body");
+            (
+                code,
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+            )
+        }
+    };
+    let b1 = block_on(&net.genesis().header, &[record(1, 0)], &net, 1);
+    let (code, body) = announce(b1.id().0.to_vec()).await;
+    assert_eq!((code, body["want"].as_bool()), (200, Some(true)), "{body}");
+    let status = get_json(&client, format!("http://{addr}/status")).await;
+    assert_eq!(status["height"], 0, "an announcement stored something");
+    assert_eq!(post(&client, addr, b1.to_bytes()).await.0, 200);
+    let (code, body) = announce(b1.id().0.to_vec()).await;
+    assert_eq!((code, body["want"].as_bool()), (200, Some(false)), "{body}");
+    for bad in [Vec::new(), vec![0; 31], vec![0; 33], b1.to_bytes()] {
+        let len = bad.len();
+        let (code, body) = announce(bad).await;
+        assert_eq!(code, 400, "{len} bytes: {body}");
+        assert!(
+            body["error"].as_str().expect("reason").contains("32-byte"),
+            "{body}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_blocks_get_a_4xx_with_the_reason_and_the_node_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");

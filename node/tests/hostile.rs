@@ -90,6 +90,7 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
     let node = start(
         NodeConfig {
             mining_slot: Duration::ZERO,
+            block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
             ..common::node_config(dir.path(), net.clone(), &[relay], Vec::new())

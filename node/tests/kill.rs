@@ -95,6 +95,7 @@ async fn a_node_killed_while_mining_restarts_verifies_and_rejoins() {
     let a = start(
         NodeConfig {
             mining_slot: Duration::from_millis(100),
+            block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
             ..common::node_config(

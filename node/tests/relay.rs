@@ -29,6 +29,7 @@ async fn a_block_crosses_a_line_of_five_nodes_by_relay() {
             // No pull within the test: only relay can carry the block.
             sync_every: Duration::from_secs(60),
             mining_slot: Duration::ZERO,
+            block_relay: Default::default(),
             ..common::node_config(dirs[i].path(), Network::new("relay-test", 8), &[], peers)
         };
         nodes.push(start(config, common::key(i as u8 + 1)).await.expect("node"));

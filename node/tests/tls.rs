@@ -38,6 +38,7 @@ async fn node(dir: &Path, tls: TlsFiles, peers: Vec<String>, key: u8) -> Running
     let config = gridledger::run::NodeConfig {
         tls,
         mining_slot: Duration::ZERO,
+        block_relay: Default::default(),
         ..common::node_config(dir, Network::new("tls-test", 8), &[], peers)
     };
     start(config, common::key(key)).await.expect("node starts")

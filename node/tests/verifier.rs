@@ -289,6 +289,7 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
         NodeConfig {
             // Long enough for both relays' records of a minute to share a block.
             mining_slot: Duration::from_millis(300),
+            block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
             admin_token: None,

@@ -57,6 +57,8 @@ pub struct NodeSpec {
     pub slot_secs: f64,
     /// `--sync-secs`.
     pub sync_secs: f64,
+    /// `--block-relay`: `push` or `announce`.
+    pub block_relay: String,
 }
 
 /// A running (or killed) node.
@@ -123,7 +125,9 @@ impl Node {
             .arg("--mining-slot-secs")
             .arg(s.slot_secs.to_string())
             .arg("--sync-secs")
-            .arg(s.sync_secs.to_string());
+            .arg(s.sync_secs.to_string())
+            .arg("--block-relay")
+            .arg(&s.block_relay);
         for r in &s.relays {
             cmd.arg("--relay").arg(r.to_string());
         }

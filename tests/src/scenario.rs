@@ -86,6 +86,8 @@ pub struct Scenario {
     pub slot_secs: f64,
     /// `--sync-secs`.
     pub sync_secs: f64,
+    /// `--block-relay`: `push` or `announce`.
+    pub block_relay: String,
     /// What happens.
     pub disturbance: Disturbance,
     /// Seed of the graph, the relays and the churn.
@@ -111,6 +113,7 @@ impl Scenario {
             poll_secs: 0.5,
             slot_secs: 1.0,
             sync_secs: 5.0,
+            block_relay: "push".to_owned(),
             disturbance: Disturbance::None,
             seed: 1,
         }
@@ -403,6 +406,7 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
             poll_secs: s.poll_secs,
             slot_secs: s.slot_secs,
             sync_secs: s.sync_secs,
+            block_relay: s.block_relay.clone(),
         };
         nodes.push(Node::start(exe, spec)?);
     }
@@ -414,8 +418,11 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
         stop_relays,
         relays,
     };
-    for node in &bed.nodes {
-        if let Err(e) = node.wait_up(&bed.client, Duration::from_secs(60)).await {
+    for i in 0..n {
+        if let Err(e) = bed.nodes[i]
+            .wait_up(&bed.client, Duration::from_secs(60))
+            .await
+        {
             bed.shutdown().await;
             return Err(e.into());
         }
@@ -464,6 +471,7 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
                     .max()
                     .unwrap_or(0);
                 bed.nodes[v].restart()?;
+                // Its start-up counts in the time back on the tip.
                 let began = Instant::now();
                 let url = bed.nodes[v].url();
                 while began.elapsed() < Duration::from_secs(60) {

@@ -53,6 +53,17 @@ async fn eight_nodes_partitioned_and_healed_agree_and_lose_nothing() {
 /// block that became its best) can carry it there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_crosses_a_line_of_five_by_relay_alone() {
+    line_of_five("push").await;
+}
+
+/// The same with `--block-relay announce`: each hop offers the id and sends the block only
+/// to a peer that asks for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_block_crosses_a_line_of_five() {
+    line_of_five("announce").await;
+}
+
+async fn line_of_five(mode: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let sim = relay_sim::Simulator::bind(relay_sim::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -99,6 +110,7 @@ async fn a_block_crosses_a_line_of_five_by_relay_alone() {
                     poll_secs: 0.5,
                     slot_secs: 0.0,
                     sync_secs: 3600.0,
+                    block_relay: mode.to_owned(),
                 },
             )
             .expect("node"),
@@ -154,5 +166,5 @@ async fn a_block_crosses_a_line_of_five_by_relay_alone() {
         far >= mined,
         "the far end has height {far}, the near end {mined}: the block was not relayed"
     );
-    println!("a block crossed 4 hops of 30 ms in {took:?}");
+    println!("{mode}: a block crossed 4 hops of 30 ms in {took:?}");
 }

@@ -175,8 +175,18 @@ pub(super) async fn block(
     }
 }
 
-pub(super) async fn post_block(State(shared): State<Shared>, body: Bytes) -> Response {
+pub(super) async fn post_block(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = crate::core::now_ms();
+    // Who sent it, by its own account (only used to not send the block back).
+    let sender: Option<[u8; 32]> = headers
+        .get(crate::wire::SENDER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok());
     let relayed = body.clone();
     let for_relay = std::sync::Arc::clone(&shared);
     // Validation and a durable commit: off the async workers.
@@ -201,15 +211,25 @@ pub(super) async fn post_block(State(shared): State<Shared>, body: Bytes) -> Res
                 Change::SideBranch => "side-branch",
             };
             // Block relay: a block that became this node's best goes on to every peer at
-            // once, so it crosses a network where not every node is the miner's peer
-            // without waiting for a pull. Each block is accepted, and so relayed, at most
-            // once per node; a peer that has it answers "known".
+            // once but the one that sent it (known by the miner key its /status gives), so
+            // it crosses a network where not every node is the miner's peer without
+            // waiting for a pull. Each block is accepted, and so relayed, at most once per
+            // node; a peer that has it answers "known".
             if !matches!(added.change, Change::SideBranch) {
-                let (client, peers) = {
+                let (client, peers, own, how) = {
                     let core = lock(&for_relay);
-                    (core.client.clone(), core.peers.clone())
+                    let peers: Vec<String> = core
+                        .peers
+                        .iter()
+                        .filter(|p| {
+                            sender.is_none()
+                                || core.peer_health.get(*p).and_then(|h| h.miner) != sender
+                        })
+                        .cloned()
+                        .collect();
+                    (core.client.clone(), peers, core.miner_key, core.block_relay)
                 };
-                crate::peers::push(&client, &peers, relayed.to_vec());
+                crate::peers::send_block(&client, &peers, relayed.to_vec(), added.id, own, how);
             }
             Json(json!({ "result": "added", "height": added.height, "id": added.id.to_hex(), "change": change }))
                 .into_response()
@@ -220,6 +240,20 @@ pub(super) async fn post_block(State(shared): State<Shared>, body: Bytes) -> Res
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::internal(e),
     }
+}
+
+/// `POST /blocks/announce`: a peer offers a block by its 32-byte id (the body); the answer
+/// says whether this node wants it (`{"want": true}`: it does not hold it), and the peer
+/// then pushes it with `POST /blocks`. Reads only: an announcement changes nothing here.
+pub(super) async fn announce(State(shared): State<Shared>, body: Bytes) -> Response {
+    let Ok(id) = <[u8; 32]>::try_from(body.as_ref()) else {
+        return ApiError::bad_request(format!(
+            "an announcement is a 32-byte block id, not {} bytes",
+            body.len()
+        ));
+    };
+    let known = lock(&shared).ledger.tree().contains(&BlockId(id));
+    Json(json!({ "want": !known })).into_response()
 }
 
 /// Blocks `GET /forks` looks through for side branches (the latest the node took in).

@@ -7,6 +7,7 @@
 //! | `GET /blocks?from=H&limit=N` | main-chain blocks from height H (N ≤ 500, and about 16 MiB at most): JSON, or with `Accept: application/octet-stream` a varint count then each block as varint length + bytes |
 //! | `GET /blocks/{height or id}` | one block: JSON, or its bytes with `Accept: application/octet-stream` |
 //! | `POST /blocks` | a block's bytes (at most the network's block size): 200 added or known, 400 malformed, 409 unknown parent, 422 any other broken rule or a witness conflict, each with the reason; a block that becomes this node's best is relayed to its peers at once |
+//! | `POST /blocks/announce` | a peer offers a block by its 32-byte id: `{"want": true}` if this node lacks it (the peer then posts it), 400 for any other length (`--block-relay announce`) |
 //! | `GET /readings?relay=R&from=&to=&format=json\|csv\|columns[&points=N]` | a relay's records on the chain between two minutes (minutes since 1970 or `YYYY-MM-DDTHH:MMZ`; default the last hour; at most a week), each flagged `disputed` if this node read otherwise; CSV in the export's columns; `columns` for charts (a time column and one per quantity, `null` at gaps, bucket means over `points`, default 4000) |
 //! | `GET /readings/{relay}/{minute}/proof` | the record, its block header and its RFC 6962 inclusion proof |
 //! | `GET /disputes` | records on the main chain that differ from this node's own read of the relay, both versions |
@@ -156,6 +157,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/status", get(status::status))
         .route("/chain", get(blocks::chain))
         .route("/blocks", get(blocks::blocks).post(blocks::post_block))
+        .route("/blocks/announce", post(blocks::announce))
         .route("/blocks/{key}", get(blocks::block))
         .route("/readings", get(readings::readings))
         .route("/readings/{relay}/{minute}/proof", get(readings::proof))

@@ -159,6 +159,7 @@ pub fn node_config(
         sync_every: Duration::from_millis(500),
         max_records_per_block: 64,
         mining_slot: Duration::from_millis(200),
+        block_relay: Default::default(),
         tls: Default::default(),
         cors_origins: Vec::new(),
         admin_token: None,

@@ -33,6 +33,15 @@ struct Args {
     /// Seconds between pulls.
     #[arg(long, default_value_t = 5.0)]
     sync_secs: f64,
+    /// Relay minutes run before measuring (the nodes learn the turns from the chain).
+    #[arg(long, default_value_t = 4.0)]
+    warmup_minutes: f64,
+    /// Block relay modes to run each scenario with: push, announce.
+    #[arg(long, value_delimiter = ',', default_values_t = ["push".to_owned()])]
+    block_relay: Vec<String>,
+    /// Keep each scenario's data dirs and node logs under this directory.
+    #[arg(long)]
+    keep: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,7 +75,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         s.slot_secs = args.slot_secs;
         s.sync_secs = args.sync_secs;
         s.poll_secs = (args.minute_secs / 4.0).clamp(0.5, 60.0);
-        s.warmup = Duration::from_secs_f64(args.minute_secs * 3.0);
+        s.warmup = Duration::from_secs_f64(args.minute_secs * args.warmup_minutes);
         s.measure = Duration::from_secs(args.secs);
         s.drain = Duration::from_secs_f64(args.minute_secs * 2.0).max(Duration::from_secs(60));
         s
@@ -119,16 +128,43 @@ async fn run(args: Args) -> std::process::ExitCode {
             }
         }
     }
+    // Each scenario once per relay mode.
+    let modes = &args.block_relay;
+    let plan: Vec<Scenario> = plan
+        .into_iter()
+        .flat_map(|s| {
+            modes.iter().map(move |mode| {
+                let mut s = s.clone();
+                if modes.len() > 1 {
+                    s.name = format!("{} [{mode}]", s.name);
+                }
+                s.block_relay = mode.clone();
+                s
+            })
+        })
+        .collect();
     println!("{}", Report::header());
     let mut failed = false;
     for s in plan {
-        let dir = match tempfile::tempdir() {
+        let dir = match &args.keep {
+            Some(keep) => std::fs::create_dir_all(keep).and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix("scenario-")
+                    .disable_cleanup(true)
+                    .tempdir_in(keep)
+            }),
+            None => tempfile::tempdir(),
+        };
+        let dir = match dir {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("wan: no temp dir: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         };
+        if args.keep.is_some() {
+            eprintln!("wan: {} in {}", s.name, dir.path().display());
+        }
         match scenario::run(&s, &exe, dir.path()).await {
             Ok(r) => {
                 failed |= r.lost > 0 || r.duplicated > 0 || !r.converged;
