@@ -212,6 +212,16 @@ impl Core {
         }
     }
 
+    /// A peer that says it mines with `key` just reached this node: its backoff ends, so the
+    /// next sync round pulls from it. (A false key only brings one peer's pull forward.)
+    pub fn peer_reached(&mut self, key: &[u8; 32]) {
+        for h in self.peer_health.values_mut() {
+            if h.miner.as_ref() == Some(key) {
+                h.backoff_until_ms = 0;
+            }
+        }
+    }
+
     /// The health record of `peer`, created on first use.
     pub fn peer_health(&mut self, peer: &str) -> &mut crate::health::PeerHealth {
         self.peer_health

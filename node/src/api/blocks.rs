@@ -10,7 +10,7 @@ use serde_json::json;
 use axum::body::Bytes;
 
 use super::{wants_raw, ApiError, Shared};
-use crate::chain::{Block, BlockId, Change};
+use crate::chain::{Block, BlockId, Change, ValidationError};
 use crate::core::lock;
 use crate::core::Origin;
 use crate::ledger::AddError;
@@ -200,7 +200,16 @@ pub(super) async fn post_block(
                 return Err(AddError::Invalid(e.into()));
             }
         };
-        core.accept(block, now, Origin::Peer)
+        let result = core.accept(block, now, Origin::Peer);
+        // A block whose parent we lack: the sync pulls the branch (`on_refused` asked for
+        // it). Its sender just reached us, so it is reachable whatever its backoff says: a
+        // healed partition mends at the first block across it, not at the backoff's end.
+        if let (Err(AddError::Invalid(ValidationError::UnknownParent(_))), Some(key)) =
+            (&result, sender)
+        {
+            core.peer_reached(&key);
+        }
+        result
     })
     .await;
     match result {
