@@ -292,12 +292,13 @@ impl BlockTree {
         at
     }
 
-    /// Who mined the main chain's last `blocks` blocks (genesis, mined by nobody, aside),
-    /// each key once, in no particular order.
+    /// Who mined the main chain's `blocks` blocks below its newest `settle` (genesis, mined
+    /// by nobody, aside), each key once, in no particular order. Leaving out the newest
+    /// blocks makes nodes whose tips differ by a race or a block in flight see the same set.
     #[must_use]
-    pub fn recent_miners(&self, blocks: usize) -> Vec<[u8; 32]> {
+    pub fn recent_miners(&self, settle: usize, blocks: usize) -> Vec<[u8; 32]> {
         let mut seen: Vec<u32> = Vec::new();
-        for &at in self.main.iter().skip(1).rev().take(blocks) {
+        for &at in self.main.iter().skip(1).rev().skip(settle).take(blocks) {
             let miner = self.node(at).miner;
             if !seen.contains(&miner) {
                 seen.push(miner);
@@ -516,7 +517,7 @@ mod tests {
         }
     }
 
-    /// Who mined lately: the last `blocks` main-chain blocks only.
+    /// Who mined lately: the last `blocks` main-chain blocks only, below the newest `settle`.
     #[test]
     fn recent_miners() {
         let genesis = header(BlockId([9; 32]), 0, 0, 0, 0);
@@ -535,13 +536,18 @@ mod tests {
             tree.insert(&h, vec![key]);
             prev = h.id();
         }
-        let mut all = tree.recent_miners(100);
+        let mut all = tree.recent_miners(0, 100);
         all.sort_unstable();
         assert_eq!(all, vec![[1; 32], [2; 32], [3; 32]]);
-        let mut last3 = tree.recent_miners(3);
+        let mut last3 = tree.recent_miners(0, 3);
         last3.sort_unstable();
         assert_eq!(last3, vec![[1; 32], [3; 32]]);
-        assert_eq!(tree.recent_miners(1), vec![[3; 32]]);
+        assert_eq!(tree.recent_miners(0, 1), vec![[3; 32]]);
+        // Below the newest two: blocks 1 to 3, mined by 1, 2 and 1.
+        let mut settled = tree.recent_miners(2, 100);
+        settled.sort_unstable();
+        assert_eq!(settled, vec![[1; 32], [2; 32]]);
+        assert_eq!(tree.recent_miners(5, 100), Vec::<[u8; 32]>::new());
     }
 
     /// Random trees of 3 000 blocks (so the index grows and rehashes many times) agree

@@ -178,26 +178,46 @@ fn outcome(r: &Result<u32, PeerError>) -> crate::health::Outcome {
     }
 }
 
+/// A `POST` of raw bytes to `url`, naming this node (its miner key, hex) as the sender.
+fn post_raw(
+    client: &reqwest::Client,
+    url: String,
+    body: Vec<u8>,
+    sender: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let req = client
+        .post(url)
+        .header("content-type", "application/octet-stream")
+        .body(body);
+    match sender {
+        Some(s) => req.header(crate::wire::SENDER_HEADER, s),
+        None => req,
+    }
+}
+
+/// Sends a block to `peer` and logs what went wrong, if anything (a 409, unknown parent,
+/// is the peer's to mend by pulling).
+async fn post_block(req: reqwest::RequestBuilder, peer: &str) {
+    match req.send().await {
+        Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
+        Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
+        Err(e) => debug!(%peer, "push failed: {e}"),
+    }
+}
+
 /// Sends a block to every peer at once, without waiting: failures are logged only. `own`
 /// (this node's miner key) goes in [`crate::wire::SENDER_HEADER`].
 pub fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>, own: Option<[u8; 32]>) {
     let sender = own.map(hex::encode);
     for peer in peers {
-        let mut req = client
-            .post(format!("{peer}/blocks"))
-            .header("content-type", "application/octet-stream")
-            .body(bytes.clone());
-        if let Some(sender) = &sender {
-            req = req.header(crate::wire::SENDER_HEADER, sender);
-        }
+        let req = post_raw(
+            client,
+            format!("{peer}/blocks"),
+            bytes.clone(),
+            sender.as_deref(),
+        );
         let peer = peer.clone();
-        tokio::spawn(async move {
-            match req.send().await {
-                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
-                Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
-                Err(e) => debug!(%peer, "push failed: {e}"),
-            }
-        });
+        tokio::spawn(async move { post_block(req, &peer).await });
     }
 }
 
@@ -235,15 +255,14 @@ pub fn announce(
             sender.clone(),
         );
         tokio::spawn(async move {
-            let with_sender = |req: reqwest::RequestBuilder| match &sender {
-                Some(s) => req.header(crate::wire::SENDER_HEADER, s),
-                None => req,
-            };
-            let asked = with_sender(client.post(format!("{peer}/blocks/announce")))
-                .header("content-type", "application/octet-stream")
-                .body(id.0.to_vec())
-                .send()
-                .await;
+            let asked = post_raw(
+                &client,
+                format!("{peer}/blocks/announce"),
+                id.0.to_vec(),
+                sender.as_deref(),
+            )
+            .send()
+            .await;
             let wants = match asked {
                 Ok(r) if r.status().is_success() => read_capped(r, 1024)
                     .await
@@ -260,18 +279,10 @@ pub fn announce(
                     false
                 }
             };
-            if !wants {
-                return;
-            }
-            let sent = with_sender(client.post(format!("{peer}/blocks")))
-                .header("content-type", "application/octet-stream")
-                .body(bytes.as_ref().clone())
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
-                Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
-                Err(e) => debug!(%peer, "push failed: {e}"),
+            if wants {
+                let body = bytes.as_ref().clone();
+                let req = post_raw(&client, format!("{peer}/blocks"), body, sender.as_deref());
+                post_block(req, &peer).await;
             }
         });
     }

@@ -7,7 +7,8 @@
 //! closes at the same instant, so the nodes of different substations, each first for its
 //! own relay, would still all mine at once, on the same parent. Instead the nodes take
 //! turns, in one order per minute that every node computes alike without talking: each
-//! miner in the main chain's last [`RECENT_BLOCKS`] blocks (the chain says who mines) gets
+//! miner of the main chain's last [`RECENT_BLOCKS`] blocks below its newest
+//! [`SETTLE_BLOCKS`] (the chain says who mines) gets
 //! the score SHA-256("gridledger-turn" ‖ minute ‖ miner key), and a node's *turn* for that
 //! minute is the number of those miners with a lower score than its own. A node mines a
 //! record `turn × slot` after it read it, unless a block has brought the record by then;
@@ -30,6 +31,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::chain::RecordKey;
+
+/// The newest main-chain blocks left out when learning who mines: two nodes whose tips
+/// differ (a race being settled, a block still in flight) still agree on the members, and
+/// so on the turns.
+pub const SETTLE_BLOCKS: usize = 6;
 
 /// Main-chain blocks looked at to learn who mines: a day of minutes at one block a minute,
 /// so that a node down for less than a day keeps its place (its turns cost the others one

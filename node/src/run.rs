@@ -270,7 +270,10 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                     let members = if slot.is_zero() || pending.is_empty() {
                         Vec::new()
                     } else {
-                        tree.recent_miners(crate::policy::RECENT_BLOCKS)
+                        tree.recent_miners(
+                            crate::policy::SETTLE_BLOCKS,
+                            crate::policy::RECENT_BLOCKS,
+                        )
                     };
                     let peer_keys: Vec<[u8; 32]> =
                         core.peer_health.values().filter_map(|h| h.miner).collect();

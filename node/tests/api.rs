@@ -24,8 +24,17 @@ async fn post(
     addr: SocketAddr,
     body: Vec<u8>,
 ) -> (u16, serde_json::Value) {
+    post_to(client, addr, "/blocks", body).await
+}
+
+async fn post_to(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
     let r = client
-        .post(format!("http://{addr}/blocks"))
+        .post(format!("http://{addr}{path}"))
         .header("content-type", "application/octet-stream")
         .body(body)
         .send()
@@ -115,24 +124,7 @@ async fn announcements_say_whether_the_block_is_wanted() {
     let net = Network::new("announce", 4);
     let addr = serve(dir.path(), net.clone()).await;
     let client = gridledger::wire::builder().build().expect("http client");
-    let announce = |body: Vec<u8>| {
-        let client = client.clone();
-        async move {
-            let r = client
-                .post(format!("http://{addr}/blocks/announce"))
-                .header("content-type", "application/octet-stream")
-                .body(body)
-                .send()
-                .await
-                .expect("answered");
-            let code = r.status().as_u16();
-            let text = r.text().await.expect("body");
-            (
-                code,
-                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-            )
-        }
-    };
+    let announce = |body: Vec<u8>| post_to(&client, addr, "/blocks/announce", body);
     let b1 = block_on(&net.genesis().header, &[record(1, 0)], &net, 1);
     let (code, body) = announce(b1.id().0.to_vec()).await;
     assert_eq!((code, body["want"].as_bool()), (200, Some(true)), "{body}");

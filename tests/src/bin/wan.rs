@@ -165,7 +165,15 @@ async fn run(args: Args) -> std::process::ExitCode {
         if args.keep.is_some() {
             eprintln!("wan: {} in {}", s.name, dir.path().display());
         }
-        match scenario::run(&s, &exe, dir.path()).await {
+        // Ctrl-C or SIGTERM drops the scenario: every node process is killed with it.
+        let outcome = tokio::select! {
+            r = scenario::run(&s, &exe, dir.path()) => r,
+            () = stop_signal() => {
+                eprintln!("wan: stopped; the nodes are killed");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        match outcome {
             Ok(r) => {
                 failed |= r.lost > 0 || r.duplicated > 0 || !r.converged;
                 println!("{}", r.row());
@@ -180,5 +188,21 @@ async fn run(args: Args) -> std::process::ExitCode {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
 }
