@@ -20,6 +20,8 @@ pub enum Outcome {
         error: String,
         /// The peer claimed more work than ours and sent nothing usable.
         lied: bool,
+        /// No connection or no answer: the peer may be down, or cut off.
+        unreachable: bool,
     },
 }
 
@@ -66,7 +68,9 @@ impl PeerHealth {
 
     /// Records the outcome of a pull: a success clears the failures; a failure backs the
     /// peer off for `base × 2^(failures − 1)`, at most [`MAX_BACKOFF`]. A lie counts as a
-    /// failure too, and is remembered.
+    /// failure too, and is remembered. A peer that is only unreachable is tried again after
+    /// `base` each time, not longer: a link that comes back (a healed partition, a restarted
+    /// site) is used within one sync period, and a connection attempt costs little.
     pub fn record(&mut self, outcome: &Outcome, base: Duration, now_ms: u64) {
         match outcome {
             Outcome::Stored(n) => {
@@ -76,17 +80,64 @@ impl PeerHealth {
                 self.last_ok_ms = Some(now_ms);
                 self.stored += u64::from(*n);
             }
-            Outcome::Failed { error, lied } => {
+            Outcome::Failed {
+                error,
+                lied,
+                unreachable,
+            } => {
                 if *lied {
                     self.lies += 1;
                     warn!(peer = %self.url, lies = self.lies, "{error}; backing off");
                 }
                 self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
-                let factor = 1u32 << (self.failures_in_a_row - 1).min(20);
+                let factor = if *unreachable && !*lied {
+                    1
+                } else {
+                    1u32 << (self.failures_in_a_row - 1).min(20)
+                };
                 let wait = base.saturating_mul(factor).min(MAX_BACKOFF);
                 self.backoff_until_ms = now_ms + u64::try_from(wait.as_millis()).unwrap_or(0);
                 self.last_error = Some(error.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(lied: bool, unreachable: bool) -> Outcome {
+        Outcome::Failed {
+            error: "x".into(),
+            lied,
+            unreachable,
+        }
+    }
+
+    /// Bad answers back a peer off longer and longer; an unreachable peer is tried again
+    /// every period; a success clears both.
+    #[test]
+    fn backoff_grows_for_bad_answers_not_for_silence() {
+        let base = Duration::from_secs(5);
+        let mut h = PeerHealth::default();
+        for (i, want) in [5_000u64, 10_000, 20_000, 40_000].iter().enumerate() {
+            h.record(&failed(false, false), base, 0);
+            assert_eq!(h.backoff_until_ms, *want, "failure {}", i + 1);
+        }
+        h.record(&Outcome::Stored(1), base, 0);
+        assert_eq!((h.failures_in_a_row, h.backoff_until_ms), (0, 0));
+        for _ in 0..6 {
+            h.record(&failed(false, true), base, 1_000);
+            assert_eq!(h.backoff_until_ms, 6_000);
+        }
+        assert_eq!(h.failures_in_a_row, 6);
+        h.record(&failed(true, true), base, 0);
+        assert_eq!(h.lies, 1);
+        assert_eq!(
+            h.backoff_until_ms,
+            5_000 << 6,
+            "a lie backs off by the count"
+        );
     }
 }

@@ -174,6 +174,7 @@ fn outcome(r: &Result<u32, PeerError>) -> crate::health::Outcome {
         Err(e) => crate::health::Outcome::Failed {
             error: e.to_string(),
             lied: matches!(e, PeerError::NoProgress(_)),
+            unreachable: matches!(e, PeerError::Unreachable(_) | PeerError::Deadline(_)),
         },
     }
 }

@@ -20,6 +20,14 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The process ended while starting.
+    #[error("node {index} exited while starting; its log: {log}")]
+    Exited {
+        /// Which node.
+        index: usize,
+        /// Its log file.
+        log: String,
+    },
     /// It did not answer `GET /status` in time.
     #[error("node {index} did not answer on {addr} within {secs} s; its log: {log}")]
     NotUp {
@@ -80,11 +88,32 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// A free loopback port, by binding port 0 and letting it go. Racy in principle; the
-/// testbed binds every port it picks at once, before anything else starts.
-pub fn free_port() -> std::io::Result<SocketAddr> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    l.local_addr()
+/// `n` distinct free loopback ports for nodes' APIs, below the kernel's ephemeral range:
+/// ports the kernel hands out for port 0 (the proxies, every client socket) never take
+/// them, even while a node is down between a kill and a restart. All are held at once while
+/// choosing, so no two nodes get the same one.
+pub fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000u16, low.saturating_sub(1).max(10_001));
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n.saturating_mul(100).max(1000) {
+        if held.len() == n {
+            break;
+        }
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", fastrand::u16(from..to))) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("not {n} free ports in {from}..{to}"),
+        ));
+    }
+    held.iter().map(std::net::TcpListener::local_addr).collect()
 }
 
 impl Node {
@@ -147,15 +176,22 @@ impl Node {
         Ok(())
     }
 
-    /// Waits until the node answers `GET /status`.
+    /// Waits until the node answers `GET /status`; an error at once if the process ended
+    /// (another process answering on its port must not pass for it).
     pub async fn wait_up(
-        &self,
+        &mut self,
         client: &reqwest::Client,
         within: Duration,
     ) -> Result<(), NodeError> {
         let began = tokio::time::Instant::now();
         let url = format!("http://{}/status", self.spec.listen);
         while began.elapsed() < within {
+            if self.died() {
+                return Err(NodeError::Exited {
+                    index: self.spec.index,
+                    log: self.log.display().to_string(),
+                });
+            }
             if let Ok(r) = client.get(&url).send().await {
                 if r.status().is_success() {
                     return Ok(());
@@ -183,10 +219,17 @@ impl Node {
         self.spawn()
     }
 
-    /// Whether the process runs.
+    /// Whether the process runs (or was killed by the testbed: `false`).
     #[must_use]
     pub fn running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Whether a process the testbed did not kill has ended (a crash, a port in use).
+    pub fn died(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     /// Its pid, while it runs.

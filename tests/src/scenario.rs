@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::link::{Link, Proxy, Shaper, State};
-use crate::node::{free_port, usage, Node, NodeError, NodeSpec};
+use crate::node::{free_ports, usage, Node, NodeError, NodeSpec};
 use crate::topology::{self, Edges};
 use crate::trace::{self, ChainBlock, Event};
 
@@ -193,8 +193,10 @@ pub struct Report {
     pub lost: usize,
     /// Records on the final chain more than once.
     pub duplicated: usize,
-    /// Whether every node ended on the same tip with an empty mempool.
+    /// Whether every node ended on the same tip with an empty mempool (and none died).
     pub converged: bool,
+    /// Node processes that ended on their own (crashed) during the run.
+    pub died: usize,
     /// The final height.
     pub height: u32,
 }
@@ -353,7 +355,7 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     }
 
     // Links and the proxies in front of every node, one per peer that reaches it.
-    let listens: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let listens: Vec<SocketAddr> = free_ports(n)?;
     let mut links = BTreeMap::new();
     for &(a, b) in &edges {
         for (from, to) in [(a, b), (b, a)] {
@@ -497,6 +499,7 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     // The relays stop; what the nodes hold gets mined and agreed on.
     bed.stop_relays.send_replace(true);
     let converged = bed.one_tip(s.drain, true).await.is_some();
+    let died = bed.nodes.iter_mut().map(Node::died).filter(|d| *d).count();
     let run_secs = bed_start.elapsed().as_secs_f64();
     let mut cpu = Vec::new();
     let mut rss_max = 0;
@@ -527,7 +530,8 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     report.cpu_mean = cpu.iter().sum::<f64>() / cpu.len().max(1) as f64;
     report.cpu_max = cpu.iter().copied().fold(0.0, f64::max);
     report.rss_max = rss_max;
-    report.converged = converged;
+    report.converged = converged && died == 0;
+    report.died = died;
     Ok(report)
 }
 
@@ -681,7 +685,11 @@ impl Report {
             self.records_read,
             self.lost,
             self.duplicated,
-            if self.converged { "yes" } else { "NO" },
+            match (self.converged, self.died) {
+                (true, _) => "yes".to_owned(),
+                (false, 0) => "NO".to_owned(),
+                (false, d) => format!("NO ({d} died)"),
+            },
         )
     }
 }

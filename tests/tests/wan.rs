@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use gridledger_testbed::link::{Link, Proxy};
-use gridledger_testbed::node::{free_port, Node, NodeSpec};
+use gridledger_testbed::node::{free_ports, Node, NodeSpec};
 use gridledger_testbed::scenario::{self, Disturbance, Scenario};
 use gridledger_testbed::topology;
 
@@ -77,7 +77,7 @@ async fn line_of_five(mode: &str) {
 
     let n = 5;
     let edges = topology::line(n);
-    let listens: Vec<SocketAddr> = (0..n).map(|_| free_port().expect("port")).collect();
+    let listens: Vec<SocketAddr> = free_ports(n).expect("ports");
     let mut proxies = Vec::new();
     let mut peers = vec![Vec::new(); n];
     for &(a, b) in &edges {
