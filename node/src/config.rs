@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// it) [default: 60]
     #[arg(long, env = "GRIDLEDGER_POLL_SECS")]
     pub poll_secs: Option<f64>,
-    /// Seconds per mining turn: the node first in turn for a relay-minute mines at once,
+    /// Seconds per mining turn: the node first in turn for a minute mines at once,
     /// the next this much later, and so on; longer than a block takes to reach every node
     /// (0: every node mines every record at once) [default: poll period / 30, at most 2]
     #[arg(long, env = "GRIDLEDGER_MINING_SLOT_SECS")]

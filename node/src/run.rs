@@ -75,7 +75,7 @@ pub struct NodeConfig {
     /// other than loopback; `None`: loopback only.
     pub admin_token: Option<String>,
     /// The wait per turn before mining a record no block has brought yet
-    /// ([`crate::policy`]): the node first in turn for a relay-minute mines at once, the
+    /// ([`crate::policy`]): the node first in turn for a minute mines at once, the
     /// next one slot later, and so on. Longer than a block takes to reach every node; zero
     /// mines everything at once.
     pub mining_slot: Duration,

@@ -117,7 +117,7 @@ async fn line_of_five(mode: &str) {
         );
     }
     let client = gridledger_testbed::node::http_client().expect("client");
-    for node in &nodes {
+    for node in &mut nodes {
         node.wait_up(&client, Duration::from_secs(60))
             .await
             .expect("up");
