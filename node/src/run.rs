@@ -135,14 +135,24 @@ pub struct RunningNode {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// How long [`RunningNode::stop`] waits for a pull in flight to let the ledger go: past
+/// the peers' connect and request timeout.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 impl RunningNode {
     /// Stops every task and closes the HTTP server; the ledger is closed when the last
-    /// handle to it goes.
+    /// handle to it goes. Pulls run on tasks of their own that end by their timeouts: this
+    /// waits for them, up to [`STOP_WAIT`], so that the data dir can be opened again at
+    /// once (redb refuses a database still open).
     pub async fn stop(self) {
         self.stop.notify_waiters();
         for t in self.tasks {
             t.abort();
             let _ = t.await;
+        }
+        let began = tokio::time::Instant::now();
+        while Arc::strong_count(&self.shared) > 1 && began.elapsed() < STOP_WAIT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
