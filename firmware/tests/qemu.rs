@@ -32,7 +32,7 @@ fn transact(s: &mut TcpStream, pdu: &[u8]) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 256];
     loop {
-        let got = s.read(&mut chunk).expect("the firmware answers within 2 s");
+        let got = s.read(&mut chunk).expect("the firmware answers within 5 s");
         assert!(got > 0, "QEMU closed the serial port");
         buf.extend_from_slice(&chunk[..got]);
         if let Ok((unit, pdu)) = parse_frame(&buf) {

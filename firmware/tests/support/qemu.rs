@@ -107,7 +107,7 @@ pub fn boot(image: &PathBuf) -> Option<(Qemu, TcpStream)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(s) = TcpStream::connect(addr) {
-            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
             s.set_nodelay(true).ok()?;
             return Some((qemu, s));
         }
