@@ -96,8 +96,9 @@ pub fn start(image: &PathBuf) -> Option<(Qemu, SocketAddr)> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Let QEMU notice the probe has gone before the real client connects.
-    std::thread::sleep(Duration::from_millis(100));
+    // Let QEMU notice the probe has gone before the real client connects (a loaded QEMU
+    // can take a few hundred ms; connecting earlier leaves the client unheard).
+    std::thread::sleep(Duration::from_millis(1000));
     Some((qemu, addr))
 }
 
