@@ -153,7 +153,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => run(*args),
         Command::Demo(config) => on_runtime(|| async move {
-            match gridledger::demo::demo(config, shutdown_signal()).await {
+            match gridledger::demo::demo(config, gridledger::run::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
@@ -253,22 +253,6 @@ fn repair(args: gridledger::repair::RepairArgs) -> ExitCode {
     })
 }
 
-/// Ctrl-C or SIGTERM (systemd, docker stop): either stops the node cleanly.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-}
-
 /// Runs `f`'s future on a new multi-threaded runtime.
 fn on_runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
@@ -305,7 +289,7 @@ fn run(args: RunArgs) -> ExitCode {
             "gridledger: node on {scheme}://{}/ (dashboard) and /status; Ctrl-C or SIGTERM stops it",
             node.addr
         );
-        shutdown_signal().await;
+        gridledger::run::shutdown_signal().await;
         eprintln!("gridledger: stopping");
         node.stop().await;
         ExitCode::SUCCESS

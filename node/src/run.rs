@@ -382,3 +382,19 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         tasks,
     })
 }
+
+/// Ctrl-C or SIGTERM (systemd, docker stop): either stops the node cleanly.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

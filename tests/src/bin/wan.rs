@@ -168,7 +168,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         // Ctrl-C or SIGTERM drops the scenario: every node process is killed with it.
         let outcome = tokio::select! {
             r = scenario::run(&s, &exe, dir.path()) => r,
-            () = stop_signal() => {
+            () = gridledger::run::shutdown_signal() => {
                 eprintln!("wan: stopped; the nodes are killed");
                 return std::process::ExitCode::FAILURE;
             }
@@ -188,21 +188,5 @@ async fn run(args: Args) -> std::process::ExitCode {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
