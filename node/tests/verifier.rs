@@ -305,7 +305,35 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
     )
     .await
     .expect("node starts");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The proof lie alters an audit path, and a block of one record has none: wait (at
+    // most 30 s) until the chain holds a block of two records, however the relays'
+    // minutes fell into blocks on this machine.
+    let client = gridledger::wire::builder().build().expect("http client");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let doc: serde_json::Value = match client
+            .get(format!("http://{}/chain", node.addr))
+            .header("accept", "application/json")
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        let blocks = doc["chain"].as_array().cloned().unwrap_or_default();
+        let paired = blocks
+            .iter()
+            .any(|b| b["records"].as_array().is_some_and(|r| r.len() >= 2));
+        if paired && blocks.len() >= 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no block of two records in 30 s: {} blocks",
+            blocks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     let (ok, msg) = check_node(node.addr).await;
     assert!(ok, "the outside check refused an honest node: {msg}");
