@@ -80,13 +80,14 @@ async fn run(n: u16, args: &Args, profiles: &[(String, Arc<Profile>)]) -> Result
         devices.push((
             name.clone(),
             Device {
-                profile: Arc::clone(profile),
+                profile: Arc::clone(profile).into(),
                 unit: u8::try_from(i + 1).map_err(|e| e.to_string())?,
                 device_unit: profile.unit,
                 relay: RelayId(1000 + u32::from(i)),
                 name: format!("dev {i}"),
                 substation: String::new(),
                 upstream: Upstream::Tcp(addr.to_string()),
+                ied: None,
             },
         ));
     }

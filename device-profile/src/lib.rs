@@ -15,6 +15,7 @@
 //! - [`faults`]: fault openings from a counter or a status bit.
 
 pub mod faults;
+pub mod iec61850;
 pub mod plan;
 pub mod unit;
 pub mod value;
@@ -262,6 +263,9 @@ struct RawFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDevice {
+    /// `modbus` (the default) or `iec61850` (read by [`iec61850::MmsProfile`]).
+    #[serde(rename = "kind")]
+    protocol: Option<String>,
     name: String,
     maker: String,
     model: String,
@@ -332,7 +336,7 @@ struct RawBlock {
 }
 
 /// The line (1-based) of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
         .map_or(1, |t| t.bytes().filter(|&b| b == b'\n').count() + 1)
 }
@@ -377,6 +381,24 @@ impl Profile {
 
         let dev_line = at(raw.device.span());
         let dev = raw.device.into_inner();
+        match dev.protocol.as_deref() {
+            None | Some("modbus") => {}
+            Some("iec61850") => {
+                return Err(err(
+                    dev_line,
+                    "device.kind",
+                    "an IEC 61850 profile, read over MMS: give the device upstream=mms://HOST:PORT"
+                        .into(),
+                ))
+            }
+            Some(k) => {
+                return Err(err(
+                    dev_line,
+                    "device.kind",
+                    format!("'{k}': use modbus (the default) or iec61850"),
+                ))
+            }
+        }
         if dev.source.trim().is_empty() {
             return Err(err(
                 dev_line,
@@ -997,7 +1019,7 @@ fn fits(v: f64, kind: Kind) -> bool {
 }
 
 /// The range relay-core stores for `q`, in its integers.
-fn range(q: Quantity) -> (f64, f64) {
+pub(crate) fn range(q: Quantity) -> (f64, f64) {
     use Quantity as Q;
     match q {
         Q::Vab | Q::Vbc | Q::Vca | Q::Ia | Q::Ib | Q::Ic => (0.0, f64::from(u32::MAX)),
@@ -1007,8 +1029,9 @@ fn range(q: Quantity) -> (f64, f64) {
     }
 }
 
-/// Every profile (`*.toml`) in `dir`, checked, in file-name order: for tools and tests
-/// that play or record each shipped profile. The first bad file ends it.
+/// Every Modbus profile (`*.toml` whose `[device]` has no `kind = "iec61850"`) in `dir`,
+/// checked, in file-name order: for tools and tests that play or record each shipped
+/// Modbus profile. The first bad file ends it.
 pub fn load_dir(dir: &Path) -> Result<Vec<(std::path::PathBuf, Profile)>, ProfileError> {
     let unreadable = |e: std::io::Error| ProfileError {
         file: dir.display().to_string(),
@@ -1020,6 +1043,12 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(std::path::PathBuf, Profile)>, Profil
         .map_err(unreadable)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| iec61850::kind_of(&t))
+                .is_none_or(|k| k != "iec61850")
+        })
         .collect();
     files.sort();
     files

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
+pub mod mms;
 pub mod recorder;
 
 use std::future::Future;

@@ -77,14 +77,16 @@ struct Args {
     )]
     sync_units: Vec<u8>,
     /// Record a device through a device profile and serve it as a relay of the gridledger
-    /// register map: PROFILE,unit=U,relay=R[,name=N][,device-unit=D][,upstream=tcp://H:P].
+    /// register map: PROFILE,unit=U,relay=R[,name=N][,device-unit=D][,upstream=URL][,ied=I].
     /// unit is the unit id the gateway serves it under, relay the relay id its records
     /// carry, device-unit its own unit id (the profile's by default), upstream a Modbus TCP
-    /// device (the serial bus by default). Repeat for several devices.
+    /// device (tcp://H:P; the serial bus by default) or, for an IEC 61850 profile, an IED
+    /// over MMS (mms://H[:P], port 102 by default), ied the IED's name (asked of the IED by
+    /// default; docs/iec61850.md). Repeat for several devices.
     #[arg(long = "device", env = "GATEWAY_DEVICES", value_delimiter = ';')]
     devices: Vec<String>,
-    /// The Modbus TCP device (tcp://HOST:PORT) of every --device that names no upstream=
-    /// of its own [default: the serial bus].
+    /// The upstream (tcp://HOST:PORT, or mms://HOST[:PORT] for IEC 61850 profiles) of every
+    /// --device that names no upstream= of its own [default: the serial bus].
     #[arg(long, env = "GATEWAY_UPSTREAM")]
     upstream: Option<String>,
     /// Seconds between the recorder's samples, aligned to the host's UTC clock: 10, 12,
@@ -185,7 +187,7 @@ fn main() -> ExitCode {
         let recorded: Vec<String> = config
             .devices
             .iter()
-            .map(|d| format!("unit {} = {} (relay {})", d.unit, d.profile.name, d.relay))
+            .map(|d| format!("unit {} = {} (relay {})", d.unit, d.profile.name(), d.relay))
             .collect();
         let gateway = match Gateway::bind(config).await {
             Ok(g) => g,

@@ -21,13 +21,15 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use device_profile::faults::FaultTracker;
-use device_profile::{Faults, Profile, Table};
+use device_profile::iec61850::MmsProfile;
+use device_profile::{Faults, Profile, Reading, Table};
 use relay_core::registers::{Exception, LiveValues, RegisterImage};
 use relay_core::{Identity, Minute, MinuteRecord, RecordFlags, RelayId, Sample, MAX_SAMPLES};
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
 use tracing::{info, warn};
 
+use crate::mms::MmsSource;
 use crate::Bus;
 
 /// Where a device is reached.
@@ -37,13 +39,67 @@ pub enum Upstream {
     Bus,
     /// A Modbus TCP device (`tcp://host:port`).
     Tcp(String),
+    /// An IEC 61850 IED over MMS (`mms://host:port`, port 102 by default).
+    Mms(String),
+}
+
+/// How a device is read: a Modbus register layout or an IEC 61850 data model.
+#[derive(Clone, Debug)]
+pub enum DeviceProfile {
+    /// A Modbus profile ([`Profile`]).
+    Modbus(Arc<Profile>),
+    /// An IEC 61850 profile ([`MmsProfile`]).
+    Iec61850(Arc<MmsProfile>),
+}
+
+impl DeviceProfile {
+    /// The profile's short name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            DeviceProfile::Modbus(p) => &p.name,
+            DeviceProfile::Iec61850(p) => &p.name,
+        }
+    }
+
+    /// Reads and checks the profile at `path`, of either kind.
+    pub fn load(path: &std::path::Path) -> Result<DeviceProfile, device_profile::ProfileError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| device_profile::ProfileError {
+            file: file.clone(),
+            line: 0,
+            key: "(file)".into(),
+            reason: e.to_string(),
+        })?;
+        if device_profile::iec61850::kind_of(&text).as_deref() == Some("iec61850") {
+            Ok(DeviceProfile::Iec61850(Arc::new(MmsProfile::parse(
+                &file, &text,
+            )?)))
+        } else {
+            Ok(DeviceProfile::Modbus(Arc::new(Profile::parse(
+                &file, &text,
+            )?)))
+        }
+    }
+}
+
+impl From<Arc<Profile>> for DeviceProfile {
+    fn from(p: Arc<Profile>) -> Self {
+        DeviceProfile::Modbus(p)
+    }
+}
+
+impl From<Arc<MmsProfile>> for DeviceProfile {
+    fn from(p: Arc<MmsProfile>) -> Self {
+        DeviceProfile::Iec61850(p)
+    }
 }
 
 /// A device to record.
 #[derive(Clone, Debug)]
 pub struct Device {
     /// Its profile.
-    pub profile: Arc<Profile>,
+    pub profile: DeviceProfile,
     /// The unit id it is served under on the gateway's Modbus TCP side.
     pub unit: u8,
     /// Its unit id on its own bus or TCP server (the profile's by default).
@@ -56,6 +112,8 @@ pub struct Device {
     pub substation: String,
     /// Where it is reached.
     pub upstream: Upstream,
+    /// An IEC 61850 IED's name (`ied=`); `None`: asked of the IED.
+    pub ied: Option<String>,
 }
 
 /// What a recorder did, for logs and tests.
@@ -280,6 +338,41 @@ impl Conn {
 }
 
 /// The minute being recorded.
+/// Where a sample comes from.
+enum Source {
+    Modbus { conn: Conn, profile: Arc<Profile> },
+    Mms(Box<MmsSource>),
+}
+
+impl Source {
+    /// One sample: the profile's reads (Modbus) or its one MMS Read, decoded.
+    async fn sample(&mut self, rec: &Recording) -> Result<Reading, String> {
+        match self {
+            Source::Modbus { conn, profile } => {
+                let mut answers = Vec::with_capacity(profile.reads().len());
+                for r in profile.reads() {
+                    rec.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    answers.push(
+                        conn.read(
+                            rec.device.device_unit,
+                            r.table,
+                            r.start,
+                            r.count,
+                            profile.timeout,
+                        )
+                        .await?,
+                    );
+                }
+                profile.decode(&answers).map_err(|e| e.to_string())
+            }
+            Source::Mms(m) => {
+                rec.stats.requests.fetch_add(1, Ordering::Relaxed);
+                m.sample().await
+            }
+        }
+    }
+}
+
 struct Open {
     minute: Minute,
     slots: [Option<Sample>; MAX_SAMPLES],
@@ -325,15 +418,46 @@ impl Open {
 /// on it.
 pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clock: Clock) {
     let device = &rec.device;
-    let profile = Arc::clone(&device.profile);
-    let mut conn = match (&device.upstream, bus) {
-        (Upstream::Tcp(addr), _) => Conn::Tcp {
-            addr: addr.clone(),
-            unit: device.device_unit,
-            ctx: None,
-        },
-        (Upstream::Bus, Some(bus)) => Conn::Bus(bus),
-        (Upstream::Bus, None) => {
+    let (mut source, wrap) = match (&device.profile, &device.upstream, bus) {
+        (DeviceProfile::Iec61850(p), Upstream::Mms(addr), _) => (
+            Source::Mms(Box::new(MmsSource::new(
+                addr.clone(),
+                Arc::clone(p),
+                device.ied.clone(),
+            ))),
+            // An INT32 operation counter: a decrease is a reset, not a wrap.
+            None,
+        ),
+        (DeviceProfile::Iec61850(_), _, _) => {
+            warn!(
+                unit = device.unit,
+                "an IEC 61850 profile needs upstream=mms://HOST:PORT: not recorded"
+            );
+            return;
+        }
+        (DeviceProfile::Modbus(p), Upstream::Mms(_), _) => {
+            warn!(unit = device.unit, profile = %p.name, "a Modbus profile cannot be read over MMS: not recorded");
+            return;
+        }
+        (DeviceProfile::Modbus(p), Upstream::Tcp(addr), _) => (
+            Source::Modbus {
+                conn: Conn::Tcp {
+                    addr: addr.clone(),
+                    unit: device.device_unit,
+                    ctx: None,
+                },
+                profile: Arc::clone(p),
+            },
+            counter_wrap(p),
+        ),
+        (DeviceProfile::Modbus(p), Upstream::Bus, Some(bus)) => (
+            Source::Modbus {
+                conn: Conn::Bus(bus),
+                profile: Arc::clone(p),
+            },
+            counter_wrap(p),
+        ),
+        (DeviceProfile::Modbus(_), Upstream::Bus, None) => {
             warn!(
                 unit = device.unit,
                 "device on the serial bus, but no --serial: not recorded"
@@ -343,10 +467,6 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
     };
     let step_ms = u64::from(sample_secs.clamp(10, 60)) * 1000;
     let per_record = usize::from(rec.samples_per_record);
-    let wrap = match &profile.faults {
-        Some(Faults::Counter { kind, .. }) => kind.wrap(),
-        _ => None,
-    };
     let mut tracker = FaultTracker::new();
     let mut open: Option<Open> = None;
     let mut seq = 0u16;
@@ -403,31 +523,7 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
 
         // One sample: the profile's reads, in order.
         rec.stats.note_jitter(late_us);
-        let mut answers = Vec::with_capacity(profile.reads().len());
-        let mut failure = None;
-        for r in profile.reads() {
-            rec.stats.requests.fetch_add(1, Ordering::Relaxed);
-            match conn
-                .read(
-                    device.device_unit,
-                    r.table,
-                    r.start,
-                    r.count,
-                    profile.timeout,
-                )
-                .await
-            {
-                Ok(v) => answers.push(v),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        let reading = match failure {
-            Some(e) => Err(e),
-            None => profile.decode(&answers).map_err(|e| e.to_string()),
-        };
+        let reading = source.sample(&rec).await;
         match reading {
             Ok(reading) => {
                 if let Some(why) = down.take() {
@@ -465,6 +561,14 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
 
 /// True if a sample in `minute` may be taken: not in a minute already closed, nor before
 /// the open one (the host's clock stepped back).
+/// Where a Modbus counter wraps (its largest value plus one), if it is one.
+fn counter_wrap(p: &Profile) -> Option<u128> {
+    match &p.faults {
+        Some(Faults::Counter { kind, .. }) => kind.wrap(),
+        _ => None,
+    }
+}
+
 fn may_sample(minute: Minute, open: Option<Minute>, last_closed: Option<Minute>) -> bool {
     !(last_closed.is_some_and(|c| minute <= c) || open.is_some_and(|o| minute < o))
 }
@@ -497,9 +601,9 @@ pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError>
         .next()
         .filter(|p| !p.is_empty())
         .ok_or_else(|| DeviceError::Syntax(format!("'{spec}': start with the profile's path")))?;
-    let profile = Arc::new(Profile::load(std::path::Path::new(path))?);
-    let (mut unit, mut relay, mut name, mut device_unit, mut upstream) =
-        (None, None, None, None, Upstream::Bus);
+    let profile = DeviceProfile::load(std::path::Path::new(path))?;
+    let (mut unit, mut relay, mut name, mut device_unit, mut upstream, mut ied) =
+        (None, None, None, None, Upstream::Bus, None);
     for part in parts {
         let (k, v) = part
             .split_once('=')
@@ -516,9 +620,27 @@ pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError>
             "device-unit" => device_unit = Some(num(247)? as u8),
             "name" => name = Some(v.to_owned()),
             "upstream" => {
+                if let Some(addr) = v.strip_prefix("mms://") {
+                    // MMS's well-known port (ISO on TCP, RFC 1006) when none is given.
+                    let addr = if addr.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+                        addr.to_owned()
+                    } else {
+                        format!("{addr}:102")
+                    };
+                    if addr
+                        .rsplit_once(':')
+                        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                    {
+                        return Err(DeviceError::Syntax(format!(
+                            "upstream={v}: use mms://HOST[:PORT]"
+                        )));
+                    }
+                    upstream = Upstream::Mms(addr);
+                    continue;
+                }
                 let addr = v.strip_prefix("tcp://").ok_or_else(|| {
                     DeviceError::Syntax(format!(
-                        "upstream={v}: use tcp://HOST:PORT (or leave it out for the serial bus)"
+                        "upstream={v}: use tcp://HOST:PORT, mms://HOST[:PORT] (IEC 61850), or leave it out for the serial bus"
                     ))
                 })?;
                 if addr
@@ -531,9 +653,20 @@ pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError>
                 }
                 upstream = Upstream::Tcp(addr.to_owned());
             }
+            "ied" => {
+                if v.is_empty()
+                    || v.len() > 64
+                    || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    return Err(DeviceError::Syntax(format!(
+                        "ied={v}: an IED name is 1 to 64 letters, digits and _"
+                    )));
+                }
+                ied = Some(v.to_owned());
+            }
             _ => {
                 return Err(DeviceError::Syntax(format!(
-                    "'{k}': the keys are unit, relay, name, device-unit, upstream"
+                    "'{k}': the keys are unit, relay, name, device-unit, upstream, ied"
                 )))
             }
         }
@@ -548,21 +681,45 @@ pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError>
             "'{spec}': give relay=R, the relay id its records carry"
         ))
     })?;
-    let name = name.unwrap_or_else(|| profile.name.clone());
+    match (&profile, &upstream) {
+        (DeviceProfile::Iec61850(_), Upstream::Mms(_))
+        | (DeviceProfile::Modbus(_), Upstream::Tcp(_) | Upstream::Bus) => {}
+        (DeviceProfile::Iec61850(p), _) => {
+            return Err(DeviceError::Syntax(format!(
+                "'{spec}': {} is an IEC 61850 profile: give upstream=mms://HOST[:PORT]",
+                p.name
+            )))
+        }
+        (DeviceProfile::Modbus(p), Upstream::Mms(_)) => return Err(DeviceError::Syntax(format!(
+            "'{spec}': {} is a Modbus profile: give upstream=tcp://HOST:PORT or use the serial bus",
+            p.name
+        ))),
+    }
+    if ied.is_some() && !matches!(upstream, Upstream::Mms(_)) {
+        return Err(DeviceError::Syntax(format!(
+            "'{spec}': ied= names an IEC 61850 IED, read with upstream=mms://"
+        )));
+    }
+    let name = name.unwrap_or_else(|| profile.name().to_owned());
     if name.len() > relay_core::Identity::NAME_MAX {
         return Err(DeviceError::Syntax(format!(
             "name '{name}' is over {} bytes",
             relay_core::Identity::NAME_MAX
         )));
     }
+    let default_unit = match &profile {
+        DeviceProfile::Modbus(p) => p.unit,
+        DeviceProfile::Iec61850(_) => 1,
+    };
     Ok(Device {
-        device_unit: device_unit.unwrap_or(profile.unit),
+        device_unit: device_unit.unwrap_or(default_unit),
         profile,
         unit,
         relay: RelayId(relay),
         name,
         substation: substation.to_owned(),
         upstream,
+        ied,
     })
 }
 
@@ -619,6 +776,37 @@ mod tests {
             format!("{profile},unit=9,relay=1,colour=red"),
             format!("{profile},unit=9,relay=1,name={}", "x".repeat(40)),
             ",unit=9,relay=1".to_owned(),
+        ] {
+            assert!(
+                matches!(parse_device(&bad, ""), Err(DeviceError::Syntax(_))),
+                "{bad} accepted"
+            );
+        }
+        // An IEC 61850 profile goes with mms:// (port 102 by default), a Modbus one never.
+        let ied = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../profiles/generic-iec61850-ied.toml"
+        );
+        let d = parse_device(&format!("{ied},unit=3,relay=9,upstream=mms://10.0.0.7"), "")
+            .expect("parses");
+        assert_eq!(d.upstream, Upstream::Mms("10.0.0.7:102".into()));
+        assert!(matches!(d.profile, DeviceProfile::Iec61850(_)));
+        let d = parse_device(
+            &format!("{ied},unit=3,relay=9,upstream=mms://[::1]:10102,ied=GLRelay"),
+            "",
+        )
+        .expect("parses");
+        assert_eq!(
+            (d.upstream, d.ied.as_deref()),
+            (Upstream::Mms("[::1]:10102".into()), Some("GLRelay"))
+        );
+        for bad in [
+            format!("{ied},unit=3,relay=9"),
+            format!("{ied},unit=3,relay=9,upstream=tcp://10.0.0.7:502"),
+            format!("{ied},unit=3,relay=9,upstream=mms://10.0.0.7:x"),
+            format!("{ied},unit=3,relay=9,upstream=mms://h:102,ied=bad/name"),
+            format!("{profile},unit=3,relay=9,upstream=mms://10.0.0.7:102"),
+            format!("{profile},unit=3,relay=9,upstream=tcp://10.0.0.7:502,ied=X"),
         ] {
             assert!(
                 matches!(parse_device(&bad, ""), Err(DeviceError::Syntax(_))),

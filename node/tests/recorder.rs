@@ -97,13 +97,14 @@ async fn recorder(
     let g = gateway::Gateway::bind(gateway::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         devices: vec![Device {
-            profile: Arc::clone(profile),
+            profile: Arc::clone(profile).into(),
             unit: 7,
             device_unit: profile.unit,
             relay: RelayId(RELAY),
             name: "Feeder 7".into(),
             substation: "Test".into(),
             upstream: Upstream::Tcp(upstream.to_string()),
+            ied: None,
         }],
         clock: Some(clock),
         ..gateway::Config::default()
@@ -440,13 +441,14 @@ async fn the_recorder_reads_every_shipped_profile() {
         let (addr, stop) = device(&p, SocketAddr::from(([127, 0, 0, 1], 0)), s).await;
         stops.push(stop);
         devices.push(Device {
-            profile: Arc::clone(&p),
+            profile: Arc::clone(&p).into(),
             unit: i as u8 + 1,
             device_unit: p.unit,
             relay: RelayId(RELAY),
             name: format!("dev {i}"),
             substation: String::new(),
             upstream: Upstream::Tcp(addr.to_string()),
+            ied: None,
         });
         profiles.push((f, p));
     }

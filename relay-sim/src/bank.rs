@@ -4,9 +4,9 @@
 //! under the write lock, so a single request always sees one consistent image: the record
 //! block is never torn within one read.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
-use relay_core::registers::{Exception, RegisterImage};
+use relay_core::registers::{Exception, LiveValues, RegisterImage};
 use relay_core::signal::SignalModel;
 use relay_core::{Identity, Minute, MinuteRecord, RecordFlags, RelayId};
 
@@ -17,8 +17,29 @@ use crate::layout::Foreign;
 pub struct Relay {
     unit: u8,
     id: RelayId,
+    name: String,
     image: RwLock<RegisterImage>,
     foreign: Option<Foreign>,
+    openings: Mutex<Openings>,
+}
+
+/// Fault openings since the relay started, for a sink that publishes a counter.
+#[derive(Debug, Default)]
+struct Openings {
+    /// The minute of the last sample published.
+    minute: Option<Minute>,
+    /// Openings of the minutes before it.
+    before: u64,
+    /// The count at the last sample.
+    last: u64,
+}
+
+/// Something else that publishes the bank's samples (the MMS server): it is handed each
+/// sample right after the Modbus live block takes it.
+pub trait SampleSink: Send + Sync + std::fmt::Debug {
+    /// The sample of the relay at `index` (unit id order); `openings` counts its fault
+    /// openings since the simulator started, `tripped` says it grew since the last sample.
+    fn sample(&self, index: usize, live: &LiveValues, openings: u64, tripped: bool);
 }
 
 impl Relay {
@@ -40,6 +61,12 @@ impl Relay {
         image.read(address, quantity).map(<[u16]>::to_vec)
     }
 
+    /// Its name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The foreign layout this relay plays instead of relay-core's map, if any.
     #[must_use]
     pub fn foreign(&self) -> Option<&Foreign> {
@@ -58,6 +85,7 @@ pub struct Bank {
     first_unit: u8,
     model: SignalModel,
     samples_per_record: u16,
+    sink: OnceLock<Arc<dyn SampleSink>>,
 }
 
 /// Who the relays of a bank are.
@@ -96,6 +124,8 @@ impl Bank {
                 Relay {
                     unit,
                     id,
+                    name,
+                    openings: Mutex::new(Openings::default()),
                     image: RwLock::new(image),
                     foreign: spec
                         .layout
@@ -109,7 +139,14 @@ impl Bank {
             first_unit: spec.first_unit,
             model,
             samples_per_record: spec.samples_per_record,
+            sink: OnceLock::new(),
         }
+    }
+
+    /// Hands every later sample to `sink` as well; a bank takes one sink (a second is
+    /// refused and returned).
+    pub fn set_sink(&self, sink: Arc<dyn SampleSink>) -> Result<(), Arc<dyn SampleSink>> {
+        self.sink.set(sink)
     }
 
     /// The relay behind `unit`, if any.
@@ -127,7 +164,7 @@ impl Bank {
 
     /// Publishes, on every relay, the sample taken at Unix second `t`.
     pub fn publish_sample(&self, t: u64) {
-        for relay in &self.relays {
+        for (index, relay) in self.relays.iter().enumerate() {
             let values = self.model.live(relay.id, t, self.samples_per_record);
             if let Some(f) = &relay.foreign {
                 f.publish(&self.model, relay.id, &values, self.samples_per_record);
@@ -136,7 +173,36 @@ impl Bank {
                 image.set_live(&values);
                 image.set_clock(t);
             });
+            if let Some(sink) = self.sink.get() {
+                let (openings, tripped) = self.count_openings(relay, &values);
+                sink.sample(index, &values, openings, tripped);
+            }
         }
+    }
+
+    /// Openings since start at this sample: the minutes before this one (their records'
+    /// counts, from the signal model) and this minute's so far.
+    fn count_openings(&self, relay: &Relay, values: &LiveValues) -> (u64, bool) {
+        let mut o = relay
+            .openings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if o.minute != Some(values.minute) {
+            if let Some(prev) = o.minute.filter(|&m| m < values.minute) {
+                let closed = self.model.record(
+                    relay.id,
+                    prev,
+                    self.samples_per_record,
+                    RecordFlags::CLOCK_SET,
+                );
+                o.before += u64::from(closed.faults);
+            }
+            o.minute = Some(values.minute);
+        }
+        let now = o.before + u64::from(values.faults_so_far);
+        let tripped = now > o.last;
+        o.last = now;
+        (now, tripped)
     }
 
     /// Closes `minute` on every relay under sequence number `seq`; returns the records.

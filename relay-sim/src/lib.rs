@@ -17,7 +17,9 @@
 
 pub mod bank;
 pub mod clock;
+pub mod icd;
 pub mod layout;
+pub mod mms;
 mod server;
 
 use std::fmt;
@@ -70,6 +72,9 @@ pub struct Config {
     /// A device profile every relay plays instead of relay-core's map (`--layout`): the
     /// same signal model, served in a maker's register layout.
     pub layout: Option<Arc<device_profile::Profile>>,
+    /// Address to serve IEC 61850 MMS on as well (`--iec61850`), the model of
+    /// [`icd`]; `None` serves Modbus only.
+    pub iec61850: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -93,6 +98,7 @@ impl Default for Config {
                 request_deadline: Some(modbus_edge::DEFAULT_REQUEST_DEADLINE),
             },
             layout: None,
+            iec61850: None,
         }
     }
 }
@@ -127,6 +133,8 @@ pub enum SimError {
     Bind(SocketAddr, io::Error),
     /// The server failed while running.
     Serve(io::Error),
+    /// The IEC 61850 (MMS) server did not start.
+    Mms(mms::MmsError),
 }
 
 impl fmt::Display for SimError {
@@ -150,6 +158,7 @@ impl fmt::Display for SimError {
             ),
             SimError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             SimError::Serve(e) => write!(f, "Modbus server failed: {e}"),
+            SimError::Mms(e) => write!(f, "{e}"),
         }
     }
 }
@@ -158,6 +167,7 @@ impl std::error::Error for SimError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SimError::Bind(_, e) | SimError::Serve(e) => Some(e),
+            SimError::Mms(e) => Some(e),
             _ => None,
         }
     }
@@ -217,6 +227,7 @@ pub struct Simulator {
     bank: Arc<Bank>,
     clock: RelayClock,
     config: Config,
+    mms: Option<mms::MmsServer>,
 }
 
 impl Simulator {
@@ -248,12 +259,35 @@ impl Simulator {
         } else {
             RelayClock::capped(start_ms, config.minute_secs)
         };
+        let mms = match config.iec61850 {
+            Some(addr) => Some(
+                mms::MmsServer::start(addr, &bank, &config.substation)
+                    .await
+                    .map_err(SimError::Mms)?,
+            ),
+            None => None,
+        };
         Ok(Simulator {
             listener,
             bank,
             clock,
             config,
+            mms,
         })
+    }
+
+    /// The address the IEC 61850 (MMS) server bound, if it serves one.
+    #[must_use]
+    pub fn mms_addr(&self) -> Option<SocketAddr> {
+        self.mms.as_ref().map(|m| m.addr)
+    }
+
+    /// The ICD (SCL) text of the IEC 61850 model, with the MMS port bound (102 when MMS is
+    /// not served).
+    #[must_use]
+    pub fn icd(&self) -> String {
+        let port = self.mms_addr().map_or(102, |a| a.port());
+        mms::icd_of(&self.bank, &self.config.substation, port)
     }
 
     /// The address actually bound.
@@ -290,6 +324,9 @@ impl Simulator {
         ));
         let result = server::serve(self.listener, self.bank, self.config.limits, shutdown).await;
         ticker.abort();
+        if let Some(m) = self.mms {
+            m.stop().await;
+        }
         result.map_err(SimError::Serve)
     }
 }

@@ -97,6 +97,17 @@ struct Args {
     /// layout (see docs/profiles.md) instead of the gridledger map, on every unit
     #[arg(long, env = "RELAY_SIM_LAYOUT")]
     layout: Option<std::path::PathBuf>,
+
+    /// Serve IEC 61850 MMS on this address as well (ISO on TCP; port 102 is the standard
+    /// one and needs privileges): the same measurements as an IED with MMXU1, XCBR1 and
+    /// PTRC1 per relay (docs/iec61850.md).
+    #[arg(long, env = "RELAY_SIM_IEC61850")]
+    iec61850: Option<SocketAddr>,
+
+    /// Write the ICD (SCL) file describing the IEC 61850 model to FILE ('-' for stdout)
+    /// and exit.
+    #[arg(long, value_name = "FILE")]
+    write_icd: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -149,7 +160,11 @@ fn main() -> ExitCode {
                 .then(|| Duration::from_millis(args.request_deadline_ms)),
         },
         layout,
+        iec61850: args.iec61850,
     };
+    if let Some(path) = &args.write_icd {
+        return write_icd(&config, path);
+    }
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -190,6 +205,13 @@ fn main() -> ExitCode {
             }
         };
         info!("relay-sim serving Modbus TCP on {} ({summary})", sim.local_addr());
+        if let Some(addr) = sim.mms_addr() {
+            info!(
+                "relay-sim serving IEC 61850 MMS on {addr} (IED {}, logical devices {}LD0..)",
+                relay_sim::icd::IED_NAME,
+                relay_sim::icd::IED_NAME
+            );
+        }
         let shutdown = async {
             stop_signal().await;
             info!("shutting down");
@@ -202,6 +224,41 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `--write-icd`: the model's ICD, without serving anything.
+fn write_icd(config: &Config, path: &std::path::Path) -> ExitCode {
+    if let Err(e) = config.validate() {
+        error!("{e}");
+        return ExitCode::from(2);
+    }
+    let bank = relay_sim::Bank::new(
+        &relay_sim::BankSpec {
+            first_unit: config.unit_id,
+            relays: config.relays,
+            first_relay_id: config.relay_id,
+            name: config.relay_name.clone(),
+            substation: config.substation.clone(),
+            samples_per_record: config.samples_per_record(),
+            layout: None,
+        },
+        relay_core::signal::SignalModel::new(config.seed, config.profile),
+    );
+    let port = config.iec61850.map_or(102, |a| a.port());
+    let text = relay_sim::mms::icd_of(&bank, &config.substation, port);
+    let written = if path.as_os_str() == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::write(path, text)
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("--write-icd {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM; never if no handler can be set.

@@ -1,0 +1,510 @@
+//! IEC 61850 device profiles: where an IED publishes the ten quantities in its data model,
+//! read over MMS (docs/iec61850.md).
+//!
+//! A profile of `kind = "iec61850"` names, per quantity, an object reference relative to
+//! the IED (`LD0/MMXU1.PPV.phsAB.cVal.mag.f`: logical device instance, logical node, data
+//! object, data attribute), its functional constraint (`MX` for measurements) and the unit
+//! the value is in once multiplied by ten to the profile's `multiplier` (the SI multiplier
+//! of the data object's `units`). Fault openings come from an operation counter
+//! (`XCBR1.OpCnt.stVal`) or a trip indication (`PTRC1.Op.general`), as for Modbus.
+//!
+//! The IED's name, which MMS puts in front of the logical device (`GLRelayLD0`), is
+//! deliberately not in the profile: one profile serves every IED of a model, and the
+//! recorder learns the name from the IED's directory (or from `ied=` on the command line).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use relay_core::measure::Quantity;
+use relay_core::Sample;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{line_of, range, unit, DecodeError, FaultReading, ProfileError, Reading};
+
+/// A functional constraint (IEC 61850-8-1 section 8.1.3.2.2): the part of a data object a
+/// reference reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+pub enum Fc {
+    /// Measurands (analogue values).
+    MX,
+    /// Status information.
+    ST,
+    /// Configuration.
+    CF,
+    /// Description.
+    DC,
+    /// Setting (outside setting groups).
+    SP,
+}
+
+impl Fc {
+    /// Its two letters.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fc::MX => "MX",
+            Fc::ST => "ST",
+            Fc::CF => "CF",
+            Fc::DC => "DC",
+            Fc::SP => "SP",
+        }
+    }
+}
+
+/// An object reference relative to the IED: logical device instance and the rest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Reference {
+    /// The logical device instance (`LD0`).
+    pub ld: String,
+    /// Logical node, data object and attribute (`MMXU1.PPV.phsAB.cVal.mag.f`).
+    pub path: String,
+}
+
+impl Reference {
+    /// Parses `LD0/MMXU1.PPV.phsAB.cVal.mag.f`.
+    pub fn parse(s: &str) -> Result<Reference, String> {
+        let (ld, path) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}': write LDinst/LN.DO.DA, as LD0/MMXU1.Hz.mag.f"))?;
+        let ok_name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        if !ok_name(ld) {
+            return Err(format!(
+                "'{ld}': a logical device instance is letters, digits and _"
+            ));
+        }
+        let parts: Vec<&str> = path.split('.').collect();
+        if parts.len() < 3 || !parts.iter().all(|p| ok_name(p)) {
+            return Err(format!(
+                "'{path}': a logical node, a data object and an attribute, separated by dots"
+            ));
+        }
+        Ok(Reference {
+            ld: ld.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The IEC reference on the IED named `ied` (`GLRelayLD0/MMXU1.Hz.mag.f`).
+    #[must_use]
+    pub fn on(&self, ied: &str) -> String {
+        format!("{ied}{}/{}", self.ld, self.path)
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.ld, self.path)
+    }
+}
+
+/// Where one quantity sits in the IED's model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MmsPoint {
+    /// The quantity.
+    pub quantity: Quantity,
+    /// Its object reference.
+    pub reference: Reference,
+    /// Its functional constraint.
+    pub fc: Fc,
+    /// Ten to this times the value is in `unit`.
+    pub multiplier: i8,
+    /// The unit, as the profile names it.
+    pub unit: String,
+    /// relay-core's stored integer per one of `unit`.
+    pub factor: f64,
+}
+
+/// Where fault openings come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MmsFaults {
+    /// An operation or trip counter (`XCBR1.OpCnt.stVal`).
+    Counter {
+        /// Its reference.
+        reference: Reference,
+        /// Its functional constraint.
+        fc: Fc,
+    },
+    /// A trip indication (`PTRC1.Op.general`): each rising edge seen is one opening.
+    Status {
+        /// Its reference.
+        reference: Reference,
+        /// Its functional constraint.
+        fc: Fc,
+    },
+}
+
+/// A checked IEC 61850 profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MmsProfile {
+    /// A short name.
+    pub name: String,
+    /// The maker.
+    pub maker: String,
+    /// The model(s).
+    pub model: String,
+    /// The document (and its version) the profile was written from.
+    pub source: String,
+    /// False until someone has recorded the real device with it.
+    pub tested_on_hardware: bool,
+    /// What a user should know.
+    pub notes: Option<String>,
+    /// How long one read may take.
+    pub timeout: Duration,
+    /// The ten quantities, in [`Quantity::ALL`] order.
+    pub points: Vec<MmsPoint>,
+    /// Where fault openings come from (`None`: records carry 0).
+    pub faults: Option<MmsFaults>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    device: Spanned<RawDevice>,
+    quantities: Spanned<BTreeMap<String, Spanned<RawPoint>>>,
+    faults: Option<Spanned<RawFaults>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    #[serde(rename = "kind")]
+    _kind: String,
+    name: String,
+    maker: String,
+    model: String,
+    source: String,
+    tested_on_hardware: bool,
+    notes: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPoint {
+    reference: String,
+    fc: Option<Fc>,
+    multiplier: Option<i8>,
+    unit: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FaultSource {
+    Counter,
+    Status,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFaults {
+    from: FaultSource,
+    reference: String,
+    fc: Option<Fc>,
+}
+
+impl MmsProfile {
+    /// Checks an IEC 61850 profile given as text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<MmsProfile, ProfileError> {
+        let err = |line: usize, key: &str, reason: String| ProfileError {
+            file: file.to_owned(),
+            line,
+            key: key.to_owned(),
+            reason,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            err(line, "(syntax)", e.message().trim().to_owned())
+        })?;
+        let at = |span: std::ops::Range<usize>| line_of(text, span.start);
+        let dev_line = at(raw.device.span());
+        let dev = raw.device.into_inner();
+        if dev.source.trim().is_empty() {
+            return Err(err(
+                dev_line,
+                "device.source",
+                "say which document (and version) the profile was written from".into(),
+            ));
+        }
+        let timeout_ms = dev.timeout_ms.unwrap_or(1000);
+        if !(10..=60_000).contains(&timeout_ms) {
+            return Err(err(
+                dev_line,
+                "device.timeout_ms",
+                format!("{timeout_ms}: use 10 to 60000"),
+            ));
+        }
+        let q_line = at(raw.quantities.span());
+        let mut quantities = raw.quantities.into_inner();
+        let mut points = Vec::with_capacity(10);
+        for q in Quantity::ALL {
+            let key = format!("quantities.{}", q.name());
+            let Some(p) = quantities.remove(q.name()) else {
+                return Err(err(
+                    q_line,
+                    &key,
+                    format!(
+                        "missing: every one of Vab, Vbc, Vca, Ia, Ib, Ic, f, PF, P, Q is needed (in {})",
+                        unit::units_of(q)
+                    ),
+                ));
+            };
+            let line = at(p.span());
+            let p = p.into_inner();
+            let reference = Reference::parse(&p.reference)
+                .map_err(|e| err(line, &format!("{key}.reference"), e))?;
+            let factor = unit::factor(q, &p.unit).ok_or_else(|| {
+                err(
+                    line,
+                    &format!("{key}.unit"),
+                    format!(
+                        "'{}' is not a unit of {} (use {})",
+                        p.unit,
+                        q.name(),
+                        unit::units_of(q)
+                    ),
+                )
+            })?;
+            let multiplier = p.multiplier.unwrap_or(0);
+            if !(-24..=24).contains(&multiplier) {
+                return Err(err(
+                    line,
+                    &format!("{key}.multiplier"),
+                    format!("{multiplier}: an SI multiplier is -24 to 24"),
+                ));
+            }
+            points.push(MmsPoint {
+                quantity: q,
+                reference,
+                fc: p.fc.unwrap_or(Fc::MX),
+                multiplier,
+                unit: p.unit,
+                factor,
+            });
+        }
+        if let Some((k, p)) = quantities.into_iter().next() {
+            return Err(err(
+                at(p.span()),
+                &format!("quantities.{k}"),
+                "not a quantity: use Vab, Vbc, Vca, Ia, Ib, Ic, f, PF, P, Q".into(),
+            ));
+        }
+        let faults = match raw.faults {
+            None => None,
+            Some(f) => {
+                let line = at(f.span());
+                let f = f.into_inner();
+                let reference =
+                    Reference::parse(&f.reference).map_err(|e| err(line, "faults.reference", e))?;
+                let fc = f.fc.unwrap_or(Fc::ST);
+                Some(match f.from {
+                    FaultSource::Counter => MmsFaults::Counter { reference, fc },
+                    FaultSource::Status => MmsFaults::Status { reference, fc },
+                })
+            }
+        };
+        Ok(MmsProfile {
+            name: dev.name,
+            maker: dev.maker,
+            model: dev.model,
+            source: dev.source,
+            tested_on_hardware: dev.tested_on_hardware,
+            notes: dev.notes,
+            timeout: Duration::from_millis(timeout_ms),
+            points,
+            faults,
+        })
+    }
+
+    /// What one sample reads, in order: the ten quantities, then the fault source if any.
+    #[must_use]
+    pub fn targets(&self) -> Vec<(&Reference, Fc)> {
+        let mut t: Vec<(&Reference, Fc)> =
+            self.points.iter().map(|p| (&p.reference, p.fc)).collect();
+        match &self.faults {
+            Some(MmsFaults::Counter { reference, fc } | MmsFaults::Status { reference, fc }) => {
+                t.push((reference, *fc));
+            }
+            None => {}
+        }
+        t
+    }
+
+    /// The logical device instances the profile reads.
+    #[must_use]
+    pub fn lds(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.targets().iter().map(|(r, _)| r.ld.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Turns the values read for [`MmsProfile::targets`] (in order: a number, or `None`
+    /// for what the IED refused or sent as something else) into a sample.
+    pub fn decode(&self, values: &[Option<Value>]) -> Result<Reading, DecodeError> {
+        let mut raw = [0i64; 10];
+        for (i, (slot, p)) in raw.iter_mut().zip(&self.points).enumerate() {
+            let name = p.quantity.name();
+            let bad = |reason: String| DecodeError::Value {
+                quantity: name,
+                reason,
+            };
+            let v = match values.get(i).copied().flatten() {
+                Some(Value::Number(v)) => v,
+                Some(Value::Bool(_)) => return Err(bad(format!("{} is a boolean", p.reference))),
+                None => return Err(bad(format!("{} was not read", p.reference))),
+            };
+            let stored = v * 10f64.powi(i32::from(p.multiplier)) * p.factor;
+            if !stored.is_finite() {
+                return Err(bad(format!("not a number ({v})")));
+            }
+            let (lo, hi) = range(p.quantity);
+            let r = stored.round();
+            if r < lo || r > hi {
+                return Err(bad(format!(
+                    "{v} (×10^{}) {} is out of range",
+                    p.multiplier, p.unit
+                )));
+            }
+            *slot = r as i64;
+        }
+        let sample = Sample::from_raw(raw).ok_or_else(|| DecodeError::Value {
+            quantity: "sample",
+            reason: "a value does not fit its type".into(),
+        })?;
+        let fault = values.get(self.points.len()).copied().flatten();
+        let bad = |reason: String| DecodeError::Value {
+            quantity: "faults",
+            reason,
+        };
+        let faults = match (&self.faults, fault) {
+            (None, _) => None,
+            (Some(f), None) => {
+                let (MmsFaults::Counter { reference, .. } | MmsFaults::Status { reference, .. }) =
+                    f;
+                return Err(bad(format!("{reference} was not read")));
+            }
+            (Some(MmsFaults::Counter { .. }), Some(Value::Number(n))) => {
+                if !(n.is_finite() && n >= 0.0 && n.fract() == 0.0) {
+                    return Err(bad(format!("counter value {n} is not a count")));
+                }
+                Some(FaultReading::Counter(n as u128))
+            }
+            (Some(MmsFaults::Counter { .. }), Some(Value::Bool(_))) => {
+                return Err(bad("the counter is a boolean".into()))
+            }
+            (Some(MmsFaults::Status { .. }), Some(Value::Bool(b))) => Some(FaultReading::Status(b)),
+            (Some(MmsFaults::Status { .. }), Some(Value::Number(n))) => {
+                Some(FaultReading::Status(n != 0.0))
+            }
+        };
+        Ok(Reading { sample, faults })
+    }
+}
+
+/// A value read from an IED, reduced to what a profile uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    /// A float, integer or unsigned.
+    Number(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// The `kind` a profile's `[device]` table declares: `"modbus"` (the default) or
+/// `"iec61850"`; `None` if the text is not TOML with a `[device]` table.
+#[must_use]
+pub fn kind_of(text: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let dev = doc.get("device")?.as_table()?;
+    Some(
+        dev.get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("modbus")
+            .to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GENERIC: &str = include_str!("../../profiles/generic-iec61850-ied.toml");
+
+    #[test]
+    fn the_shipped_generic_profile_checks_and_decodes() {
+        let p = MmsProfile::parse("generic", GENERIC).expect("checks");
+        assert_eq!(p.points.len(), 10);
+        assert_eq!(p.lds(), ["LD0"]);
+        assert_eq!(
+            p.points[0].reference.on("GLRelay"),
+            "GLRelayLD0/MMXU1.PPV.phsAB.cVal.mag.f"
+        );
+        let mut values: Vec<Option<Value>> = [
+            115_000.0,
+            115_100.0,
+            114_900.0,
+            12.345,
+            12.5,
+            12.0,
+            60.001,
+            0.95,
+            1_234_567.0,
+            -23_456.0,
+        ]
+        .iter()
+        .map(|&v| Some(Value::Number(v)))
+        .collect();
+        values.push(Some(Value::Number(41.0)));
+        let r = p.decode(&values).expect("decodes");
+        assert_eq!(r.sample.vab.0, 115_000);
+        assert_eq!(r.sample.ia.0, 12_345);
+        assert_eq!(r.sample.freq.0, 60_001);
+        assert_eq!(r.sample.pf.0, 950);
+        assert_eq!(r.sample.p.0, 1_234_567);
+        assert_eq!(r.sample.q.0, -23_456);
+        assert_eq!(r.faults, Some(FaultReading::Counter(41)));
+
+        let mut missing = values.clone();
+        missing[3] = None;
+        assert!(p.decode(&missing).is_err(), "a quantity not read");
+        let mut nan = values.clone();
+        nan[0] = Some(Value::Number(f64::NAN));
+        assert!(p.decode(&nan).is_err(), "NaN");
+        let mut neg = values.clone();
+        neg[0] = Some(Value::Number(-1.0));
+        assert!(p.decode(&neg).is_err(), "a negative voltage");
+        let mut bad_count = values;
+        bad_count[10] = Some(Value::Number(-3.0));
+        assert!(p.decode(&bad_count).is_err(), "a negative count");
+        assert_eq!(kind_of(GENERIC).as_deref(), Some("iec61850"));
+    }
+
+    #[test]
+    fn bad_profiles_name_the_line_and_key() {
+        let cases = [
+            ("Vab = { reference = \"MMXU1.PPV.phsAB.cVal.mag.f\", unit = \"V\" }", "quantities.Vab.reference"),
+            ("Vab = { reference = \"LD0/MMXU1\", unit = \"V\" }", "quantities.Vab.reference"),
+            ("Vab = { reference = \"LD0/MMXU1.PPV.phsAB.cVal.mag.f\", unit = \"A\" }", "quantities.Vab.unit"),
+            ("Vab = { reference = \"LD0/MMXU1.PPV.phsAB.cVal.mag.f\", unit = \"V\", multiplier = 40 }", "quantities.Vab.multiplier"),
+            ("Vab = { reference = \"LD0/MMXU1.PPV.phsAB.cVal.mag.f\", unit = \"V\", fc = \"XX\" }", "(syntax)"),
+        ];
+        let good = GENERIC
+            .lines()
+            .find(|l| l.starts_with("Vab"))
+            .expect("the generic profile has Vab");
+        for (line, key) in cases {
+            let text = GENERIC.replace(good, line);
+            let e = MmsProfile::parse("t", &text).expect_err(line);
+            assert_eq!(e.key, key, "{line}: {e}");
+            assert!(e.line > 0, "{e}");
+        }
+        let text = GENERIC.replace(good, "");
+        let e = MmsProfile::parse("t", &text).expect_err("no Vab");
+        assert_eq!(e.key, "quantities.Vab");
+    }
+}
