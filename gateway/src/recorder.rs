@@ -690,10 +690,12 @@ pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError>
                 p.name
             )))
         }
-        (DeviceProfile::Modbus(p), Upstream::Mms(_)) => return Err(DeviceError::Syntax(format!(
+        (DeviceProfile::Modbus(p), Upstream::Mms(_)) => {
+            return Err(DeviceError::Syntax(format!(
             "'{spec}': {} is a Modbus profile: give upstream=tcp://HOST:PORT or use the serial bus",
             p.name
-        ))),
+        )))
+        }
     }
     if ied.is_some() && !matches!(upstream, Upstream::Mms(_)) {
         return Err(DeviceError::Syntax(format!(
