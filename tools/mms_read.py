@@ -3,10 +3,14 @@
 MMS client written apart from gridledger), and print them as one JSON object.
 
     python3 tools/mms_read.py HOST PORT DOMAIN [--repeat N]
+    python3 tools/mms_read.py HOST PORT IED --compare-icd FILE
 
 DOMAIN is the logical device's MMS domain (relay-sim: GLRelayLD0). With --repeat N the read
 is made N times on one association and one JSON line printed per read, each with the
-wall time it took (for latency figures). Exit status 0 when every read succeeded, 1 when the
+wall time it took (for latency figures). With --compare-icd, open61850's own SCL reader
+loads the ICD FILE for IED and its discovery reads the server's model over MMS (GetNameList
+of every domain, variable and data set); every difference is printed, and the exit status
+is 1 if there is one. Exit status 0 when every read succeeded, 1 when the
 association or a read failed, 2 when open61850 is not installed.
 """
 
@@ -28,6 +32,8 @@ def main(argv):
         return 2
     host, port, domain = argv[1], int(argv[2]), argv[3]
     repeat = int(argv[argv.index("--repeat") + 1]) if "--repeat" in argv else 1
+    if "--compare-icd" in argv:
+        return compare_icd(host, port, domain, argv[argv.index("--compare-icd") + 1])
     try:
         from open61850.mms.client import MmsClient
         from open61850.mms.errors import DataAccessError
@@ -53,6 +59,32 @@ def main(argv):
     except Exception as e:  # the association or a read failed: say which
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def compare_icd(host, port, ied, path):
+    try:
+        from open61850.mms.client import MmsClient
+        from open61850.mms.model import compare, discover
+        from open61850.scl import load_model
+    except ImportError as e:
+        print(f"open61850 is not installed: {e}", file=sys.stderr)
+        return 2
+    try:
+        expected = load_model(path, ied)
+        with MmsClient.connect(host, port, timeout=5.0) as client:
+            actual = discover(client)
+    except Exception as e:
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    differences = compare(expected, actual)
+    for d in differences:
+        print(d)
+    if differences:
+        return 1
+    devices = len(expected.logical_devices)
+    leaves = sum(len(list(n.references())) for d in expected.logical_devices.values() for n in d.logical_nodes.values())
+    print(f"the ICD and the server agree: {devices} logical devices, {leaves} attributes")
     return 0
 
 

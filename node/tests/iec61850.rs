@@ -1,7 +1,8 @@
 //! IEC 61850 over MMS, both directions, against peers written apart from gridledger:
 //!
 //! - relay-sim as an IED: open61850 (a pure-Python MMS client, `tools/mms_read.py`) reads
-//!   its MMXU1, XCBR1 and PTRC1 and the values equal its Modbus live block;
+//!   its MMXU1, XCBR1 and PTRC1 and the values equal its Modbus live block, and finds the
+//!   ICD relay-sim publishes equal to the model its server serves;
 //! - the recorder reads a foreign IED (PyPI's `iec61850` server hosting a model written in
 //!   `tools/mms_ied.py`: another IED name, another logical device, kV and kW), three nodes
 //!   mine its records, and every sample on the chain is one the test served;
@@ -171,6 +172,35 @@ async fn an_outside_mms_client_reads_relay_sim_and_it_equals_the_modbus_live_blo
         break;
     }
     assert!(compared, "five reads all straddled a sample");
+
+    // The ICD relay-sim publishes describes what it serves: open61850 reads the file with
+    // its own SCL reader and the server's model over MMS, and finds no difference.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("relay-sim.icd");
+    std::fs::write(&file, &icd).expect("write the ICD");
+    let out = python("open61850")
+        .expect("still there")
+        .arg(&script)
+        .args([
+            "127.0.0.1",
+            &mms.port().to_string(),
+            "GLRelay",
+            "--compare-icd",
+        ])
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the ICD and the server differ: {said}"
+    );
+    assert!(said.contains("the ICD and the server agree"), "{said}");
+    eprintln!("open61850: {said}");
 }
 
 /// The foreign IED (`tools/mms_ied.py`), driven over its stdin.
@@ -466,30 +496,140 @@ async fn the_recorder_reads_a_foreign_ied_and_three_nodes_mine_its_records() {
     }
 }
 
+/// A TCP proxy in front of `upstream` that, when `cut` is set, drops the next connection
+/// that sends anything, without forwarding it: the IED vanishing with a request in flight.
+async fn cutting_proxy(upstream: String, cut: Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let cut = Arc::clone(&cut);
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if cut.swap(false, Ordering::SeqCst) {
+                            return;
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let down = async {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                };
+                // Either direction ending ends both: the connection is gone.
+                tokio::select! {
+                    () = up => {}
+                    () = down => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Every record the gateway's recording has closed so far, polled into `seen` by minute.
+fn poll_record(
+    rec: &gateway::recorder::Recording,
+    seen: &mut std::collections::BTreeMap<u32, MinuteRecord>,
+) {
+    use relay_core::registers::{decode_record, RECORD};
+    if let Ok(regs) = rec.read(RECORD.start, RECORD.len) {
+        if let Ok(r) = decode_record(&regs) {
+            seen.insert(r.record.minute.0, r.record);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ied_that_drops_the_association_is_reassociated_and_its_misses_are_gaps() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let Some(py) = python("iec61850") else {
         return;
     };
     let mut ied = ForeignIed::start(py);
     ied.send(&set_cmd(&SERVED[0], 7));
+    let cut = Arc::new(AtomicBool::new(false));
+    let proxy = cutting_proxy(ied.addr.clone(), Arc::clone(&cut)).await;
     let start = (common::now_ms() / 1000 - 2 * 86_400) / 60 * 60;
-    let (_gw, rec) = recorder(&ied.addr, Clock::compressed(start * 1000, SPEED)).await;
-    let samples = |n: u64| {
-        let rec = Arc::clone(&rec);
-        move || rec.stats.samples.load(std::sync::atomic::Ordering::Relaxed) >= n
+    let (_gw, rec) = recorder(&proxy.to_string(), Clock::compressed(start * 1000, SPEED)).await;
+    let mut seen = std::collections::BTreeMap::new();
+    let count = |rec: &gateway::recorder::Recording| {
+        (
+            rec.stats.samples.load(Ordering::Relaxed),
+            rec.stats.missed.load(Ordering::Relaxed),
+            rec.stats.records.load(Ordering::Relaxed),
+        )
     };
-    wait_until("six samples", 30, samples(6)).await;
-    // The IED cuts every association and comes back on the same port.
-    ied.send(&serde_json::json!({ "drop": true }));
-    let before = rec.stats.samples.load(std::sync::atomic::Ordering::Relaxed);
-    wait_until("sampling again after the drop", 30, samples(before + 6)).await;
-    let missed = rec.stats.missed.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!(
-        "after the drop: {} samples, {missed} missed",
-        rec.stats.samples.load(std::sync::atomic::Ordering::Relaxed)
+    // Two whole minutes recorded, then the connection dies with the next Read in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&rec).2 < 2 {
+        assert!(Instant::now() < deadline, "two records: not within 30 s");
+        poll_record(&rec, &mut seen);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, missed_before, _) = count(&rec);
+    assert_eq!(missed_before, 0, "nothing missed before the cut");
+    cut.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cut.load(Ordering::SeqCst) || count(&rec).1 == 0 {
+        assert!(Instant::now() < deadline, "the cut read: not within 30 s");
+        poll_record(&rec, &mut seen);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (samples_at_cut, _, records_at_cut) = count(&rec);
+    // Sampling resumes on a new association, and two more minutes close.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&rec).0 < samples_at_cut + 6 || count(&rec).2 < records_at_cut + 2 {
+        assert!(Instant::now() < deadline, "sampling again: not within 30 s");
+        poll_record(&rec, &mut seen);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, missed, _) = count(&rec);
+    assert!(missed >= 1, "the read on the cut association failed");
+    // The miss is a missing slot in its minute's record; every sample there is one the
+    // IED served. (The first record starts mid-minute and has missing slots of its own.)
+    let full: Vec<&MinuteRecord> = seen.values().skip(1).collect();
+    let missing: u32 = full.iter().map(|r| r.flags.missing().count_ones()).sum();
+    assert!(
+        missing >= 1,
+        "the missed sample is a missing slot: {full:?}"
     );
-    // The read on the cut association failed: that slot is missing, not invented, and the
-    // recorder associated again by itself.
-    assert!(missed >= 1, "the read on the dropped association failed");
+    for r in &full {
+        assert_eq!(
+            r.samples.len() + r.flags.missing().count_ones() as usize,
+            6,
+            "six slots a minute, each a sample or missing: {r:?}"
+        );
+        for s in &r.samples {
+            assert_eq!(which_set(s), 0);
+        }
+    }
+
+    // The IED itself cuts every association and comes back on the same port.
+    ied.send(&serde_json::json!({ "drop": true }));
+    let (before, _, _) = count(&rec);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&rec).0 < before + 6 {
+        assert!(
+            Instant::now() < deadline,
+            "sampling after the IED's restart: not within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -84,7 +84,7 @@ pub fn icd(relays: &[IcdRelay], substation: &str, port: u16) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!--
-  relay-sim's IEC 61850 model (written by `relay-sim --write-icd`): one logical device per
+  relay-sim's IEC 61850 model (written by relay-sim with its write-icd flag): one logical device per
   simulated relay. MMS domain = IED name + LD inst ("{ied}LD0"). Measured values are in SI
   units with multiplier 0; PhV is derived (line-to-line / sqrt 3), everything else is the
   relay's own measurement. See docs/iec61850.md.

@@ -158,6 +158,11 @@ impl MmsServer {
             .config(config)
             .build()
             .map_err(|e| MmsError::Serve(listen, e.to_string()))?;
+        // The data sets the ICD declares (LLN0.Measurements) are served only once
+        // registered.
+        server
+            .register_from_model()
+            .map_err(|e| MmsError::Model(e.to_string()))?;
         let handle = server
             .start()
             .await
@@ -231,5 +236,11 @@ mod tests {
             slots(&model, k).expect("every attribute resolves");
         }
         assert!(slots(&model, 3).is_err(), "no fourth logical device");
+        // XML forbids "--" inside a comment; quick-xml lets it pass, stricter readers
+        // (open61850's, Python's) refuse the whole file.
+        for comment in text.split("<!--").skip(1) {
+            let body = comment.split("-->").next().unwrap_or_default();
+            assert!(!body.contains("--"), "'--' in an XML comment: {body}");
+        }
     }
 }

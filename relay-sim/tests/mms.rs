@@ -223,3 +223,39 @@ proptest! {
         let _ = decode_confirmed_read_response(&bytes);
     }
 }
+
+#[test]
+fn write_icd_publishes_the_model_the_server_builds() {
+    let dir = std::env::temp_dir().join(format!("relay-sim-icd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("relay.icd");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_relay-sim"))
+        .args([
+            "--relays",
+            "2",
+            "--iec61850",
+            "127.0.0.1:10102",
+            "--write-icd",
+        ])
+        .arg(&file)
+        .status()
+        .expect("relay-sim runs");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&file).expect("the ICD was written");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(text.contains(r#"<P type="MMS-Port">10102</P>"#), "the port");
+    let model = relay_sim::mms::model_of(&text).expect("the ICD builds a model");
+    let lds: Vec<String> = model
+        .lds
+        .iter()
+        .map(|ld| ld.domain_name(&model.ied_name))
+        .collect();
+    assert_eq!(lds, ["GLRelayLD0", "GLRelayLD1"]);
+    // A bad flag is refused, and nothing is written.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-sim"))
+        .args(["--sample-secs", "7", "--write-icd", "-"])
+        .output()
+        .expect("relay-sim runs");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
