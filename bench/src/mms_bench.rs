@@ -1,7 +1,7 @@
 //! `mms-bench`: IEC 61850 over MMS on loopback.
 //!
-//! 1. Read latency of the full set one sample takes (the ten quantities and the operation
-//!    counter: eleven references in one MMS Read, as the recorder makes it), p50/p99/max
+//! 1. Read latency of the full set one sample takes (the ten quantities, the operation
+//!    counter and the ten qualities: 21 references in one MMS Read, as the recorder makes it), p50/p99/max
 //!    over `--reads` reads on one association, against relay-sim's MMS server and against
 //!    PyPI's `iec61850` server (`tools/mms_ied.py`, when Python has it).
 //! 2. The same set read by open61850 (`tools/mms_read.py --repeat`, a Python client) from
@@ -55,6 +55,9 @@ fn foreign(generic: &MmsProfile) -> Arc<MmsProfile> {
     let mut p = generic.clone();
     for pt in &mut p.points {
         pt.reference.ld = "PROT".into();
+        if let Some(q) = &mut pt.quality {
+            q.ld = "PROT".into();
+        }
     }
     if let Some(
         device_profile::iec61850::MmsFaults::Counter { reference, .. }
@@ -87,7 +90,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn latency(what: &str, mut src: MmsSource, reads: usize) -> Result<(), String> {
+async fn latency(what: &str, mut src: MmsSource, refs: usize, reads: usize) -> Result<(), String> {
     // The first sample associates; it is not counted.
     src.sample().await?;
     let mut ms = Vec::with_capacity(reads);
@@ -98,10 +101,11 @@ async fn latency(what: &str, mut src: MmsSource, reads: usize) -> Result<(), Str
     }
     ms.sort_by(f64::total_cmp);
     println!(
-        "{what:<44} p50 {:>6.3} ms  p99 {:>6.3} ms  max {:>6.3} ms  ({reads} reads of 11 references)",
+        "{what:<44} p50 {:>6.3} ms  p99 {:>6.3} ms  max {:>6.3} ms  ({reads} reads of {} references)",
         pct(&ms, 0.5),
         pct(&ms, 0.99),
-        pct(&ms, 1.0)
+        pct(&ms, 1.0),
+        refs
     );
     Ok(())
 }
@@ -136,7 +140,8 @@ async fn against_pypi(profile: &MmsProfile, reads: usize) -> Result<(), String> 
     let result = match line.trim().strip_prefix("listening ") {
         Some(addr) => {
             let src = MmsSource::new(addr.to_owned(), foreign(profile), None);
-            latency("PyPI iec61850 server (tools/mms_ied.py)", src, reads).await
+            let refs = profile.targets().len();
+            latency("PyPI iec61850 server (tools/mms_ied.py)", src, refs, reads).await
         }
         None => {
             println!("PyPI iec61850 server: not measured (python3 cannot import iec61850)");
@@ -227,6 +232,7 @@ async fn main() -> Result<(), String> {
     latency(
         "relay-sim --iec61850 (iec61850-server)",
         MmsSource::new(sim.to_string(), Arc::clone(&profile), None),
+        profile.targets().len(),
         args.reads,
     )
     .await?;

@@ -8,6 +8,13 @@
 //! of the data object's `units`). Fault openings come from an operation counter
 //! (`XCBR1.OpCnt.stVal`) or a trip indication (`PTRC1.Op.general`), as for Modbus.
 //!
+//! Each value's quality (`q`, IEC 61850-7-3 section 6.2) is read with it: a sample is taken
+//! only if every quantity's validity is `good` and its `test` flag is clear. An invalid,
+//! questionable or test value makes the sample missing, never a recorded number, since a
+//! minute record has no room to say that one value of a sample was doubtful. The quality
+//! reference is derived from the value's (`….cVal.mag.f` or `….mag.f` becomes `….q`) or
+//! given per quantity (`quality = "LD0/…"`); `quality = false` in `[device]` reads none.
+//!
 //! The IED's name, which MMS puts in front of the logical device (`GLRelayLD0`), is
 //! deliberately not in the profile: one profile serves every IED of a model, and the
 //! recorder learns the name from the IED's directory (or from `ied=` on the command line).
@@ -89,6 +96,19 @@ impl Reference {
         })
     }
 
+    /// The quality attribute of the data object this value belongs to: `….cVal.mag.f`,
+    /// `….cVal.mag.i`, `….mag.f` or `….mag.i` becomes `….q`.
+    #[must_use]
+    pub fn quality(&self) -> Option<Reference> {
+        [".cVal.mag.f", ".cVal.mag.i", ".mag.f", ".mag.i"]
+            .iter()
+            .find_map(|suffix| self.path.strip_suffix(suffix))
+            .map(|data_object| Reference {
+                ld: self.ld.clone(),
+                path: format!("{data_object}.q"),
+            })
+    }
+
     /// The IEC reference on the IED named `ied` (`GLRelayLD0/MMXU1.Hz.mag.f`).
     #[must_use]
     pub fn on(&self, ied: &str) -> String {
@@ -117,6 +137,8 @@ pub struct MmsPoint {
     pub unit: String,
     /// relay-core's stored integer per one of `unit`.
     pub factor: f64,
+    /// Its quality attribute (same functional constraint), if the profile checks quality.
+    pub quality: Option<Reference>,
 }
 
 /// Where fault openings come from.
@@ -181,6 +203,7 @@ struct RawDevice {
     tested_on_hardware: bool,
     notes: Option<String>,
     timeout_ms: Option<u64>,
+    quality: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +213,7 @@ struct RawPoint {
     fc: Option<Fc>,
     multiplier: Option<i8>,
     unit: String,
+    quality: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +301,28 @@ impl MmsProfile {
                     format!("{multiplier}: an SI multiplier is -24 to 24"),
                 ));
             }
+            let quality = match (dev.quality.unwrap_or(true), p.quality) {
+                (false, None) => None,
+                (false, Some(_)) => {
+                    return Err(err(
+                        line,
+                        &format!("{key}.quality"),
+                        "device.quality is false: no quality is read".into(),
+                    ))
+                }
+                (true, Some(r)) => Some(
+                    Reference::parse(&r).map_err(|e| err(line, &format!("{key}.quality"), e))?,
+                ),
+                (true, None) => Some(reference.quality().ok_or_else(|| {
+                    err(
+                        line,
+                        &format!("{key}.quality"),
+                        format!(
+                            "cannot derive the quality of {reference} (it does not end in mag.f, mag.i, cVal.mag.f or cVal.mag.i): give quality = \"LD/LN.DO.q\", or device.quality = false"
+                        ),
+                    )
+                })?),
+            };
             points.push(MmsPoint {
                 quantity: q,
                 reference,
@@ -284,6 +330,7 @@ impl MmsProfile {
                 multiplier,
                 unit: p.unit,
                 factor,
+                quality,
             });
         }
         if let Some((k, p)) = quantities.into_iter().next() {
@@ -320,7 +367,8 @@ impl MmsProfile {
         })
     }
 
-    /// What one sample reads, in order: the ten quantities, then the fault source if any.
+    /// What one sample reads, in order: the ten quantities, the fault source if any, then
+    /// the quantities' qualities if the profile checks them.
     #[must_use]
     pub fn targets(&self) -> Vec<(&Reference, Fc)> {
         let mut t: Vec<(&Reference, Fc)> =
@@ -330,6 +378,11 @@ impl MmsProfile {
                 t.push((reference, *fc));
             }
             None => {}
+        }
+        for p in &self.points {
+            if let Some(q) = &p.quality {
+                t.push((q, p.fc));
+            }
         }
         t
     }
@@ -346,6 +399,27 @@ impl MmsProfile {
     /// Turns the values read for [`MmsProfile::targets`] (in order: a number, or `None`
     /// for what the IED refused or sent as something else) into a sample.
     pub fn decode(&self, values: &[Option<Value>]) -> Result<Reading, DecodeError> {
+        // Qualities first: a doubtful value is not recorded, whatever it reads.
+        let first_quality = self.points.len() + usize::from(self.faults.is_some());
+        let mut k = first_quality;
+        for p in &self.points {
+            let Some(q) = &p.quality else { continue };
+            let bad = |reason: String| DecodeError::Value {
+                quantity: p.quantity.name(),
+                reason,
+            };
+            match values.get(k).copied().flatten() {
+                Some(Value::Bits(bits)) => {
+                    let quality = Quality(bits);
+                    if !quality.is_good() {
+                        return Err(bad(format!("{q} is {quality}: the sample is not recorded")));
+                    }
+                }
+                Some(_) => return Err(bad(format!("{q} is not a quality (a bit string)"))),
+                None => return Err(bad(format!("{q} was not read"))),
+            }
+            k += 1;
+        }
         let mut raw = [0i64; 10];
         for (i, (slot, p)) in raw.iter_mut().zip(&self.points).enumerate() {
             let name = p.quantity.name();
@@ -355,7 +429,9 @@ impl MmsProfile {
             };
             let v = match values.get(i).copied().flatten() {
                 Some(Value::Number(v)) => v,
-                Some(Value::Bool(_)) => return Err(bad(format!("{} is a boolean", p.reference))),
+                Some(Value::Bool(_) | Value::Bits(_)) => {
+                    return Err(bad(format!("{} is not a number", p.reference)))
+                }
                 None => return Err(bad(format!("{} was not read", p.reference))),
             };
             let stored = v * 10f64.powi(i32::from(p.multiplier)) * p.factor;
@@ -394,8 +470,11 @@ impl MmsProfile {
                 }
                 Some(FaultReading::Counter(n as u128))
             }
-            (Some(MmsFaults::Counter { .. }), Some(Value::Bool(_))) => {
-                return Err(bad("the counter is a boolean".into()))
+            (Some(MmsFaults::Counter { .. }), Some(Value::Bool(_) | Value::Bits(_))) => {
+                return Err(bad("the counter is not a number".into()))
+            }
+            (Some(MmsFaults::Status { .. }), Some(Value::Bits(_))) => {
+                return Err(bad("the trip indication is not a boolean".into()))
             }
             (Some(MmsFaults::Status { .. }), Some(Value::Bool(b))) => Some(FaultReading::Status(b)),
             (Some(MmsFaults::Status { .. }), Some(Value::Number(n))) => {
@@ -413,6 +492,48 @@ pub enum Value {
     Number(f64),
     /// A boolean.
     Bool(bool),
+    /// A bit string's first 16 bits, the first bit as the most significant (a quality).
+    Bits(u16),
+}
+
+/// An IEC 61850 quality (IEC 61850-7-3 section 6.2): 13 bits, bit 0 first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quality(pub u16);
+
+impl Quality {
+    /// `validity`: bits 0 and 1 (00 good, 01 invalid, 10 reserved, 11 questionable).
+    #[must_use]
+    pub fn validity(self) -> u16 {
+        self.0 >> 14
+    }
+
+    /// `test`: bit 11, the value comes from a test, not the process.
+    #[must_use]
+    pub fn test(self) -> bool {
+        self.0 >> 4 & 1 == 1
+    }
+
+    /// Good and not a test: a value worth recording.
+    #[must_use]
+    pub fn is_good(self) -> bool {
+        self.validity() == 0 && !self.test()
+    }
+}
+
+impl std::fmt::Display for Quality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let validity = match self.validity() {
+            0 => "good",
+            1 => "invalid",
+            2 => "reserved",
+            _ => "questionable",
+        };
+        write!(f, "{validity}")?;
+        if self.test() {
+            write!(f, ", test")?;
+        }
+        Ok(())
+    }
 }
 
 /// The `kind` a profile's `[device]` table declares: `"modbus"` (the default) or
@@ -460,6 +581,7 @@ mod tests {
         .map(|&v| Some(Value::Number(v)))
         .collect();
         values.push(Some(Value::Number(41.0)));
+        values.extend([Some(Value::Bits(0)); 10]);
         let r = p.decode(&values).expect("decodes");
         assert_eq!(r.sample.vab.0, 115_000);
         assert_eq!(r.sample.ia.0, 12_345);
@@ -478,9 +600,36 @@ mod tests {
         let mut neg = values.clone();
         neg[0] = Some(Value::Number(-1.0));
         assert!(p.decode(&neg).is_err(), "a negative voltage");
-        let mut bad_count = values;
+        let mut bad_count = values.clone();
         bad_count[10] = Some(Value::Number(-3.0));
         assert!(p.decode(&bad_count).is_err(), "a negative count");
+        // Quality: invalid (01), questionable (11), test, or not read: no sample.
+        assert_eq!(
+            p.targets()[11].0.to_string(),
+            "LD0/MMXU1.PPV.phsAB.q",
+            "qualities follow the values and the fault source"
+        );
+        for (bits, what) in [
+            (0b0100_0000_0000_0000, "invalid"),
+            (0b1100_0000_0000_0000, "questionable"),
+            (0b0000_0000_0001_0000, "good, test"),
+        ] {
+            let mut v = values.clone();
+            v[13] = Some(Value::Bits(bits));
+            let e = p.decode(&v).expect_err(what).to_string();
+            assert!(e.contains(what) && e.contains("Vca"), "{e}");
+        }
+        let mut v = values.clone();
+        v[20] = None;
+        assert!(p.decode(&v).is_err(), "a quality not read");
+        let mut v = values.clone();
+        v[12] = Some(Value::Bits(0b0010_0000_0000_0000));
+        assert!(p.decode(&v).is_ok(), "overflow alone leaves the value good");
+        // Without quality: eleven targets.
+        let off = GENERIC.replace("timeout_ms = 1000", "timeout_ms = 1000\nquality = false");
+        let p = MmsProfile::parse("t", &off).expect("checks");
+        assert_eq!(p.targets().len(), 11);
+        assert!(p.decode(&values[..11]).is_ok());
         assert_eq!(kind_of(GENERIC).as_deref(), Some("iec61850"));
     }
 
@@ -492,6 +641,8 @@ mod tests {
             ("Vab = { reference = \"LD0/MMXU1.PPV.phsAB.cVal.mag.f\", unit = \"A\" }", "quantities.Vab.unit"),
             ("Vab = { reference = \"LD0/MMXU1.PPV.phsAB.cVal.mag.f\", unit = \"V\", multiplier = 40 }", "quantities.Vab.multiplier"),
             ("Vab = { reference = \"LD0/MMXU1.PPV.phsAB.cVal.mag.f\", unit = \"V\", fc = \"XX\" }", "(syntax)"),
+            ("Vab = { reference = \"LD0/MMXU1.PPV.phsAB.cVal.ang.f\", unit = \"V\" }", "quantities.Vab.quality"),
+            ("Vab = { reference = \"LD0/MMXU1.PPV.phsAB.cVal.mag.f\", unit = \"V\", quality = \"q\" }", "quantities.Vab.quality"),
         ];
         let good = GENERIC
             .lines()

@@ -194,8 +194,8 @@ fn fc_of(fc: Fc) -> FC {
     }
 }
 
-/// A read result as a profile sees it: a number, a boolean, or nothing (refused, or a type
-/// no quantity can be).
+/// A read result as a profile sees it: a number, a boolean, a quality's bits, or nothing
+/// (refused, or a type no quantity can be).
 fn value_of(r: &AccessResult) -> Option<Value> {
     use iec61850_mms::MmsData;
     match r {
@@ -205,6 +205,10 @@ fn value_of(r: &AccessResult) -> Option<Value> {
             MmsData::Integer(i) => Some(Value::Number(*i as f64)),
             MmsData::Unsigned(u) => Some(Value::Number(*u as f64)),
             MmsData::Boolean(b) => Some(Value::Bool(*b)),
+            MmsData::BitString { data, .. } => {
+                let byte = |i: usize| u16::from(data.get(i).copied().unwrap_or(0));
+                Some(Value::Bits(byte(0) << 8 | byte(1)))
+            }
             _ => None,
         },
         AccessResult::Failure(_) => None,

@@ -551,7 +551,7 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
                 rec.stats.missed.fetch_add(1, Ordering::Relaxed);
                 tracker.forget();
                 if down.is_none() {
-                    warn!(unit = device.unit, minute = %minute, slot, "device did not answer the sample: {e} (the slot is marked missing; retrying at every sample)");
+                    warn!(unit = device.unit, minute = %minute, slot, "no sample from the device: {e} (the slot is marked missing; trying again at every sample)");
                 }
                 down = Some(e);
             }

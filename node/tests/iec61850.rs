@@ -326,6 +326,15 @@ fn set_cmd(set: &[f64; 10], opcnt: i32) -> serde_json::Value {
 /// The gateway recording the IED at `addr` under unit 7 as relay 77, on `clock`.
 async fn recorder(addr: &str, clock: Clock) -> (SocketAddr, Arc<gateway::recorder::Recording>) {
     let profile = Arc::new(MmsProfile::parse("foreign.toml", FOREIGN_PROFILE).expect("profile"));
+    recorder_with(profile, addr, clock).await
+}
+
+/// The gateway recording the IED at `addr` through `profile`.
+async fn recorder_with(
+    profile: Arc<MmsProfile>,
+    addr: &str,
+    clock: Clock,
+) -> (SocketAddr, Arc<gateway::recorder::Recording>) {
     let g = gateway::Gateway::bind(gateway::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         devices: vec![Device {
@@ -631,5 +640,89 @@ async fn an_ied_that_drops_the_association_is_reassociated_and_its_misses_are_ga
             "sampling after the IED's restart: not within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_invalid_quality_are_missing_samples_not_numbers() {
+    use std::sync::atomic::Ordering;
+    // relay-sim as the IED, its clock 5 s ahead of the recorder's, both 30 times faster
+    // than the wall clock; the generic profile, which reads each value's quality.
+    let s = (common::now_ms() / 1000 - 2 * 86_400) / 60 * 60 + 5;
+    let sim = relay_sim::Simulator::bind(relay_sim::Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        iec61850: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        minute_secs: 60.0 / SPEED,
+        start_time: Some(s),
+        ..relay_sim::Config::default()
+    })
+    .await
+    .expect("relay-sim binds");
+    let mms = sim.mms_addr().expect("MMS bound");
+    let control = sim.mms_control().expect("MMS control");
+    tokio::spawn(sim.run(std::future::pending::<()>()));
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/generic-iec61850-ied.toml"),
+    )
+    .expect("the generic profile");
+    let profile = Arc::new(MmsProfile::parse("generic", &text).expect("checks"));
+    assert_eq!(
+        profile.targets().len(),
+        21,
+        "ten values, the counter, ten qualities"
+    );
+    let (_gw, rec) = recorder_with(
+        profile,
+        &mms.to_string(),
+        Clock::compressed((s - 5) * 1000, SPEED),
+    )
+    .await;
+    let stat = |rec: &gateway::recorder::Recording| {
+        (
+            rec.stats.samples.load(Ordering::Relaxed),
+            rec.stats.missed.load(Ordering::Relaxed),
+            rec.stats.records.load(Ordering::Relaxed),
+        )
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stat(&rec).2 < 2 {
+        assert!(Instant::now() < deadline, "two records: not within 30 s");
+        poll_record(&rec, &mut seen);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stat(&rec).1, 0, "all good before");
+    // The relay's measuring input fails: every value invalid for a while.
+    control.set_invalid(0, true).expect("quality set");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stat(&rec).1 < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "three invalid samples: not within 30 s"
+        );
+        poll_record(&rec, &mut seen);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    control.set_invalid(0, false).expect("quality set");
+    let (samples, _, records) = stat(&rec);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stat(&rec).0 < samples + 6 || stat(&rec).2 < records + 2 {
+        assert!(Instant::now() < deadline, "good again: not within 30 s");
+        poll_record(&rec, &mut seen);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, missed, _) = stat(&rec);
+    let full: Vec<&MinuteRecord> = seen.values().skip(1).collect();
+    let missing: u32 = full.iter().map(|r| r.flags.missing().count_ones()).sum();
+    assert!(
+        missing >= 3,
+        "the invalid samples are missing slots ({missed} missed): {full:?}"
+    );
+    for r in &full {
+        assert_eq!(
+            r.samples.len() + r.flags.missing().count_ones() as usize,
+            6,
+            "{r:?}"
+        );
     }
 }

@@ -276,6 +276,12 @@ impl Simulator {
         })
     }
 
+    /// A handle on the IEC 61850 model being served (to mark values invalid), if any.
+    #[must_use]
+    pub fn mms_control(&self) -> Option<mms::MmsControl> {
+        self.mms.as_ref().map(mms::MmsServer::control)
+    }
+
     /// The address the IEC 61850 (MMS) server bound, if it serves one.
     #[must_use]
     pub fn mms_addr(&self) -> Option<SocketAddr> {

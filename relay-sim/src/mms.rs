@@ -64,6 +64,8 @@ pub fn icd_of(bank: &Bank, substation: &str, port: u16) -> String {
 struct Slots {
     /// MMXU1's magnitudes, in [`icd::MEASURED`] order.
     measured: Vec<DataAttribute>,
+    /// Their qualities, in the same order.
+    quality: Vec<DataAttribute>,
     op_cnt: DataAttribute,
     op: DataAttribute,
 }
@@ -73,6 +75,22 @@ struct Slots {
 struct Writer {
     server: IedServer,
     relays: Vec<Slots>,
+}
+
+impl Writer {
+    fn set_quality(&self, index: usize, invalid: bool) -> Result<(), MmsError> {
+        let Some(slots) = self.relays.get(index) else {
+            return Err(MmsError::Missing(format!("relay #{index}")));
+        };
+        // Quality is 13 bits, bit 0 first: validity 01 (invalid) with failure (bit 6).
+        let bits: [u8; 2] = if invalid { [0x42, 0x00] } else { [0, 0] };
+        for q in &slots.quality {
+            self.server
+                .update_bit_string(q, &bits, 3)
+                .map_err(|e| MmsError::Missing(format!("{}: {e}", q.name)))?;
+        }
+        Ok(())
+    }
 }
 
 impl SampleSink for Writer {
@@ -123,10 +141,23 @@ pub fn si_values(live: &LiveValues) -> [f32; 13] {
     ]
 }
 
+/// What a test or a harness may change in the served model while it runs.
+#[derive(Clone, Debug)]
+pub struct MmsControl(Arc<Writer>);
+
+impl MmsControl {
+    /// Marks every MMXU1 value of the relay at `index` invalid (validity `invalid`,
+    /// `failure`: a relay whose measuring input failed), or good again.
+    pub fn set_invalid(&self, index: usize, invalid: bool) -> Result<(), MmsError> {
+        self.0.set_quality(index, invalid)
+    }
+}
+
 /// A running MMS server; dropping it does not stop it, [`MmsServer::stop`] does.
 #[derive(Debug)]
 pub struct MmsServer {
     handle: ServerHandle,
+    control: MmsControl,
     /// The address bound.
     pub addr: SocketAddr,
     /// The ICD it serves.
@@ -168,7 +199,11 @@ impl MmsServer {
             .await
             .map_err(|e| MmsError::Serve(listen, e.to_string()))?;
         let addr = handle.bound_addr;
-        if bank.set_sink(Arc::new(Writer { server, relays })).is_err() {
+        let writer = Arc::new(Writer { server, relays });
+        if bank
+            .set_sink(Arc::clone(&writer) as Arc<dyn SampleSink>)
+            .is_err()
+        {
             handle.stop().await;
             return Err(MmsError::Serve(
                 listen,
@@ -177,9 +212,16 @@ impl MmsServer {
         }
         Ok(MmsServer {
             handle,
+            control: MmsControl(writer),
             addr,
             icd: icd_of(bank, substation, addr.port()),
         })
+    }
+
+    /// A handle to change the served model while it runs.
+    #[must_use]
+    pub fn control(&self) -> MmsControl {
+        self.control.clone()
     }
 
     /// Closes every association and the listener.
@@ -195,8 +237,13 @@ fn slots(model: &IedModel, index: usize) -> Result<Slots, MmsError> {
         .iter()
         .map(|(p, _)| da(format!("{domain}/MMXU1.{p}.{}", icd::magnitude_of(p))))
         .collect::<Result<Vec<_>, _>>()?;
+    let quality = icd::MEASURED
+        .iter()
+        .map(|(p, _)| da(format!("{domain}/MMXU1.{p}.q")))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Slots {
         measured,
+        quality,
         op_cnt: da(format!("{domain}/XCBR1.OpCnt.stVal"))?,
         op: da(format!("{domain}/PTRC1.Op.general"))?,
     })
