@@ -100,12 +100,23 @@ impl Reference {
     /// `….cVal.mag.i`, `….mag.f` or `….mag.i` becomes `….q`.
     #[must_use]
     pub fn quality(&self) -> Option<Reference> {
+        self.sibling("q")
+    }
+
+    /// The `units` attribute (functional constraint CF) of the data object this value
+    /// belongs to, with `part` `SIUnit` or `multiplier`.
+    #[must_use]
+    pub fn units(&self, part: &str) -> Option<Reference> {
+        self.sibling(&format!("units.{part}"))
+    }
+
+    fn sibling(&self, name: &str) -> Option<Reference> {
         [".cVal.mag.f", ".cVal.mag.i", ".mag.f", ".mag.i"]
             .iter()
             .find_map(|suffix| self.path.strip_suffix(suffix))
             .map(|data_object| Reference {
                 ld: self.ld.clone(),
-                path: format!("{data_object}.q"),
+                path: format!("{data_object}.{name}"),
             })
     }
 
@@ -139,6 +150,60 @@ pub struct MmsPoint {
     pub factor: f64,
     /// Its quality attribute (same functional constraint), if the profile checks quality.
     pub quality: Option<Reference>,
+}
+
+impl MmsPoint {
+    /// What the data object's `units` must say for the profile to be right: the SI unit
+    /// (IEC 61850-7-3 annex A: 29 V, 5 A, 33 Hz, 62 W, 63 var, 1 dimensionless) and the
+    /// multiplier's exponent (the profile's `multiplier` plus that of its `unit`: `kV` is
+    /// 10^3 V).
+    #[must_use]
+    pub fn expected_units(&self) -> Option<(i64, i64)> {
+        let (si, exp) = match self.unit.as_str() {
+            "V" => (29, 0),
+            "kV" => (29, 3),
+            "mA" => (5, -3),
+            "A" => (5, 0),
+            "kA" => (5, 3),
+            "mHz" => (33, -3),
+            "Hz" => (33, 0),
+            "1" => (1, 0),
+            "%" => (1, -2),
+            "permille" => (1, -3),
+            "W" => (62, 0),
+            "kW" => (62, 3),
+            "MW" => (62, 6),
+            "var" => (63, 0),
+            "kvar" => (63, 3),
+            "Mvar" => (63, 6),
+            _ => return None,
+        };
+        Some((si, exp + i64::from(self.multiplier)))
+    }
+
+    /// Checks what the IED's `units` say (`SIUnit`, `multiplier`, each if the IED has it)
+    /// against the profile: a profile off by a power of ten would record every value a
+    /// thousand times too large or small, so a mismatch is refused with both sides named.
+    pub fn check_units(&self, si_unit: Option<i64>, multiplier: Option<i64>) -> Result<(), String> {
+        let Some((si, exp)) = self.expected_units() else {
+            return Ok(());
+        };
+        let name = self.quantity.name();
+        if let Some(s) = si_unit.filter(|&s| s != si) {
+            return Err(format!(
+                "{name}: the profile reads {} as {} (SI unit {si}), the IED's units.SIUnit is {s}",
+                self.reference, self.unit
+            ));
+        }
+        // Dimensionless values (PF) often leave the multiplier out: 0 is the default.
+        if let Some(m) = multiplier.filter(|&m| m != exp) {
+            return Err(format!(
+                "{name}: the profile reads {} as {} with multiplier {} (10^{exp} of the SI unit), the IED's units.multiplier is 10^{m}: fix the profile's multiplier",
+                self.reference, self.unit, self.multiplier
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where fault openings come from.
@@ -625,6 +690,26 @@ mod tests {
         let mut v = values.clone();
         v[12] = Some(Value::Bits(0b0010_0000_0000_0000));
         assert!(p.decode(&v).is_ok(), "overflow alone leaves the value good");
+        // Units: the profile's unit and multiplier against the IED's units.
+        let vab = &p.points[0];
+        assert_eq!(vab.expected_units(), Some((29, 0)));
+        assert_eq!(
+            vab.reference
+                .units("multiplier")
+                .map(|r| r.to_string())
+                .as_deref(),
+            Some("LD0/MMXU1.PPV.phsAB.units.multiplier")
+        );
+        assert!(vab.check_units(Some(29), Some(0)).is_ok());
+        assert!(vab.check_units(None, None).is_ok(), "an IED without units");
+        let e = vab
+            .check_units(Some(29), Some(3))
+            .expect_err("kV served, V read");
+        assert!(e.contains("multiplier") && e.contains("10^3"), "{e}");
+        assert!(vab.check_units(Some(5), Some(0)).is_err(), "amperes");
+        let mut kv = vab.clone();
+        kv.unit = "kV".into();
+        assert!(kv.check_units(Some(29), Some(3)).is_ok(), "kV is V x 10^3");
         // Without quality: eleven targets.
         let off = GENERIC.replace("timeout_ms = 1000", "timeout_ms = 1000\nquality = false");
         let p = MmsProfile::parse("t", &off).expect("checks");

@@ -115,6 +115,10 @@ impl MmsSource {
                 }
             },
         };
+        if let Err(e) = self.check_units(&conn, &ied).await {
+            let _ = conn.abort().await;
+            return Err(e);
+        }
         let targets = self
             .profile
             .targets()
@@ -123,6 +127,40 @@ impl MmsSource {
             .collect();
         info!(addr = %self.addr, ied, "associated with the IED");
         Ok(Associated { conn, targets })
+    }
+
+    /// Reads each quantity's `units` (SIUnit and multiplier, CF) and refuses to record if
+    /// the profile disagrees. An IED that does not publish `units` is taken at the
+    /// profile's word.
+    async fn check_units(&self, conn: &IedConnection, ied: &str) -> Result<(), String> {
+        let mut refs: Vec<(String, FC)> = Vec::new();
+        for p in &self.profile.points {
+            for part in ["SIUnit", "multiplier"] {
+                if let Some(r) = p.reference.units(part) {
+                    refs.push((r.on(ied), FC::Cf));
+                }
+            }
+        }
+        if refs.len() != 2 * self.profile.points.len() {
+            return Ok(());
+        }
+        let targets: Vec<(&str, FC)> = refs.iter().map(|(r, fc)| (r.as_str(), *fc)).collect();
+        let results = conn
+            .read_objects(&targets)
+            .await
+            .map_err(|e| format!("{}: reading units: {e}", self.addr))?;
+        let number = |k: usize| match results.get(k) {
+            Some(AccessResult::Success(iec61850_mms::MmsData::Integer(i))) => Some(*i),
+            Some(AccessResult::Success(iec61850_mms::MmsData::Unsigned(u))) => {
+                i64::try_from(*u).ok()
+            }
+            _ => None,
+        };
+        for (i, p) in self.profile.points.iter().enumerate() {
+            p.check_units(number(2 * i), number(2 * i + 1))
+                .map_err(|e| format!("{}: {e}", self.addr))?;
+        }
+        Ok(())
     }
 
     /// The IED's name: the part in front of the profile's logical device instances, which

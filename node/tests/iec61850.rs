@@ -726,3 +726,48 @@ async fn values_of_invalid_quality_are_missing_samples_not_numbers() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_off_by_a_thousand_is_refused_not_recorded() {
+    use std::sync::atomic::Ordering;
+    // relay-sim publishes volts with multiplier 0 in units (CF); a profile that says the
+    // IED publishes kV (multiplier 3) would record every voltage a thousand times too
+    // large. The recorder reads the IED's units at association and records nothing.
+    let sim = relay_sim::Simulator::bind(relay_sim::Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        iec61850: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        minute_secs: 60.0 / SPEED,
+        ..relay_sim::Config::default()
+    })
+    .await
+    .expect("relay-sim binds");
+    let mms = sim.mms_addr().expect("MMS bound");
+    tokio::spawn(sim.run(std::future::pending::<()>()));
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/generic-iec61850-ied.toml"),
+    )
+    .expect("the generic profile");
+    let wrong = text.replacen(
+        r#"unit = "V", multiplier = 0"#,
+        r#"unit = "V", multiplier = 3"#,
+        1,
+    );
+    assert_ne!(wrong, text);
+    let profile = Arc::new(MmsProfile::parse("wrong", &wrong).expect("checks"));
+    let start = (common::now_ms() / 1000 - 2 * 86_400) / 60 * 60;
+    let (_gw, rec) = recorder_with(
+        profile,
+        &mms.to_string(),
+        Clock::compressed(start * 1000, SPEED),
+    )
+    .await;
+    wait_until("five refused samples", 30, || {
+        rec.stats.missed.load(Ordering::Relaxed) >= 5
+    })
+    .await;
+    assert_eq!(
+        rec.stats.samples.load(Ordering::Relaxed),
+        0,
+        "nothing recorded through a profile the IED's units contradict"
+    );
+}
