@@ -5,13 +5,17 @@
 //! - [`topology`]: random connected peer graphs of a given degree, and lines;
 //! - [`node`]: a node process (started, SIGKILLed, restarted) and its CPU and memory;
 //! - [`trace`]: what the nodes logged (`gridledger::trace`) and the final chain;
-//! - [`scenario`]: one scenario end to end, and its [`scenario::Report`].
+//! - [`scenario`]: one scenario end to end, and its [`scenario::Report`];
+//! - [`netns`]: each node in a network namespace of its own where the machine allows.
 //!
-//! Every address is loopback: each node listens on its own port, and each peer link is a
-//! proxy on its own port, so that every directed link can be shaped alone. The `wan`
-//! binary runs issue 11's scenarios; `tests/wan.rs` a small one in `cargo test`.
+//! Each peer link is a proxy of its own, so that every directed link can be shaped alone.
+//! Where the machine allows (root, `ip netns`), each node runs in a network namespace of
+//! its own with its own address, linked to the harness's hub namespace by a veth pair;
+//! otherwise every node listens on its own loopback port. The `wan` binary runs issue 11's
+//! scenarios; `tests/wan.rs` a small one in `cargo test`.
 
 pub mod link;
+pub mod netns;
 pub mod node;
 pub mod scenario;
 pub mod topology;

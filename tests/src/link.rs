@@ -167,7 +167,17 @@ impl Proxy {
     /// Listens on 127.0.0.1, port 0; `forward` carries what clients send to `target`,
     /// `back` the answers.
     pub async fn start(target: SocketAddr, forward: Link, back: Link) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), target, forward, back).await
+    }
+
+    /// The same, listening on `ip` (a hub address inside the testbed's namespaces).
+    pub async fn start_on(
+        ip: std::net::IpAddr,
+        target: SocketAddr,
+        forward: Link,
+        back: Link,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             // Dropped with the task: aborting the proxy ends its connections.

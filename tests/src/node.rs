@@ -67,6 +67,8 @@ pub struct NodeSpec {
     pub sync_secs: f64,
     /// `--block-relay`: `push` or `announce`.
     pub block_relay: String,
+    /// The network namespace it runs in (`ip netns exec`), if any.
+    pub namespace: Option<String>,
 }
 
 /// A running (or killed) node.
@@ -139,7 +141,16 @@ impl Node {
             .open(&self.log)
             .map_err(io)?;
         let s = &self.spec;
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = match &s.namespace {
+            Some(ns) => {
+                // `ip` enters the namespace and replaces itself with the node: the child's
+                // pid is the node's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         cmd.arg("run")
             .arg("--listen")
             .arg(s.listen.to_string())

@@ -220,6 +220,9 @@ pub enum ScenarioError {
     /// An HTTP client.
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
+    /// The nodes' network namespaces.
+    #[error("network namespaces: {0}")]
+    Netns(String),
 }
 
 /// A node's `/status`, the fields the testbed reads.
@@ -249,6 +252,8 @@ struct Bed {
     _proxies: Vec<Proxy>,
     stop_relays: tokio::sync::watch::Sender<bool>,
     relays: Vec<tokio::task::JoinHandle<Result<(), relay_sim::SimError>>>,
+    /// Last: the namespaces go after the nodes in them have been killed.
+    _netns: Option<crate::netns::Netns>,
 }
 
 impl Bed {
@@ -335,11 +340,22 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     let (stop_relays, stopped) = tokio::sync::watch::channel(false);
     let now_s = gridledger::clock::now_ms() / 1000;
     let start_time = now_s.saturating_sub(relay_sim::clock::headroom_ms(s.minute_secs) / 1000);
+    // Inside the testbed's hub namespace: each node in its own namespace.
+    let netns = match crate::netns::hub() {
+        Some(_) => Some(crate::netns::Netns::create(n).map_err(ScenarioError::Netns)?),
+        None => None,
+    };
     let mut relay_addrs = Vec::with_capacity(n);
     let mut relays = Vec::with_capacity(n);
     for i in 0..n {
         let sim = relay_sim::Simulator::bind(relay_sim::Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            // In namespaces, on every hub address (each node reaches the hub on its own
+            // link); otherwise on loopback.
+            listen: if netns.is_some() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            },
             relay_id: u32::try_from(i + 1).unwrap_or(u32::MAX),
             seed: s.seed.wrapping_add(i as u64),
             minute_secs: s.minute_secs,
@@ -355,7 +371,13 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     }
 
     // Links and the proxies in front of every node, one per peer that reaches it.
-    let listens: Vec<SocketAddr> = free_ports(n)?;
+    let listens: Vec<SocketAddr> = if netns.is_some() {
+        (0..n)
+            .map(|i| SocketAddr::from((crate::netns::node_ip(i), 7000)))
+            .collect()
+    } else {
+        free_ports(n)?
+    };
     let mut links = BTreeMap::new();
     for &(a, b) in &edges {
         for (from, to) in [(a, b), (b, a)] {
@@ -387,7 +409,13 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     let mut peers = vec![Vec::new(); n];
     for ((from, to), forward) in &links {
         let back = links[&(*to, *from)].clone();
-        let proxy = Proxy::start(listens[*to], forward.clone(), back).await?;
+        let proxy = match &netns {
+            Some(_) => {
+                let hub = crate::netns::hub_ip(*from).into();
+                Proxy::start_on(hub, listens[*to], forward.clone(), back).await?
+            }
+            None => Proxy::start(listens[*to], forward.clone(), back).await?,
+        };
         peers[*from].push(format!("http://{}", proxy.addr()));
         proxies.push(proxy);
     }
@@ -395,8 +423,18 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     let client = crate::node::http_client()?;
     let mut nodes = Vec::with_capacity(n);
     for i in 0..n {
-        let mut polled = vec![relay_addrs[i]];
-        polled.extend(adj[i].iter().take(s.witnesses).map(|j| relay_addrs[*j]));
+        // A node in a namespace reaches every relay through its hub address.
+        let reach = |a: SocketAddr| match &netns {
+            Some(_) => SocketAddr::from((crate::netns::hub_ip(i), a.port())),
+            None => a,
+        };
+        let mut polled = vec![reach(relay_addrs[i])];
+        polled.extend(
+            adj[i]
+                .iter()
+                .take(s.witnesses)
+                .map(|j| reach(relay_addrs[*j])),
+        );
         let spec = NodeSpec {
             index: i,
             listen: listens[i],
@@ -409,6 +447,7 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
             slot_secs: s.slot_secs,
             sync_secs: s.sync_secs,
             block_relay: s.block_relay.clone(),
+            namespace: netns.as_ref().and_then(|ns| ns.name(i)),
         };
         nodes.push(Node::start(exe, spec)?);
     }
@@ -419,6 +458,7 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
         _proxies: proxies,
         stop_relays,
         relays,
+        _netns: netns,
     };
     for i in 0..n {
         if let Err(e) = bed.nodes[i]

@@ -15,9 +15,35 @@ fn exe() -> &'static Path {
 
 /// Eight sites on 100 ms links, two or three peers each, cut in two halves for 15 s and
 /// healed: every node ends on one tip, and every record any node read is on the final
-/// chain exactly once.
+/// chain exactly once. Each node in a network namespace of its own where the machine
+/// allows (root, `ip netns`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_nodes_partitioned_and_healed_agree_and_lose_nothing() {
+    // As root, this test runs again inside a hub namespace of its own, each node in its
+    // own namespace; elsewhere (or with GRIDLEDGER_TESTBED_NETNS=0) on loopback ports.
+    const NAME: &str = "eight_nodes_partitioned_and_healed_agree_and_lose_nothing";
+    if let Some(ended) = gridledger_testbed::netns::enter_hub([
+        "--exact",
+        NAME,
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ]) {
+        let status = ended.expect("the run inside the hub namespace");
+        assert!(
+            status.success(),
+            "the run inside the hub namespace failed: {status}"
+        );
+        return;
+    }
+    println!(
+        "{}",
+        if gridledger_testbed::netns::hub().is_some() {
+            "nodes in network namespaces"
+        } else {
+            "nodes on loopback ports"
+        }
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let ms = Duration::from_millis;
     let mut s = Scenario::steady("partition", 8, ms(100), ms(10));
@@ -111,6 +137,7 @@ async fn line_of_five(mode: &str) {
                     slot_secs: 0.0,
                     sync_secs: 3600.0,
                     block_relay: mode.to_owned(),
+                    namespace: None,
                 },
             )
             .expect("node"),

@@ -2,7 +2,9 @@
 //!
 //! `cargo run --release -p gridledger-testbed --bin wan` (all five, about half an hour), or
 //! `--only steady --nodes 4,16` for a part. The nodes are `testbed-gridledger` processes
-//! (the `gridledger` binary, built beside this one).
+//! (the `gridledger` binary, built beside this one). As root, each node runs in a network
+//! namespace of its own (the whole run is re-executed inside a hub namespace, see
+//! `gridledger_testbed::netns`); `--loopback` keeps every node on a loopback port.
 
 use std::time::Duration;
 
@@ -42,10 +44,37 @@ struct Args {
     /// Keep each scenario's data dirs and node logs under this directory.
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
+    /// Every node on a loopback port, even where network namespaces are possible.
+    #[arg(long)]
+    loopback: bool,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if !args.loopback {
+        // As root: run again inside a hub namespace of our own, each node in its own
+        // namespace; every namespace is deleted when that run ends.
+        if let Some(ended) = gridledger_testbed::netns::enter_hub(std::env::args_os().skip(1)) {
+            return match ended {
+                Ok(status) if status.success() => std::process::ExitCode::SUCCESS,
+                Ok(status) => std::process::ExitCode::from(
+                    u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
+                ),
+                Err(e) => {
+                    eprintln!("wan: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+    }
+    println!(
+        "{}",
+        if gridledger_testbed::netns::hub().is_some() {
+            "nodes: each in its own network namespace (10.77.0.0/16), links through the emulator in the hub namespace"
+        } else {
+            "nodes: each on its own loopback port, links through the emulator"
+        }
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
