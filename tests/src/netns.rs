@@ -96,9 +96,15 @@ pub fn available() -> bool {
     if !root {
         return false;
     }
-    // Try one.
+    // Try what a run does, inside a namespace of its own: make it, a veth pair in it, and
+    // run a command in it (a container may allow the first and not the others).
     let probe = format!("{PREFIX}{}probe", std::process::id());
-    let ok = ip(&["netns", "add", &probe]).is_ok();
+    let ok = ip(&["netns", "add", &probe]).is_ok()
+        && ip(&[
+            "-n", &probe, "link", "add", "name", "glp0", "type", "veth", "peer", "name", "glp1",
+        ])
+        .is_ok()
+        && ip(&["netns", "exec", &probe, "ip", "link", "set", "lo", "up"]).is_ok();
     let _ = ip(&["netns", "delete", &probe]);
     ok
 }
