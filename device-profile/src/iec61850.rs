@@ -27,7 +27,9 @@ use relay_core::Sample;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{line_of, range, unit, DecodeError, FaultReading, ProfileError, Reading};
+use crate::{
+    device_basics, line_of, range, unit, DecodeError, FaultReading, ProfileError, Reading,
+};
 
 /// A functional constraint (IEC 61850-8-1 section 8.1.3.2.2): the part of a data object a
 /// reference reads.
@@ -312,21 +314,8 @@ impl MmsProfile {
         let at = |span: std::ops::Range<usize>| line_of(text, span.start);
         let dev_line = at(raw.device.span());
         let dev = raw.device.into_inner();
-        if dev.source.trim().is_empty() {
-            return Err(err(
-                dev_line,
-                "device.source",
-                "say which document (and version) the profile was written from".into(),
-            ));
-        }
-        let timeout_ms = dev.timeout_ms.unwrap_or(1000);
-        if !(10..=60_000).contains(&timeout_ms) {
-            return Err(err(
-                dev_line,
-                "device.timeout_ms",
-                format!("{timeout_ms}: use 10 to 60000"),
-            ));
-        }
+        let timeout = device_basics(&dev.source, dev.timeout_ms)
+            .map_err(|(key, reason)| err(dev_line, key, reason))?;
         let q_line = at(raw.quantities.span());
         let mut quantities = raw.quantities.into_inner();
         let mut points = Vec::with_capacity(10);
@@ -426,7 +415,7 @@ impl MmsProfile {
             source: dev.source,
             tested_on_hardware: dev.tested_on_hardware,
             notes: dev.notes,
-            timeout: Duration::from_millis(timeout_ms),
+            timeout,
             points,
             faults,
         })

@@ -335,6 +335,26 @@ struct RawBlock {
     count: u32,
 }
 
+/// What every profile's `[device]` must say, whatever its kind: the document it was
+/// written from, and a timeout of 10 ms to 60 s (1 s by default). The key and reason of
+/// the first fault.
+pub(crate) fn device_basics(
+    source: &str,
+    timeout_ms: Option<u64>,
+) -> Result<Duration, (&'static str, String)> {
+    if source.trim().is_empty() {
+        return Err((
+            "device.source",
+            "say which document (and version) the profile was written from".into(),
+        ));
+    }
+    let ms = timeout_ms.unwrap_or(1000);
+    if !(10..=60_000).contains(&ms) {
+        return Err(("device.timeout_ms", format!("{ms}: use 10 to 60000")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 /// The line (1-based) of byte `offset` in `text`.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
@@ -399,13 +419,8 @@ impl Profile {
                 ))
             }
         }
-        if dev.source.trim().is_empty() {
-            return Err(err(
-                dev_line,
-                "device.source",
-                "say which document (and version) the profile was written from".into(),
-            ));
-        }
+        let timeout = device_basics(&dev.source, dev.timeout_ms)
+            .map_err(|(key, reason)| err(dev_line, key, reason))?;
         let default_table = match dev.function.unwrap_or(3) {
             f @ (3 | 4) => Table::of(f).unwrap_or(Table::Holding),
             f => {
@@ -424,14 +439,6 @@ impl Profile {
                 dev_line,
                 "device.unit",
                 format!("{unit}: a unit id is 1 to 247"),
-            ));
-        }
-        let timeout_ms = dev.timeout_ms.unwrap_or(1000);
-        if !(10..=60_000).contains(&timeout_ms) {
-            return Err(err(
-                dev_line,
-                "device.timeout_ms",
-                format!("{timeout_ms}: use 10 to 60000"),
             ));
         }
         let max_gap = dev.max_gap.unwrap_or(16);
@@ -768,7 +775,7 @@ impl Profile {
             tested_on_hardware: dev.tested_on_hardware,
             notes: dev.notes,
             unit,
-            timeout: Duration::from_millis(timeout_ms),
+            timeout,
             points,
             faults,
             reads,

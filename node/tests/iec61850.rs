@@ -366,42 +366,6 @@ async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A `gridledger run` process, killed when dropped.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The records of relay 77 on the main chain of the node at `port`, and its tip.
-async fn chain_records(client: &reqwest::Client, port: u16) -> Option<(String, Vec<MinuteRecord>)> {
-    let doc: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{port}/chain"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let blocks = doc["chain"].as_array()?;
-    let tip = blocks.last()?["id"].as_str()?.to_owned();
-    let mut out = Vec::new();
-    for b in blocks {
-        for r in b["records"].as_array().into_iter().flatten() {
-            let raw = hex::decode(r["raw"].as_str()?).ok()?;
-            let rec = MinuteRecord::decode(&raw).ok()?;
-            if rec.relay == RelayId(77) {
-                out.push(rec);
-            }
-        }
-    }
-    out.sort_by_key(|r| r.minute);
-    Some((tip, out))
-}
-
 /// Which served set a sample is (0 or 1), or a panic naming the difference.
 fn which_set(s: &relay_core::Sample) -> usize {
     use relay_core::measure::Quantity;
@@ -432,7 +396,7 @@ async fn the_recorder_reads_a_foreign_ied_and_three_nodes_mine_its_records() {
 
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
-    let _nodes: Vec<Node> = (0..3)
+    let _nodes: Vec<common::Proc> = (0..3)
         .map(|i| {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_gridledger"));
             cmd.args(["run", "--network", "mms-test", "--difficulty-bits", "8"])
@@ -447,7 +411,7 @@ async fn the_recorder_reads_a_foreign_ied_and_three_nodes_mine_its_records() {
                     cmd.args(["--peer", &format!("http://127.0.0.1:{p}")]);
                 }
             }
-            Node(cmd.spawn().expect("gridledger run starts"))
+            common::Proc(cmd.spawn().expect("gridledger run starts"))
         })
         .collect();
 
@@ -469,7 +433,7 @@ async fn the_recorder_reads_a_foreign_ied_and_three_nodes_mine_its_records() {
     let chain = loop {
         let mut views = Vec::new();
         for p in &ports {
-            views.push(chain_records(&client, *p).await);
+            views.push(common::chain_records(&client, *p, RelayId(77)).await);
         }
         if let [Some(a), Some(b), Some(c)] = &views[..] {
             let both =

@@ -176,44 +176,6 @@ async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
 
-/// A `gridledger run` process, killed when dropped.
-struct Node(std::process::Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The records of relay 42 on the main chain of the node at `port`, from its `/chain`.
-async fn chain_records(client: &reqwest::Client, port: u16) -> Option<(String, Vec<MinuteRecord>)> {
-    let doc: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{port}/chain"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let blocks = doc["chain"]
-        .as_array()
-        .or_else(|| doc["blocks"].as_array())?;
-    let tip = blocks.last()?["id"].as_str()?.to_owned();
-    let mut out = Vec::new();
-    for b in blocks {
-        for r in b["records"].as_array().into_iter().flatten() {
-            let raw = hex::decode(r["raw"].as_str()?).ok()?;
-            let rec = MinuteRecord::decode(&raw).ok()?;
-            if rec.relay == RelayId(RELAY) {
-                out.push(rec);
-            }
-        }
-    }
-    out.sort_by_key(|r| r.minute);
-    Some((tip, out))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_device_recorded_and_mined_by_three_nodes() {
     let profile = profile();
@@ -225,7 +187,7 @@ async fn a_foreign_device_recorded_and_mined_by_three_nodes() {
     // Three `gridledger run` nodes, each reading the recorder, peers of each other.
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
-    let _nodes: Vec<Node> = (0..3)
+    let _nodes: Vec<common::Proc> = (0..3)
         .map(|i| {
             let mut cmd = std::process::Command::new(BIN);
             cmd.args([
@@ -246,7 +208,7 @@ async fn a_foreign_device_recorded_and_mined_by_three_nodes() {
                     cmd.args(["--peer", &format!("http://127.0.0.1:{p}")]);
                 }
             }
-            Node(cmd.spawn().expect("gridledger run starts"))
+            common::Proc(cmd.spawn().expect("gridledger run starts"))
         })
         .collect();
     let client = gridledger::wire::builder()
@@ -259,7 +221,7 @@ async fn a_foreign_device_recorded_and_mined_by_three_nodes() {
     let chain = loop {
         let mut views = Vec::new();
         for p in &ports {
-            views.push(chain_records(&client, *p).await);
+            views.push(common::chain_records(&client, *p, RelayId(RELAY)).await);
         }
         if let [Some(a), Some(b), Some(c)] = &views[..] {
             if a.1.len() >= 6 && a.0 == b.0 && b.0 == c.0 {

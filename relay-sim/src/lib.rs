@@ -213,6 +213,22 @@ impl Config {
         Ok(())
     }
 
+    /// The relays this configuration describes, before any sample (also what
+    /// `--write-icd` describes).
+    #[must_use]
+    pub fn bank(&self) -> Bank {
+        let spec = BankSpec {
+            first_unit: self.unit_id,
+            relays: self.relays,
+            first_relay_id: self.relay_id,
+            name: self.relay_name.clone(),
+            substation: self.substation.clone(),
+            samples_per_record: self.samples_per_record(),
+            layout: self.layout.clone(),
+        };
+        Bank::new(&spec, SignalModel::new(self.seed, self.profile))
+    }
+
     /// Samples in each minute record.
     #[must_use]
     pub fn samples_per_record(&self) -> u16 {
@@ -237,19 +253,7 @@ impl Simulator {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| SimError::Bind(config.listen, e))?;
-        let spec = BankSpec {
-            first_unit: config.unit_id,
-            relays: config.relays,
-            first_relay_id: config.relay_id,
-            name: config.relay_name.clone(),
-            substation: config.substation.clone(),
-            samples_per_record: config.samples_per_record(),
-            layout: config.layout.clone(),
-        };
-        let bank = Arc::new(Bank::new(
-            &spec,
-            SignalModel::new(config.seed, config.profile),
-        ));
+        let bank = Arc::new(config.bank());
         let start_ms = config.start_time.map_or_else(
             || RelayClock::system_now_ms().saturating_sub(clock::headroom_ms(config.minute_secs)),
             |s| s.saturating_mul(1000),

@@ -232,18 +232,7 @@ fn write_icd(config: &Config, path: &std::path::Path) -> ExitCode {
         error!("{e}");
         return ExitCode::from(2);
     }
-    let bank = relay_sim::Bank::new(
-        &relay_sim::BankSpec {
-            first_unit: config.unit_id,
-            relays: config.relays,
-            first_relay_id: config.relay_id,
-            name: config.relay_name.clone(),
-            substation: config.substation.clone(),
-            samples_per_record: config.samples_per_record(),
-            layout: None,
-        },
-        relay_core::signal::SignalModel::new(config.seed, config.profile),
-    );
+    let bank = config.bank();
     let port = config.iec61850.map_or(102, |a| a.port());
     let text = relay_sim::mms::icd_of(&bank, &config.substation, port);
     let written = if path.as_os_str() == "-" {

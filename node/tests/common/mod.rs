@@ -203,3 +203,44 @@ pub async fn serve_api(
     });
     (addr, shared)
 }
+
+/// A process (a `gridledger run`), killed when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The records of `relay` on the main chain of the node at `port`, by minute, and its tip,
+/// from its `/chain`.
+pub async fn chain_records(
+    client: &reqwest::Client,
+    port: u16,
+    relay: RelayId,
+) -> Option<(String, Vec<MinuteRecord>)> {
+    let doc: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/chain"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let blocks = doc["chain"].as_array()?;
+    let tip = blocks.last()?["id"].as_str()?.to_owned();
+    let mut out = Vec::new();
+    for b in blocks {
+        for r in b["records"].as_array().into_iter().flatten() {
+            let raw = hex::decode(r["raw"].as_str()?).ok()?;
+            let rec = MinuteRecord::decode(&raw).ok()?;
+            if rec.relay == relay {
+                out.push(rec);
+            }
+        }
+    }
+    out.sort_by_key(|r| r.minute);
+    Some((tip, out))
+}
