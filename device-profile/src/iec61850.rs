@@ -28,7 +28,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    device_basics, line_of, range, unit, DecodeError, FaultReading, ProfileError, Reading,
+    device_basics, line_of, parse_toml, range, ten_quantities, unit_factor, DecodeError,
+    FaultReading, ProfileError, Reading,
 };
 
 /// A functional constraint (IEC 61850-8-1 section 8.1.3.2.2): the part of a data object a
@@ -307,46 +308,19 @@ impl MmsProfile {
             key: key.to_owned(),
             reason,
         };
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| line_of(text, s.start));
-            err(line, "(syntax)", e.message().trim().to_owned())
-        })?;
+        let raw: RawFile = parse_toml(file, text)?;
         let at = |span: std::ops::Range<usize>| line_of(text, span.start);
         let dev_line = at(raw.device.span());
         let dev = raw.device.into_inner();
         let timeout = device_basics(&dev.source, dev.timeout_ms)
             .map_err(|(key, reason)| err(dev_line, key, reason))?;
-        let q_line = at(raw.quantities.span());
-        let mut quantities = raw.quantities.into_inner();
         let mut points = Vec::with_capacity(10);
-        for q in Quantity::ALL {
+        for (q, line, p) in ten_quantities(file, text, raw.quantities)? {
             let key = format!("quantities.{}", q.name());
-            let Some(p) = quantities.remove(q.name()) else {
-                return Err(err(
-                    q_line,
-                    &key,
-                    format!(
-                        "missing: every one of Vab, Vbc, Vca, Ia, Ib, Ic, f, PF, P, Q is needed (in {})",
-                        unit::units_of(q)
-                    ),
-                ));
-            };
-            let line = at(p.span());
-            let p = p.into_inner();
             let reference = Reference::parse(&p.reference)
                 .map_err(|e| err(line, &format!("{key}.reference"), e))?;
-            let factor = unit::factor(q, &p.unit).ok_or_else(|| {
-                err(
-                    line,
-                    &format!("{key}.unit"),
-                    format!(
-                        "'{}' is not a unit of {} (use {})",
-                        p.unit,
-                        q.name(),
-                        unit::units_of(q)
-                    ),
-                )
-            })?;
+            let factor =
+                unit_factor(q, &p.unit).map_err(|e| err(line, &format!("{key}.unit"), e))?;
             let multiplier = p.multiplier.unwrap_or(0);
             if !(-24..=24).contains(&multiplier) {
                 return Err(err(
@@ -386,13 +360,6 @@ impl MmsProfile {
                 factor,
                 quality,
             });
-        }
-        if let Some((k, p)) = quantities.into_iter().next() {
-            return Err(err(
-                at(p.span()),
-                &format!("quantities.{k}"),
-                "not a quantity: use Vab, Vbc, Vca, Ia, Ib, Ic, f, PF, P, Q".into(),
-            ));
         }
         let faults = match raw.faults {
             None => None,

@@ -335,6 +335,82 @@ struct RawBlock {
     count: u32,
 }
 
+/// Reads a profile file: its name for errors, and its text.
+pub fn read_profile(path: &Path) -> Result<(String, String), ProfileError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
+        file: file.clone(),
+        line: 0,
+        key: "(file)".into(),
+        reason: e.to_string(),
+    })?;
+    Ok((file, text))
+}
+
+/// A profile's TOML as `T`, a syntax or type fault named by its line.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ProfileError> {
+    toml::from_str(text).map_err(|e: toml::de::Error| ProfileError {
+        file: file.to_owned(),
+        line: e.span().map_or(0, |s| line_of(text, s.start)),
+        key: "(syntax)".into(),
+        reason: e.message().trim().to_owned(),
+    })
+}
+
+/// The ten quantities of a `[quantities]` table in [`Quantity::ALL`] order, each with its
+/// line; the first missing, or the first name that is not a quantity, is refused.
+pub(crate) fn ten_quantities<P>(
+    file: &str,
+    text: &str,
+    table: Spanned<BTreeMap<String, Spanned<P>>>,
+) -> Result<Vec<(Quantity, usize, P)>, ProfileError> {
+    let err = |line: usize, key: String, reason: String| ProfileError {
+        file: file.to_owned(),
+        line,
+        key,
+        reason,
+    };
+    let table_line = line_of(text, table.span().start);
+    let mut quantities = table.into_inner();
+    let mut out = Vec::with_capacity(Quantity::ALL.len());
+    for q in Quantity::ALL {
+        let Some(p) = quantities.remove(q.name()) else {
+            return Err(err(
+                table_line,
+                format!("quantities.{}", q.name()),
+                format!(
+                    "missing: every one of Vab, Vbc, Vca, Ia, Ib, Ic, f, PF, P, Q is needed (in {})",
+                    unit::units_of(q)
+                ),
+            ));
+        };
+        out.push((q, line_of(text, p.span().start), p.into_inner()));
+    }
+    if let Some((name, p)) = quantities.into_iter().next() {
+        return Err(err(
+            line_of(text, p.span().start),
+            format!("quantities.{name}"),
+            "not a quantity: use Vab, Vbc, Vca, Ia, Ib, Ic, f, PF, P, Q".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// relay-core's stored integer per one of `unit` for `quantity`, or why it is not one of
+/// that quantity's units.
+pub(crate) fn unit_factor(quantity: Quantity, unit: &str) -> Result<f64, String> {
+    unit::factor(quantity, unit).ok_or_else(|| {
+        format!(
+            "'{unit}' is not a unit of {} (use {})",
+            quantity.name(),
+            unit::units_of(quantity)
+        )
+    })
+}
+
 /// What every profile's `[device]` must say, whatever its kind: the document it was
 /// written from, and a timeout of 10 ms to 60 s (1 s by default). The key and reason of
 /// the first fault.
@@ -375,13 +451,7 @@ struct Claim {
 impl Profile {
     /// Reads and checks a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
-            file: file.clone(),
-            line: 0,
-            key: "(file)".into(),
-            reason: e.to_string(),
-        })?;
+        let (file, text) = read_profile(path)?;
         Profile::parse(&file, &text)
     }
 
@@ -393,10 +463,7 @@ impl Profile {
             key: key.to_owned(),
             reason,
         };
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| line_of(text, s.start));
-            err(line, "(syntax)", e.message().trim().to_owned())
-        })?;
+        let raw: RawFile = parse_toml(file, text)?;
         let at = |span: std::ops::Range<usize>| line_of(text, span.start);
 
         let dev_line = at(raw.device.span());
@@ -451,22 +518,8 @@ impl Profile {
         }
 
         let mut claims: Vec<Claim> = Vec::new();
-        let q_line = at(raw.quantities.span());
-        let mut quantities = raw.quantities.into_inner();
         let mut points = Vec::with_capacity(10);
-        for q in Quantity::ALL {
-            let Some(p) = quantities.remove(q.name()) else {
-                return Err(err(
-                    q_line,
-                    &format!("quantities.{}", q.name()),
-                    format!(
-                        "missing: every one of Vab, Vbc, Vca, Ia, Ib, Ic, f, PF, P, Q is needed (in {})",
-                        unit::units_of(q)
-                    ),
-                ));
-            };
-            let line = at(p.span());
-            let p = p.into_inner();
+        for (q, line, p) in ten_quantities(file, text, raw.quantities)? {
             let key = format!("quantities.{}", q.name());
             let k = |field: &str| format!("{key}.{field}");
             let table = register_table(p.function, default_table).map_err(|f| {
@@ -478,18 +531,7 @@ impl Profile {
             })?;
             let kind = p.kind.unwrap_or(default_kind);
             let order = p.word_order.unwrap_or(default_order);
-            let factor = unit::factor(q, &p.unit).ok_or_else(|| {
-                err(
-                    line,
-                    &k("unit"),
-                    format!(
-                        "'{}' is not a unit of {} (use {})",
-                        p.unit,
-                        q.name(),
-                        unit::units_of(q)
-                    ),
-                )
-            })?;
+            let factor = unit_factor(q, &p.unit).map_err(|e| err(line, &k("unit"), e))?;
             let scale = match (p.scale, p.scale_pow10, p.scale_register) {
                 (None, None, None) => Scale::Factor(1.0),
                 (Some(f), None, None) => {
@@ -569,13 +611,6 @@ impl Profile {
                 factor,
                 reference: p.reference,
             });
-        }
-        if let Some((name, p)) = quantities.into_iter().next() {
-            return Err(err(
-                at(p.span()),
-                &format!("quantities.{name}"),
-                "not a quantity: use Vab, Vbc, Vca, Ia, Ib, Ic, f, PF, P, Q".into(),
-            ));
         }
 
         let faults = match raw.faults {

@@ -70,24 +70,19 @@ impl MmsSource {
         };
         let targets: Vec<(&str, FC)> = a.targets.iter().map(|(r, fc)| (r.as_str(), *fc)).collect();
         let wanted = targets.len();
-        let read = tokio::time::timeout(timeout, a.conn.read_objects(&targets)).await;
-        let failure = match &read {
-            Ok(Ok(r)) if r.len() == wanted => None,
-            Ok(Ok(r)) => Some(format!("{} results for {wanted} references", r.len())),
-            Ok(Err(e)) => Some(format!("read: {e}")),
-            Err(_) => Some(format!("no answer within {timeout:?}")),
+        let read = match tokio::time::timeout(timeout, a.conn.read_objects(&targets)).await {
+            Ok(Ok(r)) if r.len() == wanted => Ok(r),
+            Ok(Ok(r)) => Err(format!("{} results for {wanted} references", r.len())),
+            Ok(Err(e)) => Err(format!("read: {e}")),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
         };
-        let results = match (failure, read) {
-            (None, Ok(Ok(r))) => r,
-            (why, _) => {
+        let results = match read {
+            Ok(r) => r,
+            Err(why) => {
                 // Start afresh at the next sample: a late answer or a half-closed
                 // association must not be taken for the next sample's.
                 self.drop_association().await;
-                return Err(format!(
-                    "{}: {}",
-                    self.addr,
-                    why.unwrap_or_else(|| "read failed".into())
-                ));
+                return Err(format!("{}: {why}", self.addr));
             }
         };
         let values: Vec<Option<Value>> = results.iter().map(value_of).collect();

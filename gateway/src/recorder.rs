@@ -64,13 +64,7 @@ impl DeviceProfile {
 
     /// Reads and checks the profile at `path`, of either kind.
     pub fn load(path: &std::path::Path) -> Result<DeviceProfile, device_profile::ProfileError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| device_profile::ProfileError {
-            file: file.clone(),
-            line: 0,
-            key: "(file)".into(),
-            reason: e.to_string(),
-        })?;
+        let (file, text) = device_profile::read_profile(path)?;
         if device_profile::iec61850::kind_of(&text).as_deref() == Some("iec61850") {
             Ok(DeviceProfile::Iec61850(Arc::new(MmsProfile::parse(
                 &file, &text,

@@ -160,8 +160,6 @@ pub struct MmsServer {
     control: MmsControl,
     /// The address bound.
     pub addr: SocketAddr,
-    /// The ICD it serves.
-    pub icd: String,
 }
 
 impl MmsServer {
@@ -214,7 +212,6 @@ impl MmsServer {
             handle,
             control: MmsControl(writer),
             addr,
-            icd: icd_of(bank, substation, addr.port()),
         })
     }
 

@@ -196,13 +196,7 @@ proptest! {
         }
         let _ = parse_cotp_pdu(&bytes);
         let _ = parse_options(&bytes);
-        let _ = pres_parse_connect(&mut IsoPresentation::default(), &bytes);
-        let _ = pres_parse_accept(&mut IsoPresentation::default(), &bytes);
-        let _ = parse_user_data(&mut IsoPresentation::default(), &bytes);
-        let _ = MmsPdu::decode(&bytes);
-        let _ = MmsData::decode(&bytes);
-        let _ = decode_confirmed_read_request(&bytes);
-        let _ = decode_confirmed_read_response(&bytes);
+        decode_above_cotp(&bytes);
     }
 
     /// The same decoders on BER-shaped input: a plausible tag, a length that may lie (short
@@ -213,15 +207,21 @@ proptest! {
         len in prop::sample::select(vec![vec![0x00_u8], vec![0x7f], vec![0x80], vec![0x81, 0xff], vec![0x82, 0xff, 0xff], vec![0x84, 0xff, 0xff, 0xff, 0xff], vec![0x85, 1, 2, 3, 4, 5]]),
         rest in prop::collection::vec(any::<u8>(), 0..64),
     ) {
-        use iec61850_mms::*;
-        let bytes = [vec![tag], len, rest].concat();
-        let _ = pres_parse_connect(&mut IsoPresentation::default(), &bytes);
-        let _ = parse_user_data(&mut IsoPresentation::default(), &bytes);
-        let _ = MmsPdu::decode(&bytes);
-        let _ = MmsData::decode(&bytes);
-        let _ = decode_confirmed_read_request(&bytes);
-        let _ = decode_confirmed_read_response(&bytes);
+        decode_above_cotp(&[vec![tag], len, rest].concat());
     }
+}
+
+/// Every decoder above COTP, on `bytes`: presentation connect, accept and user data, an MMS
+/// PDU, MMS data, a read request and response. Each returns an error or a value.
+fn decode_above_cotp(bytes: &[u8]) {
+    use iec61850_mms::*;
+    let _ = pres_parse_connect(&mut IsoPresentation::default(), bytes);
+    let _ = pres_parse_accept(&mut IsoPresentation::default(), bytes);
+    let _ = parse_user_data(&mut IsoPresentation::default(), bytes);
+    let _ = MmsPdu::decode(bytes);
+    let _ = MmsData::decode(bytes);
+    let _ = decode_confirmed_read_request(bytes);
+    let _ = decode_confirmed_read_response(bytes);
 }
 
 #[test]

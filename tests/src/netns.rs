@@ -228,18 +228,6 @@ impl Netns {
     pub fn name(&self, i: usize) -> Option<String> {
         self.names.get(i).cloned()
     }
-
-    /// Namespaces made.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    /// True if none.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
 }
 
 impl Drop for Netns {
