@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent verifier for `gridledger export --format json`, written from
 docs/FORMAT.md alone, with the Python standard library only (ed25519 included, after
-RFC 8032 section 6).
+RFC 8032 section 6 with the ZIP 215 rules).
 
     python3 tools/verify_export.py chain.json
 
@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-# --- ed25519 (RFC 8032, section 6), verification only ----------------------------------
+# --- ed25519 (RFC 8032, section 6; ZIP 215 rules), verification only ----------------------
 
 P = 2**255 - 19
 Q = 2**252 + 27742317777372353535851937790883648493
@@ -52,11 +52,9 @@ def _equal(a, b):
 
 
 def _recover_x(y, sign):
-    if y >= P:
-        return None
     x2 = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
     if x2 == 0:
-        return None if sign else 0
+        return 0  # x = 0 with the sign bit set reads as 0, as curve25519-dalek does
     x = pow(x2, (P + 3) // 8, P)
     if (x * x - x2) % P != 0:
         x = x * SQRT_M1 % P
@@ -68,9 +66,10 @@ def _recover_x(y, sign):
 
 
 def _decompress(s):
+    """Any encoding of a point, canonical or not (y reduced mod p), as ZIP 215 reads R."""
     y = int.from_bytes(s, "little")
     sign = y >> 255
-    y &= (1 << 255) - 1
+    y = (y & ((1 << 255) - 1)) % P
     x = _recover_x(y, sign)
     if x is None:
         return None
@@ -87,23 +86,25 @@ _GY = 4 * pow(5, P - 2, P) % P
 BASE = (_recover_x(_GY, 0), _GY, 1, _recover_x(_GY, 0) * _GY % P)
 
 
-def ed25519_verify_strict(public, message, signature):
-    """Cofactorless verification that also refuses small-order keys and R, and
-    non-canonical encodings (the rules of ed25519-dalek's verify_strict)."""
+def ed25519_verify_zip215(public, message, signature):
+    """The chain's signature rule (docs/FORMAT.md section 5): the key is a canonically
+    encoded point of large order; s is canonical; R is any point encoding; and the
+    cofactored equation [8][s]B = [8]R + [8][k]A holds (ZIP 215)."""
     if len(public) != 32 or len(signature) != 64:
         return False
     a = _decompress(public)
-    r = _decompress(signature[:32])
-    if a is None or r is None:
+    if a is None or _compress(a) != public or _equal(_mul(8, a), IDENTITY):
         return False
-    if _equal(_mul(8, a), IDENTITY) or _equal(_mul(8, r), IDENTITY):
+    r = _decompress(signature[:32])
+    if r is None:
         return False
     s = int.from_bytes(signature[32:], "little")
     if s >= Q:
         return False
     k = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % Q
     neg_a = ((P - a[0]) % P, a[1], a[2], (P - a[3]) % P)
-    return _compress(_add(_mul(s, BASE), _mul(k, neg_a))) == signature[:32]
+    neg_r = ((P - r[0]) % P, r[1], r[2], (P - r[3]) % P)
+    return _equal(_mul(8, _add(_add(_mul(s, BASE), _mul(k, neg_a)), neg_r)), IDENTITY)
 
 
 # --- FORMAT.md ----------------------------------------------------------------------------
@@ -265,7 +266,7 @@ def verify_blocks(name, bits, raws, now_ms):
                 raise Invalid(f"height {height}: time out of bounds")
             if not records or merkle_root(records) != root:
                 raise Invalid(f"height {height}: Merkle root does not match")
-            if not ed25519_verify_strict(miner, bid, sig):
+            if not ed25519_verify_zip215(miner, bid, sig):
                 raise Invalid(f"height {height}: bad signature")
         out_records = []
         for raw_rec in records:

@@ -1,9 +1,9 @@
 //! `chain-bench`: the chain's numbers, each next to the bound this CPU sets for it.
 //!
 //! 1. Miner hash rate against the raw single-core SHA-256 compression rate (goal ≥ 0.70).
-//! 2. Full verification of N blocks (ids, work, Merkle roots, records, signatures, links,
-//!    times, duplicates) against the bare ed25519 verification rate on all cores
-//!    (goal ≥ 0.80).
+//! 2. Full verification of N blocks (ids, work, Merkle roots, records, signatures checked in
+//!    batches, links, times, duplicates) against the bare single-signature ed25519 rate on
+//!    all cores (goal ≥ 1.6, issue 14), blocks signed in turn by `--miners` keys.
 //! 3. Bytes per minute record on chain against the study's JSON text (goal ≤ 20 %).
 //!
 //! `cargo run --release -p gridledger-bench --bin chain-bench [-- --blocks 100000]`
@@ -35,6 +35,10 @@ struct Args {
     /// Threads for verification (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Miner keys signing the blocks in turn (a consortium has a few; batches coalesce the
+    /// terms of one key, so fewer keys verify faster).
+    #[arg(long, default_value_t = 15)]
+    miners: u8,
 }
 
 fn main() {
@@ -44,7 +48,7 @@ fn main() {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     println!("chain-bench: {} cores used for verification", threads);
     mining(args.hashes);
-    verification(args.blocks, threads);
+    verification(args.blocks, threads, args.miners.max(1));
     sizes();
 }
 
@@ -83,9 +87,11 @@ fn mining(n: u64) {
     );
 }
 
-fn verification(n: u32, threads: usize) {
+fn verification(n: u32, threads: usize, miners: u8) {
     let net = Network::new("bench", 0);
-    let key = SigningKey::from_bytes(&[5; 32]);
+    let keys: Vec<SigningKey> = (0..miners)
+        .map(|m| SigningKey::from_bytes(&[m.wrapping_add(5); 32]))
+        .collect();
     let model = SignalModel::new(1, Profile::Realistic);
     let cancel = AtomicBool::new(false);
     let build = Instant::now();
@@ -98,13 +104,15 @@ fn verification(n: u32, threads: usize) {
             6,
             RecordFlags::CLOCK_SET,
         );
-        let b = assemble(&parent, &[rec], &key, parent.time_ms + 60_000, 0, &cancel)
-            .expect("bits 0 always mines");
+        let key = &keys[i as usize % keys.len()];
+        // Stamped a second after its minute closes (rule 9).
+        let time_ms = (u64::from(29_000_000 + i) + 1) * 60_000 + 1_000;
+        let b = assemble(&parent, &[rec], key, time_ms, 0, &cancel).expect("bits 0 always mines");
         parent = b.header;
         blocks.push(b);
     }
     println!(
-        "\n[verification] {n} blocks of one record each (built in {:.1} s), 5 interleaved rounds",
+        "\n[verification] {n} blocks of one record each, {miners} miners (built in {:.1} s), 5 interleaved rounds",
         build.elapsed().as_secs_f64()
     );
 
@@ -155,7 +163,7 @@ fn verification(n: u32, threads: usize) {
     println!("  bare ed25519 verify_strict, {threads} threads: {bare:>9.0} signatures/s");
     println!("  full verification, {threads} threads:          {full:>9.0} blocks/s");
     println!(
-        "  ratio full / bare ed25519: {:.2} (goal >= 0.80)",
+        "  ratio full / bare ed25519: {:.2} (goal >= 1.60)",
         full / bare
     );
 }

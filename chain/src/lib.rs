@@ -10,6 +10,7 @@ pub mod block;
 pub mod genesis;
 pub mod merkle;
 pub mod pow;
+pub mod signature;
 pub mod tree;
 pub mod validate;
 pub mod vectors;

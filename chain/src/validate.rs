@@ -4,12 +4,13 @@
 //! flood of junk costs a hash at most. [`check_contents`] runs every rule but the signature,
 //! so that [`verify_run`] can check many blocks' signatures on all cores at once.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use relay_core::{Minute, MinuteRecord, RecordError, RecordFlags, RelayId};
 
 use super::block::{Block, BlockId, DecodeError, Height, VERSION};
 use super::genesis::Network;
 use super::merkle;
+use super::signature::{self, Batch, SignatureError};
 use super::tree::{BlockTree, RecordKey};
 
 /// How far ahead of the local clock a block's time may be.
@@ -127,6 +128,19 @@ pub enum ValidationError {
     /// The signature is not the miner's signature of the block id.
     #[error("signature is not the miner's signature of the block id")]
     BadSignature,
+    /// The miner key is not a canonically encoded point of large order (a small-order key
+    /// would let anyone sign for it).
+    #[error("miner key is not a canonically encoded point of large order")]
+    BadMinerKey,
+}
+
+impl From<SignatureError> for ValidationError {
+    fn from(e: SignatureError) -> Self {
+        match e {
+            SignatureError::BadKey => ValidationError::BadMinerKey,
+            SignatureError::BadSignature => ValidationError::BadSignature,
+        }
+    }
 }
 
 /// A block that passed every rule but, perhaps, the signature.
@@ -343,17 +357,32 @@ pub fn verify_run_trusting(
                 .into_iter()
                 .map(|part| {
                     s.spawn(move || {
-                        let mut keys = KeyCache::default();
-                        part.into_iter()
-                            .map(|b| {
+                        let mut sigs = Batch::new();
+                        let mut out = part
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, b)| {
                                 check_static_header(&b.header, net)?;
                                 let c = check_body(b)?;
                                 if c.block.header.height > trusted_to {
-                                    keys.verify(&c.block, &c.id)?;
+                                    sigs.push(
+                                        i,
+                                        &c.block.header.miner,
+                                        &c.id.0,
+                                        &c.block.signature,
+                                    )?;
                                 }
                                 Ok(c)
                             })
-                            .collect::<Vec<Result<Checked, ValidationError>>>()
+                            .collect::<Vec<Result<Checked, ValidationError>>>();
+                        // One batch check for the part's signatures; a failure names the
+                        // first bad block, and the in-order pass stops there.
+                        if let Err(bad) = sigs.verify() {
+                            if let Some(r) = out.get_mut(bad) {
+                                *r = Err(ValidationError::BadSignature);
+                            }
+                        }
+                        out
                     })
                 })
                 .collect::<Vec<_>>()
@@ -389,40 +418,11 @@ pub fn minute_closes_ms(minute: Minute) -> u64 {
     (u64::from(minute.0) + 1) * 60_000
 }
 
-/// Checks one block's signature: the miner's key signed the 32-byte block id.
+/// Checks one block's signature: the miner's key (a canonical point of large order) signed
+/// the 32-byte block id, under ZIP 215 (see [`signature`]).
 pub fn verify_signature(block: &Block, id: &BlockId) -> Result<(), ValidationError> {
-    let key =
-        VerifyingKey::from_bytes(&block.header.miner).map_err(|_| ValidationError::BadSignature)?;
-    verify_with(&key, block, id)
-}
-
-fn verify_with(key: &VerifyingKey, block: &Block, id: &BlockId) -> Result<(), ValidationError> {
-    let sig = Signature::from_bytes(&block.signature);
-    key.verify_strict(&id.0, &sig)
-        .map_err(|_| ValidationError::BadSignature)
-}
-
-/// Decoded miner keys: a chain has few miners, and decoding a key (a point decompression)
-/// is a sizeable part of a verification.
-#[derive(Default)]
-struct KeyCache(std::collections::HashMap<[u8; 32], VerifyingKey>);
-
-impl KeyCache {
-    fn verify(&mut self, block: &Block, id: &BlockId) -> Result<(), ValidationError> {
-        let miner = block.header.miner;
-        let key = match self.0.get(&miner) {
-            Some(k) => *k,
-            None => {
-                let k =
-                    VerifyingKey::from_bytes(&miner).map_err(|_| ValidationError::BadSignature)?;
-                if self.0.len() < 1024 {
-                    self.0.insert(miner, k);
-                }
-                k
-            }
-        };
-        verify_with(&key, block, id)
-    }
+    signature::verify(&block.header.miner, &id.0, &block.signature)?;
+    Ok(())
 }
 
 /// Every rule, the signature included.

@@ -221,7 +221,10 @@ fn every_flipped_bit_is_refused_with_its_own_error() {
                     | E::BadSignature
             ),
             78 => matches!(err, E::WrongDifficulty { .. }),
-            79..=118 => matches!(err, E::InsufficientWork { .. } | E::BadSignature),
+            79..=118 => matches!(
+                err,
+                E::InsufficientWork { .. } | E::BadSignature | E::BadMinerKey
+            ),
             119..=182 => matches!(err, E::BadSignature),
             _ => matches!(err, E::Malformed(_) | E::BadMerkleRoot),
         };
@@ -563,6 +566,41 @@ fn a_missing_main_chain_row_is_found_at_open() {
             assert!(reason.contains("missing from the main chain"), "{reason}");
         }
         other => panic!("expected height 3 missing, got {other:?}"),
+    }
+}
+
+/// Many blocks at once have their signatures checked in batches (one per thread and 1 024
+/// blocks): a bad signature deep inside a batch is named by its position, every block
+/// before it is in the tree and none after, with one thread or two.
+#[test]
+fn a_bad_signature_inside_a_batch_is_named() {
+    let net = net();
+    let mut parent = net.genesis().header;
+    let mut blocks = Vec::new();
+    for m in 0..2_600u32 {
+        // Three miners, so a batch holds several keys.
+        let b = block_on(&parent, &[record(1, m)], &net, (m % 3) as u8 + 1);
+        parent = b.header;
+        blocks.push(b);
+    }
+    let run = |blocks: Vec<Block>, threads: usize| {
+        let mut tree = BlockTree::new(&net.genesis().header);
+        let result =
+            gridledger::chain::validate::verify_run(blocks, &net, &mut tree, now_ms(), threads);
+        (result, tree.height())
+    };
+    let (good, height) = run(blocks.clone(), 2);
+    assert_eq!((good, height), (Ok(2_600), 2_600));
+    for (bad_at, threads) in [(2_100usize, 2usize), (2_100, 1), (5, 2), (2_599, 2)] {
+        let mut bad = blocks.clone();
+        bad[bad_at].signature[50] ^= 0x10;
+        let (result, height) = run(bad, threads);
+        assert_eq!(
+            result,
+            Err((bad_at, ValidationError::BadSignature)),
+            "bad at {bad_at}, {threads} threads"
+        );
+        assert_eq!(height as usize, bad_at, "the blocks before it are kept");
     }
 }
 

@@ -178,6 +178,95 @@ fn independent_verifier_reads_a_record_with_missing_samples() {
     );
 }
 
+/// The Python verifier's ed25519 agrees with the chain's rule (ZIP 215 with a large-order,
+/// canonical key) on the edge cases where ZIP 215 and RFC 8032's strict rule part: a small-
+/// order part in `R` (valid), a small-order key that "signs" for anybody (refused), a
+/// non-canonical key, a non-canonical `s`, and a plain good and a plain bad signature.
+#[test]
+fn the_python_verifier_agrees_on_signature_edge_cases() {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT as B, EIGHT_TORSION};
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    use curve25519_dalek::Scalar;
+    use ed25519_dalek::{Signer, SigningKey};
+    use sha2::Digest;
+    if !python_available() {
+        return;
+    }
+    let msg = [0x42u8; 32];
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let public = key.verifying_key().to_bytes();
+    let good = key.sign(&msg).to_bytes();
+    let sign_with_r = |big_r: [u8; 32], a: Scalar, r: Scalar, public: [u8; 32]| {
+        let mut h = sha2::Sha512::new();
+        h.update(big_r);
+        h.update(public);
+        h.update(msg);
+        let wide: [u8; 64] = h.finalize().into();
+        let s = r + Scalar::from_bytes_mod_order_wide(&wide) * a;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&big_r);
+        sig[32..].copy_from_slice(s.as_bytes());
+        sig
+    };
+    let r = Scalar::from(987_654_321u64);
+    let torsion_r = sign_with_r(
+        (B * r + EIGHT_TORSION[3]).compress().0,
+        key.to_scalar(),
+        r,
+        public,
+    );
+    // R = the point (0, -1) of order 2 with its sign bit set: a non-canonical R.
+    let mut neg_zero_r = [0u8; 32];
+    neg_zero_r[0] = 0xec;
+    neg_zero_r[1..31].fill(0xff);
+    neg_zero_r[31] = 0xff;
+    assert!(CompressedEdwardsY(neg_zero_r).decompress().is_some());
+    let odd_r = sign_with_r(neg_zero_r, key.to_scalar(), Scalar::ZERO, public);
+    let small_key = EIGHT_TORSION[1].compress().0;
+    let mut forged = [0u8; 64];
+    forged[..32].copy_from_slice(&(B * Scalar::from(5u8)).compress().0);
+    forged[32..].copy_from_slice(Scalar::from(5u8).as_bytes());
+    let mut noncanonical_key = [0xffu8; 32];
+    noncanonical_key[0] = 0xf0; // y = 3 + p: a point of large order, written non-canonically
+    noncanonical_key[31] = 0x7f;
+    let mut big_s = good;
+    big_s[63] |= 0x80; // s + a multiple of the group order: not canonical
+    let mut flipped = good;
+    flipped[5] ^= 1;
+    let cases: [(&str, [u8; 32], [u8; 64], bool); 7] = [
+        ("good", public, good, true),
+        ("torsion in R", public, torsion_r, true),
+        ("non-canonical small-order R", public, odd_r, true),
+        ("small-order key", small_key, forged, false),
+        ("non-canonical key", noncanonical_key, good, false),
+        ("non-canonical s", public, big_s, false),
+        ("flipped R", public, flipped, false),
+    ];
+    for (what, public, sig, expected) in cases {
+        let rust = gridledger::chain::signature::verify(&public, &msg, &sig).is_ok();
+        assert_eq!(rust, expected, "the chain's rule on {what}");
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import sys; sys.path.insert(0, {dir:?}); import verify_export as v\n\
+                 print(v.ed25519_verify_zip215(bytes.fromhex({p:?}), bytes.fromhex({m:?}), bytes.fromhex({s:?})))",
+                dir = verifier().parent().expect("tools").to_string_lossy(),
+                p = hex::encode(public),
+                m = hex::encode(msg),
+                s = hex::encode(sig),
+            ))
+            .output()
+            .expect("python3 runs");
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(
+            said,
+            if expected { "True" } else { "False" },
+            "python on {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// What the lying proxy changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lie {
