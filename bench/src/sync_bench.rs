@@ -3,7 +3,9 @@
 //! Builds a chain of `--blocks` one-record blocks in a data dir (not timed), starts a node
 //! on it, then a fresh node whose only peer it is, and times the fresh node from start to
 //! holding the whole chain, over loopback HTTP (raw block lists, validation of every block
-//! with its signature, durable commits).
+//! with its signature, durable commits). Then, in the same run, the reference: full
+//! verification of the same blocks in memory (`validate::verify_run`, every rule, on every
+//! core), and the ratio of the two (issue 14's goal: sync at >= 0.5 of verification).
 //!
 //! `cargo run --release -p gridledger-bench --bin sync-bench -- --blocks 20000`
 
@@ -96,7 +98,40 @@ async fn run(blocks: u32) -> Result<(), String> {
     );
     fresh.stop().await;
     source.stop().await;
+    let sync_rate = f64::from(blocks) / secs;
+    let verify_rate = verification_rate(a.path(), blocks)?;
+    println!(
+        "full verification of the same blocks in memory: {verify_rate:.0} blocks/s\n\
+         sync / verification: {:.2} (goal >= 0.50)",
+        sync_rate / verify_rate
+    );
     Ok(())
+}
+
+/// Blocks per second of `verify_run` over the chain in `dir`, read into memory first (not
+/// timed), on every core.
+fn verification_rate(dir: &std::path::Path, blocks: u32) -> Result<f64, String> {
+    let ledger = gridledger::ledger::Ledger::open_read_only(dir).map_err(|e| e.to_string())?;
+    let mut chain = Vec::with_capacity(blocks as usize);
+    for h in 1..=blocks {
+        let id = ledger
+            .tree()
+            .main_at(h)
+            .ok_or_else(|| format!("no block at height {h}"))?;
+        let block = ledger
+            .block(&id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("block {h} not stored"))?;
+        chain.push(block);
+    }
+    let net = ledger.network().clone();
+    drop(ledger);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut tree = gridledger_chain::BlockTree::new(&net.genesis().header);
+    let started = Instant::now();
+    gridledger_chain::validate::verify_run(chain, &net, &mut tree, u64::MAX / 2, threads)
+        .map_err(|(i, e)| format!("block {} does not verify: {e}", i + 1))?;
+    Ok(f64::from(blocks) / started.elapsed().as_secs_f64())
 }
 
 fn main() -> std::process::ExitCode {

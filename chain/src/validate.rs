@@ -1,8 +1,10 @@
 //! Validation: every rule a block must pass, each failure its own error.
 //!
 //! Rules are checked cheapest first, and the signature (the one expensive check) last, so a
-//! flood of junk costs a hash at most. [`check_contents`] runs every rule but the signature,
-//! so that [`verify_run`] can check many blocks' signatures on all cores at once.
+//! flood of junk costs a hash at most ([`check`], for a block that arrives alone).
+//! [`precheck`] runs the rules that need no chain for many blocks at once, on all cores,
+//! with each core's signatures checked as one batch ([`crate::signature::Batch`]), and
+//! [`check_placed`] the rules that need the chain; [`verify_run`] does both, in order.
 
 use ed25519_dalek::{Signer, SigningKey};
 use relay_core::{Minute, MinuteRecord, RecordError, RecordFlags, RelayId};
@@ -299,12 +301,92 @@ pub fn check_contents(
     Ok(checked)
 }
 
+/// The rules that need no chain, for many blocks at once: header version and difficulty,
+/// work, Merkle root, records, and the signatures (of blocks above `trusted_to`), on
+/// `threads` threads, each thread checking its share's signatures as one batch. One result
+/// per block, in order; what needs the chain ([`check_placed`]) is left to the caller.
+#[must_use]
+pub fn precheck(
+    blocks: Vec<Block>,
+    net: &Network,
+    threads: usize,
+    trusted_to: Height,
+) -> Vec<Result<Checked, ValidationError>> {
+    let threads = threads.clamp(1, blocks.len().max(1));
+    let chunk = blocks.len().div_ceil(threads).max(1);
+    let mut parts: Vec<Vec<Block>> = Vec::with_capacity(threads);
+    let mut it = blocks.into_iter();
+    loop {
+        let part: Vec<Block> = it.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    if parts.len() <= 1 {
+        return parts
+            .pop()
+            .map(|p| precheck_part(p, net, trusted_to))
+            .unwrap_or_default();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| s.spawn(move || precheck_part(part, net, trusted_to)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+fn precheck_part(
+    part: Vec<Block>,
+    net: &Network,
+    trusted_to: Height,
+) -> Vec<Result<Checked, ValidationError>> {
+    let mut sigs = Batch::new();
+    let mut out = part
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            check_static_header(&b.header, net)?;
+            let c = check_body(b)?;
+            if c.block.header.height > trusted_to {
+                sigs.push(i, &c.block.header.miner, &c.id.0, &c.block.signature)?;
+            }
+            Ok(c)
+        })
+        .collect::<Vec<Result<Checked, ValidationError>>>();
+    // One batch check for the part's signatures; a failure names the first bad block, and
+    // whoever walks the results in order stops there.
+    if let Err(bad) = sigs.verify() {
+        if let Some(r) = out.get_mut(bad) {
+            *r = Err(ValidationError::BadSignature);
+        }
+    }
+    out
+}
+
+/// The rules that need the chain, for a block that passed [`precheck`]: parent, height,
+/// time, allow-list, and no record already on the chain it extends.
+pub fn check_placed(
+    checked: &Checked,
+    net: &Network,
+    tree: &BlockTree,
+    now_ms: u64,
+) -> Result<(), ValidationError> {
+    check_header(&checked.block.header, net, tree, now_ms)?;
+    check_chain_records(checked, tree)
+}
+
 /// Verifies a run of blocks that extend each other, from a parent in `tree`, and inserts
-/// them into `tree`. Everything that needs no chain (decoding, work, Merkle roots, records,
-/// signatures) runs on `threads` threads; the links, heights, times and duplicate checks
-/// follow in order on the calling thread. Returns the number of records verified; on
-/// failure, the index of the first bad block and its error (the blocks before it are in the
-/// tree).
+/// them into `tree`. Everything that needs no chain ([`precheck`]: decoding, work, Merkle
+/// roots, records, signatures in batches) runs on `threads` threads; the links, heights,
+/// times and duplicate checks follow in order on the calling thread. Returns the number of
+/// records verified; on failure, the index of the first bad block and its error (the blocks
+/// before it are in the tree).
 pub fn verify_run(
     blocks: Vec<Block>,
     net: &Network,
@@ -342,69 +424,26 @@ pub fn verify_run_trusting(
         batches.push(b);
     }
     std::thread::scope(|s| {
-        let spawn = |blocks: Vec<Block>| {
-            let chunk = blocks.len().div_ceil(threads).max(1);
-            let mut parts: Vec<Vec<Block>> = Vec::new();
-            let mut it = blocks.into_iter();
-            loop {
-                let part: Vec<Block> = it.by_ref().take(chunk).collect();
-                if part.is_empty() {
-                    break;
-                }
-                parts.push(part);
-            }
-            parts
-                .into_iter()
-                .map(|part| {
-                    s.spawn(move || {
-                        let mut sigs = Batch::new();
-                        let mut out = part
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, b)| {
-                                check_static_header(&b.header, net)?;
-                                let c = check_body(b)?;
-                                if c.block.header.height > trusted_to {
-                                    sigs.push(
-                                        i,
-                                        &c.block.header.miner,
-                                        &c.id.0,
-                                        &c.block.signature,
-                                    )?;
-                                }
-                                Ok(c)
-                            })
-                            .collect::<Vec<Result<Checked, ValidationError>>>();
-                        // One batch check for the part's signatures; a failure names the
-                        // first bad block, and the in-order pass stops there.
-                        if let Err(bad) = sigs.verify() {
-                            if let Some(r) = out.get_mut(bad) {
-                                *r = Err(ValidationError::BadSignature);
-                            }
-                        }
-                        out
-                    })
-                })
-                .collect::<Vec<_>>()
-        };
+        let spawn =
+            |blocks: Vec<Block>| s.spawn(move || precheck(blocks, net, threads, trusted_to));
         let mut batches = batches.into_iter();
         let mut current = batches.next().map(spawn);
         let mut records = 0;
         let mut i = 0;
-        while let Some(handles) = current {
+        while let Some(handle) = current {
             current = batches.next().map(spawn);
-            for h in handles {
-                let results = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                for result in results {
-                    let checked = result.map_err(|e| (i, e))?;
-                    check_header(&checked.block.header, net, tree, now_ms).map_err(|e| (i, e))?;
-                    let keys = checked.keys();
-                    check_chain_records_keys(&keys, &checked.block.header.prev, tree)
-                        .map_err(|e| (i, e))?;
-                    records += keys.len();
-                    tree.insert_with_id(checked.id, &checked.block.header, keys);
-                    i += 1;
-                }
+            let results = handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            for result in results {
+                let checked = result.map_err(|e| (i, e))?;
+                check_header(&checked.block.header, net, tree, now_ms).map_err(|e| (i, e))?;
+                let keys = checked.keys();
+                check_chain_records_keys(&keys, &checked.block.header.prev, tree)
+                    .map_err(|e| (i, e))?;
+                records += keys.len();
+                tree.insert_with_id(checked.id, &checked.block.header, keys);
+                i += 1;
             }
         }
         Ok(records)

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use relay_core::MinuteRecord;
 
 use crate::chain::{Block, Change, RecordKey};
-use crate::ledger::{AddError, Added, Ledger};
+use crate::ledger::{AddError, Added, Incoming, Ledger};
 use crate::mempool::Mempool;
 use crate::poll::RelayStatus;
 
@@ -357,17 +357,27 @@ impl Core {
         now_ms: u64,
         origin: Origin,
     ) -> Vec<Result<Added, AddError>> {
+        self.accept_incoming(Incoming::unchecked(blocks), now_ms, origin)
+    }
+
+    /// [`Self::accept_batch`] for [`Incoming`] blocks, perhaps prechecked outside the lock
+    /// ([`Incoming::prechecked`]).
+    pub fn accept_incoming(
+        &mut self,
+        mut pre: Incoming,
+        now_ms: u64,
+        origin: Origin,
+    ) -> Vec<Result<Added, AddError>> {
         // The witness check first: the batch stops at the first conflicting block.
         let mut refused = None;
-        let mut take = Vec::with_capacity(blocks.len());
-        for block in blocks {
-            if let Err(e) = self.witness_check(&block) {
-                refused = Some(e);
-                break;
-            }
-            take.push(block);
+        let conflict = pre
+            .blocks()
+            .find_map(|(i, b)| self.witness_check(b).err().map(|e| (i, e)));
+        if let Some((at, e)) = conflict {
+            pre.truncate(at);
+            refused = Some(e);
         }
-        let mut results = self.ledger.add_batch(take, now_ms);
+        let mut results = self.ledger.add_incoming(pre, now_ms);
         let stopped = results
             .last()
             .is_some_and(|r| matches!(r, Err(e) if !matches!(e, AddError::Known(_))));

@@ -24,6 +24,70 @@ const VERIFY_BATCH: usize = 4096;
 /// Most bytes of blocks verified in one batch at open.
 const VERIFY_BATCH_BYTES: usize = 4 << 20;
 
+/// Blocks on their way into the ledger ([`Ledger::add_incoming`]): either as they came, to
+/// be checked there rule by rule, cheapest first (a block with an unknown parent costs a
+/// hash, not a signature check), or with the rules that need no chain (work, Merkle root,
+/// records, signatures in batches) already run on every core, for a sync that fetched the
+/// blocks itself.
+#[derive(Debug)]
+pub struct Incoming {
+    items: Vec<(BlockId, Item)>,
+    spent: std::time::Duration,
+}
+
+#[derive(Debug)]
+enum Item {
+    Unchecked(Block),
+    Prechecked(Result<validate::Checked, ValidationError>),
+}
+
+impl Incoming {
+    /// Blocks to be checked in full when added.
+    #[must_use]
+    pub fn unchecked(blocks: Vec<Block>) -> Self {
+        Incoming {
+            items: blocks
+                .into_iter()
+                .map(|b| (b.id(), Item::Unchecked(b)))
+                .collect(),
+            spent: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Checks the rules of `blocks` that need no chain on `threads` threads, their
+    /// signatures in batches ([`validate::precheck`]). Needs no ledger: a syncing node runs
+    /// it outside its lock.
+    #[must_use]
+    pub fn prechecked(blocks: Vec<Block>, net: &Network, threads: usize) -> Self {
+        let started = std::time::Instant::now();
+        let ids: Vec<BlockId> = blocks.iter().map(Block::id).collect();
+        let results = validate::precheck(blocks, net, threads, 0);
+        Incoming {
+            items: ids
+                .into_iter()
+                .zip(results.into_iter().map(Item::Prechecked))
+                .collect(),
+            spent: started.elapsed(),
+        }
+    }
+
+    /// The blocks not already refused, with their positions, in order.
+    pub fn blocks(&self) -> impl Iterator<Item = (usize, &Block)> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, item))| match item {
+                Item::Unchecked(b) => Some((i, b)),
+                Item::Prechecked(r) => r.as_ref().ok().map(|c| (i, &c.block)),
+            })
+    }
+
+    /// Keeps the first `n` blocks.
+    pub fn truncate(&mut self, n: usize) {
+        self.items.truncate(n);
+    }
+}
+
 /// Runs `f`, turning a panic inside it (the storage engine on a damaged file: redb checks
 /// much, not everything) into [`StoreError::EnginePanic`], so that a damaged data dir is an
 /// error with a reason, never a crash. What `f` built is dropped with the panic.
@@ -361,22 +425,40 @@ impl Ledger {
     /// (other than one already known) ends the batch, and the blocks before it are stored.
     /// Returns one result per block up to and including the first failure.
     pub fn add_batch(&mut self, blocks: Vec<Block>, now_ms: u64) -> Vec<Result<Added, AddError>> {
+        self.add_incoming(Incoming::unchecked(blocks), now_ms)
+    }
+
+    /// [`Self::add_batch`] for [`Incoming`] blocks: those prechecked beforehand (on every
+    /// core, without the node's lock) have only the rules that need the chain run here.
+    pub fn add_incoming(
+        &mut self,
+        incoming: Incoming,
+        now_ms: u64,
+    ) -> Vec<Result<Added, AddError>> {
         if self.poisoned {
             return vec![Err(StoreError::Poisoned.into())];
         }
+        let per_block = incoming.spent / incoming.items.len().max(1) as u32;
         // Staged: (position in the results, block, id, change, validation time).
-        let mut staged = Vec::with_capacity(blocks.len());
-        let mut results: Vec<Option<Result<Added, AddError>>> = Vec::with_capacity(blocks.len());
-        for block in blocks {
-            let id = block.id();
+        let mut staged = Vec::with_capacity(incoming.items.len());
+        let mut results: Vec<Option<Result<Added, AddError>>> =
+            Vec::with_capacity(incoming.items.len());
+        for (id, item) in incoming.items {
             if self.tree.contains(&id) {
                 results.push(Some(Err(AddError::Known(id))));
                 continue;
             }
             let started = std::time::Instant::now();
-            match validate::check(block, &self.net, &self.tree, now_ms) {
+            let checked = match item {
+                Item::Unchecked(block) => validate::check(block, &self.net, &self.tree, now_ms),
+                Item::Prechecked(result) => result.and_then(|checked| {
+                    validate::check_placed(&checked, &self.net, &self.tree, now_ms)?;
+                    Ok(checked)
+                }),
+            };
+            match checked {
                 Ok(checked) => {
-                    let validate = started.elapsed();
+                    let validate = per_block + started.elapsed();
                     let change = self.tree.insert(&checked.block.header, checked.keys());
                     staged.push((results.len(), checked.block, id, change, validate));
                     results.push(None);

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::chain::{BlockId, ValidationError};
 use crate::core::{lock, now_ms, Origin, Shared};
-use crate::ledger::AddError;
+use crate::ledger::{AddError, Incoming};
 
 pub use crate::wire::TIMEOUT;
 
@@ -24,6 +24,12 @@ const MAX_BATCHES: u32 = 10_000;
 /// goes on from there. A peer that keeps a pull busy without adding anything is caught by
 /// the checks in [`pull`] long before.
 pub const PULL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A pull at least this many blocks long reports its progress.
+const LONG_PULL: u32 = 500;
+
+/// Fewest blocks asked per request, however slow the link.
+const MIN_LIMIT: u32 = 16;
 
 /// Longest `POST /peers/resolve` waits for any one peer: it answers within this, with a
 /// per-peer result, however slow or hostile a peer is.
@@ -324,9 +330,22 @@ async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerE
 }
 
 /// A batch being fetched on its own task.
-type Fetching = tokio::task::JoinHandle<Result<Vec<crate::chain::Block>, PeerError>>;
+type Fetching = tokio::task::JoinHandle<Result<Fetched, PeerError>>;
 
-/// One `GET /blocks?from=&limit=` as raw blocks, within the answer and block limits.
+/// A batch fetched from a peer, its heights checked and its chain-free rules run.
+struct Fetched {
+    count: u32,
+    pre: Incoming,
+}
+
+/// What a batch needs beyond the peer's address: the network's limits and rules, and the
+/// threads for its signature batches.
+#[derive(Clone)]
+struct BatchRules {
+    net: std::sync::Arc<crate::chain::Network>,
+    threads: usize,
+}
+
 async fn fetch(
     client: &reqwest::Client,
     peer: &str,
@@ -342,6 +361,46 @@ async fn fetch(
         .await?;
     let body = read_capped(resp, MAX_LIST_ANSWER_BYTES).await?;
     Ok(decode_list(&body, max_bytes, max_records)?)
+}
+
+/// Fetches the main chain from `from` (at most `limit` blocks), checks that the answer is
+/// what was asked (the main chain from `from` up, in order: a peer cannot keep us busy by
+/// sending the same known block again and again), then runs the rules that need no chain
+/// on every core, off the async workers and without the node's lock
+/// ([`Incoming::prechecked`]).
+async fn fetch_prechecked(
+    client: &reqwest::Client,
+    peer: &str,
+    from: u32,
+    limit: u32,
+    rules: BatchRules,
+) -> Result<Fetched, PeerError> {
+    let blocks = fetch(
+        client,
+        peer,
+        from,
+        limit,
+        rules.net.max_block_bytes,
+        rules.net.max_records,
+    )
+    .await?;
+    if let Some((i, b)) = blocks
+        .iter()
+        .enumerate()
+        .find(|(i, b)| b.header.height != from.saturating_add(*i as u32))
+    {
+        return Err(PeerError::BadAnswer(format!(
+            "asked for blocks from height {from}, got height {} at position {i}",
+            b.header.height
+        )));
+    }
+    let count = blocks.len() as u32;
+    let pre = tokio::task::spawn_blocking(move || {
+        Incoming::prechecked(blocks, &rules.net, rules.threads)
+    })
+    .await
+    .map_err(|e| PeerError::BadAnswer(format!("precheck task: {e}")))?;
+    Ok(Fetched { count, pre })
 }
 
 /// Pulls from `peer` the main-chain blocks we lack, if its chain has at least as much work
@@ -364,18 +423,15 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
             health.tls_subject = Some(subject.clone());
         }
     }
-    let (our_height, our_work, known, max_bytes, max_records) = {
+    let (our_height, our_work, known, rules) = {
         let core = lock(shared);
         let tree = core.ledger.tree();
-        let net = core.ledger.network();
         let known = theirs.tip.is_some_and(|id| tree.contains(&id));
-        (
-            tree.height(),
-            tree.tip_work(),
-            known,
-            net.max_block_bytes,
-            net.max_records,
-        )
+        let rules = BatchRules {
+            net: std::sync::Arc::new(core.ledger.network().clone()),
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        (tree.height(), tree.tip_work(), known, rules)
     };
     // A peer with as much work as ours is pulled from too: its branch is stored on the
     // side, so that its next block connects here and wins, instead of two halves of a
@@ -387,10 +443,12 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
     if known || !ahead {
         return Ok(0);
     }
-    let limit = crate::wire::MAX_LIMIT;
-    // A long pull (a batch or more behind) shows its progress: `/status` `sync`, and a log
-    // line every few seconds.
-    let long = theirs.height.saturating_sub(our_height) >= limit;
+    // Blocks asked per request: as many as a peer serves (one commit each, so fewer
+    // durable writes per block), fewer on a link too slow to carry that many within the
+    // request timeout.
+    let mut limit = crate::wire::MAX_LIMIT;
+    // A long pull shows its progress: `/status` `sync`, and a log line every few seconds.
+    let long = theirs.height.saturating_sub(our_height) >= LONG_PULL;
     let began = std::time::Instant::now();
     let mut logged = began;
     let mut report = |height: u32, active: bool| {
@@ -420,9 +478,11 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
     let mut stored = 0u32;
     let mut linked = false;
     let claimed_more = theirs.work.is_some_and(|w| w > our_work);
-    // Once linked, the next batch is fetched while this one is validated and stored: the
-    // network and the peer's reads overlap our verification. `ahead` is that fetch and the
-    // height it asked from; it is dropped (aborted) if the pull stops or steps back.
+    // Once linked, the next batch is fetched and prechecked (signatures included, on every
+    // core) while this one is placed on the chain and stored under the node's lock: the
+    // network, the peer's reads and our verification overlap our commit. `ahead` is that
+    // task and the height it asked from; it is dropped (aborted) if the pull stops or steps
+    // back.
     let mut ahead: Option<(u32, Fetching)> = None;
     let result = 'pull: {
         for _ in 0..MAX_BATCHES {
@@ -438,46 +498,42 @@ pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Resu
                     if let Some((_, task)) = other {
                         task.abort();
                     }
-                    fetch(client, peer, from, limit, max_bytes, max_records).await
+                    fetch_prechecked(client, peer, from, limit, rules.clone()).await
                 }
             };
-            // As before the pipelining: a failed fetch ends the pull with its own error.
-            let blocks = fetched?;
-            let count = blocks.len() as u32;
+            // A request that timed out is asked again for a quarter as many blocks (a slow
+            // link); any other failed fetch (unreachable, malformed, not the blocks asked
+            // for) ends the pull with its own error.
+            let Fetched { count, pre } = match fetched {
+                Ok(f) => f,
+                Err(PeerError::Unreachable(e)) if e.is_timeout() && limit > MIN_LIMIT => {
+                    limit = (limit / 4).max(MIN_LIMIT);
+                    info!(%peer, from, limit, "a batch timed out; asking for fewer blocks");
+                    continue;
+                }
+                Err(e) => break 'pull Err(e),
+            };
             if count == 0 {
                 break 'pull Ok(stored);
-            }
-            // The answer must be what was asked: the main chain from `from` up, in order. A
-            // peer cannot keep us busy by sending the same known block again and again.
-            if let Some((i, b)) = blocks
-                .iter()
-                .enumerate()
-                .find(|(i, b)| b.header.height != from.saturating_add(*i as u32))
-            {
-                break 'pull Err(PeerError::BadAnswer(format!(
-                    "asked for blocks from height {from}, got height {} at position {i}",
-                    b.header.height
-                )));
             }
             let stored_before = stored;
             // Already linked and the peer has more: fetch the next batch meanwhile.
             let next = from.saturating_add(count);
             if linked && count == limit && next <= theirs.height {
-                let (client, peer) = (client.clone(), peer.to_owned());
+                let (client, peer, rules) = (client.clone(), peer.to_owned(), rules.clone());
                 ahead = Some((
                     next,
                     tokio::spawn(async move {
-                        fetch(&client, &peer, next, limit, max_bytes, max_records).await
+                        fetch_prechecked(&client, &peer, next, limit, rules).await
                     }),
                 ));
             }
-            // Validation and one durable commit for the whole batch, off the async workers
-            // (a batch of 500 one-record blocks holds the node's lock for about as long as
-            // one commit and 500 signature checks, some 20 ms).
+            // The links, the duplicate checks and one durable commit for the whole batch,
+            // under the lock, off the async workers.
             let results = {
                 let shared = std::sync::Arc::clone(shared);
                 tokio::task::spawn_blocking(move || {
-                    lock(&shared).accept_batch(blocks, now_ms(), Origin::Peer)
+                    lock(&shared).accept_incoming(pre, now_ms(), Origin::Peer)
                 })
                 .await
                 .unwrap_or_default()

@@ -14,8 +14,11 @@ use crate::chain::Block;
 
 /// The content type of raw blocks and raw block lists.
 pub const RAW: &str = "application/octet-stream";
-/// Most blocks one `GET /blocks` returns.
-pub const MAX_LIMIT: u32 = 500;
+/// Most blocks one `GET /blocks` returns (and a syncing node asks for): a syncing node
+/// commits each answer in one durable transaction, so more blocks per answer mean fewer
+/// writes per block (500 gave 33 000 blocks/s in `sync-bench`, 2 000 gave 41 000); the
+/// answer is capped by [`MAX_LIST_BYTES`] too.
+pub const MAX_LIMIT: u32 = 2000;
 /// The header a node sends with a block it pushes or relays: its miner key, in hex, so
 /// that the receiver relays the block on to its other peers and not back to the sender. A
 /// false one only makes the receiver skip the peer with that key (which then gets the block
@@ -300,10 +303,10 @@ mod tests {
             Err(ListError::Truncated(2))
         );
         let mut many = Vec::new();
-        put_varint(&mut many, 501);
+        put_varint(&mut many, u64::from(MAX_LIMIT) + 1);
         assert_eq!(
             decode_list(&many, 1 << 20, 4096),
-            Err(ListError::TooMany(501))
+            Err(ListError::TooMany(u64::from(MAX_LIMIT) + 1))
         );
         assert!(matches!(
             decode_list(&[0x80], 1 << 20, 4096),

@@ -401,7 +401,7 @@ async fn the_dashboard_and_resolve_without_peers() {
 }
 
 /// `POST /peers/resolve` on a node behind: it pulls the missing blocks (in more than one
-/// batch of 500 when it must) and says its chain was replaced.
+/// request of `MAX_LIMIT` when it must) and says its chain was replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_pulls_a_longer_chain_in_batches() {
     let net = Network::new("api", 4);
@@ -411,11 +411,12 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
     );
     let (a, shared_a) = serve_shared(da.path(), net.clone()).await;
     let b = serve(db.path(), net.clone()).await;
-    // 520 blocks on A, straight into its ledger.
+    // More blocks than one request carries on A, straight into its ledger.
+    let n = gridledger::wire::MAX_LIMIT + 20;
     {
         let mut core = shared_a.lock().expect("lock");
         let mut parent = net.genesis().header;
-        for m in 0..520 {
+        for m in 0..n {
             let block = block_on(&parent, &[record(1, m)], &net, 1);
             parent = block.header;
             core.accept(block, common::now_ms(), gridledger::core::Origin::Peer)
@@ -432,8 +433,8 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
     assert_eq!(r.status().as_u16(), 200);
     let r = common::post_json(&client, format!("http://{b}/peers/resolve")).await;
     assert_eq!(r["replaced"], true, "{r}");
-    assert_eq!(r["height"], 520, "{r}");
-    // A pull of 500 blocks or more shows in /status: from 0 to the peer's 520, done.
+    assert_eq!(r["height"], n, "{r}");
+    // A pull of 500 blocks or more shows in /status: from 0 to the peer's height, done.
     let s = get_json(&client, format!("http://{b}/status")).await;
     let sync = &s["sync"];
     assert_eq!(
@@ -445,8 +446,8 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
         ),
         (
             &serde_json::json!(0),
-            &serde_json::json!(520),
-            &serde_json::json!(520),
+            &serde_json::json!(n),
+            &serde_json::json!(n),
             &serde_json::json!(false)
         ),
         "{s}"
@@ -455,14 +456,14 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
         sync["blocks_per_s"].as_f64().is_some_and(|r| r > 0.0),
         "{s}"
     );
-    assert_eq!(r["peers"][0]["stored"], 520, "{r}");
+    assert_eq!(r["peers"][0]["stored"], n, "{r}");
     assert_eq!(r["peers"][0]["error"], serde_json::Value::Null, "{r}");
 
-    // /chain streams in chunks of blocks: 521 blocks come out whole, in order, linked.
+    // /chain streams in chunks of blocks: every block comes out whole, in order, linked.
     let chain = get_json(&client, format!("http://{b}/chain")).await;
-    assert_eq!(chain["length"], 521);
+    assert_eq!(chain["length"], n + 1);
     let blocks = chain["chain"].as_array().expect("blocks");
-    assert_eq!(blocks.len(), 521);
+    assert_eq!(blocks.len(), n as usize + 1);
     for (h, w) in blocks.windows(2).enumerate() {
         assert_eq!(w[1]["height"], h as u64 + 1);
         assert_eq!(w[1]["prev"], w[0]["id"], "block {} links", h + 1);
