@@ -26,6 +26,10 @@ struct Args {
     /// Blocks posted while the reads run.
     #[arg(long, default_value_t = 1500)]
     blocks: u32,
+    /// Relays' records per block (the read asks for one relay's): a consortium's block
+    /// holds every relay's record of its minute.
+    #[arg(long, default_value_t = 1)]
+    per_block: u32,
 }
 
 fn pct(mut v: Vec<Duration>) -> String {
@@ -48,7 +52,7 @@ fn mine_chain(
     parent: &gridledger_chain::Header,
     first_minute: u32,
     n: u32,
-    relay: u32,
+    relays: std::ops::Range<u32>,
     key: &SigningKey,
 ) -> Vec<Block> {
     let model = SignalModel::new(1, Profile::Realistic);
@@ -56,14 +60,19 @@ fn mine_chain(
     let mut parent = *parent;
     let mut out = Vec::new();
     for i in 0..n {
-        let r = model.record(
-            RelayId(relay),
-            Minute(first_minute + i),
-            6,
-            RecordFlags::CLOCK_SET,
-        );
-        let time = block_time(parent.time_ms + 1, 0, std::slice::from_ref(&r));
-        let Some(b) = assemble(&parent, &[r], key, time, net.bits, &cancel) else {
+        let records: Vec<_> = relays
+            .clone()
+            .map(|relay| {
+                model.record(
+                    RelayId(relay),
+                    Minute(first_minute + i),
+                    6,
+                    RecordFlags::CLOCK_SET,
+                )
+            })
+            .collect();
+        let time = block_time(parent.time_ms + 1, 0, &records);
+        let Some(b) = assemble(&parent, &records, key, time, net.bits, &cancel) else {
             break;
         };
         parent = b.header;
@@ -83,14 +92,29 @@ async fn main() -> Result<(), String> {
     let day_start = now_min - 3 * 1440;
     let to_post = {
         let mut ledger = Ledger::open(dir.path(), net.clone()).map_err(|e| e.to_string())?;
-        let day = mine_chain(&net, &net.genesis().header, day_start, 1440, 1, &key);
+        let per = args.per_block.max(1);
+        let day = mine_chain(
+            &net,
+            &net.genesis().header,
+            day_start,
+            1440,
+            1..1 + per,
+            &key,
+        );
         for b in day {
             ledger
                 .add(b, gridledger::core::now_ms())
                 .map_err(|e| e.to_string())?;
         }
         let tip = ledger.tip_header().map_err(|e| e.to_string())?;
-        mine_chain(&net, &tip, day_start - args.blocks, args.blocks, 2, &key)
+        mine_chain(
+            &net,
+            &tip,
+            day_start - args.blocks,
+            args.blocks,
+            1000..1000 + per,
+            &key,
+        )
     };
     let node = start(
         NodeConfig {
@@ -165,7 +189,8 @@ async fn main() -> Result<(), String> {
     done.store(true, Ordering::SeqCst);
     let reads = reader.await.map_err(|e| e.to_string())?;
     println!(
-        "api-load: /readings of a day (1 440 records) while {} blocks are posted",
+        "api-load: /readings of a day (1 440 records, {} per block) while {} blocks are posted",
+        args.per_block.max(1),
         to_post.len()
     );
     println!(

@@ -36,9 +36,25 @@ pub fn milli(v: i64) -> String {
     )
 }
 
-/// A scaled integer as a JSON number with the value of `raw / 1000`.
+/// A scaled integer as a JSON number with the value of `raw / 1000`: the double nearest to
+/// the exact decimal (`raw` is exact as a double, and IEEE division rounds correctly), which
+/// is what parsing [`milli`]'s text gives, without the text.
 fn number(raw: i64) -> Number {
-    milli(raw).parse().unwrap_or_else(|_| Number::from(0))
+    Number::from_f64(raw as f64 / 1000.0).unwrap_or_else(|| Number::from(0))
+}
+
+/// The columns with their quantities, once: in register-map order, and sorted by name (the
+/// order a JSON object built as a `serde_json::Value` has, which `/readings` has always
+/// written).
+fn columns() -> &'static [Vec<(String, Quantity)>; 2] {
+    static COLUMNS: std::sync::OnceLock<[Vec<(String, Quantity)>; 2]> = std::sync::OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        let ordered: Vec<(String, Quantity)> =
+            Quantity::ALL.iter().map(|q| (column(*q), *q)).collect();
+        let mut sorted = ordered.clone();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        [ordered, sorted]
+    })
 }
 
 /// A sample as a JSON object: the quantities in register-map order under their columns.
@@ -47,12 +63,30 @@ pub struct SampleJson(pub Sample);
 
 impl Serialize for SampleJson {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(Quantity::ALL.len()))?;
-        for q in Quantity::ALL {
-            map.serialize_entry(&column(q), &number(q.raw(&self.0)))?;
-        }
-        map.end()
+        serialize_sample(&self.0, &columns()[0], s)
     }
+}
+
+/// A sample as a JSON object with its columns sorted by name (see [`columns`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SampleJsonSorted<'a>(pub &'a Sample);
+
+impl Serialize for SampleJsonSorted<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_sample(self.0, &columns()[1], s)
+    }
+}
+
+fn serialize_sample<S: Serializer>(
+    sample: &Sample,
+    columns: &[(String, Quantity)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(columns.len()))?;
+    for (name, q) in columns {
+        map.serialize_entry(name, &number(q.raw(sample)))?;
+    }
+    map.end()
 }
 
 /// The samples of a record, as JSON.
@@ -188,6 +222,29 @@ mod tests {
         assert_eq!(milli(-1500), "-1.500");
         assert_eq!(milli(0), "0.000");
         assert_eq!(milli(i64::from(i32::MIN)), "-2147483.648");
+    }
+
+    #[test]
+    fn numbers_are_the_parsed_decimals() {
+        for raw in [
+            0i64,
+            1,
+            -1,
+            5,
+            114_465,
+            -1500,
+            999,
+            1001,
+            49_987,
+            2_147_483_647,
+            i64::from(i32::MIN),
+        ]
+        .into_iter()
+        .chain((0..20_000).map(|i| i * 7919 - 60_000_000))
+        {
+            let parsed: Number = milli(raw).parse().expect("a decimal");
+            assert_eq!(number(raw), parsed, "{raw}");
+        }
     }
 
     #[test]
