@@ -1,9 +1,12 @@
-//! `api-load`: does a long read hold up the node? A node holds a day of one relay's records
-//! (1 440 one-record blocks); one client asks `/readings` for the whole day in a loop while
-//! another posts new blocks (pre-mined, one after the other) as fast as the node takes them.
-//! Prints the latency of both, p50/p99/max, and the rates.
+//! `api-load`: does a long read hold up the node? A node holds `--days` of one relay's
+//! records (`--per-block` relays per block); one client asks `/readings` for the last day in
+//! a loop while another posts new blocks (pre-mined, one after the other) as fast as the
+//! node takes them, or at `--rate` blocks/s. With `--days` over 7, a third client streams
+//! `/readings` over all the days (CSV) meanwhile, once, and its samples per second are
+//! printed too. Prints the latency of the posts and the day reads, p50/p99/max, and the rates.
 //!
 //! `cargo run --release -p gridledger-bench --bin api-load -- [--blocks 1500]`
+//! `cargo run --release -p gridledger-bench --bin api-load -- --days 365 --rate 100 --blocks 6000`
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +33,12 @@ struct Args {
     /// holds every relay's record of its minute.
     #[arg(long, default_value_t = 1)]
     per_block: u32,
+    /// Days of the read relay on the chain (over 7: one streamed read over all of them too).
+    #[arg(long, default_value_t = 1)]
+    days: u32,
+    /// Blocks per second to post (0: as fast as the node takes them).
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
 }
 
 fn pct(mut v: Vec<Duration>) -> String {
@@ -88,29 +97,34 @@ async fn main() -> Result<(), String> {
     let key = SigningKey::from_bytes(&[5; 32]);
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let now_min = u32::try_from(gridledger::core::now_ms() / 60_000).map_err(|e| e.to_string())?;
-    // A day of relay 1, ending two days ago; then the blocks to post, for relay 2.
+    // `days` of relay 1, ending two days ago; then the blocks to post, for relays 1000 up.
+    let days = args.days.max(1);
+    let chain_start = now_min - (days + 2) * 1440;
     let day_start = now_min - 3 * 1440;
+    let per = args.per_block.max(1);
     let to_post = {
+        let built = Instant::now();
         let mut ledger = Ledger::open(dir.path(), net.clone()).map_err(|e| e.to_string())?;
-        let per = args.per_block.max(1);
-        let day = mine_chain(
-            &net,
-            &net.genesis().header,
-            day_start,
-            1440,
-            1..1 + per,
-            &key,
-        );
-        for b in day {
-            ledger
-                .add(b, gridledger::core::now_ms())
-                .map_err(|e| e.to_string())?;
+        let mut tip = net.genesis().header;
+        for day in 0..days {
+            let blocks = mine_chain(&net, &tip, chain_start + day * 1440, 1440, 1..1 + per, &key);
+            tip = blocks.last().map_or(tip, |b| b.header);
+            for r in ledger.add_batch(blocks, gridledger::core::now_ms()) {
+                r.map_err(|e| e.to_string())?;
+            }
+        }
+        if days > 1 {
+            println!(
+                "built {days} days ({} blocks) in {:.0} s",
+                days * 1440,
+                built.elapsed().as_secs_f64()
+            );
         }
         let tip = ledger.tip_header().map_err(|e| e.to_string())?;
         mine_chain(
             &net,
             &tip,
-            day_start - args.blocks,
+            chain_start - args.blocks,
             args.blocks,
             1000..1000 + per,
             &key,
@@ -169,9 +183,34 @@ async fn main() -> Result<(), String> {
             lat
         })
     };
+    let streamer = (days > 7).then(|| {
+        let (client, base) = (client.clone(), base.clone());
+        let url = format!(
+            "{base}/readings?relay=1&from={chain_start}&to={}&format=csv",
+            chain_start + days * 1440 - 1
+        );
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let mut resp = client
+                .get(&url)
+                .timeout(Duration::from_secs(3600))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut newlines = 0usize;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                newlines += chunk.iter().filter(|&&b| b == b'\n').count();
+            }
+            Ok::<_, String>((newlines.saturating_sub(1), t.elapsed()))
+        })
+    });
     let started = Instant::now();
     let mut post = Vec::new();
-    for b in &to_post {
+    for (i, b) in to_post.iter().enumerate() {
+        if args.rate > 0 {
+            let due = started + Duration::from_secs_f64(i as f64 / f64::from(args.rate));
+            tokio::time::sleep_until(due.into()).await;
+        }
         let t = Instant::now();
         let r = client
             .post(format!("{base}/blocks"))
@@ -203,6 +242,14 @@ async fn main() -> Result<(), String> {
         pct(reads.clone()),
         reads.len() as f64 / posting.as_secs_f64()
     );
+    if let Some(streamer) = streamer {
+        let (samples, took) = streamer.await.map_err(|e| e.to_string())??;
+        println!(
+            "  GET /readings  {days} days streamed (CSV): {samples} samples in {:.1} s, {:.0} samples/s (goal >= 50 000)",
+            took.as_secs_f64(),
+            samples as f64 / took.as_secs_f64()
+        );
+    }
     node.stop().await;
     Ok(())
 }

@@ -595,3 +595,85 @@ async fn columns_forks_and_side_blocks() {
     let b = get_json(&client, format!("http://{addr}/blocks/2")).await;
     assert_eq!(b["main"], true);
 }
+
+/// `/readings` over more than a week is streamed a day at a time: the same readings, in the
+/// same form, as the week-sized answers it replaces, in JSON and in CSV; past eleven years
+/// (or a week with `format=columns`) it is refused with the limit named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_over_more_than_a_week_stream_the_same_answer() {
+    let net = Network::new("api", 4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, shared) = serve_shared(dir.path(), net.clone()).await;
+    // Nine days of relay 1 ending yesterday, a record every 20 minutes, relay 2 beside it
+    // in the same blocks.
+    let base = (common::now_ms() / 60_000) as u32 - 10 * 1440;
+    let at = |relay: u32, m: u32| {
+        relay_core::signal::SignalModel::new(1, relay_core::signal::Profile::Realistic).record(
+            relay_core::RelayId(relay),
+            relay_core::Minute(base + m),
+            6,
+            relay_core::RecordFlags::CLOCK_SET,
+        )
+    };
+    let minutes: Vec<u32> = (0..9 * 1440).step_by(20).collect();
+    {
+        let mut core = shared.lock().expect("lock");
+        let mut parent = net.genesis().header;
+        for &m in &minutes {
+            let block = block_on(&parent, &[at(1, m), at(2, m)], &net, 1);
+            parent = block.header;
+            core.accept(block, common::now_ms(), gridledger::core::Origin::Peer)
+                .expect("accepted");
+        }
+    }
+    let client = gridledger::wire::builder().build().expect("http client");
+    let (from, mid, to) = (base, base + 7 * 1440 - 1, base + 9 * 1440 - 1);
+    let url = |from: u32, to: u32, format: &str| {
+        format!("http://{a}/readings?relay=1&from={from}&to={to}&format={format}")
+    };
+    let whole = get_json(&client, url(from, to, "json")).await;
+    let first = get_json(&client, url(from, mid, "json")).await;
+    let rest = get_json(&client, url(mid + 1, to, "json")).await;
+    let mut joined = first["readings"].as_array().expect("readings").clone();
+    joined.extend(
+        rest["readings"]
+            .as_array()
+            .expect("readings")
+            .iter()
+            .cloned(),
+    );
+    assert_eq!(joined.len(), minutes.len());
+    assert_eq!(whole["readings"].as_array(), Some(&joined));
+    assert_eq!(
+        (&whole["from"], &whole["to"], &whole["relay"]),
+        (
+            &serde_json::json!(from),
+            &serde_json::json!(to),
+            &serde_json::json!(1)
+        )
+    );
+    // Byte for byte the form of the buffered answer.
+    let text = common::get_text(&client, url(from, to, "json")).await;
+    let expected = serde_json::to_string(&serde_json::json!({
+        "from": from, "readings": joined, "relay": 1, "to": to
+    }))
+    .expect("json");
+    assert_eq!(text, expected);
+
+    let csv = common::get_text(&client, url(from, to, "csv")).await;
+    let csv_first = common::get_text(&client, url(from, mid, "csv")).await;
+    let csv_rest = common::get_text(&client, url(mid + 1, to, "csv")).await;
+    let rest_rows = csv_rest
+        .split_once('\n')
+        .map(|(_, rows)| rows)
+        .unwrap_or("");
+    assert_eq!(csv, format!("{csv_first}{rest_rows}"));
+    assert_eq!(csv.lines().count(), 1 + 6 * minutes.len());
+
+    for (f, t, format) in [(from, from + 11 * 366 * 1440, "csv"), (from, to, "columns")] {
+        let r = client.get(url(f, t, format)).send().await.expect("answer");
+        assert_eq!(r.status().as_u16(), 400, "{format}");
+        let said = r.text().await.unwrap_or_default();
+        assert!(said.contains("span at most"), "{said}");
+    }
+}

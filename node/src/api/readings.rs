@@ -45,8 +45,15 @@ pub(super) struct Readings {
     points: Option<u32>,
 }
 
-/// Most minutes one `/readings` request may span (a week).
+/// Most minutes a `/readings` answer built in memory may span (a week): `format=columns`,
+/// and JSON or CSV up to this span.
 const MAX_READING_MINUTES: u32 = 7 * 1440;
+/// Most minutes a streamed `/readings` (JSON or CSV over more than a week) may span: eleven
+/// years, a decade of a deployment with room. It is sent a day at a time, so memory stays
+/// bounded whatever the span.
+const MAX_STREAM_MINUTES: u32 = 11 * 366 * 1440;
+/// Minutes read, rendered and sent at a time when streaming.
+const STREAM_CHUNK: u32 = 1440;
 
 /// `format=columns`: points per series when `points` is not given, and the bounds of `points`.
 const DEFAULT_POINTS: u32 = 4000;
@@ -75,16 +82,24 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
             ))
         }
     };
-    if from > to || to - from >= MAX_READING_MINUTES {
-        return ApiError::bad_request(format!(
-            "from..to must be ordered and span at most {MAX_READING_MINUTES} minutes"
-        ));
-    }
     let format = q.format.as_deref().unwrap_or("json");
     if !matches!(format, "json" | "csv" | "columns") {
         return ApiError::bad_request(format!(
             "format={format}: give json (the default), csv or columns"
         ));
+    }
+    let max = if format == "columns" {
+        MAX_READING_MINUTES
+    } else {
+        MAX_STREAM_MINUTES
+    };
+    if from > to || to - from >= max {
+        return ApiError::bad_request(format!(
+            "from..to must be ordered and span at most {max} minutes with format={format}"
+        ));
+    }
+    if to - from >= MAX_READING_MINUTES {
+        return stream(shared, q.relay, from, to, format == "csv");
     }
     let points = match q.points {
         None => DEFAULT_POINTS,
@@ -175,43 +190,125 @@ impl<'a> JsonReading<'a> {
     }
 }
 
+/// Which block holds each of the relay's minutes `from..=to` on the main chain (and whether
+/// this node read otherwise), and a reader for those blocks: only memory, under the lock.
+type Plan = Vec<(u32, u32, crate::chain::BlockId, bool)>;
+
+fn plan(shared: &Shared, relay: u32, from: u32, to: u32) -> (Plan, crate::ledger::BlockReader) {
+    use relay_core::{Minute, RelayId};
+    let core = lock(shared);
+    let tree = core.ledger.tree();
+    let plan = (from..=to)
+        .filter_map(|m| {
+            let key = crate::chain::RecordKey::new(RelayId(relay), Minute(m));
+            let h = tree.record_height(&key)?;
+            let id = tree.main_at(h)?;
+            Some((m, h, id, core.is_disputed(&key)))
+        })
+        .collect();
+    (plan, core.ledger.reader())
+}
+
+/// The planned records, read from their blocks (off the lock).
+fn read_planned(
+    reader: &crate::ledger::BlockReader,
+    plan: Plan,
+    relay: u32,
+) -> Result<Vec<Found>, crate::store::StoreError> {
+    use relay_core::MinuteRecord;
+    let mut found: Vec<Found> = Vec::with_capacity(plan.len());
+    let mut last: Option<crate::chain::Block> = None;
+    for (m, h, id, disputed) in plan {
+        if last.as_ref().is_none_or(|b| b.id() != id) {
+            last = reader.block(&id)?;
+        }
+        let Some(block) = &last else { continue };
+        if let Some(r) = block
+            .records
+            .iter()
+            .filter_map(|b| MinuteRecord::decode(b).ok())
+            .find(|r| r.relay.0 == relay && r.minute.0 == m)
+        {
+            found.push((h, id.to_hex(), r, disputed));
+        }
+    }
+    Ok(found)
+}
+
 /// The relay's records on the main chain for minutes `from..=to`, in minute order.
 async fn find(shared: &Shared, relay: u32, from: u32, to: u32) -> Result<Vec<Found>, Response> {
-    use relay_core::{Minute, MinuteRecord, RelayId};
-    // Under the lock, only memory: which block holds each minute. The blocks are read after.
-    let (plan, reader) = {
-        let core = lock(shared);
-        let tree = core.ledger.tree();
-        let plan: Vec<(u32, u32, crate::chain::BlockId, bool)> = (from..=to)
-            .filter_map(|m| {
-                let key = crate::chain::RecordKey::new(RelayId(relay), Minute(m));
-                let h = tree.record_height(&key)?;
-                let id = tree.main_at(h)?;
-                Some((m, h, id, core.is_disputed(&key)))
-            })
-            .collect();
-        (plan, core.ledger.reader())
-    };
-    super::read_off_lock(move || {
-        let mut found: Vec<Found> = Vec::with_capacity(plan.len());
-        let mut last: Option<crate::chain::Block> = None;
-        for (m, h, id, disputed) in plan {
-            if last.as_ref().is_none_or(|b| b.id() != id) {
-                last = reader.block(&id)?;
-            }
-            let Some(block) = &last else { continue };
-            if let Some(r) = block
-                .records
-                .iter()
-                .filter_map(|b| MinuteRecord::decode(b).ok())
-                .find(|r| r.relay.0 == relay && r.minute.0 == m)
-            {
-                found.push((h, id.to_hex(), r, disputed));
-            }
+    let (plan, reader) = plan(shared, relay, from, to);
+    super::read_off_lock(move || read_planned(&reader, plan, relay)).await
+}
+
+/// `/readings` over more than a week, JSON or CSV: the same answer as the buffered one,
+/// written a day at a time by a blocking task (plan under the lock, blocks read off it)
+/// into a bounded channel, so that memory stays bounded over years and a client that goes
+/// away stops the work. An error part-way ends the body early (the client sees a truncated
+/// answer, as with `/chain`).
+fn stream(shared: Shared, relay: u32, from: u32, to: u32, csv: bool) -> Response {
+    use axum::body::Bytes;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let head = if csv {
+            crate::render::csv_header()
+        } else {
+            format!("{{\"from\":{from},\"readings\":[")
+        };
+        if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
+            return;
         }
-        Ok(found)
-    })
-    .await
+        let mut first = true;
+        let mut m = from;
+        loop {
+            let end = m.saturating_add(STREAM_CHUNK - 1).min(to);
+            let (plan, reader) = plan(&shared, relay, m, end);
+            let found = match read_planned(&reader, plan, relay) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            };
+            let mut buf = Vec::new();
+            for f in &found {
+                let written = if csv {
+                    crate::render::write_csv_rows(&mut buf, f.0, &f.1, &f.2)
+                } else {
+                    if !first {
+                        buf.push(b',');
+                    }
+                    serde_json::to_writer(&mut buf, &JsonReading::of(f))
+                        .map_err(std::io::Error::other)
+                };
+                if let Err(e) = written {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+                first = false;
+            }
+            if !buf.is_empty() && tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return; // the client went away
+            }
+            if end >= to {
+                break;
+            }
+            m = end + 1;
+        }
+        if !csv {
+            let tail = format!("],\"relay\":{relay},\"to\":{to}}}");
+            let _ = tx.blocking_send(Ok(Bytes::from(tail)));
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let kind = if csv { "text/csv" } else { "application/json" };
+    (
+        [(header::CONTENT_TYPE, kind)],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// `format=columns`: the samples as one time column and one column per quantity, ready to
