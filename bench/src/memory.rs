@@ -9,15 +9,14 @@
 //! re-verifies the whole chain, builds its tree and record index and serves its API. The
 //! child prints its resident memory (VmRSS) once it is up and serving, and its peak (VmHWM).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use gridledger::ledger::Ledger;
-use gridledger::run::{start, NodeConfig};
+use gridledger::run::start;
 use gridledger_chain::{assemble, Network};
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, RecordFlags, RelayId};
@@ -102,25 +101,7 @@ fn child(dir: &Path) -> Result<(), String> {
     rt.block_on(async {
         let t = Instant::now();
         let node = start(
-            NodeConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                data_dir: dir.to_owned(),
-                network: network(),
-                relays: Vec::new(),
-                peers: Vec::new(),
-                poll: gridledger::poll::PollConfig {
-                    period: Duration::from_secs(60),
-                    offset: Duration::from_secs(2),
-                    io_timeout: Duration::from_secs(2),
-                },
-                sync_every: Duration::from_secs(5),
-                max_records_per_block: 256,
-                mining_slot: Duration::ZERO,
-                block_relay: Default::default(),
-                tls: Default::default(),
-                cors_origins: Vec::new(),
-                admin_token: None,
-            },
+            gridledger_bench::node_config(dir, network(), Vec::new()),
             ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
         )
         .await

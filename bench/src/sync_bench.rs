@@ -9,7 +9,6 @@
 //!
 //! `cargo run --release -p gridledger-bench --bin sync-bench -- --blocks 20000`
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -31,11 +30,6 @@ const BITS: u8 = 4;
 
 fn config(dir: &std::path::Path, peers: Vec<String>) -> NodeConfig {
     NodeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.to_owned(),
-        network: Network::new(NET, BITS),
-        relays: Vec::new(),
-        peers,
         poll: PollConfig {
             period: Duration::from_secs(60),
             offset: Duration::from_secs(1),
@@ -43,11 +37,7 @@ fn config(dir: &std::path::Path, peers: Vec<String>) -> NodeConfig {
         },
         sync_every: Duration::from_millis(100),
         max_records_per_block: 16,
-        mining_slot: Duration::ZERO,
-        block_relay: Default::default(),
-        admin_token: None,
-        tls: Default::default(),
-        cors_origins: Vec::new(),
+        ..gridledger_bench::node_config(dir, Network::new(NET, BITS), peers)
     }
 }
 
@@ -75,12 +65,7 @@ async fn run(blocks: u32) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    let height = |n: &gridledger::run::RunningNode| {
-        n.shared
-            .lock()
-            .map(|c| c.ledger.tree().height())
-            .unwrap_or(0)
-    };
+    let height = gridledger_bench::height;
     let deadline = began + Duration::from_secs(1800);
     while height(&fresh) < blocks {
         if Instant::now() > deadline {

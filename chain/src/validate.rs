@@ -313,16 +313,8 @@ pub fn precheck(
     trusted_to: Height,
 ) -> Vec<Result<Checked, ValidationError>> {
     let threads = threads.clamp(1, blocks.len().max(1));
-    let chunk = blocks.len().div_ceil(threads).max(1);
-    let mut parts: Vec<Vec<Block>> = Vec::with_capacity(threads);
-    let mut it = blocks.into_iter();
-    loop {
-        let part: Vec<Block> = it.by_ref().take(chunk).collect();
-        if part.is_empty() {
-            break;
-        }
-        parts.push(part);
-    }
+    let chunk = blocks.len().div_ceil(threads);
+    let mut parts = split(blocks, chunk);
     if parts.len() <= 1 {
         return parts
             .pop()
@@ -339,6 +331,20 @@ pub fn precheck(
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// `blocks` in order, in pieces of `size` (at least one block each).
+fn split(blocks: Vec<Block>, size: usize) -> Vec<Vec<Block>> {
+    let size = size.max(1);
+    let mut pieces = Vec::with_capacity(blocks.len().div_ceil(size));
+    let mut it = blocks.into_iter();
+    loop {
+        let piece: Vec<Block> = it.by_ref().take(size).collect();
+        if piece.is_empty() {
+            return pieces;
+        }
+        pieces.push(piece);
+    }
 }
 
 fn precheck_part(
@@ -413,16 +419,7 @@ pub fn verify_run_trusting(
     let threads = threads.max(1);
     // Batches of blocks: while this thread runs the in-order checks of one batch, the
     // workers already check the next, so no core waits on the other.
-    let batch = (threads * 1024).max(1);
-    let mut batches: Vec<Vec<Block>> = Vec::new();
-    let mut it = blocks.into_iter();
-    loop {
-        let b: Vec<Block> = it.by_ref().take(batch).collect();
-        if b.is_empty() {
-            break;
-        }
-        batches.push(b);
-    }
+    let batches = split(blocks, threads * 1024);
     std::thread::scope(|s| {
         let spawn =
             |blocks: Vec<Block>| s.spawn(move || precheck(blocks, net, threads, trusted_to));

@@ -1,0 +1,351 @@
+//! `scale`: what a long chain costs (issue 14), at growing lengths, each figure next to its
+//! goal and its growth from the size before.
+//!
+//! Builds one chain of `--per-block` records per block (low difficulty, real signatures)
+//! and, as it reaches each of `--sizes` blocks, measures:
+//! - **disk**: bytes at rest per record (the file as allocated on disk, and as long) against
+//!   the record's share of the raw blocks (goal ≤ 1.3×);
+//! - **verify**: full verification from disk, every rule and signature (`gridledger verify`'s
+//!   path), blocks/s;
+//! - **start-up and memory**: a fresh process opens a node on the data dir (verified mark)
+//!   until its API is up: seconds (goal < 2 s at 1 M blocks), resident memory once up and
+//!   peak (goal < 120 MB at 1 M blocks of 15, ≤ 10 % more at 2 M);
+//! - **sync**: a fresh node joining a node that holds the chain (both in this process, over
+//!   loopback HTTP), blocks/s, and its ratio to the verification rate (goal ≥ 0.5);
+//! - **queries while syncing**: `/readings` of one relay over a day on the serving node
+//!   while the fresh node pulls from it, p50/p99 (goal p99 < 20 ms).
+//!
+//! ```sh
+//! cargo run --release -p gridledger-bench --bin scale                       # 250k,500k,1M,2M × 15
+//! cargo run --release -p gridledger-bench --bin scale -- --sizes 10000,20000 --per-block 15
+//! ```
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gridledger::ledger::Ledger;
+use gridledger::run::{start, NodeConfig};
+use gridledger_chain::{assemble, Network};
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Minute, RecordFlags, RelayId};
+
+#[derive(Debug, Parser)]
+#[command(name = "scale", about)]
+struct Args {
+    /// Chain lengths to measure at, in blocks, ascending.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250000,500000,1000000,2000000"
+    )]
+    sizes: Vec<u32>,
+    /// Records per block (one per relay).
+    #[arg(long, default_value_t = 15)]
+    per_block: u32,
+    /// Keep the chain here (default: a temporary dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Internal: open this data dir as a node, report start-up and memory.
+    #[arg(long, hide = true)]
+    child: Option<PathBuf>,
+}
+
+const NETWORK: &str = "scale-bench";
+/// Minute of the first block's records.
+const FIRST_MINUTE: u32 = 26_000_000;
+
+fn network() -> Network {
+    Network::new(NETWORK, 0)
+}
+
+fn config(dir: &Path, peers: Vec<String>) -> NodeConfig {
+    NodeConfig {
+        sync_every: Duration::from_millis(100),
+        ..gridledger_bench::node_config(dir, network(), peers)
+    }
+}
+
+/// Extends the chain in `dir` to `target` blocks; returns the raw bytes of the blocks added.
+fn build_to(dir: &Path, target: u32, per_block: u32) -> Result<u64, String> {
+    let mut ledger = Ledger::open(dir, network()).map_err(|e| e.to_string())?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let model = SignalModel::new(1, Profile::Realistic);
+    let cancel = AtomicBool::new(false);
+    let mut parent = ledger.tip_header().map_err(|e| e.to_string())?;
+    let mut raw = 0u64;
+    let t = Instant::now();
+    while parent.height < target {
+        let mut batch = Vec::with_capacity(1000);
+        while batch.len() < 1000 && parent.height < target {
+            let minute = Minute(FIRST_MINUTE + parent.height);
+            let records: Vec<_> = (1..=per_block)
+                .map(|r| model.record(RelayId(r), minute, 6, RecordFlags::CLOCK_SET))
+                .collect();
+            // Stamped when its records' minute has closed (rule 9), as a miner does.
+            let time = gridledger::run::block_time(parent.time_ms + 1000, 0, &records);
+            let block =
+                assemble(&parent, &records, &key, time, 0, &cancel).ok_or("assembly failed")?;
+            raw += block.to_bytes().len() as u64;
+            parent = block.header;
+            batch.push(block);
+        }
+        for r in ledger.add_batch(batch, u64::MAX / 2) {
+            r.map_err(|e| e.to_string())?;
+        }
+    }
+    eprintln!(
+        "  (built to {target} blocks in {:.0} s)",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(raw)
+}
+
+/// The raw bytes of every main-chain block in `dir` (for a chain this run did not build).
+fn raw_bytes(dir: &Path) -> Result<u64, String> {
+    let ledger = Ledger::open_read_only(dir).map_err(|e| e.to_string())?;
+    let mut raw = 0u64;
+    for h in 1..=ledger.tree().height() {
+        let id = ledger.tree().main_at(h).ok_or("main chain gap")?;
+        let b = ledger
+            .block(&id)
+            .map_err(|e| e.to_string())?
+            .ok_or("block missing")?;
+        raw += b.to_bytes().len() as u64;
+    }
+    Ok(raw)
+}
+
+/// The child: a node opened on `dir`; prints `UP <secs> <VmRSS kB> <VmHWM kB>`.
+fn child(dir: &Path) -> Result<(), String> {
+    let rt = gridledger_bench::runtime("scale").ok_or("no runtime")?;
+    rt.block_on(async {
+        let t = Instant::now();
+        let node = start(
+            config(dir, Vec::new()),
+            ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let up = t.elapsed();
+        tokio::net::TcpStream::connect(node.addr)
+            .await
+            .map_err(|e| format!("API not listening: {e}"))?;
+        let kb = |field: &str| {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix(field))
+                        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
+        println!(
+            "UP {:.3} {} {}",
+            up.as_secs_f64(),
+            kb("VmRSS:"),
+            kb("VmHWM:")
+        );
+        node.stop().await;
+        Ok(())
+    })
+}
+
+struct Row {
+    blocks: u32,
+    records: u64,
+    disk_alloc: f64,
+    disk_len: f64,
+    verify: f64,
+    up_s: f64,
+    rss_mb: f64,
+    hwm_mb: f64,
+    sync: f64,
+    day_p50: f64,
+    day_p99: f64,
+}
+
+fn percentile(v: &mut [Duration], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort();
+    v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
+}
+
+async fn sync_and_query(dir: &Path, blocks: u32) -> Result<(f64, f64, f64), String> {
+    let fresh_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let key = || gridledger::keys::generate().map_err(|e| e.to_string());
+    let source = start(config(dir, Vec::new()), key()?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = format!("http://{}", source.addr);
+    let began = Instant::now();
+    let fresh = start(config(fresh_dir.path(), vec![base.clone()]), key()?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = gridledger::wire::builder()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let height = gridledger_bench::height;
+    // Relay 1's days, read in turn on the serving node while the fresh one pulls.
+    let days = (blocks / 1440).max(1);
+    let mut lat = Vec::new();
+    let deadline = began + Duration::from_secs(3600);
+    let mut i = 0u32;
+    while height(&fresh) < blocks {
+        if Instant::now() > deadline {
+            return Err(format!("synced {} of {blocks} in an hour", height(&fresh)));
+        }
+        let from = FIRST_MINUTE + (i % days) * 1440;
+        let t = Instant::now();
+        let ok = client
+            .get(format!(
+                "{base}/readings?relay=1&from={from}&to={}",
+                from + 1439
+            ))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success());
+        if let Some(r) = ok {
+            if r.bytes().await.is_ok() {
+                lat.push(t.elapsed());
+            }
+        }
+        i += 1;
+    }
+    let secs = began.elapsed().as_secs_f64();
+    fresh.stop().await;
+    source.stop().await;
+    Ok((
+        f64::from(blocks) / secs,
+        percentile(&mut lat, 0.5),
+        percentile(&mut lat, 0.99),
+    ))
+}
+
+fn measure(dir: &Path, blocks: u32, per_block: u32, raw: u64) -> Result<Row, String> {
+    let file = dir.join(gridledger::store::DB_FILE);
+    let meta = std::fs::metadata(&file).map_err(|e| e.to_string())?;
+    let records = u64::from(blocks) * u64::from(per_block);
+    let t = Instant::now();
+    let verified = Ledger::open_read_only(dir).map_err(|e| e.to_string())?;
+    let verify = f64::from(blocks) / t.elapsed().as_secs_f64();
+    drop(verified);
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = Command::new(me)
+        .arg("--child")
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    let up: Vec<f64> = said
+        .lines()
+        .find_map(|l| l.strip_prefix("UP "))
+        .ok_or_else(|| {
+            format!(
+                "the node process said: {said}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let [up_s, rss, hwm] = up[..] else {
+        return Err(format!("unreadable child report: {said}"));
+    };
+    let rt = gridledger_bench::runtime("scale").ok_or("no runtime")?;
+    let (sync, day_p50, day_p99) = rt.block_on(sync_and_query(dir, blocks))?;
+    Ok(Row {
+        blocks,
+        records,
+        disk_alloc: (meta.blocks() * 512) as f64 / raw as f64,
+        disk_len: meta.len() as f64 / raw as f64,
+        verify,
+        up_s,
+        rss_mb: rss / 1024.0,
+        hwm_mb: hwm / 1024.0,
+        sync,
+        day_p50,
+        day_p99,
+    })
+}
+
+fn growth(now: f64, before: Option<f64>) -> String {
+    before.map_or_else(String::new, |b| {
+        format!(" ({:+.0} %)", (now / b - 1.0) * 100.0)
+    })
+}
+
+fn print(rows: &[Row]) {
+    println!(
+        "\n| blocks | records | disk / raw (allocated, length) | verify blocks/s | start-up s | RSS MB (peak) | sync blocks/s (÷ verify) | day /readings while syncing p50, p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut prev: Option<&Row> = None;
+    for r in rows {
+        println!(
+            "| {} | {} | {:.2}, {:.2} | {:.0} | {:.2}{} | {:.0}{} ({:.0}) | {:.0} ({:.2}) | {:.1}, {:.1} |",
+            r.blocks,
+            r.records,
+            r.disk_alloc,
+            r.disk_len,
+            r.verify,
+            r.up_s,
+            growth(r.up_s, prev.map(|p| p.up_s)),
+            r.rss_mb,
+            growth(r.rss_mb, prev.map(|p| p.rss_mb)),
+            r.hwm_mb,
+            r.sync,
+            r.sync / r.verify,
+            r.day_p50,
+            r.day_p99,
+        );
+        prev = Some(r);
+    }
+    println!(
+        "goals: disk <= 1.3; start-up < 2 s at 1 M; RSS < 120 MB at 1 M x 15, <= +10 % at 2 M; sync >= 0.5 x verify; day p99 < 20 ms"
+    );
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_owned());
+    let per_block = args.per_block.max(1);
+    let mut raw = if dir.join(gridledger::store::DB_FILE).exists() {
+        raw_bytes(&dir)?
+    } else {
+        0
+    };
+    let mut rows = Vec::new();
+    for &size in &args.sizes {
+        raw += build_to(&dir, size, per_block)?;
+        let row = measure(&dir, size, per_block, raw)?;
+        rows.push(row);
+        print(&rows);
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let result = match &args.child {
+        Some(dir) => child(dir),
+        None => run(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scale: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
