@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::wire::{decode_list, Status, MAX_LIST_ANSWER_BYTES, MAX_STATUS_BYTES};
+use crate::wire::{decode_list, MAX_LIST_ANSWER_BYTES, MAX_STATUS_BYTES};
 use tracing::{debug, info, warn};
 
 use crate::chain::{BlockId, ValidationError};
@@ -307,21 +307,26 @@ struct PeerTip {
     miner: Option<[u8; 32]>,
 }
 
+/// A peer's tip, from its `GET /tip` (a node from before `/tip` answers 404: then from
+/// its `/status`, which carries the same fields among many).
 async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerError> {
-    let resp = client.get(format!("{peer}/status")).send().await?;
+    let mut resp = client.get(format!("{peer}/tip")).send().await?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        resp = client.get(format!("{peer}/status")).send().await?;
+    }
     let subject = resp
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
         .and_then(|i| i.peer_certificate())
         .and_then(crate::tls::subject);
     let body = read_capped(resp, MAX_STATUS_BYTES).await?;
-    let status: Status = serde_json::from_slice(&body).map_err(PeerError::BadStatus)?;
+    let tip: crate::wire::Tip = serde_json::from_slice(&body).map_err(PeerError::BadStatus)?;
     Ok(PeerTip {
-        height: status.height,
-        tip: BlockId::from_hex(&status.tip),
-        work: status.work.parse().ok(),
+        height: tip.height,
+        tip: BlockId::from_hex(&tip.tip),
+        work: tip.work.parse().ok(),
         subject,
-        miner: status
+        miner: tip
             .miner
             .as_deref()
             .and_then(|h| hex::decode(h).ok())

@@ -126,6 +126,25 @@ pub fn decode_list(
     Ok(out)
 }
 
+/// `GET /tip`: what a peer's periodic pull needs to know of a node, and nothing else (about
+/// 250 bytes, where `/status` carries relays and disputes and runs to kilobytes). A node
+/// asks every peer for it every sync period, so its size is most of a quiet link's traffic.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Tip {
+    /// Main-chain height.
+    pub height: u32,
+    /// The tip's id, hex.
+    #[serde(default)]
+    pub tip: String,
+    /// The main chain's cumulative work, in decimal (absent from very old nodes' `/status`:
+    /// then the peer is judged by height).
+    #[serde(default)]
+    pub work: String,
+    /// The node's miner key (hex), if it mines.
+    #[serde(default)]
+    pub miner: Option<String>,
+}
+
 /// `GET /status`. A peer reads `height`, `tip` and `work`; every other field may be missing
 /// (a node of another version) and then takes its default.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

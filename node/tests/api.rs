@@ -93,6 +93,14 @@ async fn blocks_go_in_and_come_out() {
     assert_eq!(status["height"], 3);
     assert_eq!(status["records"], 4);
     assert_eq!(status["tip"], b3.id().to_hex());
+    // /tip: what peers poll, the same fields as /status and nothing else.
+    let tip = common::get_text(&client, format!("http://{addr}/tip")).await;
+    let tip_json: serde_json::Value = serde_json::from_str(&tip).expect("json");
+    for field in ["height", "tip", "work", "miner"] {
+        assert_eq!(tip_json[field], status[field], "{field}: {tip}");
+    }
+    assert_eq!(tip_json.as_object().map(|o| o.len()), Some(4), "{tip}");
+    assert!(tip.len() < 300, "{} bytes: {tip}", tip.len());
 
     let chain = get_json(&client, format!("http://{addr}/chain")).await;
     assert_eq!(chain["length"], 4);

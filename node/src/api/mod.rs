@@ -155,6 +155,7 @@ pub fn router(shared: Shared) -> Router {
         ));
     Router::new()
         .route("/status", get(status::status))
+        .route("/tip", get(status::tip))
         .route("/chain", get(blocks::chain))
         .route("/blocks", get(blocks::blocks).post(blocks::post_block))
         .route("/blocks/announce", post(blocks::announce))

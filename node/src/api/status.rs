@@ -44,6 +44,19 @@ pub(super) async fn status(State(shared): State<Shared>) -> Response {
     Json(answer).into_response()
 }
 
+/// `GET /tip`: height, tip, work and miner key only (see [`crate::wire::Tip`]).
+pub(super) async fn tip(State(shared): State<Shared>) -> Response {
+    let core = lock(&shared);
+    let tree = core.ledger.tree();
+    Json(crate::wire::Tip {
+        height: tree.height(),
+        tip: tree.tip().to_hex(),
+        work: tree.tip_work().to_string(),
+        miner: core.miner_key.map(hex::encode),
+    })
+    .into_response()
+}
+
 fn relay_view(st: &crate::poll::RelayStatus) -> RelayView {
     RelayView {
         relay: st.relay.clone(),
