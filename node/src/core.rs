@@ -89,7 +89,7 @@ pub struct Core {
     /// The bearer token that admits admin calls from other than loopback.
     pub admin_token: Option<String>,
     /// The node's one HTTP client, for every request to a peer.
-    pub client: reqwest::Client,
+    pub client: crate::wire::PeerClient,
     /// The node's TLS (certificates, counters), if it has any.
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// How each peer behaves, by URL.

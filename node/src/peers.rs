@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::wire::{decode_list, MAX_LIST_ANSWER_BYTES, MAX_STATUS_BYTES};
+use crate::wire::{decode_list, PeerClient, MAX_LIST_ANSWER_BYTES, MAX_STATUS_BYTES};
 use tracing::{debug, info, warn};
 
 use crate::chain::{BlockId, ValidationError};
@@ -185,15 +185,18 @@ fn outcome(r: &Result<u32, PeerError>) -> crate::health::Outcome {
     }
 }
 
-/// A `POST` of raw bytes to `url`, naming this node (its miner key, hex) as the sender.
+/// A `POST` of raw bytes to `path` on `peer`, naming this node (its miner key, hex) as the
+/// sender.
 fn post_raw(
-    client: &reqwest::Client,
-    url: String,
+    client: &PeerClient,
+    peer: &str,
+    path: &str,
     body: Vec<u8>,
     sender: Option<&str>,
 ) -> reqwest::RequestBuilder {
     let req = client
-        .post(url)
+        .to(peer)
+        .post(format!("{peer}{path}"))
         .header("content-type", "application/octet-stream")
         .body(body);
     match sender {
@@ -214,15 +217,10 @@ async fn post_block(req: reqwest::RequestBuilder, peer: &str) {
 
 /// Sends a block to every peer at once, without waiting: failures are logged only. `own`
 /// (this node's miner key) goes in [`crate::wire::SENDER_HEADER`].
-pub fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>, own: Option<[u8; 32]>) {
+pub fn push(client: &PeerClient, peers: &[String], bytes: Vec<u8>, own: Option<[u8; 32]>) {
     let sender = own.map(hex::encode);
     for peer in peers {
-        let req = post_raw(
-            client,
-            format!("{peer}/blocks"),
-            bytes.clone(),
-            sender.as_deref(),
-        );
+        let req = post_raw(client, peer, "/blocks", bytes.clone(), sender.as_deref());
         let peer = peer.clone();
         tokio::spawn(async move { post_block(req, &peer).await });
     }
@@ -230,7 +228,7 @@ pub fn push(client: &reqwest::Client, peers: &[String], bytes: Vec<u8>, own: Opt
 
 /// Sends a block to every peer as `how` says: whole ([`push`]) or announced ([`announce`]).
 pub fn send_block(
-    client: &reqwest::Client,
+    client: &PeerClient,
     peers: &[String],
     bytes: Vec<u8>,
     id: crate::chain::BlockId,
@@ -246,7 +244,7 @@ pub fn send_block(
 /// Announces a block to every peer at once (`POST /blocks/announce`, its 32-byte id), and
 /// pushes it to each peer that answers that it lacks it. Failures are logged only.
 pub fn announce(
-    client: &reqwest::Client,
+    client: &PeerClient,
     peers: &[String],
     bytes: Vec<u8>,
     id: crate::chain::BlockId,
@@ -264,7 +262,8 @@ pub fn announce(
         tokio::spawn(async move {
             let asked = post_raw(
                 &client,
-                format!("{peer}/blocks/announce"),
+                &peer,
+                "/blocks/announce",
                 id.0.to_vec(),
                 sender.as_deref(),
             )
@@ -288,7 +287,7 @@ pub fn announce(
             };
             if wants {
                 let body = bytes.as_ref().clone();
-                let req = post_raw(&client, format!("{peer}/blocks"), body, sender.as_deref());
+                let req = post_raw(&client, &peer, "/blocks", body, sender.as_deref());
                 post_block(req, &peer).await;
             }
         });
@@ -309,10 +308,26 @@ struct PeerTip {
 
 /// A peer's tip, from its `GET /tip` (a node from before `/tip` answers 404: then from
 /// its `/status`, which carries the same fields among many).
-async fn peer_tip(client: &reqwest::Client, peer: &str) -> Result<PeerTip, PeerError> {
-    let mut resp = client.get(format!("{peer}/tip")).send().await?;
+///
+/// It is also how this node learns that a peer speaks HTTP/2 (see [`crate::wire::client`]):
+/// a peer that serves `/tip` is spoken to over HTTP/2 from then on; one that does not, or
+/// whose HTTP/2 connection fails, over HTTP/1.1.
+async fn peer_tip(client: &PeerClient, peer: &str) -> Result<PeerTip, PeerError> {
+    let h2 = client.speaks_h2(peer);
+    let mut resp = match client.to(peer).get(format!("{peer}/tip")).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            if h2 {
+                client.set_h2(peer, false);
+            }
+            return Err(e.into());
+        }
+    };
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        resp = client.get(format!("{peer}/status")).send().await?;
+        client.set_h2(peer, false);
+        resp = client.to(peer).get(format!("{peer}/status")).send().await?;
+    } else if resp.status().is_success() && !h2 {
+        client.set_h2(peer, true);
     }
     let subject = resp
         .extensions()
@@ -352,7 +367,7 @@ struct BatchRules {
 }
 
 async fn fetch(
-    client: &reqwest::Client,
+    client: &PeerClient,
     peer: &str,
     from: u32,
     limit: u32,
@@ -360,6 +375,7 @@ async fn fetch(
     max_records: u32,
 ) -> Result<Vec<crate::chain::Block>, PeerError> {
     let resp = client
+        .to(peer)
         .get(format!("{peer}/blocks?from={from}&limit={limit}"))
         .header("accept", "application/octet-stream")
         .send()
@@ -374,7 +390,7 @@ async fn fetch(
 /// on every core, off the async workers and without the node's lock
 /// ([`Incoming::prechecked`]).
 async fn fetch_prechecked(
-    client: &reqwest::Client,
+    client: &PeerClient,
     peer: &str,
     from: u32,
     limit: u32,
@@ -412,7 +428,7 @@ async fn fetch_prechecked(
 /// as ours (by its own account; our validation decides). Steps back from our height until the fork
 /// point is found, then fetches forward in batches of [`crate::wire::MAX_LIMIT`]. Returns
 /// the number of blocks stored.
-pub async fn pull(client: &reqwest::Client, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
+pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
     let asked = std::time::Instant::now();
     let theirs = peer_tip(client, peer).await;
     lock(shared).metrics.observe_peer(peer, asked.elapsed());
@@ -615,7 +631,7 @@ pub use crate::wire::Resolved;
 /// Pulls from every peer at once (the study's "consensus" call): afterwards the node is on
 /// the chain with the most work among itself and the peers that answered. A slow peer
 /// delays only its own answer. Dropping the future stops every pull.
-pub async fn resolve(client: &reqwest::Client, shared: &Shared) -> Vec<Resolved> {
+pub async fn resolve(client: &PeerClient, shared: &Shared) -> Vec<Resolved> {
     let peers = lock(shared).peers.clone();
     let mut set = tokio::task::JoinSet::new();
     for (i, peer) in peers.into_iter().enumerate() {
@@ -653,7 +669,7 @@ pub async fn resolve(client: &reqwest::Client, shared: &Shared) -> Vec<Resolved>
 /// Starts a pull from every peer that has none under way and is not backed off, each on
 /// its own task: a slow or lying peer delays only itself, never the others. `base` is the
 /// first backoff after a failure (the sync period).
-pub fn sync_round(client: &reqwest::Client, shared: &Shared, base: Duration) {
+pub fn sync_round(client: &PeerClient, shared: &Shared, base: Duration) {
     let now = now_ms();
     let due: Vec<String> = {
         let mut core = lock(shared);

@@ -59,7 +59,7 @@ impl RepairArgs {
     }
 
     /// The HTTP client for the peers, with the TLS the flags give.
-    pub fn client(&self) -> Result<reqwest::Client, RepairError> {
+    pub fn client(&self) -> Result<crate::wire::PeerClient, RepairError> {
         let files = crate::tls::TlsFiles {
             cert: self.tls_cert.clone(),
             key: self.tls_key.clone(),
@@ -153,7 +153,7 @@ pub async fn repair(
     dir: &Path,
     network: Option<Network>,
     peers: &[String],
-    client: reqwest::Client,
+    client: crate::wire::PeerClient,
 ) -> Result<Report, RepairError> {
     let stamp = now_ms() / 1000;
     let new_dir = dir.join(format!(".repair-{stamp}"));
@@ -193,7 +193,7 @@ async fn rebuild(
     new_dir: &Path,
     network: Option<Network>,
     peers: &[String],
-    client: reqwest::Client,
+    client: crate::wire::PeerClient,
 ) -> Result<(Report, Arc<Mutex<Core>>), RepairError> {
     let old = guard(|| Store::open_read_only(dir));
     let net = match network {

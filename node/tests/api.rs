@@ -418,7 +418,7 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
         tempfile::tempdir().expect("tempdir"),
     );
     let (a, shared_a) = serve_shared(da.path(), net.clone()).await;
-    let b = serve(db.path(), net.clone()).await;
+    let (b, shared_b) = serve_shared(db.path(), net.clone()).await;
     // More blocks than one request carries on A, straight into its ledger.
     let n = gridledger::wire::MAX_LIMIT + 20;
     {
@@ -466,6 +466,10 @@ async fn resolve_pulls_a_longer_chain_in_batches() {
     );
     assert_eq!(r["peers"][0]["stored"], n, "{r}");
     assert_eq!(r["peers"][0]["error"], serde_json::Value::Null, "{r}");
+    // A served /tip, so B speaks HTTP/2 to it from the first poll on: the pull above ran
+    // over one HTTP/2 connection.
+    let client_b = shared_b.lock().expect("lock").client.clone();
+    assert!(client_b.speaks_h2(&format!("http://{a}")));
 
     // /chain streams in chunks of blocks: every block comes out whole, in order, linked.
     let chain = get_json(&client, format!("http://{b}/chain")).await;

@@ -168,6 +168,11 @@ async fn a_lying_peer_neither_stalls_sync_nor_resolve() {
     assert_eq!(health[0]["state"], "backed off", "{p}");
     assert_eq!(health[1]["state"], "ok", "{p}");
     assert_eq!(health[1]["lies"], 0, "{p}");
+    // The liar serves no /tip (a node from before it): it is spoken to over HTTP/1.1; the
+    // honest peer over HTTP/2.
+    let c = node.shared.lock().expect("lock").client.clone();
+    assert!(!c.speaks_h2(&format!("http://{liar}")));
+    assert!(c.speaks_h2(&format!("http://{}", honest.addr)));
 
     node.stop().await;
     honest.stop().await;

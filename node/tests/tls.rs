@@ -270,8 +270,10 @@ async fn https_peers_mutual_tls_and_renewal() {
             .expect("config"),
         ))
         .expect("client");
+        let base = format!("https://localhost:{}", n1.addr.port());
         let r = c
-            .get(format!("https://localhost:{}/status", n1.addr.port()))
+            .to(&base)
+            .get(format!("{base}/status"))
             .send()
             .await
             .expect("reads after renewal");
