@@ -140,6 +140,14 @@ async fn https_peers_mutual_tls_and_renewal() {
         health(&n2, &p1).tls_subject.as_deref() == Some("CN=node1")
     })
     .await;
+    // node1 serves /tip, so node2 speaks HTTP/2 to it over TLS from then on, and keeps
+    // doing so without a failure over several sync periods.
+    let h2 = |n: &RunningNode, p: &str| n.shared.lock().expect("lock").client.speaks_h2(p);
+    wait_for("node2 speaks HTTP/2 to node1", 10, || h2(&n2, &p1)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(h2(&n2, &p1), "node2 fell back to HTTP/1.1 with node1");
+    assert_eq!(health(&n2, &p1).failures_in_a_row, 0);
+    assert_eq!(health(&n2, &p1).tls_subject.as_deref(), Some("CN=node1"));
     // node1 saw node2's client certificate.
     let seen = n1
         .shared
