@@ -177,3 +177,87 @@ async fn a_lying_peer_neither_stalls_sync_nor_resolve() {
     node.stop().await;
     honest.stop().await;
 }
+
+/// A peer behind a link too slow to carry a full batch within the request timeout: a proxy
+/// in front of an honest node holds every `GET /blocks` asking for more than 500 blocks for
+/// longer than the timeout. The syncing node asks again for fewer and takes the whole chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_peer_is_asked_for_fewer_blocks_and_the_sync_completes() {
+    use axum::extract::Request;
+    use axum::response::IntoResponse;
+    const BLOCKS: u32 = 1_200;
+    let net = Network::new("slow-link", 0);
+    let (da, db) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    gridledger::offline::debug_append(da.path(), "slow-link", 0, BLOCKS, &mut std::io::sink())
+        .expect("chain built");
+    let honest = start(
+        common::node_config(da.path(), net.clone(), &[], Vec::new()),
+        common::key(1),
+    )
+    .await
+    .expect("node starts");
+    let upstream = honest.addr;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let seen = std::sync::Arc::clone(&asked);
+    let client = gridledger::wire::builder().build().expect("http client");
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, seen) = (client.clone(), std::sync::Arc::clone(&seen));
+        async move {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map_or("/".to_owned(), ToString::to_string);
+            if path.starts_with("/blocks?") {
+                let limit = path
+                    .split(['?', '&'])
+                    .find_map(|kv| kv.strip_prefix("limit="))
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or(100);
+                seen.lock().expect("lock").push(limit);
+                if limit > 500 {
+                    tokio::time::sleep(gridledger::wire::TIMEOUT + Duration::from_secs(1)).await;
+                }
+            }
+            let mut up = client.get(format!("http://{upstream}{path}"));
+            if let Some(accept) = req.headers().get("accept") {
+                up = up.header("accept", accept.as_bytes());
+            }
+            match up.send().await {
+                Ok(r) => r.bytes().await.unwrap_or_default().to_vec().into_response(),
+                Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let proxy = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let node = start(
+        common::node_config(db.path(), net, &[], vec![format!("http://{proxy}")]),
+        common::key(2),
+    )
+    .await
+    .expect("node starts");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let h = node.shared.lock().expect("lock").ledger.tree().height();
+        if h == BLOCKS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "synced {h} of {BLOCKS}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let limits = asked.lock().expect("lock").clone();
+    assert!(
+        limits.iter().any(|&l| l > 500) && limits.iter().any(|&l| l <= 500),
+        "asked limits {limits:?}"
+    );
+    node.stop().await;
+    honest.stop().await;
+}
