@@ -126,13 +126,7 @@ async fn proxy(upstream: SocketAddr, mode: Arc<AtomicU8>) -> SocketAddr {
     let app = axum::Router::new()
         .fallback(forward)
         .with_state((upstream, mode));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = common::serve_router(app).await;
     addr
 }
 

@@ -16,10 +16,6 @@ use gridledger::run::start;
 /// A peer that says it holds height 2^32 − 1 with more work than exists, and answers each
 /// block request after 1.8 s with `known`, the raw bytes of block 1.
 async fn liar(known: Vec<u8>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
     let status = serde_json::json!({
         "network": "liar",
         "height": u32::MAX,
@@ -46,10 +42,7 @@ async fn liar(known: Vec<u8>) -> SocketAddr {
                 }
             }),
         );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
+    common::serve_router(app).await
 }
 
 fn varint(mut n: usize) -> Vec<u8> {
@@ -231,13 +224,7 @@ async fn a_slow_peer_is_asked_for_fewer_blocks_and_the_sync_completes() {
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let proxy = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let proxy = common::serve_router(app).await;
     let node = start(
         common::node_config(db.path(), net, &[], vec![format!("http://{proxy}")]),
         common::key(2),

@@ -332,14 +332,7 @@ async fn liar(node: SocketAddr, lie: Lie) -> SocketAddr {
             axum::Json(doc).into_response()
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
+    common::serve_router(app).await
 }
 
 async fn check_node(addr: SocketAddr) -> (bool, String) {

@@ -244,3 +244,16 @@ pub async fn chain_records(
     out.sort_by_key(|r| r.minute);
     Some((tip, out))
 }
+
+/// Serves `app` on a fresh loopback port, in the background; its address. For the fake
+/// peers and proxies tests put beside real nodes.
+pub async fn serve_router(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
