@@ -4,18 +4,26 @@
 //! first stays. The tree keeps headers' essentials and record keys, not bodies: bodies live
 //! in the store.
 //!
-//! Memory: a node keeps every block of its chain here, a million blocks after two years of
-//! one relay, so the layout is compact. Blocks live in arenas indexed by position (`u32`):
-//! ids in one `Vec`, the rest in another, record keys in one flat `Vec`, the main chain as
-//! positions; a `hashbrown::HashTable` of positions finds a block by id without storing
-//! the 32-byte id twice. About 110 bytes per one-record block, against about 370 with a
-//! `HashMap<BlockId, Node>`.
+//! Memory: a long chain does not live here whole. The tree holds a **window**: the main
+//! chain from a *base* block up to the tip, and every known branch that forks at or above
+//! the base. Below the base the main chain is only on disk; the tree reaches it through a
+//! [`Deep`] (the node's store) for queries, and keeps in memory just the set of record keys
+//! that it holds (a compressed bitmap, about one bit per relay-minute), so that the rule
+//! "a record is on a chain once" is checked without I/O. [`BlockTree::prune`] moves the
+//! base up; a branch forking below the base is followed by rebuilding the window lower from
+//! disk (the ledger does that). Inside the window blocks live in arenas indexed by position
+//! (`u32`): ids in one `Vec`, the rest in another, record keys in one flat `Vec`, the main
+//! chain as positions; a `hashbrown::HashTable` of positions finds a block by id without
+//! storing the 32-byte id twice.
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
+use roaring::RoaringTreemap;
 
 use relay_core::{Minute, MinuteRecord, RelayId};
 
@@ -62,6 +70,46 @@ impl RecordKey {
     pub fn to_u64(self) -> u64 {
         (u64::from(self.relay.0) << 32) | u64::from(self.minute.0)
     }
+}
+
+/// The main chain below a tree's window, as kept on disk (the node's store). The chain crate
+/// does no I/O itself; a tree without one answers only for its window.
+///
+/// An implementation reports its own failures (a log line) and answers `None`: every
+/// answer here serves a query, never a rule (rules are checked on the window and the
+/// in-memory key set alone).
+pub trait Deep: Send + Sync + std::fmt::Debug {
+    /// The main chain's block at `height`.
+    fn main_at(&self, height: Height) -> Option<BlockId>;
+    /// A stored block's header and record keys.
+    fn block(&self, id: &BlockId) -> Option<(Header, Vec<RecordKey>)>;
+    /// Height of the main-chain block holding `key`.
+    fn record_height(&self, key: &RecordKey) -> Option<Height>;
+    /// The main chain's blocks from `from` up, at most `limit` of them, in order (a
+    /// store reads them in one go).
+    fn main_range(&self, from: Height, limit: usize) -> Vec<(Height, BlockId)> {
+        (from..)
+            .take(limit)
+            .map_while(|h| self.main_at(h).map(|id| (h, id)))
+            .collect()
+    }
+}
+
+/// Where a tree's window starts: the base block (on the main chain), what the chain below
+/// it weighs and holds. See [`BlockTree::rooted`].
+#[derive(Debug)]
+pub struct Base {
+    /// The base block's header.
+    pub header: Header,
+    /// Its record keys.
+    pub keys: Vec<RecordKey>,
+    /// Cumulative work of the chain ending at it.
+    pub work: Work,
+    /// Times of the (up to) ten main-chain blocks below it, nearest first: the median-time
+    /// rule of its children looks that far back.
+    pub times_below: Vec<u64>,
+    /// Record keys of every main-chain block up to and including it.
+    pub deep_keys: RoaringTreemap,
 }
 
 /// A block's essentials, at its position in the arenas.
@@ -116,10 +164,18 @@ pub struct BlockTree {
     state: RandomState,
     /// Every block's record keys, back to back.
     keys: Vec<RecordKey>,
-    /// The main chain: positions by height.
+    /// The main chain from the base up: positions by height minus `base`.
     main: Vec<u32>,
-    /// Height of every record on the main chain.
+    /// Height of every record of the main chain above the base.
     main_keys: HashMap<RecordKey, Height>,
+    /// Height of the window's base block (at position 0).
+    base: Height,
+    /// Times of the main-chain blocks below the base, nearest first (at most ten).
+    times_below: Vec<u64>,
+    /// Record keys (packed) of the main chain up to and including the base.
+    deep_keys: RoaringTreemap,
+    /// The main chain below the base, on disk.
+    deep: Option<Arc<dyn Deep>>,
     /// Every miner key seen, once, and its position.
     miners: Vec<[u8; 32]>,
     miner_index: HashMap<[u8; 32], u32>,
@@ -141,33 +197,185 @@ impl BlockTree {
     /// A tree holding only `genesis`.
     #[must_use]
     pub fn new(genesis: &Header) -> Self {
+        Self::rooted(
+            Base {
+                header: *genesis,
+                keys: Vec::new(),
+                work: 0,
+                times_below: Vec::new(),
+                deep_keys: RoaringTreemap::new(),
+            },
+            None,
+        )
+    }
+
+    /// A tree whose window starts at `base`, a block of the main chain (the genesis block,
+    /// or one a store holds with everything below it); `deep` answers for the chain below.
+    #[must_use]
+    pub fn rooted(base: Base, deep: Option<Arc<dyn Deep>>) -> Self {
         let mut tree = BlockTree {
             ids: Vec::new(),
             nodes: Vec::new(),
             index: HashTable::new(),
             state: RandomState::new(),
-            keys: Vec::new(),
+            keys: base.keys,
             main: Vec::new(),
             main_keys: HashMap::new(),
+            base: base.header.height,
+            times_below: base.times_below,
+            deep_keys: base.deep_keys,
+            deep,
             miners: Vec::new(),
             miner_index: HashMap::new(),
             tie_break: TieBreak::FirstSeen,
         };
+        tree.times_below.truncate(10);
+        let miner = tree.miner_of(&base.header.miner);
         let at = tree.push(
-            genesis.id(),
+            base.header.id(),
             Node {
-                work: 0,
-                time_ms: genesis.time_ms,
+                work: base.work,
+                time_ms: base.header.time_ms,
                 parent: 0,
-                height: 0,
+                height: base.header.height,
                 keys_start: 0,
-                keys_len: 0,
-                miner: 0,
+                keys_len: tree.keys.len() as u32,
+                miner,
             },
         );
-        tree.miner_of(&genesis.miner);
         tree.main.push(at);
         tree
+    }
+
+    /// Height of the window's base: the main chain below it is only on disk.
+    #[must_use]
+    pub fn base(&self) -> Height {
+        self.base
+    }
+
+    /// Number of main-chain blocks above the base.
+    #[must_use]
+    pub fn window(&self) -> Height {
+        (self.main.len() - 1) as Height
+    }
+
+    /// Times of the main chain's `n` blocks below `height` (which must be in the window or
+    /// just above it), nearest first.
+    fn times_below_height(&self, height: Height, n: usize) -> Vec<u64> {
+        (0..n as Height)
+            .map_while(|i| {
+                let h = height.checked_sub(i + 1)?;
+                if h >= self.base {
+                    Some(self.node(self.main[(h - self.base) as usize]).time_ms)
+                } else {
+                    self.times_below.get((self.base - 1 - h) as usize).copied()
+                }
+            })
+            .collect()
+    }
+
+    /// Moves the base up so that `keep` main-chain blocks stay above it, if more than
+    /// `2 × keep` are there now (so that the work is done once per `keep` blocks), but not
+    /// above where a branch forks that took a block among the last `keep` the tree took in
+    /// (a rival chain arriving block by block stays whole). The main chain's blocks that
+    /// leave the window keep only their record keys (in the bitmap); branches forking below
+    /// the new base are forgotten here (the store keeps them). Returns true if it pruned.
+    pub fn prune(&mut self, keep: Height) -> bool {
+        let keep = keep.max(1);
+        if self.window() <= keep.saturating_mul(2) {
+            return false;
+        }
+        // A branch that grew lately (among the last `keep` blocks taken in) may be a chain
+        // still arriving: the base stays at or below where it forks.
+        let mut new_base = self.height() - keep;
+        let mut seen = vec![false; self.ids.len()];
+        for at in (self.ids.len().saturating_sub(keep as usize)..self.ids.len()).rev() {
+            let mut cur = at as u32;
+            while !seen[cur as usize] && !self.is_main_at(cur) {
+                seen[cur as usize] = true;
+                cur = self.node(cur).parent;
+            }
+            if self.is_main_at(cur) && cur as usize != at {
+                new_base = new_base.min(self.node(cur).height);
+            }
+        }
+        if new_base <= self.base {
+            return false;
+        }
+        let times_below = self.times_below_height(new_base, 10);
+        // The main chain's keys up to the new base go to the bitmap.
+        for h in self.base + 1..=new_base {
+            let at = self.main[(h - self.base) as usize];
+            for key in node_keys(&self.keys, &self.nodes[at as usize]) {
+                self.main_keys.remove(key);
+                self.deep_keys.insert(key.to_u64());
+            }
+        }
+        // Keep the new base and its descendants. A parent always sits before its children.
+        let base_at = self.main[(new_base - self.base) as usize];
+        let mut moved: Vec<Option<u32>> = vec![None; self.ids.len()];
+        let mut ids = Vec::new();
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut keys = Vec::new();
+        let mut miners = Vec::new();
+        let mut miner_index = HashMap::new();
+        for at in base_at as usize..self.ids.len() {
+            let node = self.nodes[at];
+            let parent = if at == base_at as usize {
+                Some(0)
+            } else if node.height > new_base {
+                moved[node.parent as usize]
+            } else {
+                None
+            };
+            let Some(parent) = parent else {
+                continue;
+            };
+            let keys_start = keys.len() as u32;
+            keys.extend_from_slice(node_keys(&self.keys, &node));
+            let miner_key = self.miners[node.miner as usize];
+            let miner = *miner_index.entry(miner_key).or_insert_with(|| {
+                miners.push(miner_key);
+                (miners.len() - 1) as u32
+            });
+            moved[at] = Some(ids.len() as u32);
+            ids.push(self.ids[at]);
+            nodes.push(Node {
+                parent,
+                keys_start,
+                miner,
+                ..node
+            });
+        }
+        let main: Vec<u32> = self.main[(new_base - self.base) as usize..]
+            .iter()
+            .filter_map(|&at| moved[at as usize])
+            .collect();
+        let mut index = HashTable::with_capacity(ids.len());
+        for (at, id) in ids.iter().enumerate() {
+            let state = &self.state;
+            index.insert_unique(state.hash_one(id), at as u32, |&i: &u32| {
+                state.hash_one(ids[i as usize])
+            });
+        }
+        self.ids = ids;
+        self.nodes = nodes;
+        self.keys = keys;
+        self.main = main;
+        self.index = index;
+        self.miners = miners;
+        self.miner_index = miner_index;
+        self.base = new_base;
+        self.times_below = times_below;
+        self.main_keys.shrink_to_fit();
+        true
+    }
+
+    /// The record keys of the main chain up to and including the base, as stored by a node
+    /// so that the next start need not rebuild them.
+    #[must_use]
+    pub fn deep_keys(&self) -> &RoaringTreemap {
+        &self.deep_keys
     }
 
     /// Makes room for `blocks` more blocks holding `records` more records on the main
@@ -217,7 +425,8 @@ impl BlockTree {
     }
 
     fn is_main_at(&self, at: u32) -> bool {
-        self.main.get(self.node(at).height as usize) == Some(&at)
+        let height = self.node(at).height;
+        height >= self.base && self.main.get((height - self.base) as usize) == Some(&at)
     }
 
     /// The main chain's last block.
@@ -229,7 +438,7 @@ impl BlockTree {
     /// The main chain's height.
     #[must_use]
     pub fn height(&self) -> Height {
-        (self.main.len() - 1) as Height
+        self.base + (self.main.len() - 1) as Height
     }
 
     /// Cumulative work of the main chain.
@@ -238,42 +447,95 @@ impl BlockTree {
         self.node(self.tip_at()).work
     }
 
-    /// Cumulative work of the chain ending at `id`.
+    /// Cumulative work of the chain ending at `id`, a block of the window.
     #[must_use]
     pub fn work(&self, id: &BlockId) -> Option<Work> {
         self.find(id).map(|at| self.node(at).work)
     }
 
-    /// True if the tree holds `id`.
+    /// A main-chain block below the window: its header and keys, from disk.
+    fn deep_main(&self, id: &BlockId) -> Option<(Header, Vec<RecordKey>)> {
+        let deep = self.deep.as_ref()?;
+        let (header, keys) = deep.block(id)?;
+        (header.height < self.base && deep.main_at(header.height) == Some(*id))
+            .then_some((header, keys))
+    }
+
+    /// True if `id` is a block of the window or of the main chain below it.
     #[must_use]
     pub fn contains(&self, id: &BlockId) -> bool {
+        self.find(id).is_some() || self.deep_main(id).is_some()
+    }
+
+    /// True if `id` is a block of the window: one a child can be validated against.
+    #[must_use]
+    pub fn in_window(&self, id: &BlockId) -> bool {
         self.find(id).is_some()
     }
 
-    /// Height of a known block.
+    /// Height of a block of the window (the only ones a child can be placed on).
+    #[must_use]
+    pub fn window_height_of(&self, id: &BlockId) -> Option<Height> {
+        self.find(id).map(|at| self.node(at).height)
+    }
+
+    /// Height of a known block (of the window, or of the main chain below it).
     #[must_use]
     pub fn height_of(&self, id: &BlockId) -> Option<Height> {
-        self.find(id).map(|at| self.node(at).height)
+        self.window_height_of(id)
+            .or_else(|| self.deep_main(id).map(|(h, _)| h.height))
     }
 
     /// The main chain's block at `height`.
     #[must_use]
     pub fn main_at(&self, height: Height) -> Option<BlockId> {
+        if height < self.base {
+            return self.deep.as_ref()?.main_at(height);
+        }
         self.main
-            .get(height as usize)
+            .get((height - self.base) as usize)
             .map(|&at| self.ids[at as usize])
+    }
+
+    /// The main chain's blocks from `from` up, at most `limit` of them, in order: what a
+    /// peer's pull or a listing asks (below the window, read from disk in one go).
+    #[must_use]
+    pub fn main_range(&self, from: Height, limit: usize) -> Vec<(Height, BlockId)> {
+        let mut out = Vec::new();
+        if from < self.base {
+            let deep = (self.base - from) as usize;
+            if let Some(d) = &self.deep {
+                out = d.main_range(from, deep.min(limit));
+            }
+            if out.len() < deep.min(limit) {
+                return out;
+            }
+        }
+        let start = from.max(self.base);
+        out.extend(
+            (start..)
+                .take(limit - out.len())
+                .map_while(|h| self.main_at(h).map(|id| (h, id))),
+        );
+        out
     }
 
     /// True if `id` is on the main chain.
     #[must_use]
     pub fn is_main(&self, id: &BlockId) -> bool {
-        self.find(id).is_some_and(|at| self.is_main_at(at))
+        match self.find(id) {
+            Some(at) => self.is_main_at(at),
+            None => self.deep_main(id).is_some(),
+        }
     }
 
     /// A known block's time (Unix ms).
     #[must_use]
     pub fn time_of(&self, id: &BlockId) -> Option<u64> {
-        self.find(id).map(|at| self.node(at).time_ms)
+        match self.find(id) {
+            Some(at) => Some(self.node(at).time_ms),
+            None => self.deep_main(id).map(|(h, _)| h.time_ms),
+        }
     }
 
     /// How equal-work chains are told apart from now on.
@@ -298,7 +560,9 @@ impl BlockTree {
     #[must_use]
     pub fn recent_miners(&self, settle: usize, blocks: usize) -> Vec<[u8; 32]> {
         let mut seen: Vec<u32> = Vec::new();
-        for &at in self.main.iter().skip(1).rev().skip(settle).take(blocks) {
+        // The base counts unless it is the genesis block.
+        let from = usize::from(self.base == 0);
+        for &at in self.main.iter().skip(from).rev().skip(settle).take(blocks) {
             let miner = self.node(at).miner;
             if !seen.contains(&miner) {
                 seen.push(miner);
@@ -328,10 +592,29 @@ impl BlockTree {
             .collect()
     }
 
-    /// Height of the main-chain block holding `key`.
+    /// Height of the main-chain block holding `key` (below the window: from disk).
     #[must_use]
     pub fn record_height(&self, key: &RecordKey) -> Option<Height> {
-        self.main_keys.get(key).copied()
+        if let Some(&h) = self.main_keys.get(key) {
+            return Some(h);
+        }
+        if !self.deep_keys.contains(key.to_u64()) {
+            return None;
+        }
+        if self.base == 0 {
+            return None;
+        }
+        // The base's own keys are in the arena.
+        if self.keys_at(self.main[0]).contains(key) {
+            return Some(self.base);
+        }
+        self.deep.as_ref()?.record_height(key)
+    }
+
+    /// True if the main chain holds `key`. Memory only: no I/O, ever.
+    #[must_use]
+    pub fn has_record(&self, key: &RecordKey) -> bool {
+        self.main_keys.contains_key(key) || self.deep_keys.contains(key.to_u64())
     }
 
     /// Median time of the (up to) 11 blocks ending at `id`, the rule's lower bound for a
@@ -341,6 +624,7 @@ impl BlockTree {
         let mut times = [0u64; 11];
         let mut len = 0;
         let mut cur = self.find(id);
+        let mut reached_base = false;
         while let Some(at) = cur {
             if len == times.len() {
                 break;
@@ -348,7 +632,18 @@ impl BlockTree {
             let n = self.node(at);
             times[len] = n.time_ms;
             len += 1;
-            cur = (n.height > 0).then_some(n.parent);
+            reached_base = n.height == self.base;
+            cur = (n.height > self.base).then_some(n.parent);
+        }
+        // Below the base: the times kept when the window moved up.
+        if reached_base {
+            for &t in &self.times_below {
+                if len == times.len() {
+                    break;
+                }
+                times[len] = t;
+                len += 1;
+            }
         }
         let times = &mut times[..len];
         times.sort_unstable();
@@ -365,7 +660,10 @@ impl BlockTree {
         loop {
             let n = self.node(at);
             if self.is_main_at(at) {
-                return self.main_keys.get(key).is_some_and(|&h| h <= n.height);
+                // Below or at the base (every window block is at or above it) or on the
+                // window's main chain no higher than here.
+                return self.deep_keys.contains(key.to_u64())
+                    || self.main_keys.get(key).is_some_and(|&h| h <= n.height);
             }
             if self.keys_at(at).contains(key) {
                 return true;
@@ -428,7 +726,7 @@ impl BlockTree {
         }
         adopted.reverse();
         let fork = self.node(cur).height;
-        let abandoned: Vec<u32> = self.main.drain(fork as usize + 1..).collect();
+        let abandoned: Vec<u32> = self.main.drain((fork - self.base) as usize + 1..).collect();
         for &gone in &abandoned {
             for key in node_keys(&self.keys, &self.nodes[gone as usize]) {
                 self.main_keys.remove(key);
@@ -445,29 +743,33 @@ impl BlockTree {
     }
 
     fn push_main(&mut self, at: u32) {
-        let height = self.main.len() as Height;
+        let height = self.base + self.main.len() as Height;
         for key in node_keys(&self.keys, &self.nodes[at as usize]) {
             self.main_keys.insert(*key, height);
         }
         self.main.push(at);
     }
 
-    /// Record keys of a known block.
+    /// Record keys of a known block (of the window, or of the main chain below it).
     #[must_use]
-    pub fn keys_of(&self, id: &BlockId) -> &[RecordKey] {
-        self.find(id).map_or(&[], |at| self.keys_at(at))
+    pub fn keys_of(&self, id: &BlockId) -> Cow<'_, [RecordKey]> {
+        match self.find(id) {
+            Some(at) => Cow::Borrowed(self.keys_at(at)),
+            None => Cow::Owned(self.deep_main(id).map(|(_, k)| k).unwrap_or_default()),
+        }
     }
 
     /// Number of records on the main chain (each key is there once).
     #[must_use]
     pub fn main_records(&self) -> usize {
-        self.main_keys.len()
+        self.main_keys.len() + usize::try_from(self.deep_keys.len()).unwrap_or(usize::MAX)
     }
 
-    /// Number of known blocks, genesis included.
+    /// Number of known blocks: those of the window and the main chain below it, genesis
+    /// included.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ids.len() + self.base as usize
     }
 
     /// Never true: the genesis block is always there.
@@ -550,11 +852,88 @@ mod tests {
         assert_eq!(tree.recent_miners(5, 100), Vec::<[u8; 32]>::new());
     }
 
+    /// The main chain below a pruned tree's window, from the model's main chain.
+    #[derive(Debug, Default)]
+    struct ModelDeep {
+        /// id, header, keys, by position in the model.
+        blocks: Vec<(BlockId, Header, Vec<RecordKey>)>,
+        /// Main chain ids by height.
+        main: Vec<BlockId>,
+        /// Record heights on the main chain.
+        records: HashMap<RecordKey, Height>,
+    }
+
+    #[derive(Debug, Default)]
+    struct SharedDeep(std::sync::Mutex<ModelDeep>);
+
+    impl Deep for SharedDeep {
+        fn main_at(&self, height: Height) -> Option<BlockId> {
+            self.0.lock().ok()?.main.get(height as usize).copied()
+        }
+        fn block(&self, id: &BlockId) -> Option<(Header, Vec<RecordKey>)> {
+            let deep = self.0.lock().ok()?;
+            let (_, h, k) = deep.blocks.iter().find(|(i, _, _)| i == id)?;
+            Some((*h, k.clone()))
+        }
+        fn record_height(&self, key: &RecordKey) -> Option<Height> {
+            self.0.lock().ok()?.records.get(key).copied()
+        }
+    }
+
+    /// A branch that took a block lately holds the base at its fork; once it is dormant
+    /// (the tree took `keep` blocks since), pruning forgets it.
+    #[test]
+    fn pruning_keeps_a_growing_branch_and_forgets_a_dormant_one() {
+        let genesis = header(BlockId([7; 32]), 0, 0, 0, 0);
+        let mut tree = BlockTree::new(&genesis);
+        let mut main = vec![genesis];
+        for h in 1..=30 {
+            let b = header(main[h - 1].id(), h as Height, 1, h as u64, 0);
+            assert_eq!(tree.insert(&b, Vec::new()), Change::Extended);
+            main.push(b);
+        }
+        // A branch from height 5, two blocks long.
+        let s1 = header(main[5].id(), 6, 1, 100, 1);
+        let s2 = header(s1.id(), 7, 1, 101, 1);
+        tree.insert(&s1, Vec::new());
+        tree.insert(&s2, Vec::new());
+        // Window 30 > 2 × 10, but the branch is among the last 10 blocks taken in: the
+        // base moves only up to its fork.
+        assert!(tree.prune(10));
+        assert_eq!(tree.base(), 5);
+        assert!(tree.in_window(&s2.id()));
+        assert!(!tree.prune(10));
+        // Ten more main blocks: the branch is dormant; the base moves to 40 - 10.
+        for h in 31..=40 {
+            let b = header(main[h - 1].id(), h as Height, 1, h as u64, 0);
+            tree.insert(&b, Vec::new());
+            main.push(b);
+        }
+        assert!(tree.prune(10));
+        assert_eq!((tree.base(), tree.window()), (30, 10));
+        assert!(!tree.in_window(&s2.id()) && !tree.contains(&s2.id()));
+        // The median-time rule still looks ten blocks below the base.
+        assert_eq!(tree.median_time_past(&main[31].id()), 26);
+    }
+
     /// Random trees of 3 000 blocks (so the index grows and rehashes many times) agree
     /// with the naive model on the tip, the main chain, every record's height, work,
     /// median times, and which chains hold which records.
     #[test]
     fn the_compact_tree_agrees_with_a_naive_model() {
+        agree_with_model(None);
+    }
+
+    /// The same with the window pruned to 50 to 100 main-chain blocks every step (branches
+    /// grow only from the window, as in a node; deeper ones the ledger handles by
+    /// rebuilding the window): queries below the window go to the deep chain, rules use the
+    /// bitmap, and the answers are the model's.
+    #[test]
+    fn a_pruned_tree_agrees_with_a_naive_model() {
+        agree_with_model(Some(50));
+    }
+
+    fn agree_with_model(keep: Option<Height>) {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut rand = move |n: u64| {
             seed ^= seed << 13;
@@ -564,7 +943,25 @@ mod tests {
         };
         for round in 0..4 {
             let genesis = header(BlockId([round; 32]), 0, 0, 0, 0);
+            let shared = Arc::new(SharedDeep::default());
+            if let Ok(mut deep) = shared.0.lock() {
+                deep.blocks.push((genesis.id(), genesis, Vec::new()));
+            }
             let mut tree = BlockTree::new(&genesis);
+            if keep.is_some() {
+                let mut base = BlockTree::new(&genesis);
+                std::mem::swap(&mut base, &mut tree);
+                tree = BlockTree::rooted(
+                    Base {
+                        header: genesis,
+                        keys: Vec::new(),
+                        work: 0,
+                        times_below: Vec::new(),
+                        deep_keys: RoaringTreemap::new(),
+                    },
+                    Some(Arc::clone(&shared) as Arc<dyn Deep>),
+                );
+            }
             // Odd rounds: equal work goes to the lower tip id.
             let lower = round % 2 == 1;
             if lower {
@@ -582,7 +979,13 @@ mod tests {
                     let chain = model.chain(model.tip);
                     chain[chain.len().saturating_sub(1 + rand(3) as usize)]
                 } else {
-                    rand(model.blocks.len() as u64) as usize
+                    // Anywhere in the window (the whole tree when not pruned).
+                    loop {
+                        let p = rand(model.blocks.len() as u64) as usize;
+                        if tree.in_window(&model.blocks[p].0) {
+                            break p;
+                        }
+                    }
                 };
                 let (pid, _, pwork, ptime, pheight, _) = model.blocks[parent].clone();
                 let bits = 1 + rand(3) as u8;
@@ -620,13 +1023,58 @@ mod tests {
                 }
                 // Inserting it again changes nothing.
                 assert_eq!(tree.insert(&h, Vec::new()), Change::SideBranch);
+                if let Some(keep) = keep {
+                    // What a store would hold: every block, the main chain, its records.
+                    let mut deep = shared.0.lock().expect("the model deep chain");
+                    deep.blocks.push((id, h, model.blocks[at].5.clone()));
+                    let main = model.chain(model.tip);
+                    deep.main = main.iter().map(|&b| model.blocks[b].0).collect();
+                    deep.records = main
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(height, &b)| {
+                            model.blocks[b]
+                                .5
+                                .iter()
+                                .map(move |k| (*k, height as Height))
+                        })
+                        .collect();
+                    drop(deep);
+                    let before = (tree.tip(), tree.height(), tree.main_records());
+                    if tree.prune(keep) {
+                        assert!(tree.window() >= keep);
+                        assert_eq!((tree.tip(), tree.height(), tree.main_records()), before);
+                    }
+                }
             }
             assert!(reorgs > 20, "round {round}: only {reorgs} reorgs");
+            if keep.is_some() {
+                assert!(tree.base() > 400, "round {round}: base {}", tree.base());
+            }
             let main = model.chain(model.tip);
             assert_eq!(tree.tip(), model.blocks[model.tip].0);
             assert_eq!(tree.height() as usize, main.len() - 1);
             assert_eq!(tree.tip_work(), model.blocks[model.tip].2);
-            assert_eq!(tree.len(), model.blocks.len());
+            if keep.is_none() {
+                assert_eq!(tree.len(), model.blocks.len());
+            }
+            let ids: Vec<(Height, BlockId)> = main
+                .iter()
+                .enumerate()
+                .map(|(h, &at)| (h as Height, model.blocks[at].0))
+                .collect();
+            assert_eq!(tree.main_range(0, usize::MAX), ids);
+            for from in [
+                0,
+                1,
+                tree.base().saturating_sub(3),
+                tree.base(),
+                tree.height(),
+            ] {
+                let want: Vec<_> = ids.iter().skip(from as usize).take(7).copied().collect();
+                assert_eq!(tree.main_range(from, 7), want, "from {from}");
+            }
+            assert_eq!(tree.main_range(tree.height() + 1, 5), Vec::new());
             let mut on_main = std::collections::HashSet::new();
             for (h, &at) in main.iter().enumerate() {
                 let (id, _, _, _, _, keys) = &model.blocks[at];
@@ -634,11 +1082,25 @@ mod tests {
                 assert!(tree.is_main(id));
                 for k in keys {
                     assert_eq!(tree.record_height(k), Some(h as Height));
+                    assert!(tree.has_record(k));
                     on_main.insert(*k);
                 }
             }
             assert_eq!(tree.main_records(), on_main.len());
             for (at, (id, _, work, _, height, keys)) in model.blocks.iter().enumerate() {
+                let on_main = main.contains(&at);
+                if !tree.in_window(id) {
+                    // Below the window: main-chain blocks from the deep chain, the rest
+                    // forgotten.
+                    assert!(keep.is_some() && (!on_main || *height < tree.base()));
+                    assert_eq!(tree.contains(id), on_main);
+                    assert_eq!(tree.is_main(id), on_main);
+                    if on_main {
+                        assert_eq!(tree.height_of(id), Some(*height));
+                        assert_eq!(tree.keys_of(id), keys.as_slice());
+                    }
+                    continue;
+                }
                 assert!(tree.contains(id));
                 assert_eq!(tree.work(id), Some(*work));
                 assert_eq!(tree.height_of(id), Some(*height));

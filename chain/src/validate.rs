@@ -173,8 +173,9 @@ fn check_header(
     now_ms: u64,
 ) -> Result<(), ValidationError> {
     check_static_header(h, net)?;
+    // The window only: a parent below it is placed by rebuilding the window first.
     let parent_height = tree
-        .height_of(&h.prev)
+        .window_height_of(&h.prev)
         .ok_or(ValidationError::UnknownParent(h.prev))?;
     let expected = parent_height.saturating_add(1);
     if h.height != expected {

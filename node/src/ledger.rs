@@ -1,9 +1,13 @@
 //! The ledger: the store, the block tree over it, and the rules, as one consistent whole.
 //!
-//! Opening a ledger re-verifies every stored block (all rules, signatures on every core;
-//! a node's own start-up leaves out the signatures under the verified mark, see
-//! [`crate::store::Store::verified_mark`]) and names the first bad height rather than
-//! serve a corrupt chain. Adding a block
+//! The tree holds a window of the chain in memory (the last [`KEEP`] to `2 × KEEP` main-chain
+//! blocks and the branches above them); below it the chain is read from the store. Opening a
+//! ledger read-only (`verify`, `export`) re-verifies every stored block (all rules,
+//! signatures on every core, the record index against the blocks) and names the first bad
+//! height rather than serve a corrupt chain. A node's own start-up checks only the window
+//! again, signatures under the verified mark aside (see
+//! [`crate::store::Store::verified_mark`]): what is below was verified before it was stored,
+//! and a start costs the same at a thousand blocks as at ten million. Adding a block
 //! validates it, applies fork choice, commits, and hands back the records of abandoned
 //! blocks that the new main chain lacks, so that they go back to the mempool: no record is
 //! ever lost to a reorg.
@@ -13,11 +17,24 @@ use std::path::Path;
 use relay_core::MinuteRecord;
 use tracing::warn;
 
+use roaring::RoaringTreemap;
+
+use crate::chain::tree::Base;
 use crate::chain::validate::{self, verify_run_trusting};
 use crate::chain::{
-    Block, BlockId, BlockTree, Change, Header, Height, Network, RecordKey, ValidationError,
+    Block, BlockId, BlockTree, Change, Header, Height, Network, RecordKey, ValidationError, Work,
 };
 use crate::store::{Store, StoreError};
+
+/// Main-chain blocks the tree keeps in memory: between this and twice this (about three to
+/// six days at one block a minute). Below, the chain is on disk (see
+/// [`crate::chain::tree`]).
+pub const KEEP: Height = 4096;
+/// The smallest window: the median-time rule looks eleven blocks back.
+const MIN_KEEP: Height = 12;
+/// The deepest fork below the tip a node follows: a branch forking further down (about half
+/// a year at one block a minute) is refused as having an unknown parent, logged.
+pub const MAX_DEEPEN: Height = 1 << 18;
 
 /// Blocks whose signatures are checked together when a ledger opens.
 const VERIFY_BATCH: usize = 4096;
@@ -101,6 +118,10 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreErr
         Err(StoreError::EnginePanic(what))
     })
 }
+
+/// A block validated and placed in the tree, waiting for its commit: its position in the
+/// results, the block, its id, what it changed, how long it took to validate.
+type Staged = (usize, Block, BlockId, Change, std::time::Duration);
 
 /// Why a block was not added.
 #[derive(Debug, thiserror::Error)]
@@ -194,24 +215,143 @@ pub struct Ledger {
     /// Reads blocks from `store`; shared with API answers (see [`Ledger::reader`]).
     reader: BlockReader,
     poisoned: bool,
+    /// Main-chain blocks kept in memory ([`Ledger::set_window`]).
+    keep: Height,
+}
+
+fn corrupt(height: Height, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        height,
+        reason: reason.into(),
+    }
+}
+
+/// A count and a sum of mixed `(key, height)` rows: equal for two sets of rows, in any
+/// order, when they are equal (and, for a changed, missing or extra row, different but for
+/// a 2⁻⁶⁴ chance), so that the record index is checked against the blocks without holding
+/// either in memory.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct IndexSum {
+    rows: u64,
+    sum: u64,
+}
+
+impl IndexSum {
+    fn add(&mut self, key: u64, height: Height) {
+        // splitmix64's finaliser over key and height.
+        let mut z = key ^ (u64::from(height).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        self.rows += 1;
+        self.sum = self.sum.wrapping_add(z);
+    }
+}
+
+/// The stored side-branch blocks with their heights; in a data dir from before the table
+/// of them existed, found by reading every block once (and the table written, if the store
+/// may be written).
+fn side_blocks(store: &Store, reader: &BlockReader) -> Result<Vec<(BlockId, Height)>, StoreError> {
+    if let Some(side) = store.side_ids()? {
+        return Ok(side);
+    }
+    let mut side = Vec::new();
+    for id in store.all_ids()? {
+        let Ok(Some(block)) = reader.block(&id) else {
+            warn!(block = %id, "ignoring an unreadable block");
+            continue;
+        };
+        let height = block.header.height;
+        if store.main_at(height)? != Some(id) {
+            side.push((id, height));
+        }
+    }
+    if store.writable() {
+        store.fill_side(&side)?;
+    }
+    Ok(side)
+}
+
+impl crate::chain::tree::Deep for BlockReader {
+    fn main_at(&self, height: Height) -> Option<BlockId> {
+        if height == 0 {
+            return Some(self.genesis.1);
+        }
+        self.store
+            .main_at(height)
+            .inspect_err(|e| warn!("reading the main chain at {height}: {e}"))
+            .ok()
+            .flatten()
+    }
+
+    fn block(&self, id: &BlockId) -> Option<(Header, Vec<RecordKey>)> {
+        let block = self
+            .block(id)
+            .inspect_err(|e| warn!("reading block {id}: {e}"))
+            .ok()
+            .flatten()?;
+        let keys = block
+            .records
+            .iter()
+            .filter_map(|r| MinuteRecord::decode(r).ok())
+            .map(|r| RecordKey::of(&r))
+            .collect();
+        Some((block.header, keys))
+    }
+
+    fn main_range(&self, from: Height, limit: usize) -> Vec<(Height, BlockId)> {
+        let mut out = Vec::new();
+        if from == 0 && limit > 0 {
+            out.push((0, self.genesis.1));
+        }
+        let from = from.max(1);
+        match self.store.main_ids_from(from, limit - out.len()) {
+            Ok(ids) => out.extend(
+                ids.into_iter()
+                    .zip(from..)
+                    .take_while(|((h, _), want)| h == want)
+                    .map(|(row, _)| row),
+            ),
+            Err(e) => warn!("reading the main chain from {from}: {e}"),
+        }
+        out
+    }
+
+    fn record_height(&self, key: &RecordKey) -> Option<Height> {
+        self.store
+            .record_height(key.to_u64())
+            .inspect_err(|e| warn!("reading the record index: {e}"))
+            .ok()
+            .flatten()
+    }
 }
 
 impl Ledger {
     /// Opens (creating if needed) the ledger of `net` in `dir` and verifies it.
     pub fn open(dir: &Path, net: Network) -> Result<Self, StoreError> {
+        Self::open_with_window(dir, net, KEEP)
+    }
+
+    /// [`Ledger::open`] keeping `keep` to `2 × keep` main-chain blocks in memory (see
+    /// [`Ledger::set_window`]); a start checks those again, not the chain below.
+    pub fn open_with_window(dir: &Path, net: Network, keep: Height) -> Result<Self, StoreError> {
         guard(|| {
             Self::load(
                 Store::open(dir, &net.name, net.bits, true)?,
                 net,
                 true,
                 &mut |_, _| {},
+                keep,
             )
         })
     }
 
     /// Opens an existing ledger for the network it was created for, and verifies it.
     pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
-        guard(|| Self::load_stamped(Store::open_existing(dir)?, true, &mut |_, _| {}))
+        guard(|| {
+            let store = Store::open_existing(dir)?;
+            Self::load_stamped(store, true, &mut |_, _| {})
+        })
     }
 
     /// Opens an existing ledger read-only and verifies it: the data dir's files are not
@@ -238,36 +378,40 @@ impl Ledger {
             height: 0,
             reason: "the data dir carries no network stamp".into(),
         })?;
-        Self::load(store, Network::new(&name, bits), trust_mark, progress)
+        Self::load(store, Network::new(&name, bits), trust_mark, progress, KEEP)
     }
 
     /// Loads the stored chain into a tree, verifying it. With `trust_mark` (a node opening
-    /// its own data dir), the signatures of the blocks under the verified mark are not
-    /// checked again (every other rule is): they were checked before those blocks were
-    /// stored, and the mark was written in the same transaction. Without it (`verify`,
-    /// `export`), everything is.
+    /// its own data dir) and a valid verified mark, only the window (the last [`KEEP`]
+    /// blocks and the branches above them) is read and checked again, signatures under the
+    /// mark aside; the chain below was verified when it was stored, in the same
+    /// transactions that moved the mark, and the record keys below the window come from
+    /// the record index. Without it (`verify`, `export`, a data dir without a mark), every
+    /// block is checked, every rule, and the record index is checked against the blocks;
+    /// the tree is pruned as it goes, so memory stays that of the window.
     fn load(
         store: Store,
         net: Network,
         trust_mark: bool,
         progress: &mut dyn FnMut(u64, u64),
+        keep: Height,
     ) -> Result<Self, StoreError> {
+        let keep = keep.max(MIN_KEEP);
         let genesis = net.genesis();
-        let mut tree = BlockTree::new(&genesis.header);
-        let corrupt = |height: Height, reason: String| StoreError::Corrupt { height, reason };
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let (main_len, records_len) = store.lens()?;
-        tree.reserve(
-            usize::try_from(main_len).unwrap_or(0),
-            usize::try_from(records_len).unwrap_or(0),
-        );
+        let store = std::sync::Arc::new(store);
+        let reader = BlockReader {
+            store: std::sync::Arc::clone(&store),
+            genesis: std::sync::Arc::new((genesis.clone(), genesis.id())),
+            max_block_bytes: net.max_block_bytes,
+            max_records: net.max_records,
+        };
+        let side = side_blocks(&store, &reader)?;
         // The mark counts only if the stored main chain still holds its block at its
         // height: the blocks below are then exactly the verified ones (each links to the
         // next by hash, and each block's bytes must hash to its stored id).
         let trusted_to: Height = match store.verified_mark()? {
             Some((h, id)) if trust_mark => {
-                let at = store.main_ids_from(h, 1)?;
-                if at.first() == Some(&(h, id)) {
+                if store.main_at(h)? == Some(id) {
                     h
                 } else {
                     warn!(
@@ -279,14 +423,148 @@ impl Ledger {
             }
             _ => 0,
         };
-        let mut main_records = 0usize;
+        let mut ledger = Ledger {
+            tree: BlockTree::new(&genesis.header),
+            net,
+            store,
+            reader,
+            poisoned: false,
+            keep,
+        };
+        if trusted_to > 0 {
+            let base = trusted_to.saturating_sub(keep);
+            // Keys at or below the base from the index; the rows above it are the window's,
+            // to be checked against its blocks.
+            let mut deep = RoaringTreemap::new();
+            let mut above = Vec::new();
+            ledger.store.for_each_record(|k, h| {
+                if h <= base {
+                    deep.insert(k);
+                } else {
+                    above.push((k, h));
+                }
+                Ok(())
+            })?;
+            ledger.tree = ledger.window(base, deep, trusted_to, progress, None)?;
+            let window_records = ledger.tree.main_records()
+                - usize::try_from(ledger.tree.deep_keys().len()).unwrap_or(0);
+            for &(k, h) in &above {
+                if ledger.tree.record_height(&RecordKey::from_u64(k)) != Some(h) {
+                    return Err(corrupt(h, "the record index disagrees with the block"));
+                }
+            }
+            if above.len() != window_records {
+                return Err(ledger.first_unindexed());
+            }
+        } else {
+            let mut sum = IndexSum::default();
+            ledger.tree = ledger.window(0, RoaringTreemap::new(), 0, progress, Some(&mut sum))?;
+            // The record index must say exactly what the blocks say: same count, same
+            // sum of (key, height) mixes. Streamed: millions of rows need not sit in memory.
+            let mut index = IndexSum::default();
+            ledger.store.for_each_record(|k, h| {
+                index.add(k, h);
+                Ok(())
+            })?;
+            if index != sum {
+                return Err(ledger.first_unindexed());
+            }
+        }
+        ledger.load_side(side)?;
+        // From now on an equal-work rival with a lower tip id wins (docs/FORMAT.md
+        // section 3); the stored chain itself was chosen when its blocks arrived.
+        ledger.tree.set_tie_break(crate::chain::TieBreak::LowerId);
+        Ok(ledger)
+    }
+
+    /// The first main-chain height whose records the index does not hold at that height
+    /// (the slow search after a quick check failed), as the error to report.
+    fn first_unindexed(&self) -> StoreError {
+        for h in 1..=self.tree.height() {
+            let Some(id) = self.tree.main_at(h) else {
+                return corrupt(h, "missing from the main chain");
+            };
+            let keys = self.tree.keys_of(&id);
+            for k in keys.iter() {
+                match self.store.record_height(k.to_u64()) {
+                    Ok(Some(at)) if at == h => {}
+                    Ok(Some(_)) => return corrupt(h, "the record index disagrees with the block"),
+                    Ok(None) => return corrupt(h, "a record is missing from the record index"),
+                    Err(e) => return e,
+                }
+            }
+        }
+        corrupt(0, "the record index holds a record no block holds")
+    }
+
+    /// A tree whose window starts at the main chain's block at `base`, whose record keys
+    /// and those below are `deep`, holding every stored main-chain block above it (checked
+    /// again: every rule, signatures above `trusted_to`). With `sum`, every main-chain
+    /// record is added to it and the window is pruned as it grows (a full verification).
+    fn window(
+        &self,
+        base: Height,
+        deep: RoaringTreemap,
+        trusted_to: Height,
+        progress: &mut dyn FnMut(u64, u64),
+        mut sum: Option<&mut IndexSum>,
+    ) -> Result<BlockTree, StoreError> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let net = &self.net;
+        let main_block = |h: Height| -> Result<Block, StoreError> {
+            if h == 0 {
+                return Ok(self.reader.genesis.0.clone());
+            }
+            let id = self
+                .store
+                .main_at(h)?
+                .ok_or_else(|| corrupt(h, "missing from the main chain"))?;
+            let block = self
+                .reader
+                .block(&id)?
+                .ok_or_else(|| corrupt(h, format!("block {id} is missing")))?;
+            if block.id() != id {
+                return Err(corrupt(
+                    h,
+                    format!(
+                        "block bytes hash to {}, not to the stored id {id}",
+                        block.id()
+                    ),
+                ));
+            }
+            Ok(block)
+        };
+        let base_block = main_block(base)?;
+        let times_below = (base.saturating_sub(10)..base)
+            .rev()
+            .map(|h| main_block(h).map(|b| b.header.time_ms))
+            .collect::<Result<Vec<u64>, StoreError>>()?;
+        let keys = base_block
+            .records
+            .iter()
+            .filter_map(|r| MinuteRecord::decode(r).ok())
+            .map(|r| RecordKey::of(&r))
+            .collect();
+        let deep_source: std::sync::Arc<dyn crate::chain::tree::Deep> =
+            std::sync::Arc::new(self.reader.clone());
+        let mut tree = BlockTree::rooted(
+            Base {
+                header: base_block.header,
+                keys,
+                work: Work::from(base) * crate::chain::block::work_of(net.bits),
+                times_below,
+                deep_keys: deep,
+            },
+            Some(deep_source),
+        );
+        let (main_len, _) = self.store.lens()?;
         // Main-chain ids are read VERIFY_BATCH at a time, not all at once.
         let mut pending: std::collections::VecDeque<(Height, BlockId)> =
             std::collections::VecDeque::new();
-        let mut next: Height = 1;
+        let mut next: Height = base + 1;
         loop {
             if pending.is_empty() {
-                pending.extend(store.main_ids_from(next, VERIFY_BATCH)?);
+                pending.extend(self.store.main_ids_from(next, VERIFY_BATCH)?);
                 if pending.is_empty() {
                     break;
                 }
@@ -301,9 +579,10 @@ impl Ledger {
                     break;
                 };
                 if height != next {
-                    return Err(corrupt(next, "missing from the main chain".into()));
+                    return Err(corrupt(next, "missing from the main chain"));
                 }
-                let bytes = store
+                let bytes = self
+                    .store
                     .block_bytes(&id)?
                     .ok_or_else(|| corrupt(height, format!("block {id} is missing")))?;
                 bytes_in_batch += bytes.len();
@@ -322,92 +601,131 @@ impl Ledger {
                 batch.push((height, id));
                 next += 1;
             }
-            main_records +=
-                verify_run_trusting(blocks, &net, &mut tree, u64::MAX, threads, trusted_to)
-                    .map_err(|(i, e)| corrupt(batch[i].0, e.to_string()))?;
+            verify_run_trusting(blocks, net, &mut tree, u64::MAX, threads, trusted_to)
+                .map_err(|(i, e)| corrupt(batch[i].0, e.to_string()))?;
             if let Some((height, id)) = batch.last() {
                 if tree.tip() != *id {
-                    return Err(corrupt(*height, "does not extend the chain".into()));
+                    return Err(corrupt(*height, "does not extend the chain"));
                 }
                 progress(u64::from(*height), main_len);
             }
-        }
-
-        // The record index must say exactly what the blocks say.
-        // Streamed: a million rows need not sit in memory at once.
-        let indexed_count = store.for_each_record(|k, h| {
-            if tree.record_height(&RecordKey::from_u64(k)) == Some(h) {
-                Ok(())
-            } else {
-                Err(corrupt(
-                    h,
-                    "the record index disagrees with the block".into(),
-                ))
+            if let Some(sum) = sum.as_deref_mut() {
+                for (height, id) in &batch {
+                    for k in tree.keys_of(id).iter() {
+                        sum.add(k.to_u64(), *height);
+                    }
+                }
+                tree.prune(self.keep);
             }
-        })?;
-        if indexed_count != main_records {
-            let index = store.record_index()?;
-            let indexed: std::collections::HashSet<u64> = index.iter().map(|(k, _)| *k).collect();
-            let first_missing = (1..=tree.height()).find(|&h| {
-                tree.main_at(h).is_some_and(|id| {
-                    tree.keys_of(&id)
-                        .iter()
-                        .any(|k| !indexed.contains(&k.to_u64()))
-                })
-            });
-            return Err(corrupt(
-                first_missing.unwrap_or(0),
-                "a record is missing from the record index".into(),
-            ));
         }
+        Ok(tree)
+    }
 
-        // Side branches: keep the valid ones, drop the rest with a warning.
-        let mut side: Vec<Block> = Vec::new();
-        for id in store.all_ids()? {
-            if tree.contains(&id) {
+    /// Puts the stored side branches above the window's base back into the tree: the valid
+    /// ones; the rest are dropped with a warning.
+    fn load_side(&mut self, side: Vec<(BlockId, Height)>) -> Result<(), StoreError> {
+        let net = &self.net;
+        let mut blocks: Vec<Block> = Vec::new();
+        for (id, height) in side {
+            if height <= self.tree.base() || self.tree.in_window(&id) {
                 continue;
             }
-            match store
+            match self
+                .store
                 .block_bytes(&id)?
                 .map(|b| Block::from_bytes(&b, net.max_block_bytes, net.max_records))
             {
-                Some(Ok(block)) if block.id() == id => side.push(block),
+                Some(Ok(block)) if block.id() == id => blocks.push(block),
                 _ => warn!(block = %id, "ignoring an unreadable side-branch block"),
             }
         }
-        side.sort_by_key(|b| b.header.height);
-        for block in side {
+        blocks.sort_by_key(|b| b.header.height);
+        for block in blocks {
             let id = block.id();
-            match validate::check(block, &net, &tree, u64::MAX) {
+            match validate::check(block, net, &self.tree, u64::MAX) {
                 Ok(c) => {
-                    let change = tree.insert(&c.block.header, c.keys());
+                    let change = self.tree.insert(&c.block.header, c.keys());
                     if change != Change::SideBranch {
                         return Err(corrupt(
                             c.block.header.height,
-                            "a stored side branch has more work than the stored main chain".into(),
+                            "a stored side branch has more work than the stored main chain",
                         ));
                     }
                 }
                 Err(e) => warn!(block = %id, "ignoring an invalid side-branch block: {e}"),
             }
         }
-        // From now on an equal-work rival with a lower tip id wins (docs/FORMAT.md
-        // section 3); the stored chain itself was chosen when its blocks arrived.
-        tree.set_tie_break(crate::chain::TieBreak::LowerId);
-        let store = std::sync::Arc::new(store);
-        let reader = BlockReader {
-            store: std::sync::Arc::clone(&store),
-            genesis: std::sync::Arc::new((genesis.clone(), genesis.id())),
-            max_block_bytes: net.max_block_bytes,
-            max_records: net.max_records,
+        Ok(())
+    }
+
+    /// Where the stored chain ending at `prev` (a block not in the window) meets the main
+    /// chain below the window, following stored blocks down at most [`MAX_DEEPEN`] steps;
+    /// `None` if `prev` is not stored or the walk meets the window first.
+    fn fork_point(&self, prev: &BlockId) -> Result<Option<BlockId>, StoreError> {
+        let mut cur = *prev;
+        for _ in 0..MAX_DEEPEN {
+            if self.tree.in_window(&cur) {
+                return Ok(None);
+            }
+            if self.tree.is_main(&cur) {
+                return Ok(Some(cur));
+            }
+            match self.reader.block(&cur)? {
+                Some(block) => cur = block.header.prev,
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// If `prev` is a main-chain block below the window (a branch forking deeper than the
+    /// tree keeps), rebuilds the window from disk with `prev` as its base, so that the branch
+    /// can be placed and fork choice can follow it. At most [`MAX_DEEPEN`] blocks below the
+    /// tip. Returns true if it rebuilt.
+    fn deepen(&mut self, prev: &BlockId) -> Result<bool, StoreError> {
+        if self.tree.in_window(prev) || !self.tree.is_main(prev) {
+            return Ok(false);
+        }
+        let Some(at) = self.tree.height_of(prev) else {
+            return Ok(false);
         };
-        Ok(Ledger {
-            net,
-            store,
-            tree,
-            reader,
-            poisoned: false,
-        })
+        let depth = self.tree.height() - at;
+        if depth > MAX_DEEPEN {
+            warn!(
+                height = at,
+                depth, "a branch forks deeper below the tip than this node follows ({MAX_DEEPEN})"
+            );
+            return Ok(false);
+        }
+        let mut deep = self.tree.deep_keys().clone();
+        for h in at + 1..=self.tree.base() {
+            let block = self
+                .block_at(h)?
+                .ok_or_else(|| corrupt(h, "missing from the main chain"))?;
+            for r in &block.records {
+                if let Ok(r) = MinuteRecord::decode(r) {
+                    deep.remove(RecordKey::of(&r).to_u64());
+                }
+            }
+        }
+        let side = self.store.side_ids()?.unwrap_or_default();
+        let tip = self.tree.height();
+        tracing::info!(
+            base = at,
+            old_base = self.tree.base(),
+            "a branch forks below the window: reading the chain from there"
+        );
+        self.tree = self.window(at, deep, tip, &mut |_, _| {}, None)?;
+        self.load_side(side)?;
+        self.tree.set_tie_break(crate::chain::TieBreak::LowerId);
+        Ok(true)
+    }
+
+    /// Sets how many main-chain blocks the tree keeps in memory (between `keep` and twice
+    /// that; [`KEEP`] by default), pruning now if it holds more.
+    pub fn set_window(&mut self, keep: Height) {
+        self.keep = keep.max(MIN_KEEP);
+        self.tree.prune(self.keep);
     }
 
     /// Validates `block` against the rules and the clock `now_ms`, applies fork choice and
@@ -439,14 +757,40 @@ impl Ledger {
             return vec![Err(StoreError::Poisoned.into())];
         }
         let per_block = incoming.spent / incoming.items.len().max(1) as u32;
-        // Staged: (position in the results, block, id, change, validation time).
-        let mut staged = Vec::with_capacity(incoming.items.len());
+        let mut staged: Vec<Staged> = Vec::with_capacity(incoming.items.len());
         let mut results: Vec<Option<Result<Added, AddError>>> =
             Vec::with_capacity(incoming.items.len());
         for (id, item) in incoming.items {
             if self.tree.contains(&id) {
                 results.push(Some(Err(AddError::Known(id))));
                 continue;
+            }
+            let prev = match &item {
+                Item::Unchecked(block) => Some(block.header.prev),
+                Item::Prechecked(Ok(checked)) => Some(checked.block.header.prev),
+                Item::Prechecked(Err(_)) => None,
+            };
+            if let Some(prev) = prev.filter(|p| !self.tree.in_window(p)) {
+                // A parent below the window (on the main chain, or on a stored branch the
+                // tree forgot): the blocks staged so far are committed first, since
+                // rebuilding the window reads the chain from disk. An unknown parent is
+                // left to validation to report.
+                let fork = match self.fork_point(&prev) {
+                    Ok(fork) => fork,
+                    Err(e) => {
+                        results.push(Some(Err(e.into())));
+                        break;
+                    }
+                };
+                if let Some(fork) = fork {
+                    if !self.commit_staged(&mut staged, &mut results) {
+                        return results.into_iter().flatten().collect();
+                    }
+                    if let Err(e) = self.deepen(&fork) {
+                        results.push(Some(Err(e.into())));
+                        break;
+                    }
+                }
             }
             let started = std::time::Instant::now();
             let checked = match item {
@@ -469,37 +813,52 @@ impl Ledger {
                 }
             }
         }
-        if !staged.is_empty() {
-            let started = std::time::Instant::now();
-            let items: Vec<(&Block, &BlockId, &Change)> =
-                staged.iter().map(|(_, b, id, c, _)| (b, id, c)).collect();
-            if let Err(e) = self.store.commit_batch(&items, &self.tree) {
-                self.poisoned = true;
-                let first = staged[0].0;
-                results.truncate(first);
-                results.push(Some(Err(e.into())));
-                return results.into_iter().flatten().collect();
-            }
-            let commit = started.elapsed() / staged.len() as u32;
-            for (at, block, id, change, validate) in staged {
-                let returned = match self.returned(&change) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        results[at] = Some(Err(e.into()));
-                        continue;
-                    }
-                };
-                results[at] = Some(Ok(Added {
-                    id,
-                    height: block.header.height,
-                    change,
-                    returned,
-                    validate,
-                    commit,
-                }));
-            }
+        if self.commit_staged(&mut staged, &mut results) {
+            self.tree.prune(self.keep);
         }
         results.into_iter().flatten().collect()
+    }
+
+    /// Commits the blocks `add_incoming` staged and fills in their results; false if the
+    /// commit failed (the ledger is then poisoned, and `results` ends with the error).
+    fn commit_staged(
+        &mut self,
+        staged: &mut Vec<Staged>,
+        results: &mut Vec<Option<Result<Added, AddError>>>,
+    ) -> bool {
+        if staged.is_empty() {
+            return true;
+        }
+        let started = std::time::Instant::now();
+        let items: Vec<(&Block, &BlockId, &Change)> =
+            staged.iter().map(|(_, b, id, c, _)| (b, id, c)).collect();
+        if let Err(e) = self.store.commit_batch(&items, &self.tree) {
+            self.poisoned = true;
+            let first = staged[0].0;
+            results.truncate(first);
+            results.push(Some(Err(e.into())));
+            staged.clear();
+            return false;
+        }
+        let commit = started.elapsed() / staged.len() as u32;
+        for (at, block, id, change, validate) in staged.drain(..) {
+            let returned = match self.returned(&change) {
+                Ok(r) => r,
+                Err(e) => {
+                    results[at] = Some(Err(e.into()));
+                    continue;
+                }
+            };
+            results[at] = Some(Ok(Added {
+                id,
+                height: block.header.height,
+                change,
+                returned,
+                validate,
+                commit,
+            }));
+        }
+        true
     }
 
     /// Records of blocks a reorg took off the main chain that the new main chain lacks.
@@ -513,7 +872,7 @@ impl Ledger {
                 for bytes in &block.records {
                     if let Ok(r) = MinuteRecord::decode(bytes) {
                         let key = crate::chain::RecordKey::of(&r);
-                        if self.tree.record_height(&key).is_none() {
+                        if !self.tree.has_record(&key) {
                             returned.push(r);
                         }
                     }

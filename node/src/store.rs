@@ -5,6 +5,8 @@
 //!   fork choice survives a restart);
 //! - `main`: height → block id, the main chain;
 //! - `records`: (relay id << 32 | minute) → height, for the main chain's records;
+//! - `side`: block id → height, for every stored block off the main chain, so that a start
+//!   finds the branches near the tip without reading every block;
 //! - `meta`: `network` → the network name and difficulty the data dir was created for;
 //! - `disputes`: packed record key → an open dispute (the chain's record differs from this
 //!   node's own read), so that a restart does not forget it. Not part of the chain.
@@ -27,6 +29,7 @@ const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
 const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const DISPUTES: TableDefinition<u64, &[u8]> = TableDefinition::new("disputes");
+const SIDE: TableDefinition<&[u8], u32> = TableDefinition::new("side");
 /// The `META` key of the verified mark ([`Store::verified_mark`]).
 const VERIFIED: &str = "verified";
 
@@ -237,6 +240,7 @@ impl Store {
                     txn.open_table(BLOCKS).map_err(|e| store.err(e))?;
                     txn.open_table(MAIN).map_err(|e| store.err(e))?;
                     txn.open_table(RECORDS).map_err(|e| store.err(e))?;
+                    txn.open_table(SIDE).map_err(|e| store.err(e))?;
                 }
                 txn.commit().map_err(|e| store.err(e))?;
                 Ok(store)
@@ -375,6 +379,61 @@ impl Store {
         Ok(out)
     }
 
+    /// The main chain's block at `height` (genesis, at 0, is not stored).
+    pub fn main_at(&self, height: Height) -> Result<Option<BlockId>, StoreError> {
+        Ok(self
+            .main_ids_from(height, 1)?
+            .into_iter()
+            .find(|(h, _)| *h == height)
+            .map(|(_, id)| id))
+    }
+
+    /// Height of the main-chain block holding the record `key` (packed), per the index.
+    pub fn record_height(&self, key: u64) -> Result<Option<Height>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let got = records.get(key).map_err(|e| self.err(e))?;
+        Ok(got.map(|v| v.value()))
+    }
+
+    /// Every stored block off the main chain, with its height; `None` in a data dir written
+    /// before the table existed (see [`Store::fill_side`]).
+    pub fn side_ids(&self) -> Result<Option<Vec<(BlockId, Height)>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let side = match txn.open_table(SIDE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for row in side.iter().map_err(|e| self.err(e))? {
+            let (id, h) = row.map_err(|e| self.err(e))?;
+            if let Ok(id) = <[u8; 32]>::try_from(id.value()) {
+                out.push((BlockId(id), h.value()));
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Writes the table of side-branch blocks of a data dir that lacks it (found by reading
+    /// every block once).
+    pub fn fill_side(&self, side: &[(BlockId, Height)]) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(SIDE).map_err(|e| self.err(e))?;
+            for (id, h) in side {
+                t.insert(id.0.as_slice(), *h).map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// True if the store can be written (not read-only, not a scratch copy).
+    #[must_use]
+    pub fn writable(&self) -> bool {
+        matches!(self.db, Db::Write(_)) && self.scratch.is_none()
+    }
+
     /// Every stored block id.
     pub fn all_ids(&self) -> Result<Vec<BlockId>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -498,6 +557,7 @@ impl Store {
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
             let mut main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
             let mut records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+            let mut side = txn.open_table(SIDE).map_err(|e| self.err(e))?;
             blocks
                 .insert(id.0.as_slice(), block.to_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
@@ -507,24 +567,31 @@ impl Store {
              -> Result<(), redb::StorageError> {
                 let h = tree.height_of(bid).unwrap_or(0);
                 main.insert(h, bid.0.as_slice())?;
-                for key in tree.keys_of(bid) {
+                for key in tree.keys_of(bid).iter() {
                     records.insert(key.to_u64(), h)?;
                 }
                 Ok(())
             };
             match change {
-                Change::SideBranch => {}
+                Change::SideBranch => {
+                    side.insert(id.0.as_slice(), block.header.height)
+                        .map_err(|e| self.err(e))?;
+                }
                 Change::Extended => {
                     add_main(&mut main, &mut records, id).map_err(|e| self.err(e))?
                 }
                 Change::Reorg { abandoned, adopted } => {
                     for gone in abandoned {
-                        for key in tree.keys_of(gone) {
+                        for key in tree.keys_of(gone).iter() {
                             records.remove(key.to_u64()).map_err(|e| self.err(e))?;
+                        }
+                        if let Some(h) = tree.height_of(gone) {
+                            side.insert(gone.0.as_slice(), h).map_err(|e| self.err(e))?;
                         }
                     }
                     for new in adopted {
                         add_main(&mut main, &mut records, new).map_err(|e| self.err(e))?;
+                        side.remove(new.0.as_slice()).map_err(|e| self.err(e))?;
                     }
                     // Heights the new chain does not reach any more.
                     let top = adopted.last().and_then(|b| tree.height_of(b)).unwrap_or(0);

@@ -31,15 +31,21 @@ fn stored_chain(
     blocks
 }
 
-/// Flips one byte inside a block's stored signature, in the database file itself.
+/// Flips one byte inside a block's stored signature, in the database file itself: in every
+/// copy (redb copies pages on write; the live one is among them).
 fn flip_stored_signature(dir: &std::path::Path, signature: &[u8; 64]) {
     let file = dir.join(gridledger::store::DB_FILE);
     let mut raw = std::fs::read(&file).expect("db file");
-    let at = raw
+    let at: Vec<usize> = raw
         .windows(64)
-        .position(|w| w == signature)
-        .expect("signature is in the file");
-    raw[at + 10] ^= 0x01;
+        .enumerate()
+        .filter(|(_, w)| *w == signature)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!at.is_empty(), "signature is in the file");
+    for i in at {
+        raw[i + 10] ^= 0x01;
+    }
     std::fs::write(&file, &raw).expect("written");
 }
 
@@ -746,4 +752,132 @@ fn a_side_blocks_records_stay_pending() {
     let next = block_on(&main.header, &[record(1, 1)], &net, 1);
     core.accept(next, now_ms(), Origin::Peer).expect("valid");
     assert!(!core.mempool.contains(&key), "on the main chain now");
+}
+
+/// Issue 14: a branch forking below the in-memory window (the ledger keeps 12 to 24
+/// main-chain blocks here) is followed from disk: its blocks are placed, fork choice
+/// switches to it, every record of the abandoned blocks that the new chain lacks comes
+/// back, and the ledger reopens (window only, and fully verified) on the new chain.
+#[test]
+fn a_reorg_deeper_than_the_window_is_followed_and_returns_every_record() {
+    use std::collections::BTreeSet;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    ledger.set_window(12);
+    let g = net.genesis().header;
+    // Main: 60 blocks; block m holds relay 1's minute m and, from height 6 on, relay 3's.
+    let mut a = vec![g];
+    for m in 0..60u32 {
+        let mut records = vec![record(1, m)];
+        if m >= 5 {
+            records.push(record(3, m));
+        }
+        let b = block_on(&a[m as usize], &records, &net, 1);
+        ledger.add(b.clone(), now_ms()).expect("main");
+        a.push(b.header);
+    }
+    assert_eq!(ledger.tree().height(), 60);
+    assert!(
+        ledger.tree().base() >= 36 && ledger.tree().window() <= 24,
+        "pruned: base {} window {}",
+        ledger.tree().base(),
+        ledger.tree().window()
+    );
+    // Below the window, from disk: the main chain, a record's height, a block's keys.
+    assert_eq!(ledger.tree().main_at(3), Some(a[3].id()));
+    let deep_key = gridledger::chain::RecordKey::of(&record(1, 2));
+    assert_eq!(ledger.tree().record_height(&deep_key), Some(3));
+    assert!(ledger.tree().has_record(&deep_key));
+    assert!(ledger.tree().is_main(&a[3].id()));
+    assert_eq!(ledger.tree().keys_of(&a[3].id()).len(), 1);
+    let listed = ledger.tree().main_range(0, 100);
+    assert_eq!(listed.len(), 61);
+    assert!(listed.iter().all(|(h, id)| a[*h as usize].id() == *id));
+
+    // A branch from height 5 (A5), 60 blocks: relay 1's minutes 5..40 again (so A's copies
+    // of those are not returned) and relay 2's, one block more than the main chain.
+    let summary_before = ledger.summary();
+    let mut b = vec![a[5]];
+    let mut reorgs = Vec::new();
+    for i in 0..56u32 {
+        let records = if i < 35 {
+            vec![record(1, 5 + i), record(2, i)]
+        } else {
+            vec![record(2, i)]
+        };
+        let blk = block_on(&b[i as usize], &records, &net, 2);
+        let added = ledger
+            .add(blk.clone(), now_ms())
+            .expect("branch block placed");
+        b.push(blk.header);
+        if matches!(added.change, Change::Reorg { .. }) {
+            reorgs.push(added);
+        }
+    }
+    assert_eq!(ledger.tree().tip(), b[56].id(), "the longer branch won");
+    assert_eq!(ledger.tree().height(), 61);
+    // One switch: at equal work (height 60) if the branch's tip id is lower, else at 61.
+    assert_eq!(reorgs.len(), 1);
+    let added = &reorgs[0];
+    let Change::Reorg { abandoned, adopted } = &added.change else {
+        unreachable!();
+    };
+    assert_eq!(abandoned.len(), 55);
+    assert_eq!(abandoned[0], a[6].id());
+    assert_eq!(adopted.len(), added.height as usize - 5);
+    // Returned: A6..A60's records the new chain lacks: relay 1's minutes 40..59 and every
+    // relay 3 record (minutes 5..59).
+    let returned: BTreeSet<(u32, u32)> = added
+        .returned
+        .iter()
+        .map(|r| (r.relay.0, r.minute.0))
+        .collect();
+    let key = |relay, m| {
+        let r = record(relay, m);
+        (r.relay.0, r.minute.0)
+    };
+    let mut want: BTreeSet<(u32, u32)> = (40..60).map(|m| key(1, m)).collect();
+    want.extend((5..60).map(|m| key(3, m)));
+    assert_eq!(returned, want);
+    assert_eq!(added.returned.len(), want.len(), "each record once");
+    let summary = ledger.summary();
+    assert_eq!(summary.records, 5 + 35 * 2 + 21);
+    assert_ne!(summary.tip, summary_before.tip);
+    assert!(ledger.tree().window() <= 24, "pruned again after the reorg");
+    assert_eq!(ledger.tree().record_height(&deep_key), Some(3));
+    let moved = gridledger::chain::RecordKey::of(&record(1, 5));
+    assert_eq!(ledger.tree().record_height(&moved), Some(6));
+    drop(ledger);
+
+    // Reopened: from the window (the mark), and fully verified (read-only): the same chain.
+    let reopened = Ledger::open_with_window(dir.path(), net.clone(), 12).expect("reopens");
+    assert_eq!(reopened.tree().base(), 61 - 12);
+    assert_eq!(reopened.summary().tip, summary.tip);
+    assert_eq!(reopened.summary().records, summary.records);
+    assert_eq!(reopened.tree().record_height(&moved), Some(6));
+    assert!(reopened.tree().has_record(&deep_key));
+    drop(reopened);
+    let verified = Ledger::open_read_only(dir.path()).expect("verifies");
+    assert_eq!(verified.summary().tip, summary.tip);
+    assert_eq!(verified.summary().records, summary.records);
+}
+
+/// A start checks the window again, not the chain below it (verified when stored, under the
+/// mark): a signature flipped below the window is not looked at by a start; `verify` (a
+/// read-only open) checks every block and names it. A record index row changed above the
+/// base is found at start.
+#[test]
+fn a_start_checks_the_window_and_verify_checks_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocks = stored_chain(dir.path(), 40, |m| vec![record(1, m)]);
+    flip_stored_signature(dir.path(), &blocks[2].signature);
+    let ledger = Ledger::open_with_window(dir.path(), net(), 12).expect("a start trusts it");
+    assert_eq!((ledger.tree().base(), ledger.tree().height()), (28, 40));
+    assert_eq!(ledger.summary().records, 40);
+    drop(ledger);
+    match Ledger::open_read_only(dir.path()) {
+        Err(StoreError::Corrupt { height: 3, .. }) => {}
+        other => panic!("expected corruption at height 3, got {other:?}"),
+    }
 }

@@ -195,7 +195,7 @@ fn minutes_on_chain(node: &RunningNode) -> std::collections::BTreeMap<u32, Vec<u
     let mut out: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
     for h in 1..=tree.height() {
         let id = tree.main_at(h).expect("main chain");
-        for k in tree.keys_of(&id) {
+        for k in tree.keys_of(&id).iter() {
             out.entry(k.relay.0).or_default().push(k.minute.0);
         }
     }

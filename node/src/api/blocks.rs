@@ -41,8 +41,12 @@ pub(super) async fn chain(State(shared): State<Shared>) -> Response {
             let (ids, reader) = {
                 let core = lock(&shared);
                 let tree = core.ledger.tree();
-                let ids: Vec<Option<crate::chain::BlockId>> =
-                    (h..end).map(|at| tree.main_at(at)).collect();
+                let mut ids: Vec<Option<crate::chain::BlockId>> = tree
+                    .main_range(h, (end - h) as usize)
+                    .into_iter()
+                    .map(|(_, id)| Some(id))
+                    .collect();
+                ids.resize((end - h) as usize, None);
                 (ids, core.ledger.reader())
             };
             for (at, id) in (h..end).zip(ids) {
@@ -102,9 +106,7 @@ pub(super) async fn blocks(
     let (ids, reader) = {
         let core = lock(&shared);
         let tree = core.ledger.tree();
-        let ids: Vec<(u32, crate::chain::BlockId)> = (from..from.saturating_add(limit))
-            .map_while(|h| tree.main_at(h).map(|id| (h, id)))
-            .collect();
+        let ids: Vec<(u32, crate::chain::BlockId)> = tree.main_range(from, limit as usize);
         (ids, core.ledger.reader())
     };
     let read = super::read_off_lock(move || {
