@@ -611,6 +611,13 @@ impl BlockTree {
         self.deep.as_ref()?.record_height(key)
     }
 
+    /// Height of the main-chain block holding `key` if that block is above the base: memory
+    /// only (a caller that can read the chain below itself asks the store for the rest).
+    #[must_use]
+    pub fn window_record_height(&self, key: &RecordKey) -> Option<Height> {
+        self.main_keys.get(key).copied()
+    }
+
     /// True if the main chain holds `key`. Memory only: no I/O, ever.
     #[must_use]
     pub fn has_record(&self, key: &RecordKey) -> bool {

@@ -176,6 +176,24 @@ pub struct BlockReader {
 }
 
 impl BlockReader {
+    /// The main chain's records of `relay` for minutes `from..=to`, as `(minute, height,
+    /// block id)` in minute order, from the store (one snapshot: what the ledger committed).
+    pub fn main_records(
+        &self,
+        relay: relay_core::RelayId,
+        from: relay_core::Minute,
+        to: relay_core::Minute,
+    ) -> Result<Vec<(u32, Height, BlockId)>, StoreError> {
+        let lo = RecordKey::new(relay, from).to_u64();
+        let hi = RecordKey::new(relay, to).to_u64();
+        Ok(self
+            .store
+            .main_records_in(lo, hi)?
+            .into_iter()
+            .map(|(k, h, id)| (RecordKey::from_u64(k).minute.0, h, id))
+            .collect())
+    }
+
     /// A stored block (or the genesis block); `None` if no block has that id.
     pub fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
         if *id == self.genesis.1 {
@@ -761,15 +779,19 @@ impl Ledger {
         let mut results: Vec<Option<Result<Added, AddError>>> =
             Vec::with_capacity(incoming.items.len());
         for (id, item) in incoming.items {
-            if self.tree.contains(&id) {
+            let header = match &item {
+                Item::Unchecked(block) => Some(&block.header),
+                Item::Prechecked(Ok(checked)) => Some(&checked.block.header),
+                Item::Prechecked(Err(_)) => None,
+            };
+            // Known: in the window, or (only a block below the base can be) on the main
+            // chain below it, which costs a read.
+            let below = header.is_none_or(|h| h.height <= self.tree.base());
+            if self.tree.in_window(&id) || (below && self.tree.contains(&id)) {
                 results.push(Some(Err(AddError::Known(id))));
                 continue;
             }
-            let prev = match &item {
-                Item::Unchecked(block) => Some(block.header.prev),
-                Item::Prechecked(Ok(checked)) => Some(checked.block.header.prev),
-                Item::Prechecked(Err(_)) => None,
-            };
+            let prev = header.map(|h| h.prev);
             if let Some(prev) = prev.filter(|p| !self.tree.in_window(p)) {
                 // A parent below the window (on the main chain, or on a stored branch the
                 // tree forgot): the blocks staged so far are committed first, since

@@ -396,6 +396,55 @@ impl Store {
         Ok(got.map(|v| v.value()))
     }
 
+    /// The main chain's records whose packed keys lie in `lo..=hi` (one relay's minutes),
+    /// with the height and id of the block holding each, in key order: one snapshot, one
+    /// range of the index.
+    pub fn main_records_in(
+        &self,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<(u64, Height, BlockId)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+        let mut rows = Vec::new();
+        for row in records.range(lo..=hi).map_err(|e| self.err(e))? {
+            let (k, h) = row.map_err(|e| self.err(e))?;
+            rows.push((k.value(), h.value()));
+        }
+        // One relay's minutes sit in consecutive blocks: read their ids as one range of
+        // the main chain when it is dense enough, one by one otherwise.
+        let (lo_h, hi_h) = rows
+            .iter()
+            .fold((Height::MAX, 0), |(a, b), &(_, h)| (a.min(h), b.max(h)));
+        let mut ids = std::collections::HashMap::new();
+        if !rows.is_empty() && u64::from(hi_h - lo_h) < 4 * rows.len() as u64 + 64 {
+            for row in main.range(lo_h..=hi_h).map_err(|e| self.err(e))? {
+                let (h, id) = row.map_err(|e| self.err(e))?;
+                if let Ok(id) = <[u8; 32]>::try_from(id.value()) {
+                    ids.insert(h.value(), BlockId(id));
+                }
+            }
+        } else {
+            for &(_, h) in &rows {
+                if let Some(id) = main.get(h).map_err(|e| self.err(e))? {
+                    if let Ok(id) = <[u8; 32]>::try_from(id.value()) {
+                        ids.insert(h, BlockId(id));
+                    }
+                }
+            }
+        }
+        rows.into_iter()
+            .map(|(k, h)| {
+                let id = ids.get(&h).ok_or_else(|| StoreError::Corrupt {
+                    height: h,
+                    reason: "the record index names a height the main chain lacks".into(),
+                })?;
+                Ok((k, h, *id))
+            })
+            .collect()
+    }
+
     /// Every stored block off the main chain, with its height; `None` in a data dir written
     /// before the table existed (see [`Store::fill_side`]).
     pub fn side_ids(&self) -> Result<Option<Vec<(BlockId, Height)>>, StoreError> {

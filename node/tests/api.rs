@@ -689,3 +689,59 @@ async fn readings_over_more_than_a_week_stream_the_same_answer() {
         assert!(said.contains("span at most"), "{said}");
     }
 }
+
+/// Issue 14: with most of the chain below the tree's window (on disk only), every answer
+/// is what it was with the whole chain in memory: readings (JSON, CSV, over window and
+/// disk at once), a proof, the chain, block listings and lookups by height and id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_the_same_with_the_chain_below_the_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = Network::new("api", 4);
+    let (addr, shared) = serve_shared(dir.path(), net.clone()).await;
+    let client = gridledger::wire::builder().build().expect("http client");
+    let mut parent = net.genesis().header;
+    let mut ids = Vec::new();
+    for m in 0..80u32 {
+        let b = block_on(&parent, &[record(1, m), record(2, m)], &net, 1);
+        assert_eq!(post(&client, addr, b.to_bytes()).await.0, 200);
+        parent = b.header;
+        ids.push(b.id().to_hex());
+    }
+    let m0 = record(1, 0).minute.0;
+    let urls = [
+        format!("/readings?relay=1&from={m0}&to={}", m0 + 79),
+        format!(
+            "/readings?relay=2&from={}&to={}&format=csv",
+            m0 + 3,
+            m0 + 70
+        ),
+        format!("/readings?relay=1&from={}&to={}", m0 + 10, m0 + 12),
+        format!("/readings/1/{}/proof", m0 + 5),
+        "/chain".to_owned(),
+        "/blocks?from=0&limit=50".to_owned(),
+        "/blocks?from=30&limit=40".to_owned(),
+        "/blocks/7".to_owned(),
+        format!("/blocks/{}", ids[20]),
+        "/status".to_owned(),
+    ];
+    let mut before = Vec::new();
+    for u in &urls {
+        before.push(common::get_text(&client, format!("http://{addr}{u}")).await);
+    }
+    {
+        let mut core = shared.lock().expect("lock");
+        core.ledger.set_window(12);
+        let tree = core.ledger.tree();
+        assert!(
+            tree.base() >= 56 && tree.window() <= 24,
+            "base {}",
+            tree.base()
+        );
+    }
+    for (u, was) in urls.iter().zip(&before) {
+        let now = common::get_text(&client, format!("http://{addr}{u}")).await;
+        assert_eq!(&now, was, "{u} changed once the chain was below the window");
+    }
+    let r = get_json(&client, format!("http://{addr}{}", urls[0])).await;
+    assert_eq!(r["readings"].as_array().map(Vec::len), Some(80));
+}

@@ -190,22 +190,42 @@ impl<'a> JsonReading<'a> {
     }
 }
 
-/// Which block holds each of the relay's minutes `from..=to` on the main chain (and whether
-/// this node read otherwise), and a reader for those blocks: only memory, under the lock.
-type Plan = Vec<(u32, u32, crate::chain::BlockId, bool)>;
+/// Where the relay's minutes `from..=to` are: those in the tree's window with their block
+/// (memory, under the lock), whether any is below it (read from the store after, off the
+/// lock), and which this node disputes (it read otherwise).
+struct Plan {
+    from: u32,
+    to: u32,
+    /// (minute, height, block) of the minutes found in the window, in minute order.
+    window: Vec<(u32, u32, crate::chain::BlockId)>,
+    deep: bool,
+    disputed: Vec<u32>,
+}
 
 fn plan(shared: &Shared, relay: u32, from: u32, to: u32) -> (Plan, crate::ledger::BlockReader) {
     use relay_core::{Minute, RelayId};
     let core = lock(shared);
     let tree = core.ledger.tree();
-    let plan = (from..=to)
-        .filter_map(|m| {
-            let key = crate::chain::RecordKey::new(RelayId(relay), Minute(m));
-            let h = tree.record_height(&key)?;
-            let id = tree.main_at(h)?;
-            Some((m, h, id, core.is_disputed(&key)))
-        })
-        .collect();
+    let mut plan = Plan {
+        from,
+        to,
+        window: Vec::new(),
+        deep: false,
+        disputed: Vec::new(),
+    };
+    for m in from..=to {
+        let key = crate::chain::RecordKey::new(RelayId(relay), Minute(m));
+        if let Some(h) = tree.window_record_height(&key) {
+            if let Some(id) = tree.main_at(h) {
+                plan.window.push((m, h, id));
+            }
+        } else if tree.has_record(&key) {
+            plan.deep = true;
+        }
+        if core.is_disputed(&key) {
+            plan.disputed.push(m);
+        }
+    }
     (plan, core.ledger.reader())
 }
 
@@ -215,10 +235,24 @@ fn read_planned(
     plan: Plan,
     relay: u32,
 ) -> Result<Vec<Found>, crate::store::StoreError> {
-    use relay_core::MinuteRecord;
-    let mut found: Vec<Found> = Vec::with_capacity(plan.len());
+    use relay_core::{Minute, MinuteRecord, RelayId};
+    let mut rows = plan.window;
+    if plan.deep {
+        // Below the window: one range of the store's record index. A minute the window
+        // placed stays as placed (the newer answer, should the chain have moved since).
+        let placed: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        rows.extend(
+            reader
+                .main_records(RelayId(relay), Minute(plan.from), Minute(plan.to))?
+                .into_iter()
+                .filter(|r| placed.binary_search(&r.0).is_err()),
+        );
+        rows.sort_unstable_by_key(|r| r.0);
+    }
+    let mut found: Vec<Found> = Vec::with_capacity(rows.len());
     let mut last: Option<crate::chain::Block> = None;
-    for (m, h, id, disputed) in plan {
+    for (m, h, id) in rows {
+        let disputed = plan.disputed.binary_search(&m).is_ok();
         if last.as_ref().is_none_or(|b| b.id() != id) {
             last = reader.block(&id)?;
         }
