@@ -450,29 +450,47 @@ impl Ledger {
             keep,
         };
         if trusted_to > 0 {
-            let base = trusted_to.saturating_sub(keep);
-            // Keys at or below the base from the index; the rows above it are the window's,
-            // to be checked against its blocks.
-            let mut deep = RoaringTreemap::new();
-            let mut above = Vec::new();
-            ledger.store.for_each_record(|k, h| {
-                if h <= base {
-                    deep.insert(k);
-                } else {
-                    above.push((k, h));
+            // The keys below the window: as kept at the last prune if they still fit (their
+            // block still on the main chain, not too far below the mark), else from the
+            // whole record index (and kept for the next start).
+            let kept = match ledger.store.deep_keys()? {
+                Some((h, id, bytes))
+                    if h <= trusted_to
+                        && trusted_to - h <= 3 * keep
+                        && (ledger.store.main_at(h)? == Some(id)
+                            || (h == 0 && id == ledger.reader.genesis.1)) =>
+                {
+                    RoaringTreemap::deserialize_from(bytes.as_slice())
+                        .ok()
+                        .map(|d| (h, d))
                 }
-                Ok(())
-            })?;
-            ledger.tree = ledger.window(base, deep, trusted_to, progress, None)?;
-            let window_records = ledger.tree.main_records()
-                - usize::try_from(ledger.tree.deep_keys().len()).unwrap_or(0);
-            for &(k, h) in &above {
-                if ledger.tree.record_height(&RecordKey::from_u64(k)) != Some(h) {
-                    return Err(corrupt(h, "the record index disagrees with the block"));
+                _ => None,
+            };
+            let mut placed = false;
+            if let Some((base, deep)) = kept {
+                ledger.tree = ledger.window(base, deep, trusted_to, progress, None)?;
+                // The record index says what the window's blocks say, and holds nothing
+                // else; kept keys that disagree are a stale cache, not the chain: read again.
+                match ledger.check_window_index() {
+                    Ok(()) => placed = true,
+                    Err(e) => warn!(
+                        "the record keys kept below the window disagree with the record index \
+                         ({e}); reading them from the index"
+                    ),
                 }
             }
-            if above.len() != window_records {
-                return Err(ledger.first_unindexed());
+            if !placed {
+                let base = trusted_to.saturating_sub(keep);
+                let mut deep = RoaringTreemap::new();
+                ledger.store.for_each_record(|k, h| {
+                    if h <= base {
+                        deep.insert(k);
+                    }
+                    Ok(())
+                })?;
+                ledger.tree = ledger.window(base, deep, trusted_to, progress, None)?;
+                ledger.check_window_index()?;
+                ledger.keep_deep_keys();
             }
         } else {
             let mut sum = IndexSum::default();
@@ -493,6 +511,67 @@ impl Ledger {
         // section 3); the stored chain itself was chosen when its blocks arrived.
         ledger.tree.set_tie_break(crate::chain::TieBreak::LowerId);
         Ok(ledger)
+    }
+
+    /// Checks the record index against the window: every main-chain record above the base
+    /// at its block's height, and as many rows as the chain holds records.
+    fn check_window_index(&self) -> Result<(), StoreError> {
+        let tree = &self.tree;
+        let mut keys = Vec::new();
+        let mut heights = Vec::new();
+        for (h, id) in tree.main_range(tree.base() + 1, tree.window() as usize) {
+            for k in tree.keys_of(&id).iter() {
+                keys.push(k.to_u64());
+                heights.push(h);
+            }
+        }
+        let found = self.store.records_at(&keys)?;
+        if let Some(i) = (0..keys.len()).find(|&i| found[i] != Some(heights[i])) {
+            return Err(corrupt(
+                heights[i],
+                if found[i].is_none() {
+                    "a record is missing from the record index"
+                } else {
+                    "the record index disagrees with the block"
+                },
+            ));
+        }
+        if self.store.records_len()? != tree.main_records() as u64 {
+            return Err(corrupt(
+                tree.base(),
+                "the record index holds other records than the chain (`gridledger verify` \
+                 names the height)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keeps the tree's record keys below its window in the store, for the next start. A
+    /// failure costs only that start's time (it reads the whole index instead): logged.
+    fn keep_deep_keys(&self) {
+        if !self.store.writable() {
+            return;
+        }
+        let base = self.tree.base();
+        let Some(id) = self.tree.main_at(base) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        if let Err(e) = self.tree.deep_keys().serialize_into(&mut bytes) {
+            warn!("cannot serialise the record keys below the window: {e}");
+            return;
+        }
+        if let Err(e) = self.store.put_deep_keys(base, &id, &bytes) {
+            warn!("cannot keep the record keys below the window: {e}");
+        }
+    }
+
+    /// Moves the window up if it has grown past twice [`KEEP`] (see [`BlockTree::prune`]),
+    /// keeping the keys below it for the next start.
+    fn prune(&mut self) {
+        if self.tree.prune(self.keep) {
+            self.keep_deep_keys();
+        }
     }
 
     /// The first main-chain height whose records the index does not hold at that height
@@ -743,7 +822,7 @@ impl Ledger {
     /// that; [`KEEP`] by default), pruning now if it holds more.
     pub fn set_window(&mut self, keep: Height) {
         self.keep = keep.max(MIN_KEEP);
-        self.tree.prune(self.keep);
+        self.prune();
     }
 
     /// Validates `block` against the rules and the clock `now_ms`, applies fork choice and
@@ -791,7 +870,11 @@ impl Ledger {
                 results.push(Some(Err(AddError::Known(id))));
                 continue;
             }
-            let prev = header.map(|h| h.prev);
+            // Only a prechecked block (work, signature, allow-list: a sync's) may make the
+            // window deeper: a block as it came (gossip) costs nothing to forge, and its
+            // unknown parent makes the node sync from its sender anyway.
+            let prechecked = matches!(item, Item::Prechecked(Ok(_)));
+            let prev = header.map(|h| h.prev).filter(|_| prechecked);
             if let Some(prev) = prev.filter(|p| !self.tree.in_window(p)) {
                 // A parent below the window (on the main chain, or on a stored branch the
                 // tree forgot): the blocks staged so far are committed first, since
@@ -836,7 +919,7 @@ impl Ledger {
             }
         }
         if self.commit_staged(&mut staged, &mut results) {
-            self.tree.prune(self.keep);
+            self.prune();
         }
         results.into_iter().flatten().collect()
     }

@@ -32,6 +32,8 @@ const DISPUTES: TableDefinition<u64, &[u8]> = TableDefinition::new("disputes");
 const SIDE: TableDefinition<&[u8], u32> = TableDefinition::new("side");
 /// The `META` key of the verified mark ([`Store::verified_mark`]).
 const VERIFIED: &str = "verified";
+/// The `META` key of the record keys below the tree's window ([`Store::deep_keys`]).
+const DEEP: &str = "deep";
 
 /// redb's page cache. Its default is 1 GiB, which a node fills while it re-verifies the
 /// chain at start and then keeps: with a million records that alone broke the 200 MB
@@ -394,6 +396,80 @@ impl Store {
         let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let got = records.get(key).map_err(|e| self.err(e))?;
         Ok(got.map(|v| v.value()))
+    }
+
+    /// Rows in the record index (one per main-chain record).
+    pub fn records_len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        records.len().map_err(|e| self.err(e))
+    }
+
+    /// The heights the record index gives `keys` (packed), in one snapshot.
+    pub fn records_at(&self, keys: &[u64]) -> Result<Vec<Option<Height>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        keys.iter()
+            .map(|&k| {
+                records
+                    .get(k)
+                    .map(|v| v.map(|v| v.value()))
+                    .map_err(|e| self.err(e))
+            })
+            .collect()
+    }
+
+    /// The record keys of the main chain up to a height, as a node last kept them so that
+    /// its next start need not read the whole record index: `(height, the main chain's
+    /// block there, the bytes)`. The bytes are as given to [`Store::put_deep_keys`]; `None`
+    /// if none were kept or they fail their checksum.
+    pub fn deep_keys(&self) -> Result<Option<(Height, BlockId, Vec<u8>)>, StoreError> {
+        use sha2::Digest;
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let Some(v) = meta.get(DEEP).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let v = v.value();
+        // height (4) | block id (32) | SHA-256 of the bytes (32) | bytes
+        let (Some(h), Some(id), Some(sum), Some(bytes)) =
+            (v.get(..4), v.get(4..36), v.get(36..68), v.get(68..))
+        else {
+            return Ok(None);
+        };
+        if sha2::Sha256::digest(bytes).as_slice() != sum {
+            return Ok(None);
+        }
+        let (Ok(h), Ok(id)) = (<[u8; 4]>::try_from(h), <[u8; 32]>::try_from(id)) else {
+            return Ok(None);
+        };
+        Ok(Some((u32::from_be_bytes(h), BlockId(id), bytes.to_vec())))
+    }
+
+    /// Keeps the record keys of the main chain up to `height` (whose block is `id`), for
+    /// [`Store::deep_keys`].
+    pub fn put_deep_keys(
+        &self,
+        height: Height,
+        id: &BlockId,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        use sha2::Digest;
+        let mut v = Vec::with_capacity(68 + bytes.len());
+        v.extend_from_slice(&height.to_be_bytes());
+        v.extend_from_slice(&id.0);
+        v.extend_from_slice(&sha2::Sha256::digest(bytes));
+        v.extend_from_slice(bytes);
+        let txn = self.begin_write()?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(DEEP, v.as_slice()).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// The main chain's records whose packed keys lie in `lo..=hi` (one relay's minutes),

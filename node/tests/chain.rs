@@ -5,7 +5,7 @@ mod common;
 use common::{block_on, now_ms, record};
 use gridledger::chain::block::HEADER_LEN;
 use gridledger::chain::{Block, BlockTree, Change, Header, Network, ValidationError};
-use gridledger::ledger::{AddError, Ledger};
+use gridledger::ledger::{AddError, Incoming, Ledger};
 use gridledger::store::StoreError;
 
 fn net() -> Network {
@@ -531,8 +531,9 @@ fn a_tampered_record_index_is_found_at_open() {
         t.insert(key, 1).expect("moved");
     });
     assert_eq!(rows, 8);
+    // Named at the height of the block that holds the record (the row says 1).
     match Ledger::open_existing(dir.path()) {
-        Err(StoreError::Corrupt { height: 1, reason }) => {
+        Err(StoreError::Corrupt { height: 3, reason }) => {
             assert!(reason.contains("disagrees"), "{reason}");
         }
         other => panic!("expected the moved row to be found, got {other:?}"),
@@ -807,8 +808,22 @@ fn a_reorg_deeper_than_the_window_is_followed_and_returns_every_record() {
             vec![record(2, i)]
         };
         let blk = block_on(&b[i as usize], &records, &net, 2);
+        if i == 0 {
+            // As gossip (unchecked), a block on a parent below the window does not make the
+            // window deeper: its parent is unknown here (the node syncs from its sender).
+            let base = ledger.tree().base();
+            assert!(matches!(
+                ledger.add(blk.clone(), now_ms()),
+                Err(AddError::Invalid(ValidationError::UnknownParent(_)))
+            ));
+            assert_eq!(ledger.tree().base(), base);
+        }
+        // As a sync takes it: prechecked (work, signature) before it may rebuild the window.
+        let incoming = Incoming::prechecked(vec![blk.clone()], &net, 1);
         let added = ledger
-            .add(blk.clone(), now_ms())
+            .add_incoming(incoming, now_ms())
+            .pop()
+            .expect("a result")
             .expect("branch block placed");
         b.push(blk.header);
         if matches!(added.change, Change::Reorg { .. }) {
@@ -852,7 +867,10 @@ fn a_reorg_deeper_than_the_window_is_followed_and_returns_every_record() {
 
     // Reopened: from the window (the mark), and fully verified (read-only): the same chain.
     let reopened = Ledger::open_with_window(dir.path(), net.clone(), 12).expect("reopens");
-    assert_eq!(reopened.tree().base(), 61 - 12);
+    // The window starts at the base of the last prune (its keys were kept), at most 3 × 12
+    // below the tip.
+    let base = reopened.tree().base();
+    assert!((61 - 36..=61 - 12).contains(&base), "base {base}");
     assert_eq!(reopened.summary().tip, summary.tip);
     assert_eq!(reopened.summary().records, summary.records);
     assert_eq!(reopened.tree().record_height(&moved), Some(6));
@@ -880,4 +898,103 @@ fn a_start_checks_the_window_and_verify_checks_everything() {
         Err(StoreError::Corrupt { height: 3, .. }) => {}
         other => panic!("expected corruption at height 3, got {other:?}"),
     }
+}
+
+/// The `deep` row of the data dir in `dir`: `(height, id, bitmap bytes)`, read by hand.
+fn read_deep(dir: &std::path::Path) -> Option<(u32, [u8; 32], Vec<u8>)> {
+    use redb::{ReadableDatabase, TableDefinition};
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("redb opens");
+    let txn = db.begin_read().expect("txn");
+    let t = txn.open_table(META).expect("table");
+    let v = t.get("deep").expect("get")?.value().to_vec();
+    let h = u32::from_be_bytes(v[..4].try_into().expect("4 bytes"));
+    let id: [u8; 32] = v[4..36].try_into().expect("32 bytes");
+    Some((h, id, v[68..].to_vec()))
+}
+
+/// Writes the `deep` row by hand, with a right checksum unless `bad_sum`.
+fn write_deep(dir: &std::path::Path, h: u32, id: &[u8; 32], bytes: &[u8], bad_sum: bool) {
+    use redb::TableDefinition;
+    use sha2::Digest;
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let mut v = h.to_be_bytes().to_vec();
+    v.extend_from_slice(id);
+    let mut sum: [u8; 32] = sha2::Sha256::digest(bytes).into();
+    if bad_sum {
+        sum[0] ^= 1;
+    }
+    v.extend_from_slice(&sum);
+    v.extend_from_slice(bytes);
+    let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("redb opens");
+    let txn = db.begin_write().expect("txn");
+    {
+        let mut t = txn.open_table(META).expect("table");
+        t.insert("deep", v.as_slice()).expect("insert");
+    }
+    txn.commit().expect("commit");
+}
+
+/// A start takes the record keys below the window as the node kept them at its last prune
+/// (not the whole record index), if they still fit; kept keys that fail their checksum, or
+/// that disagree with the index, are read again from the index (and kept anew): a stale
+/// cache never stops a node nor is trusted over the index.
+#[test]
+fn a_start_takes_the_kept_keys_below_the_window_and_checks_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    {
+        let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+        ledger.set_window(12);
+        let mut parent = net.genesis().header;
+        for m in 0..60 {
+            let b = block_on(&parent, &[record(1, m), record(2, m)], &net, 1);
+            ledger.add(b.clone(), now_ms()).expect("valid");
+            parent = b.header;
+        }
+        // Pruned at heights 25, 38 and 51: the base is 39, and so are the kept keys.
+        assert_eq!(ledger.tree().base(), 39);
+    }
+    let (h, id, bytes) = read_deep(dir.path()).expect("kept at the last prune");
+    assert_eq!(h, 39);
+    let kept = roaring::RoaringTreemap::deserialize_from(bytes.as_slice()).expect("a bitmap");
+    assert_eq!(kept.len(), 39 * 2);
+
+    // Used: the window starts at the kept base, not at the mark minus 12.
+    let ledger = Ledger::open_with_window(dir.path(), net.clone(), 12).expect("opens");
+    assert_eq!(ledger.tree().base(), 39);
+    let summary = ledger.summary();
+    assert_eq!(summary.records, 120);
+    drop(ledger);
+
+    // A bad checksum: read from the index again, the same chain, and kept anew.
+    write_deep(dir.path(), h, &id, &bytes, true);
+    let ledger = Ledger::open_with_window(dir.path(), net.clone(), 12).expect("opens");
+    assert_eq!(ledger.tree().base(), 48);
+    assert_eq!(ledger.summary(), summary);
+    drop(ledger);
+    assert_eq!(read_deep(dir.path()).map(|d| d.0), Some(48));
+
+    // Kept keys that lack one record (checksum right): the index disagrees; read again.
+    let (h, id, bytes) = read_deep(dir.path()).expect("kept");
+    assert_eq!(h, 48);
+    let mut short = roaring::RoaringTreemap::deserialize_from(bytes.as_slice()).expect("bitmap");
+    let first = short.min().expect("a key");
+    short.remove(first);
+    let mut out = Vec::new();
+    short.serialize_into(&mut out).expect("serialised");
+    write_deep(dir.path(), h, &id, &out, false);
+    let ledger = Ledger::open_with_window(dir.path(), net.clone(), 12).expect("opens");
+    assert_eq!(ledger.summary(), summary);
+    let gone = gridledger::chain::RecordKey::from_u64(first);
+    assert!(
+        ledger.tree().has_record(&gone),
+        "the index's answer, not the cache's"
+    );
+    drop(ledger);
+    let (_, _, again) = read_deep(dir.path()).expect("kept anew");
+    assert_eq!(again, bytes);
+    // `verify` does not use them, and finds the chain whole.
+    let verified = Ledger::open_read_only(dir.path()).expect("verifies");
+    assert_eq!(verified.summary(), summary);
 }
