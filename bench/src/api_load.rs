@@ -7,6 +7,7 @@
 //!
 //! `cargo run --release -p gridledger-bench --bin api-load -- [--blocks 1500]`
 //! `cargo run --release -p gridledger-bench --bin api-load -- --days 365 --rate 100 --blocks 6000`
+//! (`--read-day 100`: read a day a hundred days back, below the node's window)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,11 @@ struct Args {
     /// Blocks per second to post (0: as fast as the node takes them).
     #[arg(long, default_value_t = 0)]
     rate: u32,
+    /// Which day the loop reads, counted back from the last (0: the last; with the node's
+    /// window of 4 096 to 8 192 blocks, a day further back than about five is read from
+    /// disk, not from the tree).
+    #[arg(long, default_value_t = 0)]
+    read_day: u32,
 }
 
 fn pct(mut v: Vec<Duration>) -> String {
@@ -100,7 +106,7 @@ async fn main() -> Result<(), String> {
     // `days` of relay 1, ending two days ago; then the blocks to post, for relays 1000 up.
     let days = args.days.max(1);
     let chain_start = now_min - (days + 2) * 1440;
-    let day_start = now_min - 3 * 1440;
+    let day_start = now_min - (3 + args.read_day.min(days - 1)) * 1440;
     let per = args.per_block.max(1);
     let to_post = {
         let built = Instant::now();
