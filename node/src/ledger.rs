@@ -290,6 +290,16 @@ fn side_blocks(store: &Store, reader: &BlockReader) -> Result<Vec<(BlockId, Heig
     Ok(side)
 }
 
+/// The keys of a stored block's records (a stored block passed validation: every record
+/// decodes).
+fn record_keys(block: &Block) -> impl Iterator<Item = RecordKey> + '_ {
+    block
+        .records
+        .iter()
+        .filter_map(|r| MinuteRecord::decode(r).ok())
+        .map(|r| RecordKey::of(&r))
+}
+
 impl crate::chain::tree::Deep for BlockReader {
     fn main_at(&self, height: Height) -> Option<BlockId> {
         if height == 0 {
@@ -308,12 +318,7 @@ impl crate::chain::tree::Deep for BlockReader {
             .inspect_err(|e| warn!("reading block {id}: {e}"))
             .ok()
             .flatten()?;
-        let keys = block
-            .records
-            .iter()
-            .filter_map(|r| MinuteRecord::decode(r).ok())
-            .map(|r| RecordKey::of(&r))
-            .collect();
+        let keys = record_keys(&block).collect();
         Some((block.header, keys))
     }
 
@@ -636,12 +641,7 @@ impl Ledger {
             .rev()
             .map(|h| main_block(h).map(|b| b.header.time_ms))
             .collect::<Result<Vec<u64>, StoreError>>()?;
-        let keys = base_block
-            .records
-            .iter()
-            .filter_map(|r| MinuteRecord::decode(r).ok())
-            .map(|r| RecordKey::of(&r))
-            .collect();
+        let keys = record_keys(&base_block).collect();
         let deep_source: std::sync::Arc<dyn crate::chain::tree::Deep> =
             std::sync::Arc::new(self.reader.clone());
         let mut tree = BlockTree::rooted(
@@ -799,10 +799,8 @@ impl Ledger {
             let block = self
                 .block_at(h)?
                 .ok_or_else(|| corrupt(h, "missing from the main chain"))?;
-            for r in &block.records {
-                if let Ok(r) = MinuteRecord::decode(r) {
-                    deep.remove(RecordKey::of(&r).to_u64());
-                }
+            for key in record_keys(&block) {
+                deep.remove(key.to_u64());
             }
         }
         let side = self.store.side_ids()?.unwrap_or_default();

@@ -425,16 +425,9 @@ impl Store {
     /// if none were kept or they fail their checksum.
     pub fn deep_keys(&self) -> Result<Option<(Height, BlockId, Vec<u8>)>, StoreError> {
         use sha2::Digest;
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let meta = match txn.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.err(e)),
-        };
-        let Some(v) = meta.get(DEEP).map_err(|e| self.err(e))? else {
+        let Some(v) = self.meta(DEEP)? else {
             return Ok(None);
         };
-        let v = v.value();
         // height (4) | block id (32) | SHA-256 of the bytes (32) | bytes
         let (Some(h), Some(id), Some(sum), Some(bytes)) =
             (v.get(..4), v.get(4..36), v.get(36..68), v.get(68..))
@@ -647,20 +640,25 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    /// The verified mark: the main chain's height and tip as of the last commit, all of
-    /// whose blocks passed every rule before they were stored. `None` in a data dir written
-    /// before the mark existed.
-    pub fn verified_mark(&self) -> Result<Option<(Height, BlockId)>, StoreError> {
+    /// The `META` value under `key`; `None` if absent (or the table is: an old data dir).
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let meta = match txn.open_table(META) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(self.err(e)),
         };
-        let Some(mark) = meta.get(VERIFIED).map_err(|e| self.err(e))? else {
+        let got = meta.get(key).map_err(|e| self.err(e))?;
+        Ok(got.map(|v| v.value().to_vec()))
+    }
+
+    /// The verified mark: the main chain's height and tip as of the last commit, all of
+    /// whose blocks passed every rule before they were stored. `None` in a data dir written
+    /// before the mark existed.
+    pub fn verified_mark(&self) -> Result<Option<(Height, BlockId)>, StoreError> {
+        let Some(mark) = self.meta(VERIFIED)? else {
             return Ok(None);
         };
-        let mark = mark.value();
         let (Some(h), Some(id)) = (mark.get(..4), mark.get(4..36)) else {
             return Ok(None);
         };
