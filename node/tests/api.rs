@@ -745,3 +745,88 @@ async fn answers_are_the_same_with_the_chain_below_the_window() {
     let r = get_json(&client, format!("http://{addr}{}", urls[0])).await;
     assert_eq!(r["readings"].as_array().map(Vec::len), Some(80));
 }
+
+/// Issue 14, over the network: a node whose window holds 12 to 24 blocks pulls from a peer a
+/// longer branch forking 250 blocks below its tip (a long partition healing). The pull steps
+/// back past the window to the common block, the window is rebuilt from disk there, the node
+/// ends on the peer's tip, and every record of its abandoned blocks that the peer's chain
+/// lacks is back in its mempool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_follows_a_branch_forking_below_the_window() {
+    use gridledger::core::Origin;
+    let net = Network::new("api", 4);
+    let (da, db) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (a, shared_a) = serve_shared(da.path(), net.clone()).await;
+    let (b, shared_b) = serve_shared(db.path(), net.clone()).await;
+    let now = common::now_ms();
+    // 50 blocks both hold; then A mines 250 more of relay 1, B 300 of relay 2.
+    let mut shared_parent = net.genesis().header;
+    let mut common_blocks = Vec::new();
+    for m in 0..50 {
+        let block = block_on(&shared_parent, &[record(1, m)], &net, 1);
+        shared_parent = block.header;
+        common_blocks.push(block);
+    }
+    {
+        let mut core = shared_a.lock().expect("lock");
+        let mut parent = shared_parent;
+        for block in &common_blocks {
+            core.accept(block.clone(), now, Origin::Peer)
+                .expect("accepted");
+        }
+        for m in 50..300 {
+            let block = block_on(&parent, &[record(1, m)], &net, 1);
+            parent = block.header;
+            core.accept(block, now, Origin::Peer).expect("accepted");
+        }
+        core.ledger.set_window(12);
+        assert!(
+            core.ledger.tree().base() > 250,
+            "A's window is above the fork"
+        );
+        assert_eq!(core.mempool.len(), 0);
+    }
+    let b_tip = {
+        let mut core = shared_b.lock().expect("lock");
+        let mut parent = shared_parent;
+        for block in &common_blocks {
+            core.accept(block.clone(), now, Origin::Peer)
+                .expect("accepted");
+        }
+        for m in 0..300 {
+            let block = block_on(&parent, &[record(2, m)], &net, 2);
+            parent = block.header;
+            core.accept(block, now, Origin::Peer).expect("accepted");
+        }
+        core.ledger.tree().tip()
+    };
+    let client = gridledger::wire::builder().build().expect("http client");
+    let r = client
+        .post(format!("http://{a}/peers"))
+        .json(&serde_json::json!({ "url": format!("http://{b}") }))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 200);
+    let r = common::post_json(&client, format!("http://{a}/peers/resolve")).await;
+    assert_eq!(r["replaced"], true, "{r}");
+    assert_eq!(r["height"], 350, "{r}");
+    let core = shared_a.lock().expect("lock");
+    assert_eq!(core.ledger.tree().tip(), b_tip);
+    assert_eq!(core.ledger.summary().records, 350);
+    // Relay 1's minutes 50..299 left the main chain and the peer's chain lacks them: all
+    // back in the mempool, once each.
+    assert_eq!(core.mempool.len(), 250);
+    for m in [50, 173, 299] {
+        let key = gridledger::chain::RecordKey::of(&record(1, m));
+        assert!(core.mempool.contains(&key), "minute {m}");
+        assert!(!core.ledger.tree().has_record(&key));
+    }
+    assert!(
+        core.ledger.tree().window() <= 24,
+        "pruned again once the branch won"
+    );
+}
