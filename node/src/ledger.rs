@@ -220,7 +220,9 @@ pub struct Summary {
     pub tip: BlockId,
     /// Records on the main chain.
     pub records: usize,
-    /// Blocks known, side branches and genesis included.
+    /// Blocks known: the main chain's (genesis included) and those of the branches the
+    /// tree holds (forking within its window; a branch forking below it is kept on disk,
+    /// not counted).
     pub blocks: usize,
 }
 
