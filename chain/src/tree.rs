@@ -601,9 +601,6 @@ impl BlockTree {
         if !self.deep_keys.contains(key.to_u64()) {
             return None;
         }
-        if self.base == 0 {
-            return None;
-        }
         // The base's own keys are in the arena.
         if self.keys_at(self.main[0]).contains(key) {
             return Some(self.base);

@@ -623,20 +623,7 @@ impl Ledger {
                 .store
                 .main_at(h)?
                 .ok_or_else(|| corrupt(h, "missing from the main chain"))?;
-            let block = self
-                .reader
-                .block(&id)?
-                .ok_or_else(|| corrupt(h, format!("block {id} is missing")))?;
-            if block.id() != id {
-                return Err(corrupt(
-                    h,
-                    format!(
-                        "block bytes hash to {}, not to the stored id {id}",
-                        block.id()
-                    ),
-                ));
-            }
-            Ok(block)
+            self.stored_block(h, &id).map(|(block, _)| block)
         };
         let base_block = main_block(base)?;
         let times_below = (base.saturating_sub(10)..base)
@@ -680,22 +667,8 @@ impl Ledger {
                 if height != next {
                     return Err(corrupt(next, "missing from the main chain"));
                 }
-                let bytes = self
-                    .store
-                    .block_bytes(&id)?
-                    .ok_or_else(|| corrupt(height, format!("block {id} is missing")))?;
-                bytes_in_batch += bytes.len();
-                let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records)
-                    .map_err(|e| corrupt(height, e.to_string()))?;
-                if block.id() != id {
-                    return Err(corrupt(
-                        height,
-                        format!(
-                            "block bytes hash to {}, not to the stored id {id}",
-                            block.id()
-                        ),
-                    ));
-                }
+                let (block, len) = self.stored_block(height, &id)?;
+                bytes_in_batch += len;
                 blocks.push(block);
                 batch.push((height, id));
                 next += 1;
@@ -718,6 +691,28 @@ impl Ledger {
             }
         }
         Ok(tree)
+    }
+
+    /// The stored block `id`, at `height` of the main chain, and its length in bytes: read,
+    /// decoded and hashed back to `id`, or the corruption named at `height`.
+    fn stored_block(&self, height: Height, id: &BlockId) -> Result<(Block, usize), StoreError> {
+        let net = &self.net;
+        let bytes = self
+            .store
+            .block_bytes(id)?
+            .ok_or_else(|| corrupt(height, format!("block {id} is missing")))?;
+        let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records)
+            .map_err(|e| corrupt(height, e.to_string()))?;
+        if block.id() != *id {
+            return Err(corrupt(
+                height,
+                format!(
+                    "block bytes hash to {}, not to the stored id {id}",
+                    block.id()
+                ),
+            ));
+        }
+        Ok((block, bytes.len()))
     }
 
     /// Puts the stored side branches above the window's base back into the tree: the valid
@@ -758,36 +753,35 @@ impl Ledger {
     }
 
     /// Where the stored chain ending at `prev` (a block not in the window) meets the main
-    /// chain below the window, following stored blocks down at most [`MAX_DEEPEN`] steps;
-    /// `None` if `prev` is not stored or the walk meets the window first.
-    fn fork_point(&self, prev: &BlockId) -> Result<Option<BlockId>, StoreError> {
+    /// chain below the window, as that block's height, following stored blocks down at most
+    /// [`MAX_DEEPEN`] steps (one read each); `None` if `prev` is not stored or the walk meets
+    /// the window first.
+    fn fork_point(&self, prev: &BlockId) -> Result<Option<Height>, StoreError> {
         let mut cur = *prev;
         for _ in 0..MAX_DEEPEN {
             if self.tree.in_window(&cur) {
                 return Ok(None);
             }
-            if self.tree.is_main(&cur) {
-                return Ok(Some(cur));
+            let Some(block) = self.reader.block(&cur)? else {
+                return Ok(None);
+            };
+            let height = block.header.height;
+            if self.tree.main_at(height) == Some(cur) {
+                return Ok(Some(height));
             }
-            match self.reader.block(&cur)? {
-                Some(block) => cur = block.header.prev,
-                None => return Ok(None),
-            }
+            cur = block.header.prev;
         }
         Ok(None)
     }
 
-    /// If `prev` is a main-chain block below the window (a branch forking deeper than the
-    /// tree keeps), rebuilds the window from disk with `prev` as its base, so that the branch
-    /// can be placed and fork choice can follow it. At most [`MAX_DEEPEN`] blocks below the
+    /// Rebuilds the window from disk with the main chain's block at `at` (below the window:
+    /// where a branch forks, see [`Self::fork_point`]) as its base, so that the branch can
+    /// be placed and fork choice can follow it. At most [`MAX_DEEPEN`] blocks below the
     /// tip. Returns true if it rebuilt.
-    fn deepen(&mut self, prev: &BlockId) -> Result<bool, StoreError> {
-        if self.tree.in_window(prev) || !self.tree.is_main(prev) {
+    fn deepen(&mut self, at: Height) -> Result<bool, StoreError> {
+        if at >= self.tree.base() {
             return Ok(false);
         }
-        let Some(at) = self.tree.height_of(prev) else {
-            return Ok(false);
-        };
         let depth = self.tree.height() - at;
         if depth > MAX_DEEPEN {
             warn!(
@@ -891,7 +885,7 @@ impl Ledger {
                     if !self.commit_staged(&mut staged, &mut results) {
                         return results.into_iter().flatten().collect();
                     }
-                    if let Err(e) = self.deepen(&fork) {
+                    if let Err(e) = self.deepen(fork) {
                         results.push(Some(Err(e.into())));
                         break;
                     }

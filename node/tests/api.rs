@@ -19,6 +19,55 @@ async fn serve_shared(
     common::serve_api(dir, net).await
 }
 
+/// Two nodes' APIs over fresh ledgers of `net`; their data dirs live as long as the first
+/// value.
+async fn two_nodes(
+    net: &Network,
+) -> (
+    [tempfile::TempDir; 2],
+    (SocketAddr, gridledger::core::Shared),
+    (SocketAddr, gridledger::core::Shared),
+) {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let a = serve_shared(dirs[0].path(), net.clone()).await;
+    let b = serve_shared(dirs[1].path(), net.clone()).await;
+    (dirs, a, b)
+}
+
+/// Mines blocks on `parent` into the node's ledger, one per minute of `minutes`, each
+/// holding that minute's record of `relay`, signed by key `key`; returns the last header.
+fn mine_into(
+    shared: &gridledger::core::Shared,
+    net: &Network,
+    mut parent: gridledger::chain::Header,
+    minutes: std::ops::Range<u32>,
+    relay: u32,
+    key: u8,
+) -> gridledger::chain::Header {
+    let mut core = shared.lock().expect("lock");
+    for m in minutes {
+        let block = block_on(&parent, &[record(relay, m)], net, key);
+        parent = block.header;
+        core.accept(block, common::now_ms(), gridledger::core::Origin::Peer)
+            .expect("accepted");
+    }
+    parent
+}
+
+/// Gives the node at `node` the peer at `peer` (`POST /peers`).
+async fn add_peer(client: &reqwest::Client, node: SocketAddr, peer: SocketAddr) {
+    let r = client
+        .post(format!("http://{node}/peers"))
+        .json(&serde_json::json!({ "url": format!("http://{peer}") }))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 200);
+}
+
 async fn post(
     client: &reqwest::Client,
     addr: SocketAddr,
@@ -413,32 +462,12 @@ async fn the_dashboard_and_resolve_without_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_pulls_a_longer_chain_in_batches() {
     let net = Network::new("api", 4);
-    let (da, db) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-    let (a, shared_a) = serve_shared(da.path(), net.clone()).await;
-    let (b, shared_b) = serve_shared(db.path(), net.clone()).await;
+    let (_dirs, (a, shared_a), (b, shared_b)) = two_nodes(&net).await;
     // More blocks than one request carries on A, straight into its ledger.
     let n = gridledger::wire::MAX_LIMIT + 20;
-    {
-        let mut core = shared_a.lock().expect("lock");
-        let mut parent = net.genesis().header;
-        for m in 0..n {
-            let block = block_on(&parent, &[record(1, m)], &net, 1);
-            parent = block.header;
-            core.accept(block, common::now_ms(), gridledger::core::Origin::Peer)
-                .expect("accepted");
-        }
-    }
+    mine_into(&shared_a, &net, net.genesis().header, 0..n, 1, 1);
     let client = gridledger::wire::builder().build().expect("http client");
-    let r = client
-        .post(format!("http://{b}/peers"))
-        .json(&serde_json::json!({ "url": format!("http://{a}") }))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(r.status().as_u16(), 200);
+    add_peer(&client, b, a).await;
     let r = common::post_json(&client, format!("http://{b}/peers/resolve")).await;
     assert_eq!(r["replaced"], true, "{r}");
     assert_eq!(r["height"], n, "{r}");
@@ -753,35 +782,16 @@ async fn answers_are_the_same_with_the_chain_below_the_window() {
 /// lacks is back in its mempool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_follows_a_branch_forking_below_the_window() {
-    use gridledger::core::Origin;
     let net = Network::new("api", 4);
-    let (da, db) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-    let (a, shared_a) = serve_shared(da.path(), net.clone()).await;
-    let (b, shared_b) = serve_shared(db.path(), net.clone()).await;
-    let now = common::now_ms();
-    // 50 blocks both hold; then A mines 250 more of relay 1, B 300 of relay 2.
-    let mut shared_parent = net.genesis().header;
-    let mut common_blocks = Vec::new();
-    for m in 0..50 {
-        let block = block_on(&shared_parent, &[record(1, m)], &net, 1);
-        shared_parent = block.header;
-        common_blocks.push(block);
-    }
+    let (_dirs, (a, shared_a), (b, shared_b)) = two_nodes(&net).await;
+    // 50 blocks both hold (the same blocks); then A mines 250 more of relay 1, B 300 of
+    // relay 2.
+    let g = net.genesis().header;
+    let fork = mine_into(&shared_a, &net, g, 0..50, 1, 1);
+    assert_eq!(mine_into(&shared_b, &net, g, 0..50, 1, 1), fork);
+    mine_into(&shared_a, &net, fork, 50..300, 1, 1);
     {
         let mut core = shared_a.lock().expect("lock");
-        let mut parent = shared_parent;
-        for block in &common_blocks {
-            core.accept(block.clone(), now, Origin::Peer)
-                .expect("accepted");
-        }
-        for m in 50..300 {
-            let block = block_on(&parent, &[record(1, m)], &net, 1);
-            parent = block.header;
-            core.accept(block, now, Origin::Peer).expect("accepted");
-        }
         core.ledger.set_window(12);
         assert!(
             core.ledger.tree().base() > 250,
@@ -789,28 +799,9 @@ async fn a_pull_follows_a_branch_forking_below_the_window() {
         );
         assert_eq!(core.mempool.len(), 0);
     }
-    let b_tip = {
-        let mut core = shared_b.lock().expect("lock");
-        let mut parent = shared_parent;
-        for block in &common_blocks {
-            core.accept(block.clone(), now, Origin::Peer)
-                .expect("accepted");
-        }
-        for m in 0..300 {
-            let block = block_on(&parent, &[record(2, m)], &net, 2);
-            parent = block.header;
-            core.accept(block, now, Origin::Peer).expect("accepted");
-        }
-        core.ledger.tree().tip()
-    };
+    let b_tip = mine_into(&shared_b, &net, fork, 0..300, 2, 2).id();
     let client = gridledger::wire::builder().build().expect("http client");
-    let r = client
-        .post(format!("http://{a}/peers"))
-        .json(&serde_json::json!({ "url": format!("http://{b}") }))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(r.status().as_u16(), 200);
+    add_peer(&client, a, b).await;
     let r = common::post_json(&client, format!("http://{a}/peers/resolve")).await;
     assert_eq!(r["replaced"], true, "{r}");
     assert_eq!(r["height"], 350, "{r}");
