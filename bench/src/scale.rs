@@ -229,10 +229,31 @@ async fn sync_and_query(dir: &Path, blocks: u32) -> Result<(f64, f64, f64), Stri
     ))
 }
 
+/// Where the file's bytes go, per table, against the raw blocks: what the disk figure is
+/// made of.
+fn print_table_bytes(dir: &Path, raw: u64, file_len: u64) -> Result<(), String> {
+    let store = gridledger::store::Store::open_read_only(dir).map_err(|e| e.to_string())?;
+    let tables = store.table_stats().map_err(|e| e.to_string())?;
+    let ratio = |b: u64| b as f64 / raw.max(1) as f64;
+    let mut line = format!("  bytes / raw: file {:.2}", ratio(file_len));
+    for t in &tables {
+        line += &format!(
+            "; {} {:.3} stored + {:.3} metadata + {:.3} fragmented",
+            t.table,
+            ratio(t.stored),
+            ratio(t.metadata),
+            ratio(t.fragmented)
+        );
+    }
+    println!("{line}");
+    Ok(())
+}
+
 fn measure(dir: &Path, blocks: u32, per_block: u32, raw: u64) -> Result<Row, String> {
     let file = dir.join(gridledger::store::DB_FILE);
     let meta = std::fs::metadata(&file).map_err(|e| e.to_string())?;
     let records = u64::from(blocks) * u64::from(per_block);
+    print_table_bytes(dir, raw, meta.len())?;
     let t = Instant::now();
     let verified = Ledger::open_read_only(dir).map_err(|e| e.to_string())?;
     let verify = f64::from(blocks) / t.elapsed().as_secs_f64();

@@ -155,6 +155,19 @@ struct Tables<'t> {
     side: redb::Table<'t, &'static [u8], u32>,
 }
 
+/// One table's bytes ([`Store::table_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableBytes {
+    /// Its name.
+    pub table: &'static str,
+    /// Keys and values.
+    pub stored: u64,
+    /// Branch pages and other metadata.
+    pub metadata: u64,
+    /// Lost to fragmentation (pages not full).
+    pub fragmented: u64,
+}
+
 /// The database of one data dir.
 pub struct Store {
     db: Db,
@@ -351,6 +364,29 @@ impl Store {
             Some((&bits, name)) => Ok(Some((String::from_utf8_lossy(name).into_owned(), bits))),
             None => Ok(None),
         }
+    }
+
+    /// Where the file's bytes go, per table (blocks, main, records, side): bytes of keys and
+    /// values, of branch pages and other metadata, and lost to fragmentation (redb's
+    /// `TableStats`). For `scale`'s disk figure: what a byte at rest beyond the raw blocks is.
+    pub fn table_stats(&self) -> Result<Vec<TableBytes>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let of = |name: &'static str, s: redb::TableStats| TableBytes {
+            table: name,
+            stored: s.stored_bytes(),
+            metadata: s.metadata_bytes(),
+            fragmented: s.fragmented_bytes(),
+        };
+        let blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let side = txn.open_table(SIDE).map_err(|e| self.err(e))?;
+        Ok(vec![
+            of("blocks", blocks.stats().map_err(|e| self.err(e))?),
+            of("main", main.stats().map_err(|e| self.err(e))?),
+            of("records", records.stats().map_err(|e| self.err(e))?),
+            of("side", side.stats().map_err(|e| self.err(e))?),
+        ])
     }
 
     /// Rows in the main-chain table and in the record index: what a tree loading this store
