@@ -102,6 +102,10 @@ pub struct Core {
     pub miner_key: Option<[u8; 32]>,
     /// How blocks go to the peers.
     pub block_relay: crate::run::BlockRelay,
+    /// Which peers already hold which miner's blocks when this node sends them.
+    pub fanout: crate::fanout::Fanout,
+    /// When the latest blocks arrived here (said in the answer to a copy of one).
+    pub arrivals: crate::fanout::Arrivals,
     /// The latest long pull from a peer (`/status` `sync`).
     pub sync: Option<crate::wire::SyncView>,
     /// The latest reorgs since the node started, oldest first (at most [`REORGS_KEPT`]).
@@ -205,20 +209,50 @@ impl Core {
             metrics: crate::metrics::Metrics::default(),
             reorgs: std::collections::VecDeque::new(),
             miner_key: None,
-            block_relay: crate::run::BlockRelay::Push,
+            block_relay: crate::run::BlockRelay::default(),
+            fanout: crate::fanout::Fanout::default(),
+            arrivals: crate::fanout::Arrivals::default(),
             sync: None,
             witness,
             disputes,
         }
     }
 
-    /// A peer that says it mines with `key` just reached this node: its backoff ends, so the
-    /// next sync round pulls from it. (A false key only brings one peer's pull forward.)
+    /// A peer that says it mines with `key` just reached this node with a block whose
+    /// parent this node lacks: its backoff ends and a recent push no longer skips its poll,
+    /// so the next sync round pulls from it. (A false key only brings one peer's pull
+    /// forward.)
     pub fn peer_reached(&mut self, key: &[u8; 32]) {
         for h in self.peer_health.values_mut() {
             if h.miner.as_ref() == Some(key) {
                 h.backoff_until_ms = 0;
+                h.pushed_ms = 0;
             }
+        }
+    }
+
+    /// A peer that says it mines with `key` pushed a block at `now_ms` that this node took
+    /// or already held: that block was the peer's best (a node relays only its best), and
+    /// this node knows it, so the next sync round may skip polling the peer
+    /// ([`crate::peers::sync_round`]). A false key only delays one peer's poll, by at most
+    /// [`crate::health::MAX_POLLS_SKIPPED`] rounds.
+    pub fn peer_pushed(&mut self, key: &[u8; 32], now_ms: u64) {
+        for h in self.peer_health.values_mut() {
+            if h.miner.as_ref() == Some(key) {
+                h.pushed_ms = now_ms;
+            }
+        }
+    }
+
+    /// What [`crate::peers::send_block`] needs.
+    #[must_use]
+    pub fn sender(&self) -> crate::peers::Sender {
+        crate::peers::Sender {
+            client: self.client.clone(),
+            own: self.miner_key,
+            how: self.block_relay,
+            fanout: self.fanout.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -432,6 +466,7 @@ impl Core {
             },
             "block"
         );
+        self.arrivals.note(added.id, now_ms());
         self.metrics
             .validate_seconds
             .observe(added.validate.as_secs_f64());

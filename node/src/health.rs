@@ -51,9 +51,38 @@ pub struct PeerHealth {
     /// A pull from it is under way.
     #[serde(skip)]
     pub in_flight: bool,
+    /// When it last pushed a block that became this node's best (Unix ms; 0: never).
+    #[serde(skip)]
+    pub pushed_ms: u64,
+    /// Sync rounds in a row that did not poll it because it had just pushed.
+    #[serde(skip)]
+    pub polls_skipped: u32,
 }
 
+/// Sync rounds in a row that skip polling a peer which pushed this node a block it took or
+/// held within the last period (see [`PeerHealth::skip_poll`]); the next round polls it
+/// anyway.
+pub const MAX_POLLS_SKIPPED: u32 = 3;
+
 impl PeerHealth {
+    /// Whether the sync round at `now_ms` (one every `period`) skips polling this peer,
+    /// counting the skip. A peer that pushed within the last period told this node its tip
+    /// (a node relays each block that becomes its best): a poll would most likely learn
+    /// nothing and cost a request and an answer on the link. The poll stays the safety net
+    /// for a push lost on the way and for a tip the peer reached by pulling (not relayed),
+    /// so at most [`MAX_POLLS_SKIPPED`] rounds in a row are skipped, whatever the pushes.
+    pub fn skip_poll(&mut self, now_ms: u64, period: Duration) -> bool {
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        let recent = self.pushed_ms != 0 && now_ms.saturating_sub(self.pushed_ms) < period_ms;
+        if recent && self.polls_skipped < MAX_POLLS_SKIPPED {
+            self.polls_skipped += 1;
+            true
+        } else {
+            self.polls_skipped = 0;
+            false
+        }
+    }
+
     /// `"ok"`, `"failing"` or `"backed off"`, for people.
     #[must_use]
     pub fn state(&self, now_ms: u64) -> &'static str {
@@ -138,6 +167,36 @@ mod tests {
             h.backoff_until_ms,
             5_000 << 6,
             "a lie backs off by the count"
+        );
+    }
+
+    /// A peer that pushed within the last period is not polled, but only for
+    /// `MAX_POLLS_SKIPPED` rounds in a row, however often it pushes; one that has not
+    /// pushed for a period, or never, is polled every round.
+    #[test]
+    fn a_recent_push_skips_a_few_polls_never_all() {
+        let period = Duration::from_secs(5);
+        let mut h = PeerHealth::default();
+        assert!(!h.skip_poll(1_000, period), "never pushed");
+        let mut polled = 0;
+        for round in 0..(4 * (MAX_POLLS_SKIPPED + 1)) {
+            let now = 10_000 + u64::from(round) * 5_000;
+            h.pushed_ms = now - 1_000;
+            if !h.skip_poll(now, period) {
+                polled += 1;
+            }
+        }
+        assert_eq!(
+            polled,
+            4,
+            "one poll in every {} rounds",
+            MAX_POLLS_SKIPPED + 1
+        );
+        h.pushed_ms = 100_000;
+        assert!(!h.skip_poll(105_000, period), "a push a whole period ago");
+        assert!(
+            h.skip_poll(104_999, period),
+            "a push just within the period"
         );
     }
 }

@@ -22,6 +22,7 @@ pub use gridledger_chain as chain;
 pub mod core;
 pub mod demo;
 pub mod export;
+pub mod fanout;
 pub mod health;
 pub mod keys;
 pub mod ledger;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -56,6 +56,24 @@ pub struct Metrics {
     pub record_to_tip_seconds: Histogram,
     /// Seconds per request to a peer (its `/status`, asked at every sync), by peer.
     pub peer_request_seconds: Family<Vec<(String, String)>, Histogram>,
+    /// Blocks sent to peers, by `how`: `whole` or `id` (announced).
+    pub blocks_sent: Family<Vec<(String, String)>, Counter>,
+    /// Of those, the ones the peer already held (a whole block answered "known", an
+    /// announcement not wanted).
+    pub blocks_sent_held: Family<Vec<(String, String)>, Counter>,
+}
+
+/// A block sent to a peer, for [`Metrics::sent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The whole block.
+    Whole,
+    /// The whole block, which the peer already held.
+    WholeHeld,
+    /// Its id (an announcement).
+    Id,
+    /// Its id, which the peer already held (not wanted).
+    IdHeld,
 }
 
 fn network_buckets() -> impl Iterator<Item = f64> {
@@ -79,6 +97,8 @@ impl Default for Metrics {
             peer_request_seconds: Family::new_with_constructor(
                 || Histogram::new(network_buckets()),
             ),
+            blocks_sent: Family::default(),
+            blocks_sent_held: Family::default(),
         }
     }
 }
@@ -89,6 +109,19 @@ impl Metrics {
         self.peer_request_seconds
             .get_or_create(&vec![("peer".to_owned(), peer.to_owned())])
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts one block sent to a peer.
+    pub fn sent(&self, what: Sent) {
+        let (family, how) = match what {
+            Sent::Whole => (&self.blocks_sent, "whole"),
+            Sent::WholeHeld => (&self.blocks_sent_held, "whole"),
+            Sent::Id => (&self.blocks_sent, "id"),
+            Sent::IdHeld => (&self.blocks_sent_held, "id"),
+        };
+        family
+            .get_or_create(&vec![("how".to_owned(), how.to_owned())])
+            .inc();
     }
 
     /// Records one poll of `relay` that took `took`.
@@ -302,6 +335,16 @@ pub fn render(snapshot: Snapshot, metrics: &Metrics) -> Result<String, std::fmt:
     for (name, help, family) in labelled {
         registry.register(name, help, family.clone());
     }
+    registry.register(
+        "gridledger_blocks_sent",
+        "Blocks sent to peers, whole or announced by id (how)",
+        metrics.blocks_sent.clone(),
+    );
+    registry.register(
+        "gridledger_blocks_sent_held",
+        "Blocks sent to peers that already held them (a whole block answered known, an id not wanted)",
+        metrics.blocks_sent_held.clone(),
+    );
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)

@@ -205,90 +205,139 @@ fn post_raw(
     }
 }
 
-/// Sends a block to `peer` and logs what went wrong, if anything (a 409, unknown parent,
-/// is the peer's to mend by pulling).
-async fn post_block(req: reqwest::RequestBuilder, peer: &str) {
+/// A `POST /blocks` of a block to `peer`, asking for an answer without a body (only its
+/// status is read: [`crate::wire::PREFER_MINIMAL`]).
+fn block_request(
+    client: &PeerClient,
+    peer: &str,
+    body: Vec<u8>,
+    sender: Option<&str>,
+) -> reqwest::RequestBuilder {
+    post_raw(client, peer, "/blocks", body, sender).header("prefer", crate::wire::PREFER_MINIMAL)
+}
+
+/// Sends a block to `peer`, logs what went wrong, if anything (a 409, unknown parent, is
+/// the peer's to mend by pulling), and says whether the peer already held it and whether
+/// the copy was wasted: held for long enough ([`crate::fanout::wasted`]). `None`: no usable
+/// answer; a node from before [`crate::wire::RESULT_HEADER`] counts as lacking it.
+async fn post_block(req: reqwest::RequestBuilder, peer: &str) -> Option<(bool, bool)> {
     match req.send().await {
-        Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {}
-        Ok(r) => warn!(%peer, status = r.status().as_u16(), "peer refused our block"),
-        Err(e) => debug!(%peer, "push failed: {e}"),
+        Ok(r) if r.status().is_success() => {
+            let h = r.headers();
+            let known = h
+                .get(crate::wire::RESULT_HEADER)
+                .is_some_and(|v| v.as_bytes() == b"known");
+            let held_ms = h
+                .get(crate::wire::HELD_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            Some((known, crate::fanout::wasted(known, held_ms)))
+        }
+        Ok(r) if r.status().as_u16() == 409 => Some((false, false)),
+        Ok(r) => {
+            warn!(%peer, status = r.status().as_u16(), "peer refused our block");
+            None
+        }
+        Err(e) => {
+            debug!(%peer, "push failed: {e}");
+            None
+        }
     }
 }
 
-/// Sends a block to every peer at once, without waiting: failures are logged only. `own`
-/// (this node's miner key) goes in [`crate::wire::SENDER_HEADER`].
-pub fn push(client: &PeerClient, peers: &[String], bytes: Vec<u8>, own: Option<[u8; 32]>) {
-    let sender = own.map(hex::encode);
-    for peer in peers {
-        let req = post_raw(client, peer, "/blocks", bytes.clone(), sender.as_deref());
-        let peer = peer.clone();
-        tokio::spawn(async move { post_block(req, &peer).await });
+/// Asks `peer` whether it wants the block `id` (`POST /blocks/announce`): `None` if the
+/// answer is not usable (a node without announcements, a failure).
+async fn ask(client: &PeerClient, peer: &str, id: BlockId, sender: Option<&str>) -> Option<bool> {
+    let asked = post_raw(client, peer, "/blocks/announce", id.0.to_vec(), sender)
+        .send()
+        .await;
+    match asked {
+        Ok(r) if r.status().is_success() => read_capped(r, 1024)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("want").and_then(serde_json::Value::as_bool)),
+        Ok(r) => {
+            debug!(%peer, status = r.status().as_u16(), "announce refused");
+            None
+        }
+        Err(e) => {
+            debug!(%peer, "announce failed: {e}");
+            None
+        }
     }
 }
 
-/// Sends a block to every peer as `how` says: whole ([`push`]) or announced ([`announce`]).
+/// What a node needs to send blocks to its peers ([`send_block`]), taken from the core.
+#[derive(Clone, Debug)]
+pub struct Sender {
+    /// The node's HTTP client.
+    pub client: PeerClient,
+    /// This node's miner key, named in [`crate::wire::SENDER_HEADER`].
+    pub own: Option<[u8; 32]>,
+    /// Whole, announced, or as learned.
+    pub how: crate::run::BlockRelay,
+    /// What the node learned of which peers already hold which miner's blocks.
+    pub fanout: crate::fanout::Fanout,
+    /// Where sends are counted.
+    pub metrics: crate::metrics::Metrics,
+}
+
+/// Sends a block to every peer at once, without waiting, as `sender.how` says: whole,
+/// announced (pushed to a peer that answers that it lacks it), or, `adaptive`, whole
+/// except where [`crate::fanout::Fanout`] learned that the peer gets this miner's blocks
+/// from elsewhere first. `miner` is the block's miner when this node relays it (`None`:
+/// this node mined it, so every peer lacks it and gets it whole, `adaptive` or not).
+/// Failures are logged only.
 pub fn send_block(
-    client: &PeerClient,
+    sender: &Sender,
     peers: &[String],
     bytes: Vec<u8>,
-    id: crate::chain::BlockId,
-    own: Option<[u8; 32]>,
-    how: crate::run::BlockRelay,
+    id: BlockId,
+    miner: Option<[u8; 32]>,
 ) {
-    match how {
-        crate::run::BlockRelay::Push => push(client, peers, bytes, own),
-        crate::run::BlockRelay::Announce => announce(client, peers, bytes, id, own),
-    }
-}
-
-/// Announces a block to every peer at once (`POST /blocks/announce`, its 32-byte id), and
-/// pushes it to each peer that answers that it lacks it. Failures are logged only.
-pub fn announce(
-    client: &PeerClient,
-    peers: &[String],
-    bytes: Vec<u8>,
-    id: crate::chain::BlockId,
-    own: Option<[u8; 32]>,
-) {
-    let sender = own.map(hex::encode);
+    use crate::metrics::Sent;
+    use crate::run::BlockRelay;
+    let named = sender.own.map(hex::encode);
     let bytes = std::sync::Arc::new(bytes);
     for peer in peers {
-        let (client, peer, bytes, sender) = (
-            client.clone(),
+        let announce = match (sender.how, miner) {
+            (BlockRelay::Push, _) | (BlockRelay::Adaptive, None) => false,
+            (BlockRelay::Announce, _) => true,
+            (BlockRelay::Adaptive, Some(m)) => sender.fanout.announce_to(peer, &m),
+        };
+        let (s, peer, bytes, named) = (
+            sender.clone(),
             peer.clone(),
             std::sync::Arc::clone(&bytes),
-            sender.clone(),
+            named.clone(),
         );
         tokio::spawn(async move {
-            let asked = post_raw(
-                &client,
-                &peer,
-                "/blocks/announce",
-                id.0.to_vec(),
-                sender.as_deref(),
-            )
-            .send()
-            .await;
-            let wants = match asked {
-                Ok(r) if r.status().is_success() => read_capped(r, 1024)
-                    .await
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                    .and_then(|v| v.get("want").and_then(serde_json::Value::as_bool))
-                    .unwrap_or(false),
-                Ok(r) => {
-                    debug!(%peer, status = r.status().as_u16(), "announce refused");
-                    false
-                }
-                Err(e) => {
-                    debug!(%peer, "announce failed: {e}");
-                    false
+            let learn = |wasted: bool| {
+                if let Some(m) = &miner {
+                    s.fanout.learn(&peer, m, wasted);
                 }
             };
-            if wants {
-                let body = bytes.as_ref().clone();
-                let req = post_raw(&client, &peer, "/blocks", body, sender.as_deref());
-                post_block(req, &peer).await;
+            if announce {
+                s.metrics.sent(Sent::Id);
+                match ask(&s.client, &peer, id, named.as_deref()).await {
+                    Some(false) => {
+                        s.metrics.sent(Sent::IdHeld);
+                        learn(true);
+                        return;
+                    }
+                    Some(true) => learn(false),
+                    // Not understood (an older node) or failed: the block itself.
+                    None => {}
+                }
+            }
+            s.metrics.sent(Sent::Whole);
+            let req = block_request(&s.client, &peer, bytes.as_ref().clone(), named.as_deref());
+            if let Some((held, wasted)) = post_block(req, &peer).await {
+                if held {
+                    s.metrics.sent(Sent::WholeHeld);
+                }
+                learn(wasted);
             }
         });
     }
@@ -678,7 +727,7 @@ pub fn sync_round(client: &PeerClient, shared: &Shared, base: Duration) {
             .into_iter()
             .filter(|p| {
                 let h = core.peer_health(p);
-                let due = !h.in_flight && h.backoff_until_ms <= now;
+                let due = !h.in_flight && h.backoff_until_ms <= now && !h.skip_poll(now, base);
                 if due {
                     h.in_flight = true;
                 }

@@ -92,9 +92,13 @@ pub struct NodeConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BlockRelay {
+    /// Whole to each peer, except the blocks of a miner that the peer kept holding already
+    /// when this node sent them: those are announced ([`crate::fanout`]). About the bytes
+    /// of `announce` and the trips of `push`.
+    #[default]
+    Adaptive,
     /// `POST /blocks` with the whole block to every peer: one trip per hop; a peer that has
     /// it already received its bytes for nothing.
-    #[default]
     Push,
     /// `POST /blocks/announce` with the block id; a peer that lacks it says so and gets
     /// `POST /blocks`: fewer bytes for large blocks, two more trips per hop.
@@ -249,7 +253,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     // Miner.
     {
         let shared = Arc::clone(&shared);
-        let (client, cancel, wake) = (client.clone(), Arc::clone(&cancel), Arc::clone(&wake));
+        let (cancel, wake) = (Arc::clone(&cancel), Arc::clone(&wake));
         let max = config.max_records_per_block.max(1);
         let bits = config.network.bits;
         let slot = config.mining_slot;
@@ -346,11 +350,11 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                 match accepted {
                     Ok(added) => {
                         info!(height = added.height, block = %added.id, "mined a block");
-                        let (peers, own, how) = {
+                        let (peers, sender) = {
                             let core = lock(&shared);
-                            (core.peers.clone(), core.miner_key, core.block_relay)
+                            (core.peers.clone(), core.sender())
                         };
-                        send_block(&client, &peers, bytes, added.id, own, how);
+                        send_block(&sender, &peers, bytes, added.id, None);
                     }
                     Err(e) => debug!("own block not added: {e}"),
                 }

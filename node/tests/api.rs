@@ -135,7 +135,43 @@ async fn blocks_go_in_and_come_out() {
         .as_str()
         .expect("reason")
         .contains("unknown parent"));
-    assert_eq!(post(&client, addr, b2.to_bytes()).await.0, 200);
+    // What a pushing node asks (`Prefer: return=minimal`): 204, no body, the preference
+    // applied, for a block added or known; a refusal keeps its status and JSON reason.
+    let minimal = |body: Vec<u8>| {
+        client
+            .post(format!("http://{addr}/blocks"))
+            .header("content-type", "application/octet-stream")
+            .header("prefer", "respond-async, return=minimal")
+            .body(body)
+            .send()
+    };
+    // The result says which, and a known block since when it was held (what the sender's
+    // `fanout` learns from).
+    for (block, what) in [(&b2, "added"), (&b2, "known")] {
+        let r = minimal(block.to_bytes()).await.expect("answered");
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            (
+                r.status().as_u16(),
+                header("preference-applied").as_deref(),
+                header("gridledger-result").as_deref()
+            ),
+            (204, Some("return=minimal"), Some(what)),
+        );
+        let held = header("gridledger-held-ms").and_then(|v| v.parse::<u64>().ok());
+        assert_eq!(held.is_some(), what == "known", "{what}: held {held:?}");
+        assert!(held.is_none_or(|ms| ms < 60_000), "{what}: held {held:?}");
+        assert!(r.bytes().await.expect("body").is_empty(), "{what}");
+    }
+    let r = minimal(vec![1, 2, 3]).await.expect("answered");
+    assert_eq!(r.status().as_u16(), 400);
+    let reason: serde_json::Value = r.json().await.expect("a JSON reason");
+    assert!(reason["error"].is_string(), "{reason}");
     assert_eq!(post(&client, addr, b3.to_bytes()).await.0, 200);
 
     let status = get_json(&client, format!("http://{addr}/status")).await;

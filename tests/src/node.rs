@@ -65,7 +65,7 @@ pub struct NodeSpec {
     pub slot_secs: f64,
     /// `--sync-secs`.
     pub sync_secs: f64,
-    /// `--block-relay`: `push` or `announce`.
+    /// `--block-relay`: `adaptive`, `push` or `announce`.
     pub block_relay: String,
     /// The network namespace it runs in (`ip netns exec`), if any.
     pub namespace: Option<String>,

@@ -86,7 +86,7 @@ pub struct Scenario {
     pub slot_secs: f64,
     /// `--sync-secs`.
     pub sync_secs: f64,
-    /// `--block-relay`: `push` or `announce`.
+    /// `--block-relay`: `adaptive`, `push` or `announce`.
     pub block_relay: String,
     /// What happens.
     pub disturbance: Disturbance,
@@ -113,7 +113,7 @@ impl Scenario {
             poll_secs: 0.5,
             slot_secs: 1.0,
             sync_secs: 5.0,
-            block_relay: "push".to_owned(),
+            block_relay: "adaptive".to_owned(),
             disturbance: Disturbance::None,
             seed: 1,
         }

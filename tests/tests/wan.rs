@@ -89,109 +89,215 @@ async fn an_announced_block_crosses_a_line_of_five() {
     line_of_five("announce").await;
 }
 
-async fn line_of_five(mode: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sim = relay_sim::Simulator::bind(relay_sim::Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        minute_secs: 2.0,
-        ..relay_sim::Config::default()
-    })
-    .await
-    .expect("relay-sim");
-    let relay = sim.local_addr();
-    let relay_task = tokio::spawn(sim.run(std::future::pending()));
+/// Nodes on `edges` (links of `delay` each way) that pull once an hour, only the first
+/// reading a relay (so every block starts there), all up.
+struct Net {
+    nodes: Vec<Node>,
+    client: reqwest::Client,
+    _proxies: Vec<Proxy>,
+    relay_task: tokio::task::JoinHandle<Result<(), relay_sim::SimError>>,
+    _dir: tempfile::TempDir,
+}
 
-    let n = 5;
-    let edges = topology::line(n);
-    let listens: Vec<SocketAddr> = free_ports(n).expect("ports");
-    let mut proxies = Vec::new();
-    let mut peers = vec![Vec::new(); n];
-    for &(a, b) in &edges {
-        let (ab, ba) = (
-            Link::new(Duration::from_millis(30), Duration::ZERO),
-            Link::new(Duration::from_millis(30), Duration::ZERO),
-        );
-        for (from, to, fwd, back) in [(a, b, &ab, &ba), (b, a, &ba, &ab)] {
-            let p = Proxy::start(listens[to], fwd.clone(), back.clone())
+impl Net {
+    async fn start(
+        n: usize,
+        edges: &topology::Edges,
+        delay: Duration,
+        mode: &str,
+        name: &str,
+    ) -> Net {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sim = relay_sim::Simulator::bind(relay_sim::Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            minute_secs: 2.0,
+            ..relay_sim::Config::default()
+        })
+        .await
+        .expect("relay-sim");
+        let relay = sim.local_addr();
+        let relay_task = tokio::spawn(sim.run(std::future::pending()));
+        let listens: Vec<SocketAddr> = free_ports(n).expect("ports");
+        let mut proxies = Vec::new();
+        let mut peers = vec![Vec::new(); n];
+        for &(a, b) in edges {
+            let (ab, ba) = (
+                Link::new(delay, Duration::ZERO),
+                Link::new(delay, Duration::ZERO),
+            );
+            for (from, to, fwd, back) in [(a, b, &ab, &ba), (b, a, &ba, &ab)] {
+                let p = Proxy::start(listens[to], fwd.clone(), back.clone())
+                    .await
+                    .expect("proxy");
+                peers[from].push(format!("http://{}", p.addr()));
+                proxies.push(p);
+            }
+        }
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            nodes.push(
+                Node::start(
+                    exe(),
+                    NodeSpec {
+                        index: i,
+                        listen: listens[i],
+                        data_dir: dir.path().join(format!("node{i}")),
+                        relays: if i == 0 { vec![relay] } else { Vec::new() },
+                        peers: std::mem::take(&mut peers[i]),
+                        network: name.to_owned(),
+                        bits: 8,
+                        poll_secs: 0.5,
+                        slot_secs: 0.0,
+                        sync_secs: 3600.0,
+                        block_relay: mode.to_owned(),
+                        namespace: None,
+                    },
+                )
+                .expect("node"),
+            );
+        }
+        let client = gridledger_testbed::node::http_client().expect("client");
+        for node in &mut nodes {
+            node.wait_up(&client, Duration::from_secs(60))
                 .await
-                .expect("proxy");
-            peers[from].push(format!("http://{}", p.addr()));
-            proxies.push(p);
+                .expect("up");
+        }
+        Net {
+            nodes,
+            client,
+            _proxies: proxies,
+            relay_task,
+            _dir: dir,
         }
     }
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        nodes.push(
-            Node::start(
-                exe(),
-                NodeSpec {
-                    index: i,
-                    listen: listens[i],
-                    data_dir: dir.path().join(format!("node{i}")),
-                    // Only the first node reads the relay: every block starts there.
-                    relays: if i == 0 { vec![relay] } else { Vec::new() },
-                    peers: std::mem::take(&mut peers[i]),
-                    network: "gridledger-line".to_owned(),
-                    bits: 8,
-                    poll_secs: 0.5,
-                    slot_secs: 0.0,
-                    sync_secs: 3600.0,
-                    block_relay: mode.to_owned(),
-                    namespace: None,
-                },
-            )
-            .expect("node"),
-        );
-    }
-    let client = gridledger_testbed::node::http_client().expect("client");
-    for node in &mut nodes {
-        node.wait_up(&client, Duration::from_secs(60))
+
+    async fn height(&self, i: usize) -> Option<u64> {
+        let v: serde_json::Value = self
+            .client
+            .get(format!("{}/status", self.nodes[i].url()))
+            .send()
             .await
-            .expect("up");
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v.get("height")?.as_u64()
     }
-    let height = |url: String| {
-        let client = client.clone();
-        async move {
-            let v: serde_json::Value = client
-                .get(format!("{url}/status"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v.get("height")?.as_u64()
+
+    /// Waits up to `within` for node `i` to reach `height`; its height then.
+    async fn wait_height(&self, i: usize, height: u64, within: Duration) -> u64 {
+        let began = tokio::time::Instant::now();
+        let mut h = 0;
+        while began.elapsed() < within {
+            h = self.height(i).await.unwrap_or(0);
+            if h >= height {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    };
+        h
+    }
+
+    /// Node `i`'s `/metrics` sample `name{how="…"}`, 0 if absent.
+    async fn sent(&self, i: usize, name: &str, how: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.nodes[i].url()))
+            .send()
+            .await
+            .expect("metrics answered")
+            .text()
+            .await
+            .expect("metrics text");
+        let prefix = format!("{name}_total{{how=\"{how}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    async fn stop(mut self) {
+        for node in &mut self.nodes {
+            node.kill().await;
+        }
+        self.relay_task.abort();
+    }
+}
+
+async fn line_of_five(mode: &str) {
+    let n = 5;
+    let ms30 = Duration::from_millis(30);
+    let net = Net::start(n, &topology::line(n), ms30, mode, "gridledger-line").await;
     // The first block at the near end.
-    let began = tokio::time::Instant::now();
-    let mut mined = 0;
-    while began.elapsed() < Duration::from_secs(60) {
-        mined = height(nodes[0].url()).await.unwrap_or(0);
-        if mined >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mined = net.wait_height(0, 1, Duration::from_secs(60)).await;
     assert!(mined >= 1, "the first node mined nothing in 60 s");
     // ... reaches the far end, four hops on, well before any pull (an hour away).
-    let mut far = 0;
     let reached = tokio::time::Instant::now();
-    while reached.elapsed() < Duration::from_secs(30) {
-        far = height(nodes[n - 1].url()).await.unwrap_or(0);
-        if far >= mined {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let far = net.wait_height(n - 1, mined, Duration::from_secs(30)).await;
     let took = reached.elapsed();
-    for node in &mut nodes {
-        node.kill().await;
-    }
-    relay_task.abort();
+    net.stop().await;
     assert!(
         far >= mined,
         "the far end has height {far}, the near end {mined}: the block was not relayed"
     );
     println!("{mode}: a block crossed 4 hops of 30 ms in {took:?}");
+}
+
+/// `--block-relay adaptive` on a triangle where node 0 mines every block: nodes 1 and 2
+/// each get it straight from node 0 (one hop of 80 ms) before the other's relay (two hops)
+/// arrives, so each relay between them is a whole block the other has held for about 80 ms
+/// (well over `fanout::CLEAR_MS`). After
+/// `fanout::REDUNDANT_AFTER` of those they announce to each other instead, and still every
+/// node takes every block, by relay alone (pulls are an hour apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_relay_stops_sending_whole_blocks_a_peer_already_has() {
+    let triangle = [(0, 1), (0, 2), (1, 2)].into_iter().collect();
+    let ms80 = Duration::from_millis(80);
+    let net = Net::start(3, &triangle, ms80, "adaptive", "gridledger-triangle").await;
+    let want = 10;
+    let mined = net.wait_height(0, want, Duration::from_secs(90)).await;
+    assert!(mined >= want, "node 0 mined {mined} blocks in 90 s");
+    let ends = [
+        net.wait_height(1, mined, Duration::from_secs(10)).await,
+        net.wait_height(2, mined, Duration::from_secs(10)).await,
+    ];
+    let mut seen = Vec::new();
+    for i in 1..3 {
+        seen.push((
+            net.sent(i, "gridledger_blocks_sent", "whole").await,
+            net.sent(i, "gridledger_blocks_sent_held", "whole").await,
+            net.sent(i, "gridledger_blocks_sent", "id").await,
+            net.sent(i, "gridledger_blocks_sent_held", "id").await,
+        ));
+    }
+    let own = net.sent(0, "gridledger_blocks_sent", "whole").await;
+    net.stop().await;
+    assert_eq!(ends, [mined, mined], "every block by relay alone");
+    assert!(
+        own >= 2.0 * want as f64,
+        "node 0 sent its own {own} times whole"
+    );
+    let after = f64::from(gridledger::fanout::REDUNDANT_AFTER);
+    println!("node 0 mined {mined}+; nodes 1, 2 sent (whole, held, ids, held): {seen:?}");
+    for (i, (whole, whole_held, id, id_held)) in seen.into_iter().enumerate() {
+        // `push` would send each block whole to node 2 (or 1), which holds it already:
+        // at least `mined` wasted. Here: whole blocks until the peer held
+        // `REDUNDANT_AFTER` in a row (one more may be in flight as the count is reached),
+        // to the other node and, until a poll told node 0's key (the relay skips the
+        // sender by it), back to node 0; ids from then on. An id the peer wanted (it was
+        // still validating the block from node 0) puts it back on whole blocks.
+        let wanted = id - id_held;
+        assert!(
+            whole_held < mined as f64 - 1.0
+                && whole_held <= (2.0 + wanted) * (after + 1.0)
+                && whole <= whole_held + wanted + 2.0,
+            "node {}: {whole} whole blocks sent, {whole_held} held already, {wanted} ids wanted",
+            i + 1
+        );
+        assert!(
+            id_held >= 1.0 && id_held >= wanted,
+            "node {}: {id} ids sent, {id_held} not wanted",
+            i + 1
+        );
+    }
 }

@@ -189,6 +189,13 @@ pub(super) async fn post_block(
         .and_then(|v| v.to_str().ok())
         .and_then(|h| hex::decode(h).ok())
         .and_then(|b| <[u8; 32]>::try_from(b).ok());
+    // A pushing node reads only the status (`wire::PREFER_MINIMAL`).
+    let minimal = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case(crate::wire::PREFER_MINIMAL));
     let relayed = body.clone();
     let for_relay = std::sync::Arc::clone(&shared);
     // Validation and a durable commit: off the async workers.
@@ -202,7 +209,15 @@ pub(super) async fn post_block(
                 return Err(AddError::Invalid(e.into()));
             }
         };
-        let result = core.accept(block, now, Origin::Peer);
+        let miner = block.header.miner;
+        let result = core
+            .accept(block, now, Origin::Peer)
+            .map(|added| (added, miner));
+        // A block a peer relays was its best when it sent it; taken or already held here,
+        // this node knows that tip, so its next poll of the sender may be skipped.
+        if let (Ok(_) | Err(AddError::Known(_)), Some(key)) = (&result, sender) {
+            core.peer_pushed(&key, now);
+        }
         // A block whose parent we lack: the sync pulls the branch (`on_refused` asked for
         // it). Its sender just reached us, so it is reachable whatever its backoff says: a
         // healed partition mends at the first block across it, not at the backoff's end.
@@ -215,7 +230,7 @@ pub(super) async fn post_block(
     })
     .await;
     match result {
-        Ok(Ok(added)) => {
+        Ok(Ok((added, miner))) => {
             let change = match &added.change {
                 Change::Extended => "extended",
                 Change::Reorg { .. } => "reorg",
@@ -225,9 +240,9 @@ pub(super) async fn post_block(
             // once but the one that sent it (known by the miner key its /status gives), so
             // it crosses a network where not every node is the miner's peer without
             // waiting for a pull. Each block is accepted, and so relayed, at most once per
-            // node; a peer that has it answers "known".
+            // node; a peer that has it answers "known", which `fanout` learns from.
             if !matches!(added.change, Change::SideBranch) {
-                let (client, peers, own, how) = {
+                let (out, peers) = {
                     let core = lock(&for_relay);
                     let peers: Vec<String> = core
                         .peers
@@ -238,12 +253,20 @@ pub(super) async fn post_block(
                         })
                         .cloned()
                         .collect();
-                    (core.client.clone(), peers, core.miner_key, core.block_relay)
+                    (core.sender(), peers)
                 };
-                crate::peers::send_block(&client, &peers, relayed.to_vec(), added.id, own, how);
+                let bytes = relayed.to_vec();
+                crate::peers::send_block(&out, &peers, bytes, added.id, Some(miner));
+            }
+            if minimal {
+                return minimal_answer("added", None);
             }
             Json(json!({ "result": "added", "height": added.height, "id": added.id.to_hex(), "change": change }))
                 .into_response()
+        }
+        Ok(Err(AddError::Known(id))) if minimal => {
+            let held = lock(&for_relay).arrivals.held_ms(&id, now);
+            minimal_answer("known", held)
         }
         Ok(Err(AddError::Known(id))) => {
             Json(json!({ "result": "known", "id": id.to_hex() })).into_response()
@@ -251,6 +274,25 @@ pub(super) async fn post_block(
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::internal(e),
     }
+}
+
+/// The answer to a push that asked for no body: 204, the preference applied (RFC 7240),
+/// whether the block was `added` or `known` here, and for a known one since when, if this
+/// node remembers.
+fn minimal_answer(result: &'static str, held_ms: Option<u64>) -> Response {
+    let mut r = (
+        axum::http::StatusCode::NO_CONTENT,
+        [
+            ("preference-applied", crate::wire::PREFER_MINIMAL),
+            (crate::wire::RESULT_HEADER, result),
+        ],
+    )
+        .into_response();
+    if let Some(ms) = held_ms {
+        r.headers_mut()
+            .insert(crate::wire::HELD_HEADER, axum::http::HeaderValue::from(ms));
+    }
+    r
 }
 
 /// `POST /blocks/announce`: a peer offers a block by its 32-byte id (the body); the answer

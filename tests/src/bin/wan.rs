@@ -38,8 +38,8 @@ struct Args {
     /// Relay minutes run before measuring (the nodes learn the turns from the chain).
     #[arg(long, default_value_t = 4.0)]
     warmup_minutes: f64,
-    /// Block relay modes to run each scenario with: push, announce.
-    #[arg(long, value_delimiter = ',', default_values_t = ["push".to_owned()])]
+    /// Block relay modes to run each scenario with: adaptive, push, announce.
+    #[arg(long, value_delimiter = ',', default_values_t = ["adaptive".to_owned()])]
     block_relay: Vec<String>,
     /// Keep each scenario's data dirs and node logs under this directory.
     #[arg(long)]
