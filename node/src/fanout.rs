@@ -16,7 +16,8 @@
 //! announces that miner's blocks to that peer instead of sending them; the first
 //! announcement the peer answers "want" (the paths changed: it lacked the block) puts it
 //! back on whole blocks. A wrong switch costs that block two more trips on that hop, so
-//! the rule switches only on a clear and repeated margin. A node's own blocks go whole to
+//! the rule switches only on a clear and repeated margin, and never over a link whose
+//! trips are long ([`LONG_TRIP_MS`]: a satellite hop). A node's own blocks go whole to
 //! every peer: nobody has them yet.
 //!
 //! Nothing here is trusted for more than bytes: a peer that lies about holding blocks only
@@ -39,6 +40,11 @@ pub const MAX_REMEMBERED: usize = 4096;
 /// one standard deviation). A copy that arrived sooner after the first may be the first
 /// next time.
 pub const CLEAR_MS: u64 = 25;
+
+/// A send (push or announcement) answered later than this, request to answer, never counts
+/// as wasted: an announcement costs two more trips per block, over 0.8 s on such a link (a
+/// satellite hop), more than the bytes it saves are worth.
+pub const LONG_TRIP_MS: u64 = 400;
 
 /// Blocks whose arrival time [`Arrivals`] keeps.
 pub const ARRIVALS_KEPT: usize = 4096;
@@ -73,11 +79,12 @@ impl Arrivals {
     }
 }
 
-/// Whether a copy answered "known", held for `held_ms` if the peer said so, was wasted (for
-/// [`Fanout::learn`]): a peer that does not say (an older node) is taken at its word.
+/// Whether a copy answered "known" after `trip_ms`, held for `held_ms` if the peer said so,
+/// was wasted (for [`Fanout::learn`]): a peer that does not say (an older node) is taken at
+/// its word; a trip over [`LONG_TRIP_MS`] is never wasted.
 #[must_use]
-pub fn wasted(known: bool, held_ms: Option<u64>) -> bool {
-    known && held_ms.is_none_or(|ms| ms >= CLEAR_MS)
+pub fn wasted(known: bool, held_ms: Option<u64>, trip_ms: u64) -> bool {
+    known && held_ms.is_none_or(|ms| ms >= CLEAR_MS) && trip_ms <= LONG_TRIP_MS
 }
 
 /// For each (peer URL, miner key): that miner's blocks in a row the peer already held.
@@ -143,13 +150,19 @@ mod tests {
     }
 
     /// A copy counts as wasted only if the peer held the block for `CLEAR_MS` or more (or
-    /// does not say); arrival times are kept for the latest `ARRIVALS_KEPT` blocks only.
+    /// does not say) and the trip was not a long one; arrival times are kept for the latest
+    /// `ARRIVALS_KEPT` blocks only.
     #[test]
     fn a_copy_that_crossed_another_is_not_wasted() {
-        assert!(wasted(true, None));
-        assert!(wasted(true, Some(CLEAR_MS)));
-        assert!(!wasted(true, Some(CLEAR_MS - 1)));
-        assert!(!wasted(false, None));
+        assert!(wasted(true, None, 60));
+        assert!(wasted(true, Some(CLEAR_MS), 60));
+        assert!(!wasted(true, Some(CLEAR_MS - 1), 60));
+        assert!(!wasted(false, None, 60));
+        assert!(wasted(true, Some(500), LONG_TRIP_MS));
+        assert!(
+            !wasted(true, Some(500), LONG_TRIP_MS + 1),
+            "a satellite hop"
+        );
         let mut a = Arrivals::default();
         let id = |i: u32| {
             let mut b = [0; 32];

@@ -218,9 +218,10 @@ fn block_request(
 
 /// Sends a block to `peer`, logs what went wrong, if anything (a 409, unknown parent, is
 /// the peer's to mend by pulling), and says whether the peer already held it and whether
-/// the copy was wasted: held for long enough ([`crate::fanout::wasted`]). `None`: no usable
-/// answer; a node from before [`crate::wire::RESULT_HEADER`] counts as lacking it.
+/// the copy was wasted ([`crate::fanout::wasted`]). `None`: no usable answer; a node from
+/// before [`crate::wire::RESULT_HEADER`] counts as lacking it.
 async fn post_block(req: reqwest::RequestBuilder, peer: &str) -> Option<(bool, bool)> {
+    let sent = std::time::Instant::now();
     match req.send().await {
         Ok(r) if r.status().is_success() => {
             let h = r.headers();
@@ -231,7 +232,8 @@ async fn post_block(req: reqwest::RequestBuilder, peer: &str) -> Option<(bool, b
                 .get(crate::wire::HELD_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            Some((known, crate::fanout::wasted(known, held_ms)))
+            let trip = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+            Some((known, crate::fanout::wasted(known, held_ms, trip)))
         }
         Ok(r) if r.status().as_u16() == 409 => Some((false, false)),
         Ok(r) => {
@@ -320,10 +322,12 @@ pub fn send_block(
             };
             if announce {
                 s.metrics.sent(Sent::Id);
+                let asked = std::time::Instant::now();
                 match ask(&s.client, &peer, id, named.as_deref()).await {
                     Some(false) => {
                         s.metrics.sent(Sent::IdHeld);
-                        learn(true);
+                        let trip = u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        learn(trip <= crate::fanout::LONG_TRIP_MS);
                         return;
                     }
                     Some(true) => learn(false),

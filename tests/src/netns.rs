@@ -232,7 +232,11 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        for name in &self.names {
+        for (i, name) in self.names.iter().enumerate() {
+            // The hub's end of the pair first: deleting it removes both ends at once,
+            // while a deleted namespace takes its end away only when the kernel gets to
+            // it, so a next scenario in the same hub could find `v<i>` still there.
+            let _ = ip(&["link", "delete", &format!("v{i}")]);
             let _ = ip(&["netns", "delete", name]);
         }
     }
