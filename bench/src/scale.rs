@@ -235,7 +235,7 @@ fn print_table_bytes(dir: &Path, raw: u64, file_len: u64) -> Result<(), String> 
     let store = gridledger::store::Store::open_read_only(dir).map_err(|e| e.to_string())?;
     let tables = store.table_stats().map_err(|e| e.to_string())?;
     let ratio = |b: u64| b as f64 / raw.max(1) as f64;
-    let mut line = format!("  bytes / raw: file {:.2}", ratio(file_len));
+    let mut line = format!("  bytes / raw: files {:.2}", ratio(file_len));
     for t in &tables {
         line += &format!(
             "; {} {:.3} stored + {:.3} metadata + {:.3} fragmented",
@@ -250,10 +250,16 @@ fn print_table_bytes(dir: &Path, raw: u64, file_len: u64) -> Result<(), String> 
 }
 
 fn measure(dir: &Path, blocks: u32, per_block: u32, raw: u64) -> Result<Row, String> {
-    let file = dir.join(gridledger::store::DB_FILE);
-    let meta = std::fs::metadata(&file).map_err(|e| e.to_string())?;
+    // The database and the block file beside it: every byte at rest.
+    let (mut allocated, mut len) = (0, 0);
+    for name in [gridledger::store::DB_FILE, gridledger::blockfile::FILE] {
+        if let Ok(m) = std::fs::metadata(dir.join(name)) {
+            allocated += m.blocks() * 512;
+            len += m.len();
+        }
+    }
     let records = u64::from(blocks) * u64::from(per_block);
-    print_table_bytes(dir, raw, meta.len())?;
+    print_table_bytes(dir, raw, len)?;
     let t = Instant::now();
     let verified = Ledger::open_read_only(dir).map_err(|e| e.to_string())?;
     let verify = f64::from(blocks) / t.elapsed().as_secs_f64();
@@ -285,8 +291,8 @@ fn measure(dir: &Path, blocks: u32, per_block: u32, raw: u64) -> Result<Row, Str
     Ok(Row {
         blocks,
         records,
-        disk_alloc: (meta.blocks() * 512) as f64 / raw as f64,
-        disk_len: meta.len() as f64 / raw as f64,
+        disk_alloc: allocated as f64 / raw as f64,
+        disk_len: len as f64 / raw as f64,
         verify,
         up_s,
         rss_mb: rss / 1024.0,

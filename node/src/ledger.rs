@@ -697,10 +697,17 @@ impl Ledger {
     /// decoded and hashed back to `id`, or the corruption named at `height`.
     fn stored_block(&self, height: Height, id: &BlockId) -> Result<(Block, usize), StoreError> {
         let net = &self.net;
-        let bytes = self
-            .store
-            .block_bytes(id)?
-            .ok_or_else(|| corrupt(height, format!("block {id} is missing")))?;
+        // A damaged entry of the block file is the chain's corruption at this height (what
+        // `verify` names), like a block that does not parse or hash to its id.
+        let bytes = match self.store.block_bytes(id) {
+            Err(StoreError::BlockFile(e))
+                if !matches!(e, crate::blockfile::BlockFileError::Io { .. }) =>
+            {
+                return Err(corrupt(height, e.to_string()))
+            }
+            got => got?,
+        }
+        .ok_or_else(|| corrupt(height, format!("block {id} is missing")))?;
         let block = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records)
             .map_err(|e| corrupt(height, e.to_string()))?;
         if block.id() != *id {

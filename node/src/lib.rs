@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod blockfile;
 pub mod clock;
 pub mod config;
 pub use gridledger_chain as chain;

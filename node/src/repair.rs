@@ -167,23 +167,31 @@ pub async fn repair(
     };
     drop(ledger);
 
-    // Swap: the damaged file goes aside, the rebuilt one into place.
-    let live = dir.join(DB_FILE);
-    if live.exists() {
-        let kept = dir.join(format!("{DB_FILE}.damaged-{stamp}"));
-        std::fs::rename(&live, &kept).map_err(|source| RepairError::Swap {
-            from: live.clone(),
-            to: kept.clone(),
+    // Swap: the damaged files go aside (the database first: without it the data dir holds
+    // no chain, never a rebuilt index over a damaged block file), the rebuilt ones into
+    // place (the block file first, for the same reason).
+    for name in [DB_FILE, crate::blockfile::FILE] {
+        let live = dir.join(name);
+        if live.exists() {
+            let kept = dir.join(format!("{name}.damaged-{stamp}"));
+            std::fs::rename(&live, &kept).map_err(|source| RepairError::Swap {
+                from: live.clone(),
+                to: kept.clone(),
+                source,
+            })?;
+            if name == DB_FILE {
+                report.kept = Some(kept);
+            }
+        }
+    }
+    for name in [crate::blockfile::FILE, DB_FILE] {
+        let (rebuilt, live) = (new_dir.join(name), dir.join(name));
+        std::fs::rename(&rebuilt, &live).map_err(|source| RepairError::Swap {
+            from: rebuilt,
+            to: live,
             source,
         })?;
-        report.kept = Some(kept);
     }
-    let rebuilt = new_dir.join(DB_FILE);
-    std::fs::rename(&rebuilt, &live).map_err(|source| RepairError::Swap {
-        from: rebuilt,
-        to: live,
-        source,
-    })?;
     let _ = std::fs::remove_dir_all(&new_dir);
     Ok(report)
 }

@@ -1,8 +1,10 @@
 //! The store: an embedded ACID database (redb) under the data dir.
 //!
-//! Tables:
-//! - `blocks`: block id → block bytes, for every valid block known (side branches too, so
-//!   fork choice survives a restart);
+//! Every valid block known (side branches too, so fork choice survives a restart) is in the
+//! block file (`blocks.dat`, [`crate::blockfile`]), appended once. Tables:
+//! - `locs`: block id → where it is in the block file (offset, length);
+//! - `blocks`: block id → block bytes, only in a data dir from before the block file, until
+//!   the first writable open moves them out;
 //! - `main`: height → block id, the main chain;
 //! - `records`: (relay id << 32 | minute) → height, for the main chain's records;
 //! - `side`: block id → height, for every stored block off the main chain, so that a start
@@ -11,9 +13,11 @@
 //! - `disputes`: packed record key → an open dispute (the chain's record differs from this
 //!   node's own read), so that a restart does not forget it. Not part of the chain.
 //!
-//! A block, its main-chain rows and its index rows are written in one transaction, durable
-//! when `commit` returns (redb's `Durability::Immediate`): a block counts as stored only
-//! then, and a crash at any moment leaves either all of it or none of it.
+//! A block's bytes are appended and synced first; then its location, main-chain rows and
+//! index rows, and the block file's new committed end (meta `blockfile-end`), are written in
+//! one transaction, durable when `commit` returns (redb's `Durability::Immediate`): a block
+//! counts as stored only then, and a crash at any moment leaves either all of it or none of
+//! it (bytes appended but never indexed are cut off at the next open).
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +29,7 @@ use redb::{
 use crate::chain::{Block, BlockId, BlockTree, Change, Height};
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+const LOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("locs");
 const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
 const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -34,6 +39,10 @@ const SIDE: TableDefinition<&[u8], u32> = TableDefinition::new("side");
 const VERIFIED: &str = "verified";
 /// The `META` key of the record keys below the tree's window ([`Store::deep_keys`]).
 const DEEP: &str = "deep";
+/// The `META` key of the block file's committed end (u64, little-endian).
+const BLOCKFILE_END: &str = "blockfile-end";
+/// Blocks moved from an old data dir's `blocks` table to the block file per transaction.
+const MIGRATE_BATCH: usize = 10_000;
 
 /// redb's page cache. Its default is 1 GiB, which a node fills while it re-verifies the
 /// chain at start and then keeps: with a million records that alone broke the 200 MB
@@ -96,6 +105,9 @@ pub enum StoreError {
     /// does not check for.
     #[error("the database file is damaged: the storage engine failed ({0})")]
     EnginePanic(String),
+    /// The block file failed or is damaged.
+    #[error(transparent)]
+    BlockFile(#[from] crate::blockfile::BlockFileError),
 }
 
 impl StoreError {
@@ -106,6 +118,7 @@ impl StoreError {
     pub fn is_corruption(&self) -> bool {
         match self {
             StoreError::Corrupt { .. } | StoreError::EnginePanic(_) => true,
+            StoreError::BlockFile(e) => !matches!(e, crate::blockfile::BlockFileError::Io { .. }),
             StoreError::Db { source, .. } => match source.as_ref() {
                 redb::Error::Io(e) => matches!(
                     e.kind(),
@@ -149,7 +162,7 @@ impl Db {
 
 /// The tables a commit writes, open for one write transaction.
 struct Tables<'t> {
-    blocks: redb::Table<'t, &'static [u8], &'static [u8]>,
+    locs: redb::Table<'t, &'static [u8], &'static [u8]>,
     main: redb::Table<'t, u32, &'static [u8]>,
     records: redb::Table<'t, u64, u32>,
     side: redb::Table<'t, &'static [u8], u32>,
@@ -172,6 +185,8 @@ pub struct TableBytes {
 pub struct Store {
     db: Db,
     path: PathBuf,
+    /// The block file; `None` only for a read-only open of a data dir from before it.
+    file: Option<crate::blockfile::BlockFile>,
     /// A scratch copy of the file that this store reads instead of the original (a read-only
     /// open of a file that was not closed cleanly); removed on drop.
     scratch: Option<PathBuf>,
@@ -223,6 +238,10 @@ impl Store {
     /// Opens the store in `dir`, creating dir and database if `create` is set. A new store
     /// is stamped with the network `(name, bits)`; an existing one must carry the same stamp.
     pub fn open(dir: &Path, name: &str, bits: u8, create: bool) -> Result<Self, StoreError> {
+        Self::open_db(dir, name, bits, create)?.with_file(dir)
+    }
+
+    fn open_db(dir: &Path, name: &str, bits: u8, create: bool) -> Result<Self, StoreError> {
         let path = dir.join(DB_FILE);
         if !path.exists() && !create {
             return Err(StoreError::NoChain(dir.to_owned()));
@@ -239,6 +258,7 @@ impl Store {
             db: Db::Write(db),
             path,
             scratch: None,
+            file: None,
         };
         let tag = network_tag(name, bits);
         let found = store.network()?;
@@ -260,7 +280,7 @@ impl Store {
                     meta.insert("network", tag.as_slice())
                         .map_err(|e| store.err(e))?;
                     // Create the other tables so that readers find them.
-                    txn.open_table(BLOCKS).map_err(|e| store.err(e))?;
+                    txn.open_table(LOCS).map_err(|e| store.err(e))?;
                     txn.open_table(MAIN).map_err(|e| store.err(e))?;
                     txn.open_table(RECORDS).map_err(|e| store.err(e))?;
                     txn.open_table(SIDE).map_err(|e| store.err(e))?;
@@ -274,6 +294,10 @@ impl Store {
     /// Opens the existing store in `dir` for writing, whatever network it was stamped with
     /// (see [`Store::network`]).
     pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_existing_db(dir)?.with_file(dir)
+    }
+
+    fn open_existing_db(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(DB_FILE);
         if !path.exists() {
             return Err(StoreError::NoChain(dir.to_owned()));
@@ -286,6 +310,7 @@ impl Store {
             db: Db::Write(db),
             path,
             scratch: None,
+            file: None,
         })
     }
 
@@ -294,6 +319,10 @@ impl Store {
     /// redb's repair before it can be read; that repair runs on a scratch copy in the
     /// system's temporary directory, removed when the store is dropped.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_read_only_db(dir)?.with_file(dir)
+    }
+
+    fn open_read_only_db(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(DB_FILE);
         if !path.exists() {
             return Err(StoreError::NoChain(dir.to_owned()));
@@ -306,9 +335,96 @@ impl Store {
                 db: Db::Read(db),
                 path,
                 scratch: None,
+                file: None,
             }),
             Err(redb::DatabaseError::RepairAborted) => Self::open_scratch_copy(dir, &path),
             Err(e) => Err(db_error(&path, dir, e)),
+        }
+    }
+
+    /// Opens the block file beside the database (creating it in a writable store) and, in a
+    /// writable store from before it, moves the blocks there ([`Store::migrate`]). A
+    /// read-only open of a data dir from before the block file reads the old table.
+    fn with_file(mut self, dir: &Path) -> Result<Self, StoreError> {
+        use crate::blockfile::{BlockFile, BlockFileError};
+        let committed = self
+            .meta(BLOCKFILE_END)?
+            .and_then(|v| crate::blockfile::Committed::from_bytes(&v));
+        let exists = dir.join(crate::blockfile::FILE).exists();
+        if !self.writable() {
+            if exists {
+                self.file = Some(BlockFile::open(dir, committed, false, false)?);
+            } else if committed.is_some() {
+                return Err(BlockFileError::Truncated {
+                    path: dir.join(crate::blockfile::FILE),
+                    len: 0,
+                    committed: committed.map_or(0, |c| c.end),
+                }
+                .into());
+            }
+            return Ok(self);
+        }
+        self.file = Some(BlockFile::open(dir, committed, true, true)?);
+        if self.migrate()? {
+            // The old table's pages are free now; give them back to the file system.
+            if let Db::Write(db) = &mut self.db {
+                db.compact().map_err(|e| StoreError::Db {
+                    path: self.path.clone(),
+                    source: Box::new(e.into()),
+                })?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Moves every block of an old data dir's `blocks` table into the block file,
+    /// [`MIGRATE_BATCH`] per transaction (appended and synced, then indexed and removed from
+    /// the table in one transaction: a crash in between leaves them in the table, and the
+    /// appended copies are cut off at the next open). True if it moved any.
+    fn migrate(&self) -> Result<bool, StoreError> {
+        let (Db::Write(db), Some(file)) = (&self.db, &self.file) else {
+            return Ok(false);
+        };
+        let mut moved = false;
+        loop {
+            let batch: Vec<(Vec<u8>, Vec<u8>)> = {
+                let txn = db.begin_read().map_err(|e| self.err(e))?;
+                let blocks = match txn.open_table(BLOCKS) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(moved),
+                    Err(e) => return Err(self.err(e)),
+                };
+                let mut batch = Vec::new();
+                for row in blocks.iter().map_err(|e| self.err(e))?.take(MIGRATE_BATCH) {
+                    let (id, bytes) = row.map_err(|e| self.err(e))?;
+                    batch.push((id.value().to_vec(), bytes.value().to_vec()));
+                }
+                batch
+            };
+            if batch.is_empty() {
+                return Ok(moved);
+            }
+            if !moved {
+                tracing::info!("moving the blocks into {}", crate::blockfile::FILE);
+            }
+            let refs: Vec<&[u8]> = batch.iter().map(|(_, b)| b.as_slice()).collect();
+            let txn = self.begin_write()?;
+            let (locs, end) = file.append(&refs)?;
+            {
+                let mut l = txn.open_table(LOCS).map_err(|e| self.err(e))?;
+                let mut b = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                for ((id, _), loc) in batch.iter().zip(&locs) {
+                    l.insert(id.as_slice(), loc.to_bytes().as_slice())
+                        .map_err(|e| self.err(e))?;
+                    b.remove(id.as_slice()).map_err(|e| self.err(e))?;
+                }
+                meta.insert(BLOCKFILE_END, end.to_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            txn.commit().map_err(|e| self.err(e))?;
+            file.committed(end);
+            moved = true;
         }
     }
 
@@ -340,6 +456,7 @@ impl Store {
                 db: Db::Write(db),
                 path: path.to_owned(),
                 scratch: Some(scratch),
+                file: None,
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
@@ -377,12 +494,21 @@ impl Store {
             metadata: s.metadata_bytes(),
             fragmented: s.fragmented_bytes(),
         };
-        let blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let locs = txn.open_table(LOCS).map_err(|e| self.err(e))?;
         let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
         let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let side = txn.open_table(SIDE).map_err(|e| self.err(e))?;
+        let file = self
+            .file
+            .as_ref()
+            .map_or(0, crate::blockfile::BlockFile::committed_end);
         Ok(vec![
-            of("blocks", blocks.stats().map_err(|e| self.err(e))?),
+            TableBytes {
+                table: crate::blockfile::FILE,
+                stored: file,
+                ..TableBytes::default()
+            },
+            of("locs", locs.stats().map_err(|e| self.err(e))?),
             of("main", main.stats().map_err(|e| self.err(e))?),
             of("records", records.stats().map_err(|e| self.err(e))?),
             of("side", side.stats().map_err(|e| self.err(e))?),
@@ -599,12 +725,19 @@ impl Store {
     /// Every stored block id.
     pub fn all_ids(&self) -> Result<Vec<BlockId>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for row in blocks.iter().map_err(|e| self.err(e))? {
-            let (id, _) = row.map_err(|e| self.err(e))?;
-            if let Ok(id) = <[u8; 32]>::try_from(id.value()) {
-                out.push(BlockId(id));
+        // The block file's index, and an old data dir's table (read-only opens keep it).
+        for def in [LOCS, BLOCKS] {
+            let table = match txn.open_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(self.err(e)),
+            };
+            for row in table.iter().map_err(|e| self.err(e))? {
+                let (id, _) = row.map_err(|e| self.err(e))?;
+                if let Ok(id) = <[u8; 32]>::try_from(id.value()) {
+                    out.push(BlockId(id));
+                }
             }
         }
         Ok(out)
@@ -612,8 +745,36 @@ impl Store {
 
     /// The bytes of a stored block.
     pub fn block_bytes(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StoreError> {
+        use crate::blockfile::{BlockFileError, Location};
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let at = match txn.open_table(LOCS) {
+            Ok(locs) => locs
+                .get(id.0.as_slice())
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(self.err(e)),
+        };
+        if let Some(at) = at {
+            let damaged = |why| BlockFileError::Damaged {
+                path: self.path.with_file_name(crate::blockfile::FILE),
+                offset: 0,
+                why,
+            };
+            let loc = Location::from_bytes(&at)
+                .ok_or_else(|| damaged("its index row is not a location"))?;
+            let file = self
+                .file
+                .as_ref()
+                .ok_or_else(|| damaged("the block file is missing"))?;
+            return Ok(Some(file.read(loc)?));
+        }
+        // A data dir from before the block file, open read-only.
+        let blocks = match txn.open_table(BLOCKS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
         let got = blocks.get(id.0.as_slice()).map_err(|e| self.err(e))?;
         Ok(got.map(|v| v.value().to_vec()))
     }
@@ -669,16 +830,25 @@ impl Store {
         tree: &BlockTree,
     ) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
+        // The bytes first, synced, then the transaction that indexes them (module doc).
+        let file = self.file.as_ref().ok_or(StoreError::ReadOnly)?;
+        let bytes: Vec<Vec<u8>> = items.iter().map(|(b, _, _)| b.to_bytes()).collect();
+        let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+        let (locs, end) = file.append(&refs)?;
         {
             // Opened once per transaction, not once per block: a sync commits 2 000 blocks
             // at a time.
             let mut tables = Tables {
-                blocks: txn.open_table(BLOCKS).map_err(|e| self.err(e))?,
+                locs: txn.open_table(LOCS).map_err(|e| self.err(e))?,
                 main: txn.open_table(MAIN).map_err(|e| self.err(e))?,
                 records: txn.open_table(RECORDS).map_err(|e| self.err(e))?,
                 side: txn.open_table(SIDE).map_err(|e| self.err(e))?,
             };
-            for (block, id, change) in items {
+            for ((block, id, change), loc) in items.iter().zip(&locs) {
+                tables
+                    .locs
+                    .insert(id.0.as_slice(), loc.to_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
                 self.apply(&mut tables, block, id, change, tree)?;
             }
         }
@@ -690,8 +860,12 @@ impl Store {
             mark.extend_from_slice(&tree.tip().0);
             meta.insert(VERIFIED, mark.as_slice())
                 .map_err(|e| self.err(e))?;
+            meta.insert(BLOCKFILE_END, end.to_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
         }
-        txn.commit().map_err(|e| self.err(e))
+        txn.commit().map_err(|e| self.err(e))?;
+        file.committed(end);
+        Ok(())
     }
 
     /// The `META` value under `key`; `None` if absent (or the table is: an old data dir).
@@ -732,14 +906,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         {
             let Tables {
-                blocks,
                 main,
                 records,
                 side,
+                ..
             } = tables;
-            blocks
-                .insert(id.0.as_slice(), block.to_bytes().as_slice())
-                .map_err(|e| self.err(e))?;
             let add_main = |main: &mut redb::Table<u32, &[u8]>,
                             records: &mut redb::Table<u64, u32>,
                             bid: &BlockId|

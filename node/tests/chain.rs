@@ -31,22 +31,13 @@ fn stored_chain(
     blocks
 }
 
-/// Flips one byte inside a block's stored signature, in the database file itself: in every
-/// copy (redb copies pages on write; the live one is among them).
+/// Flips one byte inside a block's stored signature, in every stored copy, and reseals the
+/// block file's checksums: the block reads back with a bad signature, which only the
+/// signature check finds (a plain flip is caught by the checksum first).
 fn flip_stored_signature(dir: &std::path::Path, signature: &[u8; 64]) {
-    let file = dir.join(gridledger::store::DB_FILE);
-    let mut raw = std::fs::read(&file).expect("db file");
-    let at: Vec<usize> = raw
-        .windows(64)
-        .enumerate()
-        .filter(|(_, w)| *w == signature)
-        .map(|(i, _)| i)
-        .collect();
-    assert!(!at.is_empty(), "signature is in the file");
-    for i in at {
-        raw[i + 10] ^= 0x01;
-    }
-    std::fs::write(&file, &raw).expect("written");
+    let n = common::flip_stored(dir, signature, 10, 0x01);
+    assert!(n > 0, "signature is in the files");
+    common::reseal_block_file(dir);
 }
 
 #[test]
@@ -347,6 +338,16 @@ fn a_tampered_block_in_the_data_dir_is_named_by_height() {
         other => panic!("expected corruption at height 3, got {other:?}"),
     }
     assert!(Ledger::open_existing(dir.path()).is_ok());
+    // A byte flipped without resealing: the block file's checksum finds it at start-up
+    // too, under the mark, and names the height.
+    let n = common::flip_stored(dir.path(), &blocks[1].signature, 3, 0x04);
+    assert!(n > 0);
+    match Ledger::open_existing(dir.path()) {
+        Err(StoreError::Corrupt { height: 2, reason }) => {
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected a checksum failure at height 2, got {other:?}"),
+    }
 }
 
 /// Writes the verified mark of the data dir in `dir` by hand: `None` deletes it.
@@ -435,21 +436,9 @@ fn the_verified_mark_covers_exactly_the_verified_blocks() {
     // Under the mark, a changed record is still found.
     let dir = tempfile::tempdir().expect("tempdir");
     let blocks = stored_chain(dir.path(), 5, |m| vec![record(1, m)]);
-    let file = dir.path().join(gridledger::store::DB_FILE);
-    let mut raw = std::fs::read(&file).expect("db file");
-    // Every copy (redb copies pages on write; the live one is among them).
     let rec = &blocks[1].records[0];
-    let at: Vec<usize> = raw
-        .windows(rec.len())
-        .enumerate()
-        .filter(|(_, w)| *w == rec.as_slice())
-        .map(|(i, _)| i)
-        .collect();
-    assert!(!at.is_empty(), "record in the file");
-    for i in at {
-        raw[i + rec.len() - 1] ^= 0x01;
-    }
-    std::fs::write(&file, &raw).expect("written");
+    let n = common::flip_stored(dir.path(), rec, rec.len() - 1, 0x01);
+    assert!(n > 0, "record in the files");
     match Ledger::open_existing(dir.path()) {
         Err(StoreError::Corrupt { height: 2, .. }) => {}
         other => panic!("expected corruption at height 2, got {other:?}"),
@@ -997,4 +986,123 @@ fn a_start_takes_the_kept_keys_below_the_window_and_checks_them() {
     // `verify` does not use them, and finds the chain whole.
     let verified = Ledger::open_read_only(dir.path()).expect("verifies");
     assert_eq!(verified.summary(), summary);
+}
+
+/// Turns a data dir into one from before the block file: every block back in the database's
+/// `blocks` table, no `locs` table, no committed end, no `blocks.dat`.
+fn make_old_format(dir: &std::path::Path) {
+    use gridledger::blockfile::{BlockFile, Location};
+    use redb::{ReadableTable, TableDefinition};
+    const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+    const LOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("locs");
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("redb opens");
+    let txn = db.begin_write().expect("txn");
+    {
+        let mut meta = txn.open_table(META).expect("meta");
+        let end = meta
+            .remove("blockfile-end")
+            .expect("remove")
+            .map(|v| gridledger::blockfile::Committed::from_bytes(v.value()).expect("16 bytes"));
+        let file = BlockFile::open(dir, end, false, false).expect("block file");
+        let locs = txn.open_table(LOCS).expect("locs");
+        let mut blocks = txn.open_table(BLOCKS).expect("blocks");
+        for row in locs.iter().expect("iter") {
+            let (id, loc) = row.expect("row");
+            let loc = Location::from_bytes(loc.value()).expect("location");
+            let bytes = file.read(loc).expect("read");
+            blocks.insert(id.value(), bytes.as_slice()).expect("insert");
+        }
+    }
+    txn.delete_table(LOCS).expect("delete");
+    txn.commit().expect("commit");
+    std::fs::remove_file(dir.join(gridledger::blockfile::FILE)).expect("removed");
+}
+
+/// A data dir from before the block file: read-only opens (`verify`, `export`) read it as
+/// it is, without writing; the first writable open moves every block into `blocks.dat`,
+/// after which the chain is the same, fully verified, and new blocks go on.
+#[test]
+fn an_old_data_dir_is_read_as_it_is_and_moved_to_the_block_file_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocks = stored_chain(dir.path(), 6, |m| vec![record(1, m), record(2, m)]);
+    let before = Ledger::open_read_only(dir.path()).expect("opens").summary();
+    make_old_format(dir.path());
+    let block_file = dir.path().join(gridledger::blockfile::FILE);
+    assert!(!block_file.exists());
+
+    let old = Ledger::open_read_only(dir.path()).expect("an old dir verifies");
+    assert_eq!(old.summary(), before);
+    drop(old);
+    assert!(!block_file.exists(), "a read-only open writes nothing");
+
+    {
+        let mut ledger = Ledger::open(dir.path(), net()).expect("opens and moves");
+        assert_eq!(ledger.summary(), before);
+        let next = block_on(&blocks[5].header, &[record(1, 99)], &net(), 1);
+        ledger
+            .add(next, now_ms())
+            .expect("a new block after the move");
+    }
+    assert!(block_file.exists());
+    let after = Ledger::open_read_only(dir.path()).expect("verifies");
+    assert_eq!(after.summary().height, 7);
+    assert_eq!(after.summary().records, before.records + 1);
+    for (h, b) in blocks.iter().enumerate() {
+        let got = after
+            .block_at(h as u32 + 1)
+            .expect("reads")
+            .expect("exists");
+        assert_eq!(got.id(), b.id(), "height {}", h + 1);
+    }
+}
+
+/// Blocks appended to `blocks.dat` whose transaction never committed (a crash between the
+/// two) are cut off at the next writable open; the chain is as committed, and goes on.
+/// A block file shorter than what the index committed is damage, named.
+#[test]
+fn an_uncommitted_tail_of_the_block_file_is_cut_and_a_cut_file_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocks = stored_chain(dir.path(), 4, |m| vec![record(1, m)]);
+    let file = dir.path().join(gridledger::blockfile::FILE);
+    let committed = std::fs::metadata(&file).expect("meta").len();
+    {
+        // What a crash after the append's sync, before the commit, leaves.
+        let mut raw = std::fs::read(&file).expect("read");
+        raw.extend_from_slice(&[9, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+        std::fs::write(&file, &raw).expect("write");
+    }
+    let summary = {
+        let mut ledger = Ledger::open(dir.path(), net()).expect("opens");
+        assert_eq!(
+            std::fs::metadata(&file).expect("meta").len(),
+            committed,
+            "the tail is cut"
+        );
+        let next = block_on(&blocks[3].header, &[record(1, 50)], &net(), 1);
+        ledger.add(next, now_ms()).expect("goes on");
+        ledger.summary()
+    };
+    assert_eq!(summary.height, 5);
+    assert_eq!(
+        Ledger::open_read_only(dir.path())
+            .expect("verifies")
+            .summary(),
+        summary
+    );
+    // Cut below the committed end: damage, never silently shortened further.
+    let raw = std::fs::read(&file).expect("read");
+    std::fs::write(&file, &raw[..raw.len() - 5]).expect("write");
+    for opened in [
+        Ledger::open_read_only(dir.path()).map(|_| ()),
+        Ledger::open_existing(dir.path()).map(|_| ()),
+    ] {
+        match opened {
+            Err(StoreError::BlockFile(e)) => {
+                assert!(e.to_string().contains("was cut"), "{e}");
+            }
+            other => panic!("expected a cut block file, got {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read(&file).expect("read").len(), raw.len() - 5);
 }

@@ -1,5 +1,7 @@
 //! Crash safety with real SIGKILLs, and the CLI on a tampered data dir.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -105,17 +107,9 @@ fn verify_names_the_height_of_a_flipped_byte() {
     let ledger = Ledger::open_existing(dir.path()).expect("opens");
     let block = ledger.block_at(4).expect("reads").expect("exists");
     drop(ledger);
-    let file = dir.path().join(gridledger::store::DB_FILE);
-    let mut raw = std::fs::read(&file).expect("db file");
-    // redb writes pages copy-on-write, so stale copies may linger: flip every copy.
-    let copies: Vec<usize> = (0..raw.len() - 64)
-        .filter(|&i| raw[i..i + 64] == block.signature)
-        .collect();
-    assert!(!copies.is_empty(), "the signature is stored verbatim");
-    for at in copies {
-        raw[at] ^= 0x80;
-    }
-    std::fs::write(&file, &raw).expect("written");
+    // Every copy: redb writes pages copy-on-write, so stale ones may linger.
+    let n = common::flip_stored(dir.path(), &block.signature, 0, 0x80);
+    assert!(n > 0, "the signature is stored verbatim");
 
     let bad = Command::new(BIN)
         .arg("verify")

@@ -74,10 +74,19 @@ fn append(dir: &Path, blocks: u32) {
 fn random_byte_flips_never_crash_verify_or_export_nor_change_the_file() {
     let source = tempfile::tempdir().expect("tempdir");
     append(source.path(), 40);
-    let original = std::fs::read(source.path().join(DB_FILE)).expect("db");
-    // Where the data is: flips in the unused tail of the file test little.
-    let used: Vec<usize> = (0..original.len()).filter(|&i| original[i] != 0).collect();
-    assert!(!used.is_empty());
+    // Both files of the data dir; each flip goes into one of them (the database's indexes
+    // and structures, or the block file's entries).
+    let files = [DB_FILE, gridledger::blockfile::FILE];
+    let originals: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(source.path().join(f)).expect("data dir file"))
+        .collect();
+    // Where the data is: flips in the unused tail of the database test little.
+    let used: Vec<Vec<usize>> = originals
+        .iter()
+        .map(|o| (0..o.len()).filter(|&i| o[i] != 0).collect())
+        .collect();
+    assert!(used.iter().all(|u| !u.is_empty()));
 
     // GRIDLEDGER_FLIP_SEED tries another set of flips.
     let seed = std::env::var("GRIDLEDGER_FLIP_SEED")
@@ -86,22 +95,28 @@ fn random_byte_flips_never_crash_verify_or_export_nor_change_the_file() {
         .unwrap_or(0x6772_6964_6c65_6467u64)
         | 1;
     eprintln!(
-        "flip test seed {seed:#x}, file {} bytes, {} non-zero",
-        original.len(),
-        used.len()
+        "flip test seed {seed:#x}, files {} and {} bytes, {} and {} non-zero",
+        originals[0].len(),
+        originals[1].len(),
+        used[0].len(),
+        used[1].len()
     );
     let flips = 500usize;
     let deadline = Instant::now() + Duration::from_secs(420);
-    let work: Vec<(usize, u8)> = {
+    let work: Vec<(usize, usize, u8)> = {
         let mut rng = Rng(seed);
         (0..flips)
             .map(|n| {
-                let at = if n % 4 == 0 {
-                    (rng.next() % original.len() as u64) as usize
+                // Three in four flips in the database (its structures are the harder
+                // input), one in four in the block file.
+                let which = usize::from(n % 4 == 3);
+                let (o, u) = (&originals[which], &used[which]);
+                let at = if n % 8 == 0 {
+                    (rng.next() % o.len() as u64) as usize
                 } else {
-                    used[(rng.next() % used.len() as u64) as usize]
+                    u[(rng.next() % u.len() as u64) as usize]
                 };
-                (at, 1u8 << (rng.next() % 8))
+                (which, at, 1u8 << (rng.next() % 8))
             })
             .collect()
     };
@@ -109,18 +124,23 @@ fn random_byte_flips_never_crash_verify_or_export_nor_change_the_file() {
     let results: Vec<Vec<Run>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|w| {
-                let (work, original) = (&work, &original);
+                let (work, originals, files) = (&work, &originals, &files);
                 s.spawn(move || {
                     let mut out = Vec::new();
-                    for (n, (at, bit)) in work.iter().enumerate().filter(|(n, _)| n % 2 == w) {
+                    for (n, (which, at, bit)) in work.iter().enumerate().filter(|(n, _)| n % 2 == w)
+                    {
                         if Instant::now() > deadline {
                             break;
                         }
                         let dir = tempfile::tempdir().expect("tempdir");
-                        let file = dir.path().join(DB_FILE);
-                        let mut bytes = original.clone();
-                        bytes[*at] ^= bit;
-                        std::fs::write(&file, &bytes).expect("write");
+                        for (i, (name, o)) in files.iter().zip(originals).enumerate() {
+                            let mut bytes = o.clone();
+                            if i == *which {
+                                bytes[*at] ^= bit;
+                            }
+                            std::fs::write(dir.path().join(name), &bytes).expect("write");
+                        }
+                        let file = dir.path().join(files[*which]);
                         let before = fingerprint(&file);
                         for cmd in ["verify", "export"] {
                             let (code, stderr) = tool(&[cmd], dir.path());
@@ -246,19 +266,11 @@ async fn repair_brings_a_damaged_node_back_to_its_peers_tip() {
         let ledger = Ledger::open_existing(dir.path()).expect("opens");
         ledger.block_at(12).expect("reads").expect("exists")
     };
-    let file = dir.path().join(DB_FILE);
-    let mut raw = std::fs::read(&file).expect("db");
-    // A record byte (its Merkle root no longer matches), which a node's start-up checks
-    // under the verified mark too (a signature there is left to `gridledger verify`).
+    // A record byte (its Merkle root no longer matches, and its block file entry's
+    // checksum), which a node's start-up checks under the verified mark too (a signature
+    // there is left to `gridledger verify`).
     let rec = damaged.records[0].clone();
-    let copies: Vec<usize> = (0..raw.len() - rec.len())
-        .filter(|&i| raw[i..i + rec.len()] == rec[..])
-        .collect();
-    assert!(!copies.is_empty());
-    for at in copies {
-        raw[at + rec.len() - 1] ^= 0x01;
-    }
-    std::fs::write(&file, &raw).expect("written");
+    assert!(common::flip_stored(dir.path(), &rec, rec.len() - 1, 0x01) > 0);
 
     // `run` refuses, exit 2, naming the height and the way out.
     let out = Command::new(BIN)
@@ -303,13 +315,13 @@ async fn repair_brings_a_damaged_node_back_to_its_peers_tip() {
     );
     assert!(stdout.contains("kept 11 blocks"), "{stdout}");
     assert!(stdout.contains("fetched 19"), "{stdout}");
-    // The damaged file is kept beside the new one.
+    // The damaged files (database and block file) are kept beside the new ones.
     let kept = std::fs::read_dir(dir.path())
         .expect("ls")
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().contains("damaged"))
         .count();
-    assert_eq!(kept, 1);
+    assert_eq!(kept, 2);
 
     let (code, stderr) = tool(&["verify"], dir.path());
     assert_eq!(code, Some(0), "{stderr}");

@@ -257,3 +257,50 @@ pub async fn serve_router(app: axum::Router) -> std::net::SocketAddr {
     });
     addr
 }
+
+/// Flips `mask` into the byte `at` bytes into every copy of `needle` in the data dir's
+/// files (the database, where redb may keep stale page copies, and the block file, where
+/// the blocks are); returns how many copies it changed.
+#[allow(dead_code)]
+pub fn flip_stored(dir: &std::path::Path, needle: &[u8], at: usize, mask: u8) -> usize {
+    let mut flipped = 0;
+    for name in [gridledger::store::DB_FILE, gridledger::blockfile::FILE] {
+        let file = dir.join(name);
+        let Ok(mut raw) = std::fs::read(&file) else {
+            continue;
+        };
+        let copies: Vec<usize> = raw
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| *w == needle)
+            .map(|(i, _)| i)
+            .collect();
+        for i in &copies {
+            raw[i + at] ^= mask;
+        }
+        if !copies.is_empty() {
+            std::fs::write(&file, &raw).expect("written");
+        }
+        flipped += copies.len();
+    }
+    flipped
+}
+
+/// Gives every entry of the data dir's block file the checksum of its bytes as they are
+/// now: after a flip, the block reads back changed (what a block stored wrong by a faulty
+/// writer would look like), so the chain's own rules, not the checksum, must find it.
+#[allow(dead_code)]
+pub fn reseal_block_file(dir: &std::path::Path) {
+    let file = dir.join(gridledger::blockfile::FILE);
+    let mut raw = std::fs::read(&file).expect("block file");
+    let mut at = gridledger::blockfile::MAGIC.len();
+    while at + 8 <= raw.len() {
+        let len = u32::from_le_bytes(raw[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let body = at + 8..at + 8 + len;
+        assert!(body.end <= raw.len(), "entry at {at} runs past the file");
+        let crc = crc32fast::hash(&raw[body.clone()]);
+        raw[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        at = body.end;
+    }
+    std::fs::write(&file, &raw).expect("written");
+}
