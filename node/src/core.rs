@@ -406,7 +406,7 @@ impl Core {
         let mut refused = None;
         let conflict = pre
             .blocks()
-            .find_map(|(i, b)| self.witness_check(b).err().map(|e| (i, e)));
+            .find_map(|(i, b, records)| self.witness_check(b, records).err().map(|e| (i, e)));
         if let Some((at, e)) = conflict {
             pre.truncate(at);
             refused = Some(e);
@@ -565,19 +565,30 @@ impl Core {
         }
     }
 
-    fn witness_check(&self, block: &Block) -> Result<(), AddError> {
+    fn witness_check(
+        &self,
+        block: &Block,
+        decoded: Option<&[MinuteRecord]>,
+    ) -> Result<(), AddError> {
+        // Nothing read yet (a node joining by sync): nothing to compare, nothing to decode.
+        if self.witness.is_empty() {
+            return Ok(());
+        }
+        let conflict = |r: &MinuteRecord| match self.witness.get(&RecordKey::of(r)) {
+            Some(seen) if seen != r => Err(AddError::WitnessConflict {
+                relay: r.relay,
+                minute: r.minute,
+            }),
+            _ => Ok(()),
+        };
+        if let Some(records) = decoded {
+            return records.iter().try_for_each(conflict);
+        }
         for bytes in &block.records {
             let Ok(r) = MinuteRecord::decode(bytes) else {
                 continue; // validation names the broken record
             };
-            if let Some(seen) = self.witness.get(&RecordKey::of(&r)) {
-                if *seen != r {
-                    return Err(AddError::WitnessConflict {
-                        relay: r.relay,
-                        minute: r.minute,
-                    });
-                }
-            }
+            conflict(&r)?;
         }
         Ok(())
     }

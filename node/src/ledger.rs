@@ -88,14 +88,18 @@ impl Incoming {
         }
     }
 
-    /// The blocks not already refused, with their positions, in order.
-    pub fn blocks(&self) -> impl Iterator<Item = (usize, &Block)> {
+    /// The blocks not already refused, with their positions, in order, and their records
+    /// if the precheck decoded them.
+    pub fn blocks(&self) -> impl Iterator<Item = (usize, &Block, Option<&[MinuteRecord]>)> {
         self.items
             .iter()
             .enumerate()
             .filter_map(|(i, (_, item))| match item {
-                Item::Unchecked(b) => Some((i, b)),
-                Item::Prechecked(r) => r.as_ref().ok().map(|c| (i, &c.block)),
+                Item::Unchecked(b) => Some((i, b, None)),
+                Item::Prechecked(r) => r
+                    .as_ref()
+                    .ok()
+                    .map(|c| (i, &c.block, Some(c.records.as_slice()))),
             })
     }
 
@@ -199,7 +203,7 @@ impl BlockReader {
         if *id == self.genesis.1 {
             return Ok(Some(self.genesis.0.clone()));
         }
-        let Some(bytes) = self.store.block_bytes(id)? else {
+        let Some(bytes) = self.block_bytes(id)? else {
             return Ok(None);
         };
         Block::from_bytes(&bytes, self.max_block_bytes, self.max_records)
@@ -208,6 +212,16 @@ impl BlockReader {
                 height: 0,
                 reason: format!("block {id}: {e}"),
             })
+    }
+
+    /// A stored block's bytes as stored (checked against their entry's length and CRC),
+    /// without decoding them: what a raw block list sends. Every stored block passed every
+    /// rule before it was stored, and the receiver checks every rule again.
+    pub fn block_bytes(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StoreError> {
+        if *id == self.genesis.1 {
+            return Ok(Some(self.genesis.0.to_bytes()));
+        }
+        self.store.block_bytes(id)
     }
 }
 

@@ -162,12 +162,18 @@ pub enum ListError {
 /// Encodes blocks as a raw list.
 #[must_use]
 pub fn encode_list<'a>(blocks: impl ExactSizeIterator<Item = &'a Block>) -> Vec<u8> {
+    let bytes: Vec<Vec<u8>> = blocks.map(Block::to_bytes).collect();
+    encode_raw_list(bytes.iter().map(Vec::as_slice))
+}
+
+/// Encodes blocks already in their byte form (as stored) as a raw list.
+#[must_use]
+pub fn encode_raw_list<'a>(blocks: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut body = Vec::new();
     put_varint(&mut body, blocks.len() as u64);
-    for b in blocks {
-        let bytes = b.to_bytes();
+    for bytes in blocks {
         put_varint(&mut body, bytes.len() as u64);
-        body.extend_from_slice(&bytes);
+        body.extend_from_slice(bytes);
     }
     body
 }

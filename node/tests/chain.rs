@@ -744,6 +744,56 @@ fn a_side_blocks_records_stay_pending() {
     assert!(!core.mempool.contains(&key), "on the main chain now");
 }
 
+/// What this node read itself is checked against every block, whichever way it comes: as
+/// gossip (records decoded for the check) and as a sync batch (records the precheck decoded
+/// already). A record that differs from the node's own read is refused on both paths and
+/// the batch stops there; the same record, or another minute, goes in.
+#[test]
+fn a_block_that_contradicts_the_nodes_own_read_is_refused_as_gossip_and_as_a_sync() {
+    use gridledger::core::{Core, Origin};
+    let net = net();
+    let g = net.genesis().header;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = Core::new(Ledger::open(dir.path(), net.clone()).expect("opens"));
+    let read = record(1, 1);
+    assert!(core.read(read.clone()), "pending");
+    // The same relay and minute, other readings (another signal seed).
+    let forged = relay_core::signal::SignalModel::new(7, relay_core::signal::Profile::Realistic)
+        .record(read.relay, read.minute, 6, read.flags);
+    assert_ne!(forged, read);
+
+    let first = block_on(&g, &[record(1, 0)], &net, 1);
+    let liar = block_on(&first.header, &[forged.clone(), record(2, 1)], &net, 2);
+    let conflict = |e: Option<&AddError>| {
+        matches!(e, Some(AddError::WitnessConflict { relay, minute })
+            if *relay == read.relay && *minute == read.minute)
+    };
+    // A sync batch: the block before the liar goes in, the liar is refused, nothing after.
+    let after = block_on(&liar.header, &[record(1, 2)], &net, 1);
+    let results = core.accept_incoming(
+        Incoming::prechecked(vec![first.clone(), liar.clone(), after], &net, 1),
+        now_ms(),
+        Origin::Peer,
+    );
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(conflict(results[1].as_ref().err()), "{results:?}");
+    assert_eq!(core.ledger.tree().tip(), first.id());
+    // As gossip: the same refusal.
+    assert!(conflict(
+        core.accept(liar, now_ms(), Origin::Peer).err().as_ref()
+    ));
+    // The true record goes in, by either path.
+    let honest = block_on(&first.header, std::slice::from_ref(&read), &net, 2);
+    let results = core.accept_incoming(
+        Incoming::prechecked(vec![honest.clone()], &net, 1),
+        now_ms(),
+        Origin::Peer,
+    );
+    assert!(matches!(results.as_slice(), [Ok(_)]), "{results:?}");
+    assert_eq!(core.ledger.tree().tip(), honest.id());
+}
+
 /// Issue 14: a branch forking below the in-memory window (the ledger keeps 12 to 24
 /// main-chain blocks here) is followed from disk: its blocks are placed, fork choice
 /// switches to it, every record of the abandoned blocks that the new chain lacks comes
