@@ -49,6 +49,9 @@ struct Args {
     /// Keep the chain here (default: a temporary dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Pause between two `/readings` queries during the sync, in ms (0: back to back).
+    #[arg(long, default_value_t = 0)]
+    query_gap_ms: u64,
     /// Internal: open this data dir as a node, report start-up and memory.
     #[arg(long, hide = true)]
     child: Option<PathBuf>,
@@ -177,7 +180,7 @@ fn percentile(v: &mut [Duration], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
 }
 
-async fn sync_and_query(dir: &Path, blocks: u32) -> Result<(f64, f64, f64), String> {
+async fn sync_and_query(dir: &Path, blocks: u32, gap: Duration) -> Result<(f64, f64, f64), String> {
     let fresh_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let key = || gridledger::keys::generate().map_err(|e| e.to_string());
     let source = start(config(dir, Vec::new()), key()?)
@@ -218,6 +221,11 @@ async fn sync_and_query(dir: &Path, blocks: u32) -> Result<(f64, f64, f64), Stri
             }
         }
         i += 1;
+        // With a gap, the end of the sync is still seen within 5 ms.
+        let next = t + gap;
+        while Instant::now() < next && height(&fresh) < blocks {
+            tokio::time::sleep(Duration::from_millis(5).min(gap)).await;
+        }
     }
     let secs = began.elapsed().as_secs_f64();
     fresh.stop().await;
@@ -249,7 +257,13 @@ fn print_table_bytes(dir: &Path, raw: u64, file_len: u64) -> Result<(), String> 
     Ok(())
 }
 
-fn measure(dir: &Path, blocks: u32, per_block: u32, raw: u64) -> Result<Row, String> {
+fn measure(
+    dir: &Path,
+    blocks: u32,
+    per_block: u32,
+    raw: u64,
+    gap: Duration,
+) -> Result<Row, String> {
     // The database and the block file beside it: every byte at rest.
     let (mut allocated, mut len) = (0, 0);
     for name in [gridledger::store::DB_FILE, gridledger::blockfile::FILE] {
@@ -287,7 +301,7 @@ fn measure(dir: &Path, blocks: u32, per_block: u32, raw: u64) -> Result<Row, Str
         return Err(format!("unreadable child report: {said}"));
     };
     let rt = gridledger_bench::runtime("scale").ok_or("no runtime")?;
-    let (sync, day_p50, day_p99) = rt.block_on(sync_and_query(dir, blocks))?;
+    let (sync, day_p50, day_p99) = rt.block_on(sync_and_query(dir, blocks, gap))?;
     Ok(Row {
         blocks,
         records,
@@ -355,7 +369,13 @@ fn run(args: &Args) -> Result<(), String> {
     let mut rows = Vec::new();
     for &size in &args.sizes {
         raw += build_to(&dir, size, per_block)?;
-        let row = measure(&dir, size, per_block, raw)?;
+        let row = measure(
+            &dir,
+            size,
+            per_block,
+            raw,
+            Duration::from_millis(args.query_gap_ms),
+        )?;
         rows.push(row);
         print(&rows);
     }
