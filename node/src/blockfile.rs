@@ -178,10 +178,26 @@ impl BlockFile {
             .open(&path)
             .map_err(io)?;
         let mut len = file.metadata().map_err(io)?.len();
-        if len == 0 && writable {
+        // A file shorter than its magic, holding a part of it, and nothing committed: its
+        // creation was cut short (a kill). A writer writes the magic again; a reader reads
+        // an empty file.
+        let mut head = vec![0; len.min(MAGIC.len() as u64) as usize];
+        let partial = len < MAGIC.len() as u64
+            && committed.is_none()
+            && file.read_exact_at(&mut head, 0).is_ok()
+            && MAGIC.starts_with(&head);
+        if partial && writable {
             file.write_all_at(MAGIC, 0).map_err(io)?;
             file.sync_all().map_err(io)?;
             len = MAGIC.len() as u64;
+        } else if partial {
+            return Ok(BlockFile {
+                file,
+                path,
+                end: AtomicU64::new(MAGIC.len() as u64),
+                last: AtomicU64::new(0),
+                writable,
+            });
         }
         let mut magic = [0; 8];
         if len < 8 || file.read_exact_at(&mut magic, 0).is_err() || &magic != MAGIC {

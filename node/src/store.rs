@@ -227,6 +227,22 @@ fn network_tag(name: &str, bits: u8) -> Vec<u8> {
     tag
 }
 
+/// Writes the network stamp and creates every table (so that readers find them), in one
+/// transaction.
+fn stamp(db: &redb::Database, tag: &[u8]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert("network", tag)?;
+        txn.open_table(LOCS)?;
+        txn.open_table(MAIN)?;
+        txn.open_table(RECORDS)?;
+        txn.open_table(SIDE)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 impl Store {
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Db {
@@ -250,6 +266,10 @@ impl Store {
             path: dir.to_owned(),
             source,
         })?;
+        let tag = network_tag(name, bits);
+        if !path.exists() {
+            Self::create_stamped(dir, &path, &tag)?;
+        }
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
@@ -260,7 +280,6 @@ impl Store {
             scratch: None,
             file: None,
         };
-        let tag = network_tag(name, bits);
         let found = store.network()?;
         match found {
             Some((found_name, found_bits)) if network_tag(&found_name, found_bits) != tag => {
@@ -274,21 +293,43 @@ impl Store {
                 let Db::Write(db) = &store.db else {
                     return Err(StoreError::ReadOnly);
                 };
-                let txn = db.begin_write().map_err(|e| store.err(e))?;
-                {
-                    let mut meta = txn.open_table(META).map_err(|e| store.err(e))?;
-                    meta.insert("network", tag.as_slice())
-                        .map_err(|e| store.err(e))?;
-                    // Create the other tables so that readers find them.
-                    txn.open_table(LOCS).map_err(|e| store.err(e))?;
-                    txn.open_table(MAIN).map_err(|e| store.err(e))?;
-                    txn.open_table(RECORDS).map_err(|e| store.err(e))?;
-                    txn.open_table(SIDE).map_err(|e| store.err(e))?;
-                }
-                txn.commit().map_err(|e| store.err(e))?;
+                // A database without a stamp (one whose creation an older version left
+                // unfinished): stamped now.
+                stamp(db, &tag).map_err(|e| store.err(e))?;
                 Ok(store)
             }
         }
+    }
+
+    /// Creates the database at `path` stamped and with its tables, under another name
+    /// first and renamed when complete: a node killed while creating its data dir leaves
+    /// either no database or a whole one, never a file that is not a database yet or one
+    /// without its network stamp (which every later open would refuse as damage).
+    fn create_stamped(dir: &Path, path: &Path, tag: &[u8]) -> Result<(), StoreError> {
+        let fresh = path.with_extension("redb.new");
+        let io = |source| StoreError::Dir {
+            path: dir.to_owned(),
+            source,
+        };
+        match std::fs::remove_file(&fresh) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        {
+            let db = redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(&fresh)
+                .map_err(|e| db_error(&fresh, dir, e))?;
+            stamp(&db, tag).map_err(|e| StoreError::Db {
+                path: fresh.clone(),
+                source: Box::new(e),
+            })?;
+        }
+        std::fs::rename(&fresh, path).map_err(io)?;
+        // The rename itself made durable.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// Opens the existing store in `dir` for writing, whatever network it was stamped with

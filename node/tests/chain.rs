@@ -1107,6 +1107,59 @@ fn an_old_data_dir_is_read_as_it_is_and_moved_to_the_block_file_on_open() {
     }
 }
 
+/// A node killed while it creates its data dir leaves nothing a later open refuses: the
+/// database is made under another name and renamed when stamped (a leftover of that is
+/// ignored, then replaced), and a block file cut short before its magic is empty.
+#[test]
+fn a_data_dir_whose_creation_was_cut_short_opens() {
+    use gridledger::{blockfile, store};
+    let net = net();
+    // Killed while the database was being made: only the unfinished file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(format!("{}.new", store::DB_FILE)), b"red").expect("write");
+    assert!(matches!(
+        Ledger::open_read_only(dir.path()),
+        Err(StoreError::NoChain(_))
+    ));
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("a new data dir");
+    let b = block_on(&net.genesis().header, &[record(1, 0)], &net, 1);
+    ledger.add(b.clone(), now_ms()).expect("valid");
+    drop(ledger);
+    assert!(!dir.path().join(format!("{}.new", store::DB_FILE)).exists());
+    assert_eq!(
+        Ledger::open_read_only(dir.path())
+            .expect("verifies")
+            .tree()
+            .tip(),
+        b.id()
+    );
+
+    // Killed after the database, before the block file's magic was written.
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(Ledger::open(dir.path(), net.clone()).expect("a new data dir"));
+    for cut in [0usize, 3] {
+        let magic = std::fs::read(dir.path().join(blockfile::FILE)).expect("block file");
+        std::fs::write(dir.path().join(blockfile::FILE), &magic[..cut]).expect("cut");
+        let read = Ledger::open_read_only(dir.path()).expect("an empty chain reads");
+        assert_eq!(read.tree().height(), 0);
+        drop(read);
+        let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens for writing");
+        assert_eq!(ledger.tree().height(), 0);
+        if cut == 3 {
+            ledger.add(b.clone(), now_ms()).expect("valid");
+        }
+    }
+    let ledger = Ledger::open_read_only(dir.path()).expect("verifies");
+    assert_eq!(ledger.tree().tip(), b.id());
+    // Bytes that are no part of the magic stay a refusal: that is not a block file.
+    drop(ledger);
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(Ledger::open(dir.path(), net.clone()).expect("a new data dir"));
+    std::fs::write(dir.path().join(blockfile::FILE), b"abc").expect("write");
+    assert!(Ledger::open_read_only(dir.path()).is_err());
+    assert!(Ledger::open(dir.path(), net).is_err());
+}
+
 /// Blocks appended to `blocks.dat` whose transaction never committed (a crash between the
 /// two) are cut off at the next writable open; the chain is as committed, and goes on.
 /// A block file shorter than what the index committed is damage, named.
