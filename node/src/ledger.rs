@@ -214,6 +214,38 @@ impl BlockReader {
             })
     }
 
+    /// Stored blocks, in the order of `ids` (`None` for an unknown one), read in one store
+    /// transaction ([`Store::blocks_bytes`]).
+    pub fn blocks(&self, ids: &[BlockId]) -> Result<Vec<Option<Block>>, StoreError> {
+        self.blocks_bytes(ids)?
+            .into_iter()
+            .zip(ids)
+            .map(|(bytes, id)| {
+                bytes
+                    .map(|b| {
+                        Block::from_bytes(&b, self.max_block_bytes, self.max_records).map_err(|e| {
+                            StoreError::Corrupt {
+                                height: 0,
+                                reason: format!("block {id}: {e}"),
+                            }
+                        })
+                    })
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// [`Self::block_bytes`] for several blocks, in one store transaction.
+    pub fn blocks_bytes(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = self.store.blocks_bytes(ids)?;
+        for (got, id) in out.iter_mut().zip(ids) {
+            if *id == self.genesis.1 {
+                *got = Some(self.genesis.0.to_bytes());
+            }
+        }
+        Ok(out)
+    }
+
     /// A stored block's bytes as stored (checked against their entry's length and CRC),
     /// without decoding them: what a raw block list sends. Every stored block passed every
     /// rule before it was stored, and the receiver checks every rule again.

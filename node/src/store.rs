@@ -786,38 +786,58 @@ impl Store {
 
     /// The bytes of a stored block.
     pub fn block_bytes(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.blocks_bytes(std::slice::from_ref(id))?.pop().flatten())
+    }
+
+    /// The bytes of stored blocks, in the order of `ids` (`None` for an unknown one), in
+    /// one read transaction: a day's readings or a sync's batch reads a thousand blocks or
+    /// more, and a transaction and a table opened per block cost more than the lookups.
+    pub fn blocks_bytes(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         use crate::blockfile::{BlockFileError, Location};
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let at = match txn.open_table(LOCS) {
-            Ok(locs) => locs
-                .get(id.0.as_slice())
-                .map_err(|e| self.err(e))?
-                .map(|v| v.value().to_vec()),
+        let damaged = |why| BlockFileError::Damaged {
+            path: self.path.with_file_name(crate::blockfile::FILE),
+            offset: 0,
+            why,
+        };
+        let locs = match txn.open_table(LOCS) {
+            Ok(locs) => Some(locs),
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(self.err(e)),
         };
-        if let Some(at) = at {
-            let damaged = |why| BlockFileError::Damaged {
-                path: self.path.with_file_name(crate::blockfile::FILE),
-                offset: 0,
-                why,
+        // A data dir from before the block file, open read-only: its blocks table.
+        let mut legacy = None;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(locs) = &locs {
+                if let Some(at) = locs.get(id.0.as_slice()).map_err(|e| self.err(e))? {
+                    let loc = Location::from_bytes(at.value())
+                        .ok_or_else(|| damaged("its index row is not a location"))?;
+                    let file = self
+                        .file
+                        .as_ref()
+                        .ok_or_else(|| damaged("the block file is missing"))?;
+                    out.push(Some(file.read(loc)?));
+                    continue;
+                }
+            }
+            if legacy.is_none() {
+                legacy = match txn.open_table(BLOCKS) {
+                    Ok(t) => Some(Some(t)),
+                    Err(redb::TableError::TableDoesNotExist(_)) => Some(None),
+                    Err(e) => return Err(self.err(e)),
+                };
+            }
+            let got = match legacy.as_ref().and_then(Option::as_ref) {
+                Some(blocks) => blocks
+                    .get(id.0.as_slice())
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value().to_vec()),
+                None => None,
             };
-            let loc = Location::from_bytes(&at)
-                .ok_or_else(|| damaged("its index row is not a location"))?;
-            let file = self
-                .file
-                .as_ref()
-                .ok_or_else(|| damaged("the block file is missing"))?;
-            return Ok(Some(file.read(loc)?));
+            out.push(got);
         }
-        // A data dir from before the block file, open read-only.
-        let blocks = match txn.open_table(BLOCKS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.err(e)),
-        };
-        let got = blocks.get(id.0.as_slice()).map_err(|e| self.err(e))?;
-        Ok(got.map(|v| v.value().to_vec()))
+        Ok(out)
     }
 
     /// Calls `f` on every row of the record index, `(packed key, height)`, in key order;

@@ -95,6 +95,9 @@ pub(super) struct Range {
     limit: Option<u32>,
 }
 
+/// Blocks read per store transaction for a raw list: a few hundred KB at most.
+const RAW_RUN: usize = 128;
+
 pub(super) async fn blocks(
     State(shared): State<Shared>,
     Query(range): Query<Range>,
@@ -116,19 +119,24 @@ pub(super) async fn blocks(
         let mut found = Vec::with_capacity(ids.len());
         let mut stored = Vec::with_capacity(if raw { ids.len() } else { 0 });
         let mut bytes = 0usize;
+        if raw {
+            // In runs, each in one store transaction, stopping at the byte cap.
+            'runs: for run in ids.chunks(RAW_RUN) {
+                let run: Vec<crate::chain::BlockId> = run.iter().map(|(_, id)| *id).collect();
+                for b in reader.blocks_bytes(&run)? {
+                    let Some(b) = b else { break 'runs };
+                    bytes += b.len();
+                    stored.push(b);
+                    if bytes >= MAX_LIST_BYTES {
+                        break 'runs;
+                    }
+                }
+            }
+            return Ok((found, stored));
+        }
         for (h, id) in ids {
             if bytes >= MAX_LIST_BYTES {
                 break;
-            }
-            if raw {
-                match reader.block_bytes(&id)? {
-                    Some(b) => {
-                        bytes += b.len();
-                        stored.push(b);
-                    }
-                    None => break,
-                }
-                continue;
             }
             match reader.block(&id)? {
                 Some(b) => {

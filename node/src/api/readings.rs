@@ -250,24 +250,29 @@ fn read_planned(
         rows.sort_unstable_by_key(|r| r.0);
     }
     let mut found: Vec<Found> = Vec::with_capacity(rows.len());
-    let mut last: Option<crate::chain::Block> = None;
-    for (m, h, id) in rows {
-        let disputed = plan.disputed.binary_search(&m).is_ok();
-        if last.as_ref().is_none_or(|b| b.id() != id) {
-            last = reader.block(&id)?;
-        }
-        let Some(block) = &last else { continue };
-        if let Some(r) = block
-            .records
-            .iter()
-            .filter_map(|b| MinuteRecord::decode(b).ok())
-            .find(|r| r.relay.0 == relay && r.minute.0 == m)
-        {
-            found.push((h, id.to_hex(), r, disputed));
+    // The blocks in runs of a few hundred, each run in one store transaction.
+    for run in rows.chunks(READ_RUN) {
+        let ids: Vec<crate::chain::BlockId> = run.iter().map(|r| r.2).collect();
+        let blocks = reader.blocks(&ids)?;
+        for (&(m, h, id), block) in run.iter().zip(&blocks) {
+            let Some(block) = block else { continue };
+            let disputed = plan.disputed.binary_search(&m).is_ok();
+            if let Some(r) = block
+                .records
+                .iter()
+                .filter_map(|b| MinuteRecord::decode(b).ok())
+                .find(|r| r.relay.0 == relay && r.minute.0 == m)
+            {
+                found.push((h, id.to_hex(), r, disputed));
+            }
         }
     }
     Ok(found)
 }
+
+/// Blocks read per store transaction by [`read_planned`]: enough to make the transaction's
+/// cost vanish, few enough to bound memory (a few hundred KB of 15-record blocks).
+const READ_RUN: usize = 256;
 
 /// The relay's records on the main chain for minutes `from..=to`, in minute order.
 async fn find(shared: &Shared, relay: u32, from: u32, to: u32) -> Result<Vec<Found>, Response> {
