@@ -110,6 +110,10 @@ pub struct Core {
     pub sync: Option<crate::wire::SyncView>,
     /// The latest reorgs since the node started, oldest first (at most [`REORGS_KEPT`]).
     pub reorgs: std::collections::VecDeque<Reorg>,
+    /// Until the node has caught up with its peers after it started: the peers whose
+    /// first pull has not ended yet. `None` once one pull succeeded or every peer's first
+    /// one ended (see [`Core::catching_up`]).
+    pub first_pulls: Option<std::collections::HashSet<String>>,
     witness: BTreeMap<RecordKey, MinuteRecord>,
     disputes: BTreeMap<RecordKey, Dispute>,
 }
@@ -151,6 +155,10 @@ impl Dispute {
 
 /// A record on the main chain: its block's height and id, and the record.
 type OnChain = (crate::chain::Height, crate::chain::BlockId, MinuteRecord);
+
+/// The longest a started node's miner waits for its first pulls ([`Core::catching_up`]):
+/// a peer that holds a pull open (a black hole, a slow link) does not stop it mining.
+pub const CATCH_UP_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The core, shared between the API, the poller and the miner.
 pub type Shared = Arc<Mutex<Core>>;
@@ -213,8 +221,30 @@ impl Core {
             fanout: crate::fanout::Fanout::default(),
             arrivals: crate::fanout::Arrivals::default(),
             sync: None,
+            first_pulls: None,
             witness,
             disputes,
+        }
+    }
+
+    /// A node that just started holds the chain it stopped with, which its peers may have
+    /// left behind while it was away (a restart, a crash): a block it mined on that old tip
+    /// would be stale at birth. Until one pull from a peer has succeeded (that peer's chain
+    /// is in, if it had more work) or every peer's first pull has ended, the miner waits
+    /// ([`crate::run`], at most [`CATCH_UP_MAX`]). A node without peers never waits.
+    #[must_use]
+    pub fn catching_up(&self) -> bool {
+        self.first_pulls.is_some()
+    }
+
+    /// The end of a pull from `peer`: `ok` if it succeeded (see [`Core::catching_up`]).
+    pub fn pull_ended(&mut self, peer: &str, ok: bool) {
+        let Some(left) = &mut self.first_pulls else {
+            return;
+        };
+        left.remove(peer);
+        if ok || left.is_empty() {
+            self.first_pulls = None;
         }
     }
 

@@ -751,6 +751,7 @@ pub fn sync_round(client: &PeerClient, shared: &Shared, base: Duration) {
                 Err(e) => debug!(%peer, "sync: {e}"),
             }
             let mut core = lock(&shared);
+            core.pull_ended(&peer, r.is_ok());
             if matches!(r, Err(PeerError::NoProgress(_))) {
                 core.counters.peer_lies += 1;
             }

@@ -176,6 +176,9 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         }
     }
     core.peers_file = Some(peers_file);
+    if !core.peers.is_empty() {
+        core.first_pulls = Some(core.peers.iter().cloned().collect());
+    }
     core.admin_token = config.admin_token.clone();
     let tls = crate::tls::Tls::load(config.tls.clone())?;
     core.client = crate::wire::client(Some(tls.client_config()?))
@@ -258,6 +261,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         let bits = config.network.bits;
         let slot = config.mining_slot;
         let own = key.verifying_key().to_bytes();
+        let started = std::time::Instant::now();
         tasks.push(tokio::spawn(async move {
             let mut wait = Duration::from_millis(500);
             loop {
@@ -265,6 +269,11 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                 wait = Duration::from_millis(500);
                 let job = {
                     let core = lock(&shared);
+                    if core.catching_up() && started.elapsed() < crate::core::CATCH_UP_MAX {
+                        // Not on the tip this node stopped with: on its peers' (Core::catching_up).
+                        wait = Duration::from_millis(50);
+                        continue;
+                    }
                     let tree = core.ledger.tree();
                     let now = now_ms();
                     // Oldest minutes first; a record whose minute has not closed yet (its
@@ -370,9 +379,11 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         let wanted = Arc::clone(&lock(&shared).sync_wanted);
         tasks.push(tokio::spawn(async move {
             loop {
-                let _ = tokio::time::timeout(every, wanted.notified()).await;
                 // Each peer on its own task: a slow or lying one never holds up the others.
+                // The first round at once: a node that just started catches up before it
+                // mines (Core::catching_up).
                 sync_round(&client, &shared, every);
+                let _ = tokio::time::timeout(every, wanted.notified()).await;
             }
         }));
     }

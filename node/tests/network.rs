@@ -172,6 +172,80 @@ async fn a_node_that_was_down_catches_up() {
     }
 }
 
+/// A node that starts behind its peers (a restart after they went on) catches up before
+/// it mines: every block it mines goes on its peer's chain, none on the tip it started
+/// with (a block there would be stale at birth). Here the peer holds twelve blocks and
+/// mines nothing; the starting node holds none and reads a relay at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_starts_behind_catches_up_before_it_mines() {
+    let relay = relay(1.0).await;
+    let net = Network::new("system-test", 8);
+    let (ahead_dir, behind_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut ledger =
+        gridledger::ledger::Ledger::open(ahead_dir.path(), net.clone()).expect("opens");
+    let mut parent = net.genesis().header;
+    for m in 0..12 {
+        let b = common::block_on(&parent, &[common::record(9, m)], &net, 9);
+        ledger.add(b.clone(), common::now_ms()).expect("valid");
+        parent = b.header;
+    }
+    drop(ledger);
+    let ahead_port = free_port();
+    let ahead = start(
+        config_with(ahead_port, &[], &[], &ahead_dir),
+        common::key(9),
+    )
+    .await
+    .expect("starts");
+    let behind = start(
+        config_with(free_port(), &[relay], &[ahead_port], &behind_dir),
+        common::key(1),
+    )
+    .await
+    .expect("starts");
+    let own = common::key(1).verifying_key().to_bytes();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (mined, on_main) = {
+            let core = behind.shared.lock().expect("lock");
+            let tree = core.ledger.tree();
+            let on_main = (1..=tree.height())
+                .filter_map(|h| tree.main_at(h))
+                .filter(|id| {
+                    core.ledger
+                        .block(id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|b| b.header.miner == own)
+                })
+                .count() as u64;
+            (core.counters.mined, on_main)
+        };
+        assert_eq!(
+            mined, on_main,
+            "every block the node mined is on the main chain (none on the tip it started with)"
+        );
+        if mined >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mined {mined} blocks in 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let on_peers_chain = behind
+        .shared
+        .lock()
+        .expect("lock")
+        .ledger
+        .tree()
+        .main_at(12);
+    assert_eq!(on_peers_chain, Some(parent.id()), "on the peer's chain");
+    behind.stop().await;
+    ahead.stop().await;
+}
+
 fn config_with(
     port: u16,
     relays: &[SocketAddr],
