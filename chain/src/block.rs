@@ -240,34 +240,49 @@ impl Block {
             .get(HEADER_LEN..HEADER_LEN + SIGNATURE_LEN)
             .and_then(|s| s.try_into().ok())
             .ok_or(DecodeError::Truncated("signature"))?;
-        let mut rest = &bytes[HEADER_LEN + SIGNATURE_LEN..];
-        let count = take_varint(&mut rest, "record count")?;
-        if count > u64::from(max_records) {
-            return Err(DecodeError::TooManyRecords {
-                got: count,
-                limit: max_records,
-            });
-        }
-        let mut records = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let len = take_varint(&mut rest, "record length")?;
-            let len = usize::try_from(len).map_err(|_| DecodeError::Truncated("record"))?;
-            if rest.len() < len {
-                return Err(DecodeError::Truncated("record"));
-            }
-            let (record, tail) = rest.split_at(len);
-            records.push(record.to_vec());
-            rest = tail;
-        }
-        if !rest.is_empty() {
-            return Err(DecodeError::TrailingBytes(rest.len()));
-        }
+        let records = split_records(&bytes[HEADER_LEN + SIGNATURE_LEN..], max_records)?;
         Ok(Block {
             header: Header::from_bytes(header),
             signature,
-            records,
+            records: records.into_iter().map(<[u8]>::to_vec).collect(),
         })
     }
+
+    /// The records of the block encoded in `bytes`, as slices of it (nothing copied, the
+    /// header not decoded): for a reader that wants one record of a stored block. Errors as
+    /// [`Block::from_bytes`].
+    pub fn record_slices(bytes: &[u8], max_records: u32) -> Result<Vec<&[u8]>, DecodeError> {
+        let body = bytes
+            .get(HEADER_LEN + SIGNATURE_LEN..)
+            .ok_or(DecodeError::Truncated("header"))?;
+        split_records(body, max_records)
+    }
+}
+
+/// A block body: the record count, then each record as its length and bytes.
+fn split_records(mut rest: &[u8], max_records: u32) -> Result<Vec<&[u8]>, DecodeError> {
+    let count = take_varint(&mut rest, "record count")?;
+    if count > u64::from(max_records) {
+        return Err(DecodeError::TooManyRecords {
+            got: count,
+            limit: max_records,
+        });
+    }
+    let mut records = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let len = take_varint(&mut rest, "record length")?;
+        let len = usize::try_from(len).map_err(|_| DecodeError::Truncated("record"))?;
+        if rest.len() < len {
+            return Err(DecodeError::Truncated("record"));
+        }
+        let (record, tail) = rest.split_at(len);
+        records.push(record);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(records)
 }
 
 /// Appends `v` as a minimal unsigned LEB128 varint (postcard's encoding).
@@ -345,9 +360,18 @@ mod tests {
         };
         let bytes = block.to_bytes();
         assert_eq!(Block::from_bytes(&bytes, 1 << 20, 100), Ok(block.clone()));
+        let slices = Block::record_slices(&bytes, 100).expect("a block");
+        assert_eq!(
+            slices,
+            block.records.iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
         for cut in 0..bytes.len() {
             assert!(
                 Block::from_bytes(&bytes[..cut], 1 << 20, 100).is_err(),
+                "cut at {cut}"
+            );
+            assert!(
+                Block::record_slices(&bytes[..cut], 100).is_err(),
                 "cut at {cut}"
             );
         }

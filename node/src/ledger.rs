@@ -214,25 +214,17 @@ impl BlockReader {
             })
     }
 
-    /// Stored blocks, in the order of `ids` (`None` for an unknown one), read in one store
-    /// transaction ([`Store::blocks_bytes`]).
-    pub fn blocks(&self, ids: &[BlockId]) -> Result<Vec<Option<Block>>, StoreError> {
-        self.blocks_bytes(ids)?
-            .into_iter()
-            .zip(ids)
-            .map(|(bytes, id)| {
-                bytes
-                    .map(|b| {
-                        Block::from_bytes(&b, self.max_block_bytes, self.max_records).map_err(|e| {
-                            StoreError::Corrupt {
-                                height: 0,
-                                reason: format!("block {id}: {e}"),
-                            }
-                        })
-                    })
-                    .transpose()
-            })
-            .collect()
+    /// The records of stored block `id`'s `bytes` (from [`Self::blocks_bytes`]), as
+    /// slices of them; bytes that are no block are corruption, named by the block.
+    pub fn record_slices<'a>(
+        &self,
+        id: &BlockId,
+        bytes: &'a [u8],
+    ) -> Result<Vec<&'a [u8]>, StoreError> {
+        Block::record_slices(bytes, self.max_records).map_err(|e| StoreError::Corrupt {
+            height: 0,
+            reason: format!("block {id}: {e}"),
+        })
     }
 
     /// [`Self::block_bytes`] for several blocks, in one store transaction.

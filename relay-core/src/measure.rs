@@ -419,6 +419,28 @@ impl MinuteRecord {
         postcard::to_slice(self, buf).map_err(|_| RecordError::BufferTooSmall)
     }
 
+    /// The relay and minute of the record encoded in `bytes`, from its first two fields
+    /// alone: enough to find one record among a stored block's without decoding the others.
+    #[must_use]
+    pub fn peek_key(bytes: &[u8]) -> Option<(RelayId, Minute)> {
+        postcard::take_from_bytes::<(RelayId, Minute)>(bytes)
+            .ok()
+            .map(|(key, _)| key)
+    }
+
+    /// Decodes and validates a record that was checked by [`Self::decode`] before it was
+    /// stored (a ledger's own blocks), without the canonical-form check, which encodes the
+    /// record again. Bytes from anywhere else go through [`Self::decode`].
+    pub fn decode_stored(bytes: &[u8]) -> Result<Self, RecordError> {
+        let (record, rest): (MinuteRecord, _) =
+            postcard::take_from_bytes(bytes).map_err(|_| RecordError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(RecordError::NonCanonical);
+        }
+        record.validate()?;
+        Ok(record)
+    }
+
     /// Decodes and validates a record from exactly `bytes`, accepting only the canonical
     /// encoding (what [`Self::encode`] writes).
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {

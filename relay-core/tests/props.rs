@@ -74,6 +74,14 @@ proptest! {
     }
 
     #[test]
+    fn a_stored_record_is_found_by_its_key_and_decodes_the_same(rec in record()) {
+        let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+        let bytes = rec.encode(&mut buf).expect("MAX_ENCODED_LEN suffices");
+        prop_assert_eq!(MinuteRecord::peek_key(bytes), Some((rec.relay, rec.minute)));
+        prop_assert_eq!(MinuteRecord::decode_stored(bytes), Ok(rec));
+    }
+
+    #[test]
     fn postcard_decode_never_panics_and_accepts_only_canonical(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         if let Ok(rec) = MinuteRecord::decode(&bytes) {
             let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];

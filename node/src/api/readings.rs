@@ -253,16 +253,19 @@ fn read_planned(
     // The blocks in runs of a few hundred, each run in one store transaction.
     for run in rows.chunks(READ_RUN) {
         let ids: Vec<crate::chain::BlockId> = run.iter().map(|r| r.2).collect();
-        let blocks = reader.blocks(&ids)?;
-        for (&(m, h, id), block) in run.iter().zip(&blocks) {
-            let Some(block) = block else { continue };
-            let disputed = plan.disputed.binary_search(&m).is_ok();
-            if let Some(r) = block
-                .records
-                .iter()
-                .filter_map(|b| MinuteRecord::decode(b).ok())
-                .find(|r| r.relay.0 == relay && r.minute.0 == m)
-            {
+        let blocks = reader.blocks_bytes(&ids)?;
+        for (&(m, h, id), bytes) in run.iter().zip(&blocks) {
+            let Some(bytes) = bytes else { continue };
+            // The one record wanted, found by its key and decoded alone (every stored
+            // record was decoded and checked when its block was taken).
+            let want = Some((RelayId(relay), Minute(m)));
+            let record = reader
+                .record_slices(&id, bytes)?
+                .into_iter()
+                .find(|r| MinuteRecord::peek_key(r) == want)
+                .and_then(|r| MinuteRecord::decode_stored(r).ok());
+            if let Some(r) = record {
+                let disputed = plan.disputed.binary_search(&m).is_ok();
                 found.push((h, id.to_hex(), r, disputed));
             }
         }
