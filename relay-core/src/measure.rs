@@ -444,12 +444,7 @@ impl MinuteRecord {
     /// Decodes and validates a record from exactly `bytes`, accepting only the canonical
     /// encoding (what [`Self::encode`] writes).
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
-        let (record, rest): (MinuteRecord, _) =
-            postcard::take_from_bytes(bytes).map_err(|_| RecordError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(RecordError::NonCanonical);
-        }
-        record.validate()?;
+        let record = Self::decode_stored(bytes)?;
         let mut buf = [0u8; Self::MAX_ENCODED_LEN];
         let canonical = record.encode(&mut buf)?;
         if *canonical != *bytes {
