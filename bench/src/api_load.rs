@@ -218,16 +218,7 @@ async fn main() -> Result<(), String> {
             tokio::time::sleep_until(due.into()).await;
         }
         let t = Instant::now();
-        let r = client
-            .post(format!("{base}/blocks"))
-            .header("content-type", "application/octet-stream")
-            .body(b.to_bytes())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!("a block was refused: {}", r.status()));
-        }
+        gridledger_bench::post_block(&client, &base, b).await?;
         post.push(t.elapsed());
     }
     let posting = started.elapsed();

@@ -54,3 +54,23 @@ pub fn height(node: &gridledger::run::RunningNode) -> u32 {
         .map(|c| c.ledger.tree().height())
         .unwrap_or(0)
 }
+
+/// Posts `block` raw to the node at `base` (`POST /blocks`, as a peer pushes it); an error
+/// if it is not taken.
+pub async fn post_block(
+    client: &reqwest::Client,
+    base: &str,
+    block: &gridledger_chain::Block,
+) -> Result<(), String> {
+    let r = client
+        .post(format!("{base}/blocks"))
+        .header("content-type", "application/octet-stream")
+        .body(block.to_bytes())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("a block was refused: {}", r.status()));
+    }
+    Ok(())
+}

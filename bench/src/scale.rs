@@ -288,16 +288,7 @@ async fn sync_and_query(
     for (i, b) in next.iter().enumerate() {
         let due = posting + Duration::from_secs_f64(i as f64 / f64::from(ACCEPT_RATE));
         tokio::time::sleep_until(due.into()).await;
-        let r = client
-            .post(format!("{fresh_base}/blocks"))
-            .header("content-type", "application/octet-stream")
-            .body(b.to_bytes())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!("a block was refused: {}", r.status()));
-        }
+        gridledger_bench::post_block(&client, &fresh_base, b).await?;
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut lat = reads.await.map_err(|e| e.to_string())?;

@@ -113,14 +113,12 @@ pub(super) async fn blocks(
         (ids, core.ledger.reader())
     };
     // A raw list sends the stored bytes as they are (no decoding, no encoding again: a
-    // syncing peer asks for thousands of blocks at a time, and checks every rule itself).
-    let raw = wants_raw(&headers);
-    let read = super::read_off_lock(move || {
-        let mut found = Vec::with_capacity(ids.len());
-        let mut stored = Vec::with_capacity(if raw { ids.len() } else { 0 });
-        let mut bytes = 0usize;
-        if raw {
-            // In runs, each in one store transaction, stopping at the byte cap.
+    // syncing peer asks for thousands of blocks at a time, and checks every rule itself),
+    // read in runs, each in one store transaction, up to the byte cap.
+    if wants_raw(&headers) {
+        let read = super::read_off_lock(move || {
+            let mut stored = Vec::with_capacity(ids.len());
+            let mut bytes = 0usize;
             'runs: for run in ids.chunks(RAW_RUN) {
                 let run: Vec<crate::chain::BlockId> = run.iter().map(|(_, id)| *id).collect();
                 for b in reader.blocks_bytes(&run)? {
@@ -132,8 +130,20 @@ pub(super) async fn blocks(
                     }
                 }
             }
-            return Ok((found, stored));
-        }
+            Ok(stored)
+        })
+        .await;
+        return match read {
+            Ok(stored) => {
+                let body = encode_raw_list(stored.iter().map(Vec::as_slice));
+                ([(header::CONTENT_TYPE, RAW)], body).into_response()
+            }
+            Err(answer) => answer,
+        };
+    }
+    let read = super::read_off_lock(move || {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut bytes = 0usize;
         for (h, id) in ids {
             if bytes >= MAX_LIST_BYTES {
                 break;
@@ -146,17 +156,13 @@ pub(super) async fn blocks(
                 None => break,
             }
         }
-        Ok((found, stored))
+        Ok(found)
     })
     .await;
-    let (found, stored) = match read {
+    let found = match read {
         Ok(f) => f,
         Err(answer) => return answer,
     };
-    if raw {
-        let body = encode_raw_list(stored.iter().map(Vec::as_slice));
-        return ([(header::CONTENT_TYPE, RAW)], body).into_response();
-    }
     let list: Vec<_> = found.iter().map(|(h, b)| json_block(*h, b)).collect();
     Json(json!(list)).into_response()
 }
@@ -219,7 +225,6 @@ pub(super) async fn post_block(
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case(crate::wire::PREFER_MINIMAL));
     let relayed = body.clone();
-    let for_relay = std::sync::Arc::clone(&shared);
     // Validation and a durable commit: off the async workers.
     let result = tokio::task::spawn_blocking(move || {
         let mut core = lock(&shared);
@@ -228,7 +233,7 @@ pub(super) async fn post_block(
             Ok(b) => b,
             Err(e) => {
                 core.counters.rejected += 1;
-                return Err(AddError::Invalid(e.into()));
+                return (Err(AddError::Invalid(e.into())), None, None);
             }
         };
         let miner = block.header.miner;
@@ -248,9 +253,33 @@ pub(super) async fn post_block(
         {
             core.peer_reached(&key);
         }
-        result
+        // Under the same lock: since when a known block was held (said to a pusher), and
+        // for a new best block, whom to relay it to and how.
+        let held = match &result {
+            Err(AddError::Known(id)) => core.arrivals.held_ms(id, now),
+            _ => None,
+        };
+        let relay = match &result {
+            Ok((added, _)) if added.change != Change::SideBranch => {
+                let peers: Vec<String> = core
+                    .peers
+                    .iter()
+                    .filter(|p| {
+                        sender.is_none() || core.peer_health.get(*p).and_then(|h| h.miner) != sender
+                    })
+                    .cloned()
+                    .collect();
+                Some((core.sender(), peers))
+            }
+            _ => None,
+        };
+        (result, held, relay)
     })
     .await;
+    let (result, held, relay) = match result {
+        Ok((r, held, relay)) => (Ok(r), held, relay),
+        Err(e) => (Err(e), None, None),
+    };
     match result {
         Ok(Ok((added, miner))) => {
             let change = match &added.change {
@@ -263,20 +292,7 @@ pub(super) async fn post_block(
             // it crosses a network where not every node is the miner's peer without
             // waiting for a pull. Each block is accepted, and so relayed, at most once per
             // node; a peer that has it answers "known", which `fanout` learns from.
-            if !matches!(added.change, Change::SideBranch) {
-                let (out, peers) = {
-                    let core = lock(&for_relay);
-                    let peers: Vec<String> = core
-                        .peers
-                        .iter()
-                        .filter(|p| {
-                            sender.is_none()
-                                || core.peer_health.get(*p).and_then(|h| h.miner) != sender
-                        })
-                        .cloned()
-                        .collect();
-                    (core.sender(), peers)
-                };
+            if let Some((out, peers)) = relay {
                 let bytes = relayed.to_vec();
                 crate::peers::send_block(&out, &peers, bytes, added.id, Some(miner));
             }
@@ -286,10 +302,7 @@ pub(super) async fn post_block(
             Json(json!({ "result": "added", "height": added.height, "id": added.id.to_hex(), "change": change }))
                 .into_response()
         }
-        Ok(Err(AddError::Known(id))) if minimal => {
-            let held = lock(&for_relay).arrivals.held_ms(&id, now);
-            minimal_answer("known", held)
-        }
+        Ok(Err(AddError::Known(_))) if minimal => minimal_answer("known", held),
         Ok(Err(AddError::Known(id))) => {
             Json(json!({ "result": "known", "id": id.to_hex() })).into_response()
         }
