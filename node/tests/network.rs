@@ -246,6 +246,41 @@ async fn a_node_that_starts_behind_catches_up_before_it_mines() {
     ahead.stop().await;
 }
 
+/// A peer that never answers (it accepts connections and holds them) does not keep a
+/// started node from mining: its first pull ends at the request timeout, and however a
+/// peer holds a pull open the miner waits at most `CATCH_UP_MAX`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_does_not_stop_a_started_node_mining() {
+    let relay = relay(1.0).await;
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let hole_port = hole.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hole.accept().await {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(
+        config_with(free_port(), &[relay], &[hole_port], &dir),
+        common::key(1),
+    )
+    .await
+    .expect("starts");
+    let started = Instant::now();
+    let limit = gridledger::core::CATCH_UP_MAX + Duration::from_secs(5);
+    while node.shared.lock().expect("lock").counters.mined == 0 {
+        assert!(
+            started.elapsed() < limit,
+            "nothing mined in {limit:?} beside a peer that never answers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.stop().await;
+}
+
 fn config_with(
     port: u16,
     relays: &[SocketAddr],
