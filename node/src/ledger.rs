@@ -230,12 +230,28 @@ impl BlockReader {
     /// [`Self::block_bytes`] for several blocks, in one store transaction.
     pub fn blocks_bytes(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let mut out = self.store.blocks_bytes(ids)?;
+        self.put_genesis(&mut out, ids.iter());
+        Ok(out)
+    }
+
+    /// [`Self::blocks_bytes`] of main-chain blocks with their heights (a chain's range, a
+    /// relay's minutes): read by height, see [`Store::main_blocks_bytes`].
+    pub fn main_blocks_bytes(
+        &self,
+        at: &[(Height, BlockId)],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = self.store.main_blocks_bytes(at)?;
+        self.put_genesis(&mut out, at.iter().map(|(_, id)| id));
+        Ok(out)
+    }
+
+    /// The genesis block is not stored: its bytes where `ids` asks for it.
+    fn put_genesis<'a>(&self, out: &mut [Option<Vec<u8>>], ids: impl Iterator<Item = &'a BlockId>) {
         for (got, id) in out.iter_mut().zip(ids) {
             if *id == self.genesis.1 {
                 *got = Some(self.genesis.0.to_bytes());
             }
         }
-        Ok(out)
     }
 
     /// A stored block's bytes as stored (checked against their entry's length and CRC),
@@ -737,7 +753,11 @@ impl Ledger {
         let net = &self.net;
         // A damaged entry of the block file is the chain's corruption at this height (what
         // `verify` names), like a block that does not parse or hash to its id.
-        let bytes = match self.store.block_bytes(id) {
+        let bytes = match self
+            .store
+            .main_blocks_bytes(&[(height, *id)])
+            .map(|mut got| got.pop().flatten())
+        {
             Err(StoreError::BlockFile(e))
                 if !matches!(e, crate::blockfile::BlockFileError::Io { .. }) =>
             {

@@ -2,10 +2,17 @@
 //!
 //! Every valid block known (side branches too, so fork choice survives a restart) is in the
 //! block file (`blocks.dat`, [`crate::blockfile`]), appended once. Tables:
-//! - `locs`: block id → where it is in the block file (offset, length);
+//! - `main`: height → block id and where the block is in the block file (offset, length),
+//!   the main chain. Reading the chain in order (a sync's pull, a day's readings, `verify`)
+//!   is one range of this table;
+//! - `ids`: the last 8 bytes of a main-chain block's id → its height, to find a main-chain
+//!   block by id (its `main` row confirms the whole id). Its rows are 12 bytes against 44
+//!   for a location keyed by the whole id: a sync inserts one per block at random places,
+//!   and a table that stays small stays in the page cache;
+//! - `locs`: block id → where it is in the block file, for blocks off the main chain (and
+//!   a main-chain block whose `ids` key another main-chain block already holds);
 //! - `blocks`: block id → block bytes, only in a data dir from before the block file, until
 //!   the first writable open moves them out;
-//! - `main`: height → block id, the main chain;
 //! - `records`: (relay id << 32 | minute) → height, for the main chain's records;
 //! - `side`: block id → height, for every stored block off the main chain, so that a start
 //!   finds the branches near the tip without reading every block;
@@ -26,6 +33,7 @@ use redb::{
     ReadableTableMetadata, TableDefinition,
 };
 
+use crate::blockfile::Location;
 use crate::chain::{Block, BlockId, BlockTree, Change, Height};
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -35,6 +43,11 @@ const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const DISPUTES: TableDefinition<u64, &[u8]> = TableDefinition::new("disputes");
 const SIDE: TableDefinition<&[u8], u32> = TableDefinition::new("side");
+const IDS: TableDefinition<u64, u32> = TableDefinition::new("ids");
+/// The `META` key set once every `main` row carries its block's location (a new data dir,
+/// or an older one after [`Store::migrate_main`]); until then, rows of 32 bytes (the id
+/// alone) are read with `locs`.
+const MAIN_LOCS: &str = "main-locs";
 /// The `META` key of the verified mark ([`Store::verified_mark`]).
 const VERIFIED: &str = "verified";
 /// The `META` key of the record keys below the tree's window ([`Store::deep_keys`]).
@@ -164,6 +177,7 @@ impl Db {
 struct Tables<'t> {
     locs: redb::Table<'t, &'static [u8], &'static [u8]>,
     main: redb::Table<'t, u32, &'static [u8]>,
+    ids: redb::Table<'t, u64, u32>,
     records: redb::Table<'t, u64, u32>,
     side: redb::Table<'t, &'static [u8], u32>,
 }
@@ -235,12 +249,51 @@ fn stamp(db: &redb::Database, tag: &[u8]) -> Result<(), redb::Error> {
         let mut meta = txn.open_table(META)?;
         meta.insert("network", tag)?;
         txn.open_table(LOCS)?;
-        txn.open_table(MAIN)?;
+        // A database without rows writes every row with its location from the start.
+        if txn.open_table(MAIN)?.is_empty()? {
+            meta.insert(MAIN_LOCS, [1u8].as_slice())?;
+        }
+        txn.open_table(IDS)?;
         txn.open_table(RECORDS)?;
         txn.open_table(SIDE)?;
     }
     txn.commit()?;
     Ok(())
+}
+
+/// The `ids` key of a block id: its last 8 bytes (its first ones hold the proof of work's
+/// zeros, alike in every block).
+fn id_key(id: &BlockId) -> u64 {
+    let mut b = [0; 8];
+    b.copy_from_slice(&id.0[24..]);
+    u64::from_le_bytes(b)
+}
+
+/// A `main` row of `id` at `loc`.
+fn main_value(id: &BlockId, loc: Location) -> [u8; 44] {
+    let mut v = [0; 44];
+    v[..32].copy_from_slice(&id.0);
+    v[32..].copy_from_slice(&loc.to_bytes());
+    v
+}
+
+/// Reads a `main` row: the id, and where the block is when the row says (rows written
+/// before [`MAIN_LOCS`] hold the id alone).
+fn main_row(height: Height, v: &[u8]) -> Result<(BlockId, Option<Location>), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        height,
+        reason: "its main-chain row holds neither an id nor an id and a location".into(),
+    };
+    let id = v
+        .get(..32)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(corrupt)?;
+    let loc = match v.len() {
+        32 => None,
+        44 => Some(Location::from_bytes(&v[32..]).ok_or_else(corrupt)?),
+        _ => return Err(corrupt()),
+    };
+    Ok((BlockId(id), loc))
 }
 
 impl Store {
@@ -406,7 +459,8 @@ impl Store {
             return Ok(self);
         }
         self.file = Some(BlockFile::open(dir, committed, true, true)?);
-        if self.migrate()? {
+        let moved = self.migrate()?;
+        if self.migrate_main()? || moved {
             // The old table's pages are free now; give them back to the file system.
             if let Db::Write(db) = &mut self.db {
                 db.compact().map_err(|e| StoreError::Db {
@@ -469,6 +523,79 @@ impl Store {
         }
     }
 
+    /// Writes each main-chain block's location into its `main` row and its `ids` row, in a
+    /// data dir from before [`MAIN_LOCS`], and takes it out of `locs`: [`MIGRATE_BATCH`]
+    /// rows per transaction, from the lowest height up (a crash leaves some rows done, and
+    /// the next open goes on with the rest: a row of an id alone still reads through
+    /// `locs`). True if it changed any row.
+    fn migrate_main(&self) -> Result<bool, StoreError> {
+        if self.meta(MAIN_LOCS)?.is_some() {
+            return Ok(false);
+        }
+        let mut changed = false;
+        let mut from: Height = 0;
+        loop {
+            let txn = self.begin_write()?;
+            let mut done = false;
+            {
+                let mut tables = Tables {
+                    locs: txn.open_table(LOCS).map_err(|e| self.err(e))?,
+                    main: txn.open_table(MAIN).map_err(|e| self.err(e))?,
+                    ids: txn.open_table(IDS).map_err(|e| self.err(e))?,
+                    records: txn.open_table(RECORDS).map_err(|e| self.err(e))?,
+                    side: txn.open_table(SIDE).map_err(|e| self.err(e))?,
+                };
+                let mut rows = Vec::with_capacity(MIGRATE_BATCH);
+                for row in tables
+                    .main
+                    .range(from..)
+                    .map_err(|e| self.err(e))?
+                    .take(MIGRATE_BATCH)
+                {
+                    let (h, v) = row.map_err(|e| self.err(e))?;
+                    rows.push((h.value(), main_row(h.value(), v.value())?));
+                }
+                if rows.len() < MIGRATE_BATCH {
+                    done = true;
+                }
+                for (h, (id, loc)) in rows {
+                    from = h.saturating_add(1);
+                    if loc.is_some() {
+                        continue;
+                    }
+                    let at = tables
+                        .locs
+                        .get(id.0.as_slice())
+                        .map_err(|e| self.err(e))?
+                        .and_then(|v| Location::from_bytes(v.value()));
+                    // A block the index cannot place stays as it is (`verify` names it).
+                    let Some(at) = at else { continue };
+                    if !changed {
+                        tracing::info!("writing block locations into the main chain's rows");
+                    }
+                    changed = true;
+                    tables
+                        .locs
+                        .remove(id.0.as_slice())
+                        .map_err(|e| self.err(e))?;
+                    let Tables {
+                        main, ids, locs, ..
+                    } = &mut tables;
+                    self.put_main(main, ids, locs, &id, h, at)?;
+                }
+                if done {
+                    let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                    meta.insert(MAIN_LOCS, [1u8].as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            txn.commit().map_err(|e| self.err(e))?;
+            if done {
+                return Ok(changed);
+            }
+        }
+    }
+
     fn open_scratch_copy(dir: &Path, path: &Path) -> Result<Self, StoreError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -524,7 +651,7 @@ impl Store {
         }
     }
 
-    /// Where the file's bytes go, per table (blocks, main, records, side): bytes of keys and
+    /// Where the file's bytes go, per table (block file, locs, main, ids, records, side): bytes of keys and
     /// values, of branch pages and other metadata, and lost to fragmentation (redb's
     /// `TableStats`). For `scale`'s disk figure: what a byte at rest beyond the raw blocks is.
     pub fn table_stats(&self) -> Result<Vec<TableBytes>, StoreError> {
@@ -537,6 +664,7 @@ impl Store {
         };
         let locs = txn.open_table(LOCS).map_err(|e| self.err(e))?;
         let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+        let ids = self.optional(txn.open_table(IDS))?;
         let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let side = txn.open_table(SIDE).map_err(|e| self.err(e))?;
         let file = self
@@ -551,6 +679,13 @@ impl Store {
             },
             of("locs", locs.stats().map_err(|e| self.err(e))?),
             of("main", main.stats().map_err(|e| self.err(e))?),
+            match ids {
+                Some(ids) => of("ids", ids.stats().map_err(|e| self.err(e))?),
+                None => TableBytes {
+                    table: "ids",
+                    ..TableBytes::default()
+                },
+            },
             of("records", records.stats().map_err(|e| self.err(e))?),
             of("side", side.stats().map_err(|e| self.err(e))?),
         ])
@@ -582,12 +717,8 @@ impl Store {
         let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in main.range(from..).map_err(|e| self.err(e))?.take(limit) {
-            let (h, id) = row.map_err(|e| self.err(e))?;
-            let id: [u8; 32] = id.value().try_into().map_err(|_| StoreError::Corrupt {
-                height: h.value(),
-                reason: "main-chain row does not hold a 32-byte id".into(),
-            })?;
-            out.push((h.value(), BlockId(id)));
+            let (h, v) = row.map_err(|e| self.err(e))?;
+            out.push((h.value(), main_row(h.value(), v.value())?.0));
         }
         Ok(out)
     }
@@ -700,17 +831,13 @@ impl Store {
         let mut ids = std::collections::HashMap::new();
         if !rows.is_empty() && u64::from(hi_h - lo_h) < 4 * rows.len() as u64 + 64 {
             for row in main.range(lo_h..=hi_h).map_err(|e| self.err(e))? {
-                let (h, id) = row.map_err(|e| self.err(e))?;
-                if let Ok(id) = <[u8; 32]>::try_from(id.value()) {
-                    ids.insert(h.value(), BlockId(id));
-                }
+                let (h, v) = row.map_err(|e| self.err(e))?;
+                ids.insert(h.value(), main_row(h.value(), v.value())?.0);
             }
         } else {
             for &(_, h) in &rows {
-                if let Some(id) = main.get(h).map_err(|e| self.err(e))? {
-                    if let Ok(id) = <[u8; 32]>::try_from(id.value()) {
-                        ids.insert(h, BlockId(id));
-                    }
+                if let Some(v) = main.get(h).map_err(|e| self.err(e))? {
+                    ids.insert(h, main_row(h, v.value())?.0);
                 }
             }
         }
@@ -767,6 +894,15 @@ impl Store {
     pub fn all_ids(&self) -> Result<Vec<BlockId>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let mut out = Vec::new();
+        // Main-chain rows that carry their location are in no other table (but for a
+        // block that was on a side branch before, also in `locs`: deduplicated below).
+        let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+        for row in main.iter().map_err(|e| self.err(e))? {
+            let (h, v) = row.map_err(|e| self.err(e))?;
+            if let Ok((id, Some(_))) = main_row(h.value(), v.value()) {
+                out.push(id);
+            }
+        }
         // The block file's index, and an old data dir's table (read-only opens keep it).
         for def in [LOCS, BLOCKS] {
             let table = match txn.open_table(def) {
@@ -781,6 +917,8 @@ impl Store {
                 }
             }
         }
+        out.sort_unstable();
+        out.dedup();
         Ok(out)
     }
 
@@ -793,40 +931,56 @@ impl Store {
     /// one read transaction: a day's readings or a sync's batch reads a thousand blocks or
     /// more, and a transaction and a table opened per block cost more than the lookups.
     pub fn blocks_bytes(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        use crate::blockfile::{BlockFileError, Location};
+        self.read_blocks(ids.iter().map(|id| (None, id)))
+    }
+
+    /// [`Store::blocks_bytes`] of main-chain blocks whose heights the caller knows: each
+    /// found by its `main` row (which confirms the id), neighbours in one range of the
+    /// table, rather than each by its id. A block that is not at its height any more (the
+    /// chain moved since the caller read it) is looked up by its id.
+    pub fn main_blocks_bytes(
+        &self,
+        at: &[(Height, BlockId)],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.read_blocks(at.iter().map(|(h, id)| (Some(*h), id)))
+    }
+
+    fn read_blocks<'a>(
+        &self,
+        wanted: impl ExactSizeIterator<Item = (Option<Height>, &'a BlockId)>,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        use crate::blockfile::BlockFileError;
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let damaged = |why| BlockFileError::Damaged {
-            path: self.path.with_file_name(crate::blockfile::FILE),
-            offset: 0,
-            why,
-        };
-        let locs = match txn.open_table(LOCS) {
-            Ok(locs) => Some(locs),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(self.err(e)),
-        };
+        let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+        let ids = self.optional(txn.open_table(IDS))?;
+        let locs = self.optional(txn.open_table(LOCS))?;
         // A data dir from before the block file, open read-only: its blocks table.
         let mut legacy = None;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(locs) = &locs {
-                if let Some(at) = locs.get(id.0.as_slice()).map_err(|e| self.err(e))? {
-                    let loc = Location::from_bytes(at.value())
-                        .ok_or_else(|| damaged("its index row is not a location"))?;
-                    let file = self
-                        .file
-                        .as_ref()
-                        .ok_or_else(|| damaged("the block file is missing"))?;
-                    out.push(Some(file.read(loc)?));
-                    continue;
+        let mut out = Vec::with_capacity(wanted.len());
+        for (height, id) in wanted {
+            let mut loc = None;
+            if let Some(h) = height {
+                if let Some(v) = main.get(h).map_err(|e| self.err(e))? {
+                    match main_row(h, v.value())? {
+                        (found, at) if found == *id => loc = at,
+                        _ => {}
+                    }
                 }
             }
+            if loc.is_none() {
+                loc = self.locate(&main, ids.as_ref(), locs.as_ref(), id)?;
+            }
+            if let Some(loc) = loc {
+                let file = self.file.as_ref().ok_or_else(|| BlockFileError::Damaged {
+                    path: self.path.with_file_name(crate::blockfile::FILE),
+                    offset: 0,
+                    why: "the block file is missing",
+                })?;
+                out.push(Some(file.read(loc)?));
+                continue;
+            }
             if legacy.is_none() {
-                legacy = match txn.open_table(BLOCKS) {
-                    Ok(t) => Some(Some(t)),
-                    Err(redb::TableError::TableDoesNotExist(_)) => Some(None),
-                    Err(e) => return Err(self.err(e)),
-                };
+                legacy = Some(self.optional(txn.open_table(BLOCKS))?);
             }
             let got = match legacy.as_ref().and_then(Option::as_ref) {
                 Some(blocks) => blocks
@@ -838,6 +992,52 @@ impl Store {
             out.push(got);
         }
         Ok(out)
+    }
+
+    /// An opened table; `None` if a data dir from before it lacks it.
+    fn optional<T>(&self, got: Result<T, redb::TableError>) -> Result<Option<T>, StoreError> {
+        match got {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Where stored block `id` is in the block file: by `ids` and the `main` row it names
+    /// (which must hold this very id), else by `locs`. `None` if neither knows it.
+    fn locate(
+        &self,
+        main: &impl ReadableTable<u32, &'static [u8]>,
+        ids: Option<&impl ReadableTable<u64, u32>>,
+        locs: Option<&impl ReadableTable<&'static [u8], &'static [u8]>>,
+        id: &BlockId,
+    ) -> Result<Option<Location>, StoreError> {
+        if let Some(ids) = ids {
+            if let Some(h) = ids.get(id_key(id)).map_err(|e| self.err(e))? {
+                let h = h.value();
+                if let Some(v) = main.get(h).map_err(|e| self.err(e))? {
+                    if let (found, Some(loc)) = main_row(h, v.value())? {
+                        if found == *id {
+                            return Ok(Some(loc));
+                        }
+                    }
+                }
+            }
+        }
+        let Some(locs) = locs else {
+            return Ok(None);
+        };
+        let Some(at) = locs.get(id.0.as_slice()).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        Location::from_bytes(at.value()).map(Some).ok_or_else(|| {
+            crate::blockfile::BlockFileError::Damaged {
+                path: self.path.with_file_name(crate::blockfile::FILE),
+                offset: 0,
+                why: "its index row is not a location",
+            }
+            .into()
+        })
     }
 
     /// Calls `f` on every row of the record index, `(packed key, height)`, in key order;
@@ -902,15 +1102,12 @@ impl Store {
             let mut tables = Tables {
                 locs: txn.open_table(LOCS).map_err(|e| self.err(e))?,
                 main: txn.open_table(MAIN).map_err(|e| self.err(e))?,
+                ids: txn.open_table(IDS).map_err(|e| self.err(e))?,
                 records: txn.open_table(RECORDS).map_err(|e| self.err(e))?,
                 side: txn.open_table(SIDE).map_err(|e| self.err(e))?,
             };
             for ((block, id, change), loc) in items.iter().zip(&locs) {
-                tables
-                    .locs
-                    .insert(id.0.as_slice(), loc.to_bytes().as_slice())
-                    .map_err(|e| self.err(e))?;
-                self.apply(&mut tables, block, id, change, tree)?;
+                self.apply(&mut tables, block, id, *loc, change, tree)?;
             }
         }
         // The verified mark, in the same transaction: every block stored passed every
@@ -957,63 +1154,136 @@ impl Store {
         Ok(Some((u32::from_be_bytes(h), BlockId(id))))
     }
 
+    /// Writes the rows of `block` (`id`, stored at `loc`) and of `change`: a side block's
+    /// location in `locs`; a main-chain block's in its `main` row, found by id through
+    /// `ids`. A block leaving the main chain keeps its location in `locs`.
     fn apply(
         &self,
         tables: &mut Tables<'_>,
         block: &Block,
         id: &BlockId,
+        loc: Location,
         change: &Change,
         tree: &BlockTree,
     ) -> Result<(), StoreError> {
-        {
-            let Tables {
-                main,
-                records,
-                side,
-                ..
-            } = tables;
-            let add_main = |main: &mut redb::Table<u32, &[u8]>,
-                            records: &mut redb::Table<u64, u32>,
-                            bid: &BlockId|
-             -> Result<(), redb::StorageError> {
-                let h = tree.height_of(bid).unwrap_or(0);
-                main.insert(h, bid.0.as_slice())?;
-                for key in tree.keys_of(bid).iter() {
-                    records.insert(key.to_u64(), h)?;
+        let Tables {
+            locs,
+            main,
+            ids,
+            records,
+            side,
+        } = tables;
+        match change {
+            Change::SideBranch => {
+                locs.insert(id.0.as_slice(), loc.to_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
+                side.insert(id.0.as_slice(), block.header.height)
+                    .map_err(|e| self.err(e))?;
+            }
+            Change::Extended => {
+                let h = tree.height_of(id).unwrap_or(block.header.height);
+                self.put_main(main, ids, locs, id, h, loc)?;
+                for key in tree.keys_of(id).iter() {
+                    records.insert(key.to_u64(), h).map_err(|e| self.err(e))?;
                 }
-                Ok(())
-            };
-            match change {
-                Change::SideBranch => {
-                    side.insert(id.0.as_slice(), block.header.height)
-                        .map_err(|e| self.err(e))?;
-                }
-                Change::Extended => add_main(main, records, id).map_err(|e| self.err(e))?,
-                Change::Reorg { abandoned, adopted } => {
-                    for gone in abandoned {
-                        for key in tree.keys_of(gone).iter() {
-                            records.remove(key.to_u64()).map_err(|e| self.err(e))?;
-                        }
-                        if let Some(h) = tree.height_of(gone) {
-                            side.insert(gone.0.as_slice(), h).map_err(|e| self.err(e))?;
-                        }
+            }
+            Change::Reorg { abandoned, adopted } => {
+                for gone in abandoned {
+                    for key in tree.keys_of(gone).iter() {
+                        records.remove(key.to_u64()).map_err(|e| self.err(e))?;
                     }
-                    for new in adopted {
-                        add_main(main, records, new).map_err(|e| self.err(e))?;
-                        side.remove(new.0.as_slice()).map_err(|e| self.err(e))?;
-                    }
-                    // Heights the new chain does not reach any more.
-                    let top = adopted.last().and_then(|b| tree.height_of(b)).unwrap_or(0);
-                    for gone in abandoned {
-                        if let Some(h) = tree.height_of(gone) {
-                            if h > top {
-                                main.remove(h).map_err(|e| self.err(e))?;
+                    let Some(h) = tree.height_of(gone) else {
+                        continue;
+                    };
+                    side.insert(gone.0.as_slice(), h).map_err(|e| self.err(e))?;
+                    // Its location moves from its main row (about to be replaced or
+                    // removed) to `locs`; a row of an id alone had it there already.
+                    let row = main
+                        .get(h)
+                        .map_err(|e| self.err(e))?
+                        .map(|v| v.value().to_vec());
+                    if let Some(row) = row {
+                        if let (found, Some(at)) = main_row(h, &row)? {
+                            if found == *gone {
+                                locs.insert(gone.0.as_slice(), at.to_bytes().as_slice())
+                                    .map_err(|e| self.err(e))?;
                             }
+                        }
+                    }
+                    let key = id_key(gone);
+                    if ids.get(key).map_err(|e| self.err(e))?.map(|v| v.value()) == Some(h) {
+                        ids.remove(key).map_err(|e| self.err(e))?;
+                    }
+                }
+                for new in adopted {
+                    let h = tree.height_of(new).unwrap_or(0);
+                    // The block that made the reorg was just appended; the others were
+                    // side blocks, with their location in `locs`.
+                    let at = if new == id {
+                        loc
+                    } else {
+                        let v = locs
+                            .get(new.0.as_slice())
+                            .map_err(|e| self.err(e))?
+                            .map(|v| v.value().to_vec());
+                        v.as_deref().and_then(Location::from_bytes).ok_or_else(|| {
+                            StoreError::Corrupt {
+                                height: h,
+                                reason: format!("block {new} joins the main chain but its location is not stored"),
+                            }
+                        })?
+                    };
+                    self.put_main(main, ids, locs, new, h, at)?;
+                    for key in tree.keys_of(new).iter() {
+                        records.insert(key.to_u64(), h).map_err(|e| self.err(e))?;
+                    }
+                    side.remove(new.0.as_slice()).map_err(|e| self.err(e))?;
+                }
+                // Heights the new chain does not reach any more.
+                let top = adopted.last().and_then(|b| tree.height_of(b)).unwrap_or(0);
+                for gone in abandoned {
+                    if let Some(h) = tree.height_of(gone) {
+                        if h > top {
+                            main.remove(h).map_err(|e| self.err(e))?;
                         }
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Writes the main-chain row of `id` at `height` with its location, and its `ids` row,
+    /// unless another main-chain block holds that key (two ids alike in their last 8
+    /// bytes, which a miner could grind for): then the location goes in `locs`.
+    fn put_main(
+        &self,
+        main: &mut redb::Table<u32, &'static [u8]>,
+        ids: &mut redb::Table<u64, u32>,
+        locs: &mut redb::Table<&'static [u8], &'static [u8]>,
+        id: &BlockId,
+        height: Height,
+        loc: Location,
+    ) -> Result<(), StoreError> {
+        main.insert(height, main_value(id, loc).as_slice())
+            .map_err(|e| self.err(e))?;
+        let key = id_key(id);
+        let held = ids.get(key).map_err(|e| self.err(e))?.map(|v| v.value());
+        if let Some(other) = held.filter(|&h| h != height) {
+            let row = main
+                .get(other)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec());
+            if let Some(row) = row {
+                let (found, _) = main_row(other, &row)?;
+                if id_key(&found) == key {
+                    locs.insert(id.0.as_slice(), loc.to_bytes().as_slice())
+                        .map_err(|e| self.err(e))?;
+                    return Ok(());
+                }
+            }
+        }
+        ids.insert(key, height).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -1071,5 +1341,59 @@ impl Store {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two main-chain blocks whose ids end alike (a miner can grind for that at a low
+    /// difficulty) are both found by id, each at its own location: the second one's
+    /// location goes to `locs`, and a lookup checks the whole id.
+    #[test]
+    fn main_blocks_whose_ids_end_alike_are_both_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), "t", 0, true).expect("opens");
+        let a = BlockId([1; 32]);
+        let mut b = BlockId([2; 32]);
+        b.0[24..].copy_from_slice(&a.0[24..]);
+        assert_eq!(id_key(&a), id_key(&b));
+        let (la, lb) = (
+            Location { offset: 8, len: 10 },
+            Location {
+                offset: 100,
+                len: 20,
+            },
+        );
+        let txn = store.begin_write().expect("txn");
+        {
+            let mut main = txn.open_table(MAIN).expect("main");
+            let mut ids = txn.open_table(IDS).expect("ids");
+            let mut locs = txn.open_table(LOCS).expect("locs");
+            store
+                .put_main(&mut main, &mut ids, &mut locs, &a, 1, la)
+                .expect("a");
+            store
+                .put_main(&mut main, &mut ids, &mut locs, &b, 2, lb)
+                .expect("b");
+            assert_eq!(locs.len().expect("len"), 1, "b's location, in locs");
+        }
+        txn.commit().expect("commit");
+        let txn = store.db.begin_read().expect("txn");
+        let main = txn.open_table(MAIN).expect("main");
+        let ids = txn.open_table(IDS).expect("ids");
+        let locs = txn.open_table(LOCS).expect("locs");
+        let find = |id| {
+            store
+                .locate(&main, Some(&ids), Some(&locs), id)
+                .expect("reads")
+        };
+        assert_eq!(find(&a), Some(la));
+        assert_eq!(find(&b), Some(lb));
+        // An id that ends alike but was never stored is not found.
+        let mut c = BlockId([3; 32]);
+        c.0[24..].copy_from_slice(&a.0[24..]);
+        assert_eq!(find(&c), None);
     }
 }

@@ -148,6 +148,90 @@ fn deep_reorg_keeps_every_record_exactly_once() {
     assert_eq!(reopened.summary(), summary);
     assert_eq!(reopened.tree().tip(), b4.id());
     assert_eq!(reopened.tree().record_height(&key), Some(1));
+    // Every block reads back by its id, those the reorg left behind too: a main-chain
+    // row carries its block's location, and a block leaving the main chain takes its
+    // location to `locs`.
+    for b in [&a1, &a2, &a3, &b1, &b2, &b3, &b4] {
+        let got = reopened.block(&b.id()).expect("reads").expect("stored");
+        assert_eq!(got.id(), b.id());
+    }
+    drop(reopened);
+    let (lens, locs) = main_and_locs(dir.path());
+    assert_eq!(lens, vec![44; 4], "every main row carries its location");
+    for b in [&a1, &a2, &a3] {
+        assert!(locs.contains(&b.id().0), "left the main chain: in locs");
+    }
+    assert!(!locs.contains(&b4.id().0), "never off the main chain");
+}
+
+/// A data dir from before the main chain's rows carried their blocks' locations (every
+/// location in `locs`): read-only opens read it as it is; the first writable open writes
+/// each main-chain block's location into its row and takes it out of `locs`, which keeps
+/// only the blocks off the main chain. Every block reads back by id and by height.
+#[test]
+fn a_data_dir_with_every_location_in_locs_is_read_and_moved_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = net();
+    let mut main = stored_chain(dir.path(), 5, |m| vec![record(1, m), record(2, m)]);
+    // A branch off block 3 that stays on the side.
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens");
+    let side = block_on(&main[2].header, &[record(3, 1)], &net, 2);
+    assert_eq!(
+        ledger.add(side.clone(), now_ms()).expect("side").change,
+        Change::SideBranch
+    );
+    let before = ledger.summary();
+    drop(ledger);
+    make_pre_ids_format(dir.path());
+    assert_eq!(main_and_locs(dir.path()).0, vec![32; 5]);
+
+    let old = Ledger::open_read_only(dir.path()).expect("an old dir verifies");
+    assert_eq!(old.summary(), before);
+    for b in main.iter().chain([&side]) {
+        assert_eq!(
+            old.block(&b.id()).expect("reads").expect("stored").id(),
+            b.id()
+        );
+    }
+    drop(old);
+    assert_eq!(
+        main_and_locs(dir.path()).0,
+        vec![32; 5],
+        "read-only: untouched"
+    );
+
+    let mut ledger = Ledger::open(dir.path(), net.clone()).expect("opens and moves");
+    assert_eq!(ledger.summary(), before);
+    let next = block_on(&main[4].header, &[record(1, 99)], &net, 1);
+    ledger
+        .add(next.clone(), now_ms())
+        .expect("a new block after");
+    main.push(next);
+    drop(ledger);
+    let (lens, locs) = main_and_locs(dir.path());
+    assert_eq!(lens, vec![44; 6]);
+    assert_eq!(locs, vec![side.id().0], "only the side block");
+    let after = Ledger::open_read_only(dir.path()).expect("verifies");
+    assert_eq!(after.summary().height, 6);
+    for (h, b) in main.iter().enumerate() {
+        assert_eq!(
+            after.block(&b.id()).expect("reads").expect("stored").id(),
+            b.id()
+        );
+        let at = after
+            .block_at(h as u32 + 1)
+            .expect("reads")
+            .expect("exists");
+        assert_eq!(at.id(), b.id(), "height {}", h + 1);
+    }
+    assert_eq!(
+        after
+            .block(&side.id())
+            .expect("reads")
+            .expect("stored")
+            .id(),
+        side.id()
+    );
 }
 
 #[test]
@@ -1038,14 +1122,66 @@ fn a_start_takes_the_kept_keys_below_the_window_and_checks_them() {
     assert_eq!(verified.summary(), summary);
 }
 
+const LOCS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("locs");
+const MAIN: redb::TableDefinition<u32, &[u8]> = redb::TableDefinition::new("main");
+const IDS: redb::TableDefinition<u64, u32> = redb::TableDefinition::new("ids");
+const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+
+/// Turns a data dir into one from before the main chain's rows carried their blocks'
+/// locations: every location in `locs`, main rows of the id alone, no `ids` table.
+fn make_pre_ids_format(dir: &std::path::Path) {
+    use redb::ReadableTable;
+    let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("redb opens");
+    let txn = db.begin_write().expect("txn");
+    {
+        let mut meta = txn.open_table(META).expect("meta");
+        assert!(meta.remove("main-locs").expect("remove").is_some());
+        let mut main = txn.open_table(MAIN).expect("main");
+        let mut locs = txn.open_table(LOCS).expect("locs");
+        let rows: Vec<(u32, Vec<u8>)> = main
+            .iter()
+            .expect("iter")
+            .map(|r| r.expect("row"))
+            .map(|(h, v)| (h.value(), v.value().to_vec()))
+            .collect();
+        for (h, v) in rows {
+            assert_eq!(v.len(), 44, "a row with its location");
+            locs.insert(&v[..32], &v[32..]).expect("insert");
+            main.insert(h, &v[..32]).expect("insert");
+        }
+    }
+    txn.delete_table(IDS).expect("delete");
+    txn.commit().expect("commit");
+}
+
+/// The rows of a data dir's `main` and `locs` tables: (lengths of the main rows, ids in
+/// `locs`).
+fn main_and_locs(dir: &std::path::Path) -> (Vec<usize>, Vec<[u8; 32]>) {
+    use redb::{ReadableDatabase, ReadableTable};
+    let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("redb opens");
+    let txn = db.begin_read().expect("txn");
+    let main = txn.open_table(MAIN).expect("main");
+    let locs = txn.open_table(LOCS).expect("locs");
+    let lens = main
+        .iter()
+        .expect("iter")
+        .map(|r| r.expect("row").1.value().len())
+        .collect();
+    let ids = locs
+        .iter()
+        .expect("iter")
+        .map(|r| <[u8; 32]>::try_from(r.expect("row").0.value()).expect("an id"))
+        .collect();
+    (lens, ids)
+}
+
 /// Turns a data dir into one from before the block file: every block back in the database's
 /// `blocks` table, no `locs` table, no committed end, no `blocks.dat`.
 fn make_old_format(dir: &std::path::Path) {
     use gridledger::blockfile::{BlockFile, Location};
     use redb::{ReadableTable, TableDefinition};
     const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
-    const LOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("locs");
-    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    make_pre_ids_format(dir);
     let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("redb opens");
     let txn = db.begin_write().expect("txn");
     {

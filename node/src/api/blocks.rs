@@ -120,8 +120,7 @@ pub(super) async fn blocks(
             let mut stored = Vec::with_capacity(ids.len());
             let mut bytes = 0usize;
             'runs: for run in ids.chunks(RAW_RUN) {
-                let run: Vec<crate::chain::BlockId> = run.iter().map(|(_, id)| *id).collect();
-                for b in reader.blocks_bytes(&run)? {
+                for b in reader.main_blocks_bytes(run)? {
                     let Some(b) = b else { break 'runs };
                     bytes += b.len();
                     stored.push(b);

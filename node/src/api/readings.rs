@@ -252,8 +252,8 @@ fn read_planned(
     let mut found: Vec<Found> = Vec::with_capacity(rows.len());
     // The blocks in runs of a few hundred, each run in one store transaction.
     for run in rows.chunks(READ_RUN) {
-        let ids: Vec<crate::chain::BlockId> = run.iter().map(|r| r.2).collect();
-        let blocks = reader.blocks_bytes(&ids)?;
+        let at: Vec<_> = run.iter().map(|r| (r.1, r.2)).collect();
+        let blocks = reader.main_blocks_bytes(&at)?;
         for (&(m, h, id), bytes) in run.iter().zip(&blocks) {
             let Some(bytes) = bytes else { continue };
             // The one record wanted, found by its key and decoded alone (every stored
