@@ -534,7 +534,12 @@ impl Store {
         }
         let mut changed = false;
         let mut from: Height = 0;
+        let mut told = std::time::Instant::now();
         loop {
+            if changed && told.elapsed() >= std::time::Duration::from_secs(5) {
+                tracing::info!("block locations written up to height {from}");
+                told = std::time::Instant::now();
+            }
             let txn = self.begin_write()?;
             let mut done = false;
             {
@@ -571,7 +576,10 @@ impl Store {
                     // A block the index cannot place stays as it is (`verify` names it).
                     let Some(at) = at else { continue };
                     if !changed {
-                        tracing::info!("writing block locations into the main chain's rows");
+                        tracing::info!(
+                            "writing block locations into the main chain's rows (once, for a \
+                             data dir from before them)"
+                        );
                     }
                     changed = true;
                     tables
@@ -591,6 +599,9 @@ impl Store {
             }
             txn.commit().map_err(|e| self.err(e))?;
             if done {
+                if changed {
+                    tracing::info!("block locations written, up to height {from}");
+                }
                 return Ok(changed);
             }
         }

@@ -129,65 +129,76 @@ pub(super) async fn readings(State(shared): State<Shared>, Query(q): Query<Readi
         }
         "columns" => Json(columns(q.relay, from, to, &found, points)).into_response(),
         _ => {
-            // Written straight from the records (no `serde_json::Value` in between: a day is
-            // 8 640 samples), with the keys in the sorted order such a value has.
-            let body = JsonReadings {
-                from,
-                readings: found.iter().map(JsonReading::of).collect(),
-                relay: q.relay,
-                to,
-            };
-            match serde_json::to_vec(&body) {
-                Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-                Err(e) => ApiError::internal(e),
-            }
+            let mut body = Vec::with_capacity(64 + found.len() * READING_BYTES);
+            write_readings(&mut body, q.relay, from, to, &found);
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
     }
 }
 
-/// `/readings` as JSON; fields in sorted order (see the caller).
-#[derive(serde::Serialize)]
-struct JsonReadings<'a> {
-    from: u32,
-    readings: Vec<JsonReading<'a>>,
-    relay: u32,
-    to: u32,
-}
+/// About what one record of a day's `/readings` JSON takes (six samples of ten numbers).
+const READING_BYTES: usize = 1536;
 
-/// One record of `/readings`; fields in sorted order.
-#[derive(serde::Serialize)]
-struct JsonReading<'a> {
-    block_id: &'a str,
-    /// This node read something else from the relay for this minute: see /disputes.
-    disputed: bool,
-    faults: u16,
-    height: u32,
-    minute: u32,
-    minute_utc: String,
-    relay: u32,
-    samples: Vec<crate::render::SampleJsonSorted<'a>>,
-    /// The second of the minute of each sample (a slot the device did not answer has none).
-    seconds: Vec<u16>,
-}
-
-impl<'a> JsonReading<'a> {
-    fn of((h, id, r, disputed): &'a Found) -> Self {
-        JsonReading {
-            block_id: id,
-            disputed: *disputed,
-            faults: r.faults,
-            height: *h,
-            minute: r.minute.0,
-            minute_utc: r.minute.to_string(),
-            relay: r.relay.0,
-            samples: r
-                .samples
-                .iter()
-                .map(crate::render::SampleJsonSorted)
-                .collect(),
-            seconds: r.sample_seconds().collect(),
+/// `/readings` as JSON: `{"from":…,"readings":[…],"relay":…,"to":…}`, the keys in the
+/// sorted order a `serde_json::Value` has (the form the answer always had). Written
+/// straight from the records, numbers included ([`crate::render::write_milli_json`]): a
+/// day is 8 640 samples, and serialising them through serde took most of the answer's time.
+fn write_readings(out: &mut Vec<u8>, relay: u32, from: u32, to: u32, found: &[Found]) {
+    out.extend_from_slice(readings_head(from).as_bytes());
+    for (i, f) in found.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
+        write_reading(out, f);
     }
+    out.extend_from_slice(readings_tail(relay, to).as_bytes());
+}
+
+fn readings_head(from: u32) -> String {
+    format!("{{\"from\":{from},\"readings\":[")
+}
+
+fn readings_tail(relay: u32, to: u32) -> String {
+    format!("],\"relay\":{relay},\"to\":{to}}}")
+}
+
+/// One record of `/readings`, its fields in sorted order: `block_id`, `disputed` (this node
+/// read something else from the relay for this minute: see /disputes), `faults`, `height`,
+/// `minute`, `minute_utc`, `relay`, `samples`, `seconds` (the second of the minute of each
+/// sample; a slot the device did not answer has none).
+fn write_reading(out: &mut Vec<u8>, (height, id, r, disputed): &Found) {
+    let mut n = itoa::Buffer::new();
+    // `id` is 64 hex digits and `minute_utc` digits, dashes, `T`, `:` and `Z`: nothing to
+    // escape in either.
+    out.extend_from_slice(b"{\"block_id\":\"");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\",\"disputed\":");
+    out.extend_from_slice(if *disputed { b"true" } else { b"false" });
+    out.extend_from_slice(b",\"faults\":");
+    out.extend_from_slice(n.format(r.faults).as_bytes());
+    out.extend_from_slice(b",\"height\":");
+    out.extend_from_slice(n.format(*height).as_bytes());
+    out.extend_from_slice(b",\"minute\":");
+    out.extend_from_slice(n.format(r.minute.0).as_bytes());
+    out.extend_from_slice(b",\"minute_utc\":\"");
+    out.extend_from_slice(r.minute.to_string().as_bytes());
+    out.extend_from_slice(b"\",\"relay\":");
+    out.extend_from_slice(n.format(r.relay.0).as_bytes());
+    out.extend_from_slice(b",\"samples\":[");
+    for (i, s) in r.samples.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        crate::render::write_sample_json_sorted(out, s);
+    }
+    out.extend_from_slice(b"],\"seconds\":[");
+    for (i, s) in r.sample_seconds().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(n.format(s).as_bytes());
+    }
+    out.extend_from_slice(b"]}");
 }
 
 /// Where the relay's minutes `from..=to` are: those in the tree's window with their block
@@ -295,7 +306,7 @@ fn stream(shared: Shared, relay: u32, from: u32, to: u32, csv: bool) -> Response
         let head = if csv {
             crate::render::csv_header()
         } else {
-            format!("{{\"from\":{from},\"readings\":[")
+            readings_head(from)
         };
         if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
             return;
@@ -314,18 +325,16 @@ fn stream(shared: Shared, relay: u32, from: u32, to: u32, csv: bool) -> Response
             };
             let mut buf = Vec::new();
             for f in &found {
-                let written = if csv {
-                    crate::render::write_csv_rows(&mut buf, f.0, &f.1, &f.2)
+                if csv {
+                    if let Err(e) = crate::render::write_csv_rows(&mut buf, f.0, &f.1, &f.2) {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
                 } else {
                     if !first {
                         buf.push(b',');
                     }
-                    serde_json::to_writer(&mut buf, &JsonReading::of(f))
-                        .map_err(std::io::Error::other)
-                };
-                if let Err(e) = written {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+                    write_reading(&mut buf, f);
                 }
                 first = false;
             }
@@ -338,8 +347,7 @@ fn stream(shared: Shared, relay: u32, from: u32, to: u32, csv: bool) -> Response
             m = end + 1;
         }
         if !csv {
-            let tail = format!("],\"relay\":{relay},\"to\":{to}}}");
-            let _ = tx.blocking_send(Ok(Bytes::from(tail)));
+            let _ = tx.blocking_send(Ok(Bytes::from(readings_tail(relay, to))));
         }
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -556,14 +564,19 @@ mod tests {
         let old =
             serde_json::to_string(&json!({ "relay": 7, "from": 1, "to": 9, "readings": list }))
                 .expect("json");
-        let new = serde_json::to_string(&JsonReadings {
-            from: 1,
-            readings: found.iter().map(JsonReading::of).collect(),
-            relay: 7,
-            to: 9,
-        })
-        .expect("json");
+        let mut new = Vec::new();
+        write_readings(&mut new, 7, 1, 9, &found);
         assert!(found.len() >= 5);
-        assert_eq!(new, old);
+        assert_eq!(String::from_utf8_lossy(&new), old);
+        // The streamed answer (more than a week) is the same text, written in parts.
+        let mut parts = readings_head(1).into_bytes();
+        for (i, f) in found.iter().enumerate() {
+            if i > 0 {
+                parts.push(b',');
+            }
+            write_reading(&mut parts, f);
+        }
+        parts.extend_from_slice(readings_tail(7, 9).as_bytes());
+        assert_eq!(parts, new);
     }
 }
