@@ -136,7 +136,7 @@ impl Dispute {
         Some(out)
     }
 
-    fn from_bytes(b: &[u8]) -> Option<Self> {
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<Self> {
         let height = u32::from_be_bytes(b.get(0..4)?.try_into().ok()?);
         let block = crate::chain::BlockId(b.get(4..36)?.try_into().ok()?);
         let found_ms = u64::from_be_bytes(b.get(36..44)?.try_into().ok()?);

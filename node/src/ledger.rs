@@ -198,6 +198,26 @@ impl BlockReader {
             .collect())
     }
 
+    /// The minutes `from..=to` of `relay` that this node disputes (it read otherwise from
+    /// the relay than the chain holds), as the data dir keeps them, in order. A kept
+    /// dispute that does not decode is not open (the node ignores it at start too).
+    pub fn disputed_minutes(
+        &self,
+        relay: relay_core::RelayId,
+        from: relay_core::Minute,
+        to: relay_core::Minute,
+    ) -> Result<Vec<u32>, StoreError> {
+        let lo = RecordKey::new(relay, from).to_u64();
+        let hi = RecordKey::new(relay, to).to_u64();
+        Ok(self
+            .store
+            .disputes_in(lo, hi)?
+            .into_iter()
+            .filter(|(_, bytes)| crate::core::Dispute::from_bytes(bytes).is_some())
+            .map(|(k, _)| RecordKey::from_u64(k).minute.0)
+            .collect())
+    }
+
     /// A stored block (or the genesis block); `None` if no block has that id.
     pub fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
         if *id == self.genesis.1 {

@@ -1331,6 +1331,21 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
+    /// The kept disputes whose packed keys lie in `lo..=hi` (one relay's minutes), in key
+    /// order.
+    pub fn disputes_in(&self, lo: u64, hi: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let Some(t) = self.optional(txn.open_table(DISPUTES))? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in t.range(lo..=hi).map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Every kept dispute, as `(packed key, bytes)`.
     pub fn disputes(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;

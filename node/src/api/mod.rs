@@ -139,7 +139,13 @@ fn wants_raw(headers: &HeaderMap) -> bool {
 
 /// The router, with request bodies limited to the network's block size.
 pub fn router(shared: Shared) -> Router {
-    let limit = lock(&shared).ledger.network().max_block_bytes + 1024;
+    let (limit, reader) = {
+        let core = lock(&shared);
+        (
+            core.ledger.network().max_block_bytes + 1024,
+            core.ledger.reader(),
+        )
+    };
     // Calls that change the node: loopback, or the admin token (crate::admin).
     let admin = Router::new()
         .route(
@@ -173,6 +179,9 @@ pub fn router(shared: Shared) -> Router {
         .route("/reading/{relay}/{minute}", get(ui::page))
         .route("/ui/{name}", get(ui::asset))
         .merge(admin)
+        // What reads the store without the node's lock (`/readings`): the ledger, and so
+        // its store, lives as long as the node.
+        .layer(axum::Extension(reader))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }
