@@ -182,6 +182,18 @@ struct Tables<'t> {
     side: redb::Table<'t, &'static [u8], u32>,
 }
 
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(Tables {
+            locs: txn.open_table(LOCS)?,
+            main: txn.open_table(MAIN)?,
+            ids: txn.open_table(IDS)?,
+            records: txn.open_table(RECORDS)?,
+            side: txn.open_table(SIDE)?,
+        })
+    }
+}
+
 /// One table's bytes ([`Store::table_stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableBytes {
@@ -543,13 +555,7 @@ impl Store {
             let txn = self.begin_write()?;
             let mut done = false;
             {
-                let mut tables = Tables {
-                    locs: txn.open_table(LOCS).map_err(|e| self.err(e))?,
-                    main: txn.open_table(MAIN).map_err(|e| self.err(e))?,
-                    ids: txn.open_table(IDS).map_err(|e| self.err(e))?,
-                    records: txn.open_table(RECORDS).map_err(|e| self.err(e))?,
-                    side: txn.open_table(SIDE).map_err(|e| self.err(e))?,
-                };
+                let mut tables = Tables::open(&txn).map_err(|e| self.err(e))?;
                 let mut rows = Vec::with_capacity(MIGRATE_BATCH);
                 for row in tables
                     .main
@@ -1110,13 +1116,7 @@ impl Store {
         {
             // Opened once per transaction, not once per block: a sync commits 2 000 blocks
             // at a time.
-            let mut tables = Tables {
-                locs: txn.open_table(LOCS).map_err(|e| self.err(e))?,
-                main: txn.open_table(MAIN).map_err(|e| self.err(e))?,
-                ids: txn.open_table(IDS).map_err(|e| self.err(e))?,
-                records: txn.open_table(RECORDS).map_err(|e| self.err(e))?,
-                side: txn.open_table(SIDE).map_err(|e| self.err(e))?,
-            };
+            let mut tables = Tables::open(&txn).map_err(|e| self.err(e))?;
             for ((block, id, change), loc) in items.iter().zip(&locs) {
                 self.apply(&mut tables, block, id, *loc, change, tree)?;
             }
