@@ -973,7 +973,9 @@ impl Store {
         let locs = self.optional(txn.open_table(LOCS))?;
         // A data dir from before the block file, open read-only: its blocks table.
         let mut legacy = None;
-        let mut out = Vec::with_capacity(wanted.len());
+        // Where each block is (or its bytes, from that table); then the located ones read
+        // together, neighbours in the file with one call.
+        let mut found: Vec<Result<Location, Option<Vec<u8>>>> = Vec::with_capacity(wanted.len());
         for (height, id) in wanted {
             let mut loc = None;
             if let Some(h) = height {
@@ -988,12 +990,7 @@ impl Store {
                 loc = self.locate(&main, ids.as_ref(), locs.as_ref(), id)?;
             }
             if let Some(loc) = loc {
-                let file = self.file.as_ref().ok_or_else(|| BlockFileError::Damaged {
-                    path: self.path.with_file_name(crate::blockfile::FILE),
-                    offset: 0,
-                    why: "the block file is missing",
-                })?;
-                out.push(Some(file.read(loc)?));
+                found.push(Ok(loc));
                 continue;
             }
             if legacy.is_none() {
@@ -1006,9 +1003,30 @@ impl Store {
                     .map(|v| v.value().to_vec()),
                 None => None,
             };
-            out.push(got);
+            found.push(Err(got));
         }
-        Ok(out)
+        let at: Vec<Location> = found
+            .iter()
+            .filter_map(|f| f.as_ref().ok().copied())
+            .collect();
+        let mut read = if at.is_empty() {
+            Vec::new()
+        } else {
+            let file = self.file.as_ref().ok_or_else(|| BlockFileError::Damaged {
+                path: self.path.with_file_name(crate::blockfile::FILE),
+                offset: 0,
+                why: "the block file is missing",
+            })?;
+            file.read_many(&at)?
+        }
+        .into_iter();
+        Ok(found
+            .into_iter()
+            .map(|f| match f {
+                Ok(_) => read.next(),
+                Err(bytes) => bytes,
+            })
+            .collect())
     }
 
     /// An opened table; `None` if a data dir from before it lacks it.
