@@ -281,6 +281,75 @@ async fn a_peer_that_never_answers_does_not_stop_a_started_node_mining() {
     node.stop().await;
 }
 
+/// A peer that answers every request at once and then trickles its body, a byte every
+/// 200 ms, without end (it would hold a pull open for days within any idle timeout) does
+/// not keep a started node from mining, and the node's own API keeps answering meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_trickles_its_answers_does_not_stop_a_started_node_mining() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = relay(1.0).await;
+    let trickle = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let trickle_port = trickle.local_addr().expect("addr").port();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = trickle.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                if conn.read(&mut request).await.is_err() {
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            content-length: 100000000\r\n\r\n";
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                // Bounded: 30 minutes of bytes, far past the test's end.
+                for _ in 0..9_000 {
+                    if conn.write_all(b" ").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(
+        config_with(free_port(), &[relay], &[trickle_port], &dir),
+        common::key(1),
+    )
+    .await
+    .expect("starts");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let limit = gridledger::core::CATCH_UP_MAX + Duration::from_secs(5);
+    while node.shared.lock().expect("lock").counters.mined == 0 {
+        assert!(
+            started.elapsed() < limit,
+            "nothing mined in {limit:?} beside a peer that trickles its answers"
+        );
+        let status = client
+            .get(format!("http://{}/status", node.addr))
+            .send()
+            .await
+            .expect("the node's own API answers meanwhile");
+        assert!(status.status().is_success());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        asked.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the node asked the trickling peer"
+    );
+    node.stop().await;
+}
+
 fn config_with(
     port: u16,
     relays: &[SocketAddr],
