@@ -169,6 +169,19 @@ pub struct Added {
     pub commit: std::time::Duration,
 }
 
+/// The packed record keys of `relay`'s minutes `from..=to`: one range of a table keyed by
+/// them.
+fn key_range(
+    relay: relay_core::RelayId,
+    from: relay_core::Minute,
+    to: relay_core::Minute,
+) -> (u64, u64) {
+    (
+        RecordKey::new(relay, from).to_u64(),
+        RecordKey::new(relay, to).to_u64(),
+    )
+}
+
 /// Reads stored blocks by id; see [`Ledger::reader`].
 #[derive(Clone, Debug)]
 pub struct BlockReader {
@@ -188,8 +201,7 @@ impl BlockReader {
         from: relay_core::Minute,
         to: relay_core::Minute,
     ) -> Result<Vec<(u32, Height, BlockId)>, StoreError> {
-        let lo = RecordKey::new(relay, from).to_u64();
-        let hi = RecordKey::new(relay, to).to_u64();
+        let (lo, hi) = key_range(relay, from, to);
         Ok(self
             .store
             .main_records_in(lo, hi)?
@@ -207,8 +219,7 @@ impl BlockReader {
         from: relay_core::Minute,
         to: relay_core::Minute,
     ) -> Result<Vec<u32>, StoreError> {
-        let lo = RecordKey::new(relay, from).to_u64();
-        let hi = RecordKey::new(relay, to).to_u64();
+        let (lo, hi) = key_range(relay, from, to);
         Ok(self
             .store
             .disputes_in(lo, hi)?

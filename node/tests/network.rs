@@ -262,21 +262,38 @@ async fn a_peer_that_never_answers_does_not_stop_a_started_node_mining() {
             held.push(conn);
         }
     });
+    mines_beside(relay, hole_port, "a peer that never answers").await;
+}
+
+/// Starts a node reading `relay` with the one peer on `peer_port`, and waits until it has
+/// mined, at most `CATCH_UP_MAX` and 5 s: asserts that its own `/status` answers all the
+/// while.
+async fn mines_beside(relay: SocketAddr, peer_port: u16, peer: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start(
-        config_with(free_port(), &[relay], &[hole_port], &dir),
+        config_with(free_port(), &[relay], &[peer_port], &dir),
         common::key(1),
     )
     .await
     .expect("starts");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
     let started = Instant::now();
     let limit = gridledger::core::CATCH_UP_MAX + Duration::from_secs(5);
     while node.shared.lock().expect("lock").counters.mined == 0 {
         assert!(
             started.elapsed() < limit,
-            "nothing mined in {limit:?} beside a peer that never answers"
+            "nothing mined in {limit:?} beside {peer}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = client
+            .get(format!("http://{}/status", node.addr))
+            .send()
+            .await
+            .expect("the node's own API answers meanwhile");
+        assert!(status.status().is_success());
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     node.stop().await;
 }
@@ -317,37 +334,11 @@ async fn a_peer_that_trickles_its_answers_does_not_stop_a_started_node_mining() 
             });
         }
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = start(
-        config_with(free_port(), &[relay], &[trickle_port], &dir),
-        common::key(1),
-    )
-    .await
-    .expect("starts");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    let started = Instant::now();
-    let limit = gridledger::core::CATCH_UP_MAX + Duration::from_secs(5);
-    while node.shared.lock().expect("lock").counters.mined == 0 {
-        assert!(
-            started.elapsed() < limit,
-            "nothing mined in {limit:?} beside a peer that trickles its answers"
-        );
-        let status = client
-            .get(format!("http://{}/status", node.addr))
-            .send()
-            .await
-            .expect("the node's own API answers meanwhile");
-        assert!(status.status().is_success());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    mines_beside(relay, trickle_port, "a peer that trickles its answers").await;
     assert!(
         asked.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "the node asked the trickling peer"
     );
-    node.stop().await;
 }
 
 fn config_with(
