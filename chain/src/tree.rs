@@ -213,6 +213,11 @@ impl BlockTree {
     /// or one a store holds with everything below it); `deep` answers for the chain below.
     #[must_use]
     pub fn rooted(base: Base, deep: Option<Arc<dyn Deep>>) -> Self {
+        // Run containers: a relay's minutes are consecutive, so its keys below the window
+        // are a few runs, not a bitmap of 8 KiB per 65 536 minutes (what inserting them one
+        // by one builds). See `prune`.
+        let mut deep_keys = base.deep_keys;
+        deep_keys.optimize();
         let mut tree = BlockTree {
             ids: Vec::new(),
             nodes: Vec::new(),
@@ -223,7 +228,7 @@ impl BlockTree {
             main_keys: HashMap::new(),
             base: base.header.height,
             times_below: base.times_below,
-            deep_keys: base.deep_keys,
+            deep_keys,
             deep,
             miners: Vec::new(),
             miner_index: HashMap::new(),
@@ -311,6 +316,12 @@ impl BlockTree {
                 self.deep_keys.insert(key.to_u64());
             }
         }
+        // Keys inserted one by one fill array, then bitmap containers: 8 KiB per relay per
+        // 65 536 minutes, so memory (and the kept copy the next start reads) grew with the
+        // chain's length, 2 MB per million blocks of 15 relays. As runs, a relay that
+        // answered every minute costs a few bytes per container. A run container stays
+        // one as keys are added.
+        self.deep_keys.optimize();
         // Keep the new base and its descendants. A parent always sits before its children.
         let base_at = self.main[(new_base - self.base) as usize];
         let mut moved: Vec<Option<u32>> = vec![None; self.ids.len()];
@@ -918,6 +929,63 @@ mod tests {
         assert!(!tree.in_window(&s2.id()) && !tree.contains(&s2.id()));
         // The median-time rule still looks ten blocks below the base.
         assert_eq!(tree.median_time_past(&main[31].id()), 26);
+    }
+
+    /// The keys below the window cost what their runs cost, not a bit per minute: two
+    /// relays with 6 000 consecutive minutes each stay a few dozen bytes once pruned (as
+    /// bitmap containers, inserted one by one, 16 KiB, growing with the chain), and so do
+    /// the keys a tree is rooted on. Every key is still there.
+    #[test]
+    fn keys_below_the_window_are_kept_as_runs() {
+        let key = |relay: u32, minute: u32| RecordKey {
+            relay: RelayId(relay),
+            minute: Minute(minute),
+        };
+        let genesis = header(BlockId([5; 32]), 0, 0, 0, 0);
+        let mut tree = BlockTree::new(&genesis);
+        let mut prev = genesis.id();
+        let n = 6_000u32;
+        for m in 0..n {
+            let b = header(prev, Height::from(m) + 1, 1, u64::from(m), 0);
+            tree.insert(&b, vec![key(1, m), key(2, m)]);
+            prev = b.id();
+            tree.prune(100);
+        }
+        let deep = tree.deep_keys();
+        assert!(
+            deep.len() > 2 * 5_000,
+            "{} keys below the window",
+            deep.len()
+        );
+        let below = u32::try_from(deep.len() / 2).unwrap_or(0);
+        assert!((0..below)
+            .all(|m| deep.contains(key(1, m).to_u64()) && deep.contains(key(2, m).to_u64())));
+        assert!(
+            deep.serialized_size() < 200,
+            "{} bytes for two runs",
+            deep.serialized_size()
+        );
+        // Rooted on keys built one by one (as a start that reads the record index does).
+        let mut built = RoaringTreemap::new();
+        for m in 0..n {
+            built.insert(key(3, m).to_u64());
+        }
+        assert!(
+            built.serialized_size() > 8_000,
+            "a bitmap container to begin with"
+        );
+        let rooted = BlockTree::rooted(
+            Base {
+                header: genesis,
+                keys: Vec::new(),
+                work: 0,
+                times_below: Vec::new(),
+                deep_keys: built,
+            },
+            None,
+        );
+        assert_eq!(rooted.deep_keys().len(), u64::from(n));
+        assert!(rooted.deep_keys().serialized_size() < 100);
     }
 
     /// Random trees of 3 000 blocks (so the index grows and rehashes many times) agree

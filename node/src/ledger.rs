@@ -554,17 +554,24 @@ impl Ledger {
                 {
                     RoaringTreemap::deserialize_from(bytes.as_slice())
                         .ok()
-                        .map(|d| (h, d))
+                        .map(|d| (h, d, bytes.len()))
                 }
                 _ => None,
             };
             let mut placed = false;
-            if let Some((base, deep)) = kept {
+            if let Some((base, deep, kept_len)) = kept {
                 ledger.tree = ledger.window(base, deep, trusted_to, progress, None)?;
                 // The record index says what the window's blocks say, and holds nothing
                 // else; kept keys that disagree are a stale cache, not the chain: read again.
                 match ledger.check_window_index() {
-                    Ok(()) => placed = true,
+                    Ok(()) => {
+                        placed = true;
+                        // Kept by an older node as bitmaps (the tree holds them as runs):
+                        // kept again, so that the next start reads the small form.
+                        if kept_len > ledger.tree.deep_keys().serialized_size() {
+                            ledger.keep_deep_keys();
+                        }
+                    }
                     Err(e) => warn!(
                         "the record keys kept below the window disagree with the record index \
                          ({e}); reading them from the index"

@@ -1090,6 +1090,22 @@ fn a_start_takes_the_kept_keys_below_the_window_and_checks_them() {
     assert_eq!(summary.records, 120);
     drop(ledger);
 
+    // Kept by an older node, key by key (array containers, not runs): used, and kept
+    // again in the smaller form.
+    let mut plain = roaring::RoaringTreemap::new();
+    for k in kept.iter() {
+        plain.insert(k);
+    }
+    let mut plain_bytes = Vec::new();
+    plain.serialize_into(&mut plain_bytes).expect("serialised");
+    assert!(plain_bytes.len() > bytes.len(), "kept as runs at the prune");
+    write_deep(dir.path(), h, &id, &plain_bytes, false);
+    let ledger = Ledger::open_with_window(dir.path(), net.clone(), 12).expect("opens");
+    assert_eq!(ledger.tree().base(), 39);
+    assert_eq!(ledger.summary(), summary);
+    drop(ledger);
+    assert_eq!(read_deep(dir.path()), Some((h, id, bytes.clone())));
+
     // A bad checksum: read from the index again, the same chain, and kept anew.
     write_deep(dir.path(), h, &id, &bytes, true);
     let ledger = Ledger::open_with_window(dir.path(), net.clone(), 12).expect("opens");
