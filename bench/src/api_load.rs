@@ -54,8 +54,10 @@ fn pct(mut v: Vec<Duration>) -> String {
     v.sort();
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     format!(
-        "p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  ({} samples)",
+        "p50 {:>8.2} ms  p90 {:>8.2} ms  p95 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  ({} samples)",
         at(0.5).as_secs_f64() * 1e3,
+        at(0.9).as_secs_f64() * 1e3,
+        at(0.95).as_secs_f64() * 1e3,
         at(0.99).as_secs_f64() * 1e3,
         at(1.0).as_secs_f64() * 1e3,
         v.len()
