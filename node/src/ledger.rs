@@ -604,6 +604,8 @@ impl Ledger {
             if index != sum {
                 return Err(ledger.first_unindexed());
             }
+            // And the id index finds every main-chain block, at its height.
+            ledger.store.check_ids()?;
         }
         ledger.load_side(side)?;
         // From now on an equal-work rival with a lower tip id wins (docs/FORMAT.md

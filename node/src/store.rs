@@ -740,6 +740,62 @@ impl Store {
         Ok(out)
     }
 
+    /// Checks the id index against the main chain (`gridledger verify`): each main-chain
+    /// block is found by its id at its own height, either through its `ids` row or, when
+    /// another main-chain block's id ends alike (see `put_main`), through `locs`; and `ids`
+    /// holds no other row. A data dir from before the index (no [`MAIN_LOCS`]) has
+    /// nothing to check. One read transaction, one pass over `main`.
+    pub fn check_ids(&self) -> Result<(), StoreError> {
+        if self.meta(MAIN_LOCS)?.is_none() {
+            return Ok(());
+        }
+        let corrupt = |height: Height, reason: &str| StoreError::Corrupt {
+            height,
+            reason: reason.to_owned(),
+        };
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let main = txn.open_table(MAIN).map_err(|e| self.err(e))?;
+        let Some(ids) = self.optional(txn.open_table(IDS))? else {
+            return Err(corrupt(0, "the id index is missing"));
+        };
+        let locs = self.optional(txn.open_table(LOCS))?;
+        let mut direct = 0u64;
+        for row in main.iter().map_err(|e| self.err(e))? {
+            let (h, v) = row.map_err(|e| self.err(e))?;
+            let (h, (id, _)) = (h.value(), main_row(h.value(), v.value())?);
+            let key = id_key(&id);
+            match ids.get(key).map_err(|e| self.err(e))?.map(|g| g.value()) {
+                Some(at) if at == h => direct += 1,
+                Some(at) => {
+                    // Another block's row: its id must end alike, and this one be in `locs`.
+                    let other = main
+                        .get(at)
+                        .map_err(|e| self.err(e))?
+                        .map(|g| main_row(at, g.value()).map(|r| r.0))
+                        .transpose()?;
+                    let in_locs = match &locs {
+                        Some(l) => l.get(id.0.as_slice()).map_err(|e| self.err(e))?.is_some(),
+                        None => false,
+                    };
+                    if other.is_none_or(|o| id_key(&o) != key) || !in_locs {
+                        return Err(corrupt(
+                            h,
+                            "the id index finds this block at another height",
+                        ));
+                    }
+                }
+                None => return Err(corrupt(h, "the block is missing from the id index")),
+            }
+        }
+        if ids.len().map_err(|e| self.err(e))? != direct {
+            return Err(corrupt(
+                0,
+                "the id index holds a row no main-chain block has",
+            ));
+        }
+        Ok(())
+    }
+
     /// The main chain's block at `height` (genesis, at 0, is not stored).
     pub fn main_at(&self, height: Height) -> Result<Option<BlockId>, StoreError> {
         Ok(self
@@ -1439,5 +1495,23 @@ mod tests {
         let mut c = BlockId([3; 32]);
         c.0[24..].copy_from_slice(&a.0[24..]);
         assert_eq!(find(&c), None);
+        drop((main, ids, locs, txn));
+        // `verify`'s check of the id index takes the second one through `locs`; without
+        // its `locs` row, b is found nowhere.
+        store.check_ids().expect("both found");
+        let txn = store.begin_write().expect("txn");
+        txn.open_table(LOCS)
+            .expect("locs")
+            .remove(b.0.as_slice())
+            .expect("removed");
+        txn.commit().expect("commit");
+        assert!(
+            matches!(
+                store.check_ids(),
+                Err(StoreError::Corrupt { height: 2, .. })
+            ),
+            "{:?}",
+            store.check_ids()
+        );
     }
 }

@@ -1138,6 +1138,84 @@ fn a_start_takes_the_kept_keys_below_the_window_and_checks_them() {
     assert_eq!(verified.summary(), summary);
 }
 
+/// `verify` checks the id index against the main chain: a block whose row is gone, a row
+/// that names another height, and a row no block has are each named; an intact index
+/// verifies. A start (which trusts its verified mark) does not read the index through.
+#[test]
+fn verify_names_a_damaged_id_index() {
+    use redb::ReadableTable;
+    let dir = tempfile::tempdir().expect("tempdir");
+    stored_chain(dir.path(), 5, |m| vec![record(1, m)]);
+    Ledger::open_read_only(dir.path()).expect("an intact index verifies");
+    // (key, height) of every row.
+    let rows = |dir: &std::path::Path| -> Vec<(u64, u32)> {
+        use redb::ReadableDatabase;
+        let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("opens");
+        let txn = db.begin_read().expect("txn");
+        let ids = txn.open_table(IDS).expect("ids");
+        ids.iter()
+            .expect("iter")
+            .map(|r| r.expect("row"))
+            .map(|(k, v)| (k.value(), v.value()))
+            .collect()
+    };
+    let edit = |dir: &std::path::Path, f: &dyn Fn(&mut redb::Table<u64, u32>)| {
+        let db = redb::Database::open(dir.join(gridledger::store::DB_FILE)).expect("opens");
+        let txn = db.begin_write().expect("txn");
+        f(&mut txn.open_table(IDS).expect("ids"));
+        txn.commit().expect("commit");
+    };
+    let intact = rows(dir.path());
+    assert_eq!(intact.len(), 5);
+    let (key3, _) = *intact.iter().find(|r| r.1 == 3).expect("block 3's row");
+    let verify_err = |dir: &std::path::Path| match Ledger::open_read_only(dir) {
+        Ok(_) => panic!("a damaged id index verified"),
+        Err(e) => e.to_string(),
+    };
+    type Damage<'a> = &'a dyn Fn(&mut redb::Table<u64, u32>);
+    let cases: [(Damage, &str); 3] = [
+        (
+            &|t| {
+                t.remove(key3).expect("remove");
+            },
+            "missing from the id index",
+        ),
+        (
+            &|t| {
+                t.insert(key3, 4).expect("insert");
+            },
+            "at another height",
+        ),
+        (
+            &|t| {
+                t.insert(key3 ^ 1, 2).expect("insert");
+            },
+            "a row no main-chain block has",
+        ),
+    ];
+    for (damage, named) in cases {
+        edit(dir.path(), damage);
+        let err = verify_err(dir.path());
+        assert!(err.contains(named), "{named}: {err}");
+        // Put back.
+        edit(dir.path(), &|t| {
+            let rows: Vec<u64> = t
+                .iter()
+                .expect("iter")
+                .map(|r| r.expect("row").0.value())
+                .collect();
+            for k in rows {
+                t.remove(k).expect("remove");
+            }
+            for (k, h) in &intact {
+                t.insert(*k, *h).expect("insert");
+            }
+        });
+        assert_eq!(rows(dir.path()), intact);
+        Ledger::open_read_only(dir.path()).expect("put back, it verifies");
+    }
+}
+
 const LOCS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("locs");
 const MAIN: redb::TableDefinition<u32, &[u8]> = redb::TableDefinition::new("main");
 const IDS: redb::TableDefinition<u64, u32> = redb::TableDefinition::new("ids");
