@@ -52,6 +52,35 @@ pub enum Origin {
 
 pub use crate::metrics::Counters;
 
+/// A block to send on to peers ([`crate::peers::send_block`]): how, to whom, its bytes, id
+/// and miner.
+#[derive(Debug)]
+pub struct Relay {
+    /// How to send it.
+    pub sender: crate::peers::Sender,
+    /// To whom.
+    pub peers: Vec<String>,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its id.
+    pub id: crate::chain::BlockId,
+    /// Its miner's key.
+    pub miner: [u8; 32],
+}
+
+impl Relay {
+    /// Sends it, without waiting.
+    pub fn send(self) {
+        crate::peers::send_block(
+            &self.sender,
+            &self.peers,
+            self.bytes,
+            self.id,
+            Some(self.miner),
+        );
+    }
+}
+
 /// Reorgs kept for the explorer (`GET /forks`).
 pub const REORGS_KEPT: usize = 32;
 
@@ -106,6 +135,8 @@ pub struct Core {
     pub fanout: crate::fanout::Fanout,
     /// When the latest blocks arrived here (said in the answer to a copy of one).
     pub arrivals: crate::fanout::Arrivals,
+    /// Pushed blocks waiting for their parent.
+    pub orphans: crate::orphans::Orphans,
     /// The latest long pull from a peer (`/status` `sync`).
     pub sync: Option<crate::wire::SyncView>,
     /// The latest reorgs since the node started, oldest first (at most [`REORGS_KEPT`]).
@@ -220,6 +251,7 @@ impl Core {
             block_relay: crate::run::BlockRelay::default(),
             fanout: crate::fanout::Fanout::default(),
             arrivals: crate::fanout::Arrivals::default(),
+            orphans: crate::orphans::Orphans::default(),
             sync: None,
             first_pulls: None,
             witness,
@@ -457,15 +489,62 @@ impl Core {
         results
     }
 
-    /// Counts a refused block, and asks for a sync if its parent is unknown.
+    /// The peers a block that became this node's best goes on to: all but the one that
+    /// sent it (known by the miner key its `/status` gives; `None`: every peer).
+    #[must_use]
+    pub fn relay_peers(&self, sender: Option<[u8; 32]>) -> Vec<String> {
+        self.peers
+            .iter()
+            .filter(|p| {
+                sender.is_none() || self.peer_health.get(*p).and_then(|h| h.miner) != sender
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Places the pushed blocks that waited for `parent` ([`crate::orphans`]), and theirs
+    /// in turn, as if each had just been pushed by its sender; returns those to relay (each
+    /// that became this node's best).
+    pub fn place_orphans(&mut self, parent: crate::chain::BlockId, now_ms: u64) -> Vec<Relay> {
+        let mut out = Vec::new();
+        let mut parents = vec![parent];
+        while let Some(parent) = parents.pop() {
+            for orphan in self.orphans.children_of(&parent, now_ms) {
+                let net = self.ledger.network();
+                let Ok(block) =
+                    Block::from_bytes(&orphan.bytes, net.max_block_bytes, net.max_records)
+                else {
+                    continue;
+                };
+                let miner = block.header.miner;
+                match self.accept(block, now_ms, Origin::Peer) {
+                    Ok(added) => {
+                        self.counters.placed += 1;
+                        tracing::debug!(block = %added.id, waited_ms = now_ms.saturating_sub(orphan.at_ms), "placed a block that came before its parent");
+                        parents.push(added.id);
+                        if added.change != Change::SideBranch {
+                            out.push(Relay {
+                                sender: self.sender(),
+                                peers: self.relay_peers(orphan.sender),
+                                bytes: orphan.bytes.to_vec(),
+                                id: added.id,
+                                miner,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(block = %orphan.id, "a block that came before its parent: {e}");
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Counts a refused block. (A block whose parent is unknown asks for a sync where it
+    /// came from: a pull steps back; a push is kept a moment first, `crate::orphans`.)
     fn on_refused(&mut self, e: &AddError, origin: Origin) {
         if origin == Origin::Peer && !matches!(e, AddError::Known(_)) {
-            if matches!(
-                e,
-                AddError::Invalid(crate::chain::ValidationError::UnknownParent(_))
-            ) {
-                self.sync_wanted.notify_one();
-            }
             self.counters.rejected += 1;
             if matches!(e, AddError::WitnessConflict { .. }) {
                 self.counters.witness_conflicts += 1;

@@ -31,6 +31,7 @@ pub mod listen;
 pub mod mempool;
 pub mod metrics;
 pub mod offline;
+pub mod orphans;
 pub mod peers;
 pub mod policy;
 pub mod poll;

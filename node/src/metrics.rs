@@ -36,6 +36,10 @@ pub struct Counters {
     pub peer_lies: u64,
     /// Admin calls refused (not loopback, no valid token).
     pub admin_refused: u64,
+    /// Pushed blocks that came before their parent and were kept ([`crate::orphans`]).
+    pub early: u64,
+    /// Of those, the ones placed when their parent came.
+    pub placed: u64,
 }
 
 /// The relay label of per-relay metrics.
@@ -200,7 +204,7 @@ impl Collector for Snapshot {
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
         let c = &self.counters;
-        let counters: [(&str, &str, u64); 8] = [
+        let counters: [(&str, &str, u64); 10] = [
             ("gridledger_blocks_mined", "Blocks this node mined.", c.mined),
             ("gridledger_blocks_received", "Peer blocks stored.", c.received),
             ("gridledger_blocks_rejected", "Peer blocks refused.", c.rejected),
@@ -219,6 +223,16 @@ impl Collector for Snapshot {
                 "gridledger_peer_lies",
                 "Pulls from peers that claimed more work than ours and sent nothing usable.",
                 c.peer_lies,
+            ),
+            (
+                "gridledger_blocks_early",
+                "Pushed blocks that came before their parent, kept until it comes (also counted as refused).",
+                c.early,
+            ),
+            (
+                "gridledger_blocks_placed",
+                "Blocks that came before their parent, placed when it came.",
+                c.placed,
             ),
             (
                 "gridledger_admin_refused",

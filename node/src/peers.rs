@@ -607,11 +607,23 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
             let results = {
                 let shared = std::sync::Arc::clone(shared);
                 tokio::task::spawn_blocking(move || {
-                    lock(&shared).accept_incoming(pre, now_ms(), Origin::Peer)
+                    let mut core = lock(&shared);
+                    let now = now_ms();
+                    let results = core.accept_incoming(pre, now, Origin::Peer);
+                    // Pushed blocks that waited for one of these (`crate::orphans`).
+                    let mut placed = Vec::new();
+                    for added in results.iter().flatten() {
+                        placed.extend(core.place_orphans(added.id, now));
+                    }
+                    (results, placed)
                 })
                 .await
                 .unwrap_or_default()
             };
+            let (results, placed) = results;
+            for relay in placed {
+                relay.send();
+            }
             for result in results {
                 match result {
                     Ok(_) => {

@@ -127,8 +127,20 @@ async fn blocks_go_in_and_come_out() {
     let (code, body) = post(&client, addr, b1.to_bytes()).await;
     assert_eq!((code, body["result"].as_str()), (200, Some("known")));
 
-    // Out of order: unknown parent is a 409 with the reason.
+    // Out of order: unknown parent is a 409 with the reason, and the block is kept until
+    // its parent comes, unless it breaks a rule that needs no chain (then that rule, 422).
     let b3 = block_on(&b2.header, &[record(1, 2)], &net, 1);
+    let mut forged = b3.clone();
+    forged.signature[0] ^= 1;
+    let (code, body) = post(&client, addr, forged.to_bytes()).await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("reason")
+            .contains("signature"),
+        "{body}"
+    );
     let (code, body) = post(&client, addr, b3.to_bytes()).await;
     assert_eq!(code, 409, "{body}");
     assert!(body["error"]
@@ -172,7 +184,20 @@ async fn blocks_go_in_and_come_out() {
     assert_eq!(r.status().as_u16(), 400);
     let reason: serde_json::Value = r.json().await.expect("a JSON reason");
     assert!(reason["error"].is_string(), "{reason}");
-    assert_eq!(post(&client, addr, b3.to_bytes()).await.0, 200);
+    // b3 came before its parent and was placed when b2 was taken.
+    let (code, body) = post(&client, addr, b3.to_bytes()).await;
+    assert_eq!(
+        (code, body["result"].as_str()),
+        (200, Some("known")),
+        "{body}"
+    );
+    let metrics = common::get_text(&client, format!("http://{addr}/metrics")).await;
+    for line in [
+        "gridledger_blocks_early_total 1\n",
+        "gridledger_blocks_placed_total 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     let status = get_json(&client, format!("http://{addr}/status")).await;
     assert_eq!(status["height"], 3);

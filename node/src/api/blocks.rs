@@ -211,11 +211,7 @@ pub(super) async fn post_block(
 ) -> Response {
     let now = crate::core::now_ms();
     // Who sent it, by its own account (only used to not send the block back).
-    let sender: Option<[u8; 32]> = headers
-        .get(crate::wire::SENDER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| hex::decode(h).ok())
-        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+    let sender = sender_key(&headers);
     // A pushing node reads only the status (`wire::PREFER_MINIMAL`).
     let minimal = headers
         .get_all("prefer")
@@ -224,6 +220,7 @@ pub(super) async fn post_block(
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case(crate::wire::PREFER_MINIMAL));
     let relayed = body.clone();
+    let waiting = std::sync::Arc::clone(&shared);
     // Validation and a durable commit: off the async workers.
     let result = tokio::task::spawn_blocking(move || {
         let mut core = lock(&shared);
@@ -232,13 +229,32 @@ pub(super) async fn post_block(
             Ok(b) => b,
             Err(e) => {
                 core.counters.rejected += 1;
-                return (Err(AddError::Invalid(e.into())), None, None);
+                return (
+                    Err(AddError::Invalid(e.into())),
+                    None,
+                    None,
+                    Vec::new(),
+                    None,
+                );
             }
         };
-        let miner = block.header.miner;
-        let result = core
+        let (miner, id, parent) = (block.header.miner, block.id(), block.header.prev);
+        let mut result = core
             .accept(block, now, Origin::Peer)
             .map(|added| (added, miner));
+        // A block whose parent has not come yet (pushed right behind it, or validated
+        // first): kept, if it passes every rule that needs no chain, until the parent is
+        // taken (`crate::orphans`).
+        let mut kept = None;
+        if matches!(
+            &result,
+            Err(AddError::Invalid(ValidationError::UnknownParent(_)))
+        ) {
+            match keep_orphan(&mut core, &body, id, parent, sender, now) {
+                Ok(()) => kept = Some(id),
+                Err(e) => result = Err(AddError::Invalid(e)),
+            }
+        }
         // A block a peer relays was its best when it sent it; taken or already held here,
         // this node knows that tip, so its next poll of the sender may be skipped.
         if let (Ok(_) | Err(AddError::Known(_)), Some(key)) = (&result, sender) {
@@ -260,25 +276,36 @@ pub(super) async fn post_block(
         };
         let relay = match &result {
             Ok((added, _)) if added.change != Change::SideBranch => {
-                let peers: Vec<String> = core
-                    .peers
-                    .iter()
-                    .filter(|p| {
-                        sender.is_none() || core.peer_health.get(*p).and_then(|h| h.miner) != sender
-                    })
-                    .cloned()
-                    .collect();
-                Some((core.sender(), peers))
+                Some((core.sender(), core.relay_peers(sender)))
             }
             _ => None,
         };
-        (result, held, relay)
+        // Blocks that were waiting for this one.
+        let placed = match &result {
+            Ok((added, _)) => core.place_orphans(added.id, now),
+            Err(_) => Vec::new(),
+        };
+        (result, held, relay, placed, kept)
     })
     .await;
-    let (result, held, relay) = match result {
-        Ok((r, held, relay)) => (Ok(r), held, relay),
-        Err(e) => (Err(e), None, None),
+    let (result, held, relay, placed, kept) = match result {
+        Ok((r, held, relay, placed, kept)) => (Ok(r), held, relay, placed, kept),
+        Err(e) => (Err(e), None, None, Vec::new(), None),
     };
+    if let Some(id) = kept {
+        // Its parent is most likely a few milliseconds behind; if it has not come within
+        // the grace, the peers are asked (a pull), as for any unknown parent.
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::orphans::GRACE).await;
+            let core = lock(&waiting);
+            if core.orphans.holds(&id) {
+                core.sync_wanted.notify_one();
+            }
+        });
+    }
+    for relay in placed {
+        relay.send();
+    }
     match result {
         Ok(Ok((added, miner))) => {
             let change = match &added.change {
@@ -310,6 +337,37 @@ pub(super) async fn post_block(
     }
 }
 
+/// Keeps a pushed block whose parent is unknown here ([`crate::orphans`]) if it passes
+/// every rule that needs no chain; the broken rule otherwise.
+fn keep_orphan(
+    core: &mut crate::core::Core,
+    bytes: &Bytes,
+    id: BlockId,
+    parent: BlockId,
+    sender: Option<[u8; 32]>,
+    now_ms: u64,
+) -> Result<(), ValidationError> {
+    let net = core.ledger.network();
+    let block = Block::from_bytes(bytes, net.max_block_bytes, net.max_records)?;
+    crate::chain::validate::precheck(vec![block], net, 1, 0)
+        .pop()
+        .unwrap_or(Err(ValidationError::UnknownParent(parent)))?;
+    if !core.orphans.holds(&id) {
+        core.counters.early += 1;
+    }
+    core.orphans.keep(id, parent, bytes.clone(), sender, now_ms);
+    Ok(())
+}
+
+/// The miner key a pushing or announcing peer names (`gridledger-sender`), if any.
+fn sender_key(headers: &HeaderMap) -> Option<[u8; 32]> {
+    headers
+        .get(crate::wire::SENDER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+}
+
 /// The answer to a push that asked for no body: 204, the preference applied (RFC 7240),
 /// whether the block was `added` or `known` here, and for a known one since when, if this
 /// node remembers.
@@ -332,14 +390,28 @@ fn minimal_answer(result: &'static str, held_ms: Option<u64>) -> Response {
 /// `POST /blocks/announce`: a peer offers a block by its 32-byte id (the body); the answer
 /// says whether this node wants it (`{"want": true}`: it does not hold it), and the peer
 /// then pushes it with `POST /blocks`. Reads only: an announcement changes nothing here.
-pub(super) async fn announce(State(shared): State<Shared>, body: Bytes) -> Response {
+///
+/// An announcement of a block held here tells, as a push would, that it is the peer's best:
+/// the next poll of that peer may be skipped ([`crate::core::Core::peer_pushed`]).
+pub(super) async fn announce(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Ok(id) = <[u8; 32]>::try_from(body.as_ref()) else {
         return ApiError::bad_request(format!(
             "an announcement is a 32-byte block id, not {} bytes",
             body.len()
         ));
     };
-    let known = lock(&shared).ledger.tree().contains(&BlockId(id));
+    let known = {
+        let mut core = lock(&shared);
+        let known = core.ledger.tree().contains(&BlockId(id));
+        if let (true, Some(key)) = (known, sender_key(&headers)) {
+            core.peer_pushed(&key, crate::core::now_ms());
+        }
+        known
+    };
     Json(json!({ "want": !known })).into_response()
 }
 
