@@ -365,9 +365,20 @@ struct PeerTip {
 /// It is also how this node learns that a peer speaks HTTP/2 (see [`crate::wire::client`]):
 /// a peer that serves `/tip` is spoken to over HTTP/2 from then on; one that does not, or
 /// whose HTTP/2 connection fails, over HTTP/1.1.
-async fn peer_tip(client: &PeerClient, peer: &str) -> Result<PeerTip, PeerError> {
+///
+/// `ours`, this node's tip (id, height, work), is sent as `If-None-Match`, so that a peer on
+/// the same tip answers 304 without a body ([`crate::wire::tip_tag`]); its tip is then ours.
+async fn peer_tip(
+    client: &PeerClient,
+    peer: &str,
+    ours: Option<(BlockId, u32, u128)>,
+) -> Result<PeerTip, PeerError> {
     let h2 = client.speaks_h2(peer);
-    let mut resp = match client.to(peer).get(format!("{peer}/tip")).send().await {
+    let mut asked = client.to(peer).get(format!("{peer}/tip"));
+    if let Some((tip, _, _)) = &ours {
+        asked = asked.header(reqwest::header::IF_NONE_MATCH, crate::wire::tip_tag(tip));
+    }
+    let mut resp = match asked.send().await {
         Ok(r) => r,
         Err(e) => {
             if h2 {
@@ -379,7 +390,9 @@ async fn peer_tip(client: &PeerClient, peer: &str) -> Result<PeerTip, PeerError>
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
         client.set_h2(peer, false);
         resp = client.to(peer).get(format!("{peer}/status")).send().await?;
-    } else if resp.status().is_success() && !h2 {
+    } else if (resp.status().is_success() || resp.status() == reqwest::StatusCode::NOT_MODIFIED)
+        && !h2
+    {
         client.set_h2(peer, true);
     }
     let subject = resp
@@ -387,6 +400,15 @@ async fn peer_tip(client: &PeerClient, peer: &str) -> Result<PeerTip, PeerError>
         .get::<reqwest::tls::TlsInfo>()
         .and_then(|i| i.peer_certificate())
         .and_then(crate::tls::subject);
+    if let (reqwest::StatusCode::NOT_MODIFIED, Some((tip, height, work))) = (resp.status(), ours) {
+        return Ok(PeerTip {
+            height,
+            tip: Some(tip),
+            work: Some(work),
+            subject,
+            miner: None,
+        });
+    }
     let body = read_capped(resp, MAX_STATUS_BYTES).await?;
     let tip: crate::wire::Tip = serde_json::from_slice(&body).map_err(PeerError::BadStatus)?;
     Ok(PeerTip {
@@ -483,7 +505,15 @@ async fn fetch_prechecked(
 /// the number of blocks stored.
 pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u32, PeerError> {
     let asked = std::time::Instant::now();
-    let theirs = peer_tip(client, peer).await;
+    // Conditional only once the peer's key is known: the full answer carries it, and the
+    // mining policy's turns need it.
+    let ours = {
+        let mut core = lock(shared);
+        let known_key = core.peer_health(peer).miner.is_some();
+        let tree = core.ledger.tree();
+        known_key.then(|| (tree.tip(), tree.height(), tree.tip_work()))
+    };
+    let theirs = peer_tip(client, peer, ours).await;
     lock(shared).metrics.observe_peer(peer, asked.elapsed());
     let theirs = theirs?;
     if theirs.miner.is_some() {

@@ -209,6 +209,28 @@ pub fn decode_list(
     Ok(out)
 }
 
+/// The entity tag of a `GET /tip` answer whose tip is `tip`: the id's last 16 hex digits,
+/// quoted (its first digits are the proof of work's zeros). The answer for a tip is always
+/// the same (height, work and the node's key follow from it), so the tag names it. A poller
+/// sends the tag of its own tip in `If-None-Match`: a peer on that tip answers 304 with no
+/// body (about 60 bytes where the answer is about 250), since the poller then knows all it
+/// would have said. Pushes keep peers on one tip nearly all the time, so most polls end so.
+#[must_use]
+pub fn tip_tag(tip: &crate::chain::BlockId) -> String {
+    let hex = tip.to_hex();
+    format!("\"{}\"", &hex[hex.len().saturating_sub(16)..])
+}
+
+/// Whether an `If-None-Match` value lists `tag` (weak comparison, RFC 9110 13.1.2: a `W/`
+/// prefix is ignored; `*` matches any).
+#[must_use]
+pub fn none_match(value: &str, tag: &str) -> bool {
+    value
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == tag || t == "*")
+}
+
 /// `GET /tip`: what a peer's periodic pull needs to know of a node, and nothing else (about
 /// 250 bytes, where `/status` carries relays and disputes and runs to kilobytes). A node
 /// asks every peer for it every sync period, so its size is most of a quiet link's traffic.
@@ -388,6 +410,20 @@ pub struct ResolveAnswer {
 
 #[cfg(test)]
 mod tests {
+
+    /// `If-None-Match` lists are read as RFC 9110 says: any listed tag, weak or strong, or
+    /// `*`; a tag is the last 16 hex digits of the tip's id, quoted.
+    #[test]
+    fn tip_tags_and_none_match() {
+        let id = crate::chain::BlockId([0xab; 32]);
+        let tag = tip_tag(&id);
+        assert_eq!(tag, "\"abababababababab\"");
+        assert!(none_match(&tag, &tag));
+        assert!(none_match(&format!("\"x\", W/{tag}"), &tag));
+        assert!(none_match("*", &tag));
+        assert!(!none_match("\"abababababababac\"", &tag));
+        assert!(!none_match("", &tag));
+    }
     use super::*;
 
     #[test]

@@ -211,6 +211,31 @@ async fn blocks_go_in_and_come_out() {
     }
     assert_eq!(tip_json.as_object().map(|o| o.len()), Some(4), "{tip}");
     assert!(tip.len() < 300, "{} bytes: {tip}", tip.len());
+    // Tagged by the tip: a poller on the same tip gets 304 and no body, one on another tip
+    // the answer.
+    let get_tip = |tag: String| {
+        client
+            .get(format!("http://{addr}/tip"))
+            .header("if-none-match", tag)
+            .send()
+    };
+    let tag = gridledger::wire::tip_tag(&b3.id());
+    let same = get_tip(format!("W/\"0\", {tag}")).await.expect("answered");
+    assert_eq!(same.status().as_u16(), 304);
+    assert_eq!(
+        same.headers().get("etag").and_then(|v| v.to_str().ok()),
+        Some(tag.as_str())
+    );
+    assert!(same.bytes().await.expect("body").is_empty());
+    let other = get_tip(gridledger::wire::tip_tag(&b2.id()))
+        .await
+        .expect("answered");
+    assert_eq!(other.status().as_u16(), 200);
+    assert_eq!(
+        other.headers().get("etag").and_then(|v| v.to_str().ok()),
+        Some(tag.as_str())
+    );
+    assert_eq!(other.text().await.expect("body"), tip);
 
     let chain = get_json(&client, format!("http://{addr}/chain")).await;
     assert_eq!(chain["length"], 4);

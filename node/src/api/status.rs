@@ -44,17 +44,31 @@ pub(super) async fn status(State(shared): State<Shared>) -> Response {
     Json(answer).into_response()
 }
 
-/// `GET /tip`: height, tip, work and miner key only (see [`crate::wire::Tip`]).
-pub(super) async fn tip(State(shared): State<Shared>) -> Response {
+/// `GET /tip`: height, tip, work and miner key only (see [`crate::wire::Tip`]), tagged by
+/// the tip ([`crate::wire::tip_tag`]); 304 and no body to a poller already on that tip.
+pub(super) async fn tip(State(shared): State<Shared>, headers: axum::http::HeaderMap) -> Response {
     let core = lock(&shared);
     let tree = core.ledger.tree();
-    Json(crate::wire::Tip {
-        height: tree.height(),
-        tip: tree.tip().to_hex(),
-        work: tree.tip_work().to_string(),
-        miner: core.miner_key.map(hex::encode),
-    })
-    .into_response()
+    let tag = crate::wire::tip_tag(&tree.tip());
+    let etag = [(axum::http::header::ETAG, tag.clone())];
+    let unchanged = headers
+        .get_all(axum::http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| crate::wire::none_match(v, &tag));
+    if unchanged {
+        return (axum::http::StatusCode::NOT_MODIFIED, etag).into_response();
+    }
+    (
+        etag,
+        Json(crate::wire::Tip {
+            height: tree.height(),
+            tip: tree.tip().to_hex(),
+            work: tree.tip_work().to_string(),
+            miner: core.miner_key.map(hex::encode),
+        }),
+    )
+        .into_response()
 }
 
 fn relay_view(st: &crate::poll::RelayStatus) -> RelayView {
