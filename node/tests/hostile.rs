@@ -140,6 +140,28 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
             status: 409,
             reason: "unknown parent",
         },
+        // Kept until its parent comes only if it passes every rule that needs no chain.
+        Case {
+            what: "unknown parent, a key not on the allow-list",
+            body: forge(&parent, good(), &stranger, bits, |h| {
+                h.prev = gridledger::chain::BlockId([8; 32]);
+            })
+            .to_bytes(),
+            status: 422,
+            reason: "allow-list",
+        },
+        Case {
+            what: "unknown parent, a bad signature",
+            body: {
+                let mut b = forge(&parent, good(), &theirs, bits, |h| {
+                    h.prev = gridledger::chain::BlockId([9; 32]);
+                });
+                b.signature[0] ^= 1;
+                b.to_bytes()
+            },
+            status: 422,
+            reason: "signature",
+        },
         Case {
             what: "wrong height",
             body: forge(&parent, good(), &theirs, bits, |h| h.height += 5).to_bytes(),
@@ -373,6 +395,11 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
     };
     assert_eq!(value("gridledger_blocks_rejected_total"), posted);
     assert_eq!(value("gridledger_witness_conflicts_total"), witness);
+    assert_eq!(
+        value("gridledger_blocks_early_total"),
+        1,
+        "only the well-formed one is kept"
+    );
     assert_eq!(value("gridledger_blocks_received_total"), 0);
     let after = common::get_json(&client, format!("{base}/status")).await["height"]
         .as_u64()

@@ -338,7 +338,7 @@ pub(super) async fn post_block(
 }
 
 /// Keeps a pushed block whose parent is unknown here ([`crate::orphans`]) if it passes
-/// every rule that needs no chain; the broken rule otherwise.
+/// every rule that needs no chain (the allow-list included); the broken rule otherwise.
 fn keep_orphan(
     core: &mut crate::core::Core,
     bytes: &Bytes,
@@ -349,6 +349,10 @@ fn keep_orphan(
 ) -> Result<(), ValidationError> {
     let net = core.ledger.network();
     let block = Block::from_bytes(bytes, net.max_block_bytes, net.max_records)?;
+    let miner = block.header.miner;
+    if net.allow_list.as_ref().is_some_and(|a| !a.contains(&miner)) {
+        return Err(ValidationError::MinerNotAllowed(hex::encode(miner)));
+    }
     crate::chain::validate::precheck(vec![block], net, 1, 0)
         .pop()
         .unwrap_or(Err(ValidationError::UnknownParent(parent)))?;
