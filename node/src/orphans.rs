@@ -6,8 +6,10 @@
 //! and a fetch, two round trips later (on the testbed, about 4 % of the blocks nodes took
 //! from pushes went that way, and a block that a node pulled was not relayed, so the nodes
 //! behind it waited too). Now such a block is kept here, keyed by its parent, and placed
-//! (and relayed) as soon as the parent is taken; a pull is asked for only if the parent has
-//! not come within [`GRACE`].
+//! (and relayed) as soon as the parent is taken. For a block two above the tip (the child of
+//! one on its way, most likely) a pull is asked for only if the parent has not come within
+//! [`GRACE`]; for any other (a branch this node has not seen, as after a healed partition)
+//! at once, as before.
 //!
 //! Only a block that passed every rule that needs no chain (work, Merkle root, records,
 //! signature) is kept, so a peer cannot fill this with junk for free; the pool is bounded

@@ -239,6 +239,7 @@ pub(super) async fn post_block(
             }
         };
         let (miner, id, parent) = (block.header.miner, block.id(), block.header.prev);
+        let height = block.header.height;
         let mut result = core
             .accept(block, now, Origin::Peer)
             .map(|added| (added, miner));
@@ -251,7 +252,12 @@ pub(super) async fn post_block(
             Err(AddError::Invalid(ValidationError::UnknownParent(_)))
         ) {
             match keep_orphan(&mut core, &body, id, parent, sender, now) {
-                Ok(()) => kept = Some(id),
+                // Two above the tip: the child of a block on its way, most likely (a miner
+                // pushed two in a row); anything else is a branch this node has not seen
+                // (a healed partition), which only a pull brings.
+                Ok(()) => {
+                    kept = Some((id, height == core.ledger.tree().height().saturating_add(2)))
+                }
                 Err(e) => result = Err(AddError::Invalid(e)),
             }
         }
@@ -292,16 +298,20 @@ pub(super) async fn post_block(
         Ok((r, held, relay, placed, kept)) => (Ok(r), held, relay, placed, kept),
         Err(e) => (Err(e), None, None, Vec::new(), None),
     };
-    if let Some(id) = kept {
-        // Its parent is most likely a few milliseconds behind; if it has not come within
-        // the grace, the peers are asked (a pull), as for any unknown parent.
-        tokio::spawn(async move {
-            tokio::time::sleep(crate::orphans::GRACE).await;
-            let core = lock(&waiting);
-            if core.orphans.holds(&id) {
-                core.sync_wanted.notify_one();
-            }
-        });
+    if let Some((id, on_its_way)) = kept {
+        // A parent on its way is a few milliseconds behind: the peers are asked (a pull)
+        // only if it has not come within the grace; for any other block at once.
+        if !on_its_way {
+            lock(&waiting).sync_wanted.notify_one();
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(crate::orphans::GRACE).await;
+                let core = lock(&waiting);
+                if core.orphans.holds(&id) {
+                    core.sync_wanted.notify_one();
+                }
+            });
+        }
     }
     for relay in placed {
         relay.send();
