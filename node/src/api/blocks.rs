@@ -266,9 +266,10 @@ pub(super) async fn post_block(
         if let (Ok(_) | Err(AddError::Known(_)), Some(key)) = (&result, sender) {
             core.peer_pushed(&key, now);
         }
-        // A block whose parent we lack: the sync pulls the branch (`on_refused` asked for
-        // it). Its sender just reached us, so it is reachable whatever its backoff says: a
-        // healed partition mends at the first block across it, not at the backoff's end.
+        // A block whose parent we lack: the sync pulls the branch (asked for below, at once
+        // or after the grace). Its sender just reached us, so it is reachable whatever its
+        // backoff says: a healed partition mends at the first block across it, not at the
+        // backoff's end.
         if let (Err(AddError::Invalid(ValidationError::UnknownParent(_))), Some(key)) =
             (&result, sender)
         {
