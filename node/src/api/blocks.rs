@@ -219,7 +219,6 @@ pub(super) async fn post_block(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case(crate::wire::PREFER_MINIMAL));
-    let relayed = body.clone();
     let waiting = std::sync::Arc::clone(&shared);
     // Validation and a durable commit: off the async workers.
     let result = tokio::task::spawn_blocking(move || {
@@ -229,13 +228,7 @@ pub(super) async fn post_block(
             Ok(b) => b,
             Err(e) => {
                 core.counters.rejected += 1;
-                return (
-                    Err(AddError::Invalid(e.into())),
-                    None,
-                    None,
-                    Vec::new(),
-                    None,
-                );
+                return (Err(AddError::Invalid(e.into())), None, Vec::new(), None);
             }
         };
         let (miner, id, parent) = (block.header.miner, block.id(), block.header.prev);
@@ -281,24 +274,36 @@ pub(super) async fn post_block(
             Err(AddError::Known(id)) => core.arrivals.held_ms(id, now),
             _ => None,
         };
-        let relay = match &result {
-            Ok((added, _)) if added.change != Change::SideBranch => {
-                Some((core.sender(), core.relay_peers(sender)))
+        //
+        // Block relay: a block that became this node's best goes on to every peer at once
+        // but the one that sent it (known by the miner key its /status gives), so it
+        // crosses a network where not every node is the miner's peer without waiting for a
+        // pull. Each block is accepted, and so relayed, at most once per node; a peer that
+        // has it answers "known", which `fanout` learns from. Then the blocks that were
+        // waiting for this one, after it.
+        let mut relays = Vec::new();
+        if let Ok((added, miner)) = &result {
+            if added.change != Change::SideBranch {
+                relays.push(crate::core::Relay {
+                    sender: core.sender(),
+                    peers: core.relay_peers(sender),
+                    bytes: body.to_vec(),
+                    id: added.id,
+                    miner: *miner,
+                });
             }
-            _ => None,
-        };
-        // Blocks that were waiting for this one.
-        let placed = match &result {
-            Ok((added, _)) => core.place_orphans(added.id, now),
-            Err(_) => Vec::new(),
-        };
-        (result, held, relay, placed, kept)
+            relays.extend(core.place_orphans(added.id, now));
+        }
+        (result, held, relays, kept)
     })
     .await;
-    let (result, held, relay, placed, kept) = match result {
-        Ok((r, held, relay, placed, kept)) => (Ok(r), held, relay, placed, kept),
-        Err(e) => (Err(e), None, None, Vec::new(), None),
+    let (result, held, relays, kept) = match result {
+        Ok((r, held, relays, kept)) => (Ok(r), held, relays, kept),
+        Err(e) => (Err(e), None, Vec::new(), None),
     };
+    for relay in relays {
+        relay.send();
+    }
     if let Some((id, on_its_way)) = kept {
         // A parent on its way is a few milliseconds behind: the peers are asked (a pull)
         // only if it has not come within the grace; for any other block at once.
@@ -314,25 +319,13 @@ pub(super) async fn post_block(
             });
         }
     }
-    for relay in placed {
-        relay.send();
-    }
     match result {
-        Ok(Ok((added, miner))) => {
+        Ok(Ok((added, _))) => {
             let change = match &added.change {
                 Change::Extended => "extended",
                 Change::Reorg { .. } => "reorg",
                 Change::SideBranch => "side-branch",
             };
-            // Block relay: a block that became this node's best goes on to every peer at
-            // once but the one that sent it (known by the miner key its /status gives), so
-            // it crosses a network where not every node is the miner's peer without
-            // waiting for a pull. Each block is accepted, and so relayed, at most once per
-            // node; a peer that has it answers "known", which `fanout` learns from.
-            if let Some((out, peers)) = relay {
-                let bytes = relayed.to_vec();
-                crate::peers::send_block(&out, &peers, bytes, added.id, Some(miner));
-            }
             if minimal {
                 return minimal_answer("added", None);
             }
