@@ -1,5 +1,6 @@
 //! gridledger's chain: block format, proof of work, Merkle tree, validation rules, genesis,
-//! and the block tree with its fork choice, as `docs/FORMAT.md` specifies them.
+//! the block tree with its fork choice, and finality (members' votes on tlog checkpoints of
+//! the chain, as C2SP signed notes), as `docs/FORMAT.md` specifies them.
 //!
 //! Pure computation: no async runtime, no network, no database. The node (`node/`), the
 //! benches and any light client or outside verifier build on it; the node adds the store,
@@ -7,10 +8,13 @@
 
 pub mod assemble;
 pub mod block;
+pub mod finality;
 pub mod genesis;
 pub mod merkle;
+pub mod note;
 pub mod pow;
 pub mod signature;
+pub mod tlog;
 pub mod tree;
 pub mod validate;
 pub mod vectors;

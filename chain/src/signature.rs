@@ -83,7 +83,7 @@ pub struct Batch {
 struct Item {
     tag: usize,
     miner: [u8; 32],
-    message: [u8; 32],
+    message: Vec<u8>,
     signature: [u8; 64],
 }
 
@@ -115,6 +115,17 @@ impl Batch {
         message: &[u8; 32],
         signature: &[u8; 64],
     ) -> Result<(), SignatureError> {
+        self.push_message(tag, miner, message, signature)
+    }
+
+    /// [`Self::push`] for a message of any length (a note's text, `crate::note`).
+    pub fn push_message(
+        &mut self,
+        tag: usize,
+        miner: &[u8; 32],
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<(), SignatureError> {
         let known = match self.keys.get(miner) {
             Some(k) => *k,
             None => {
@@ -127,7 +138,7 @@ impl Batch {
         self.items.push(Item {
             tag,
             miner: *miner,
-            message: *message,
+            message: message.to_vec(),
             signature: *signature,
         });
         Ok(())
