@@ -180,6 +180,12 @@ pub struct BlockTree {
     miners: Vec<[u8; 32]>,
     miner_index: HashMap<[u8; 32], u32>,
     tie_break: TieBreak,
+    /// A block every main chain must hold from now on (the latest justified or final
+    /// checkpoint's block, [`BlockTree::set_floor`]), by height and id.
+    floor: Option<(Height, BlockId)>,
+    /// Blocks no main chain may hold ([`BlockTree::exclude`]): each contradicts a final
+    /// checkpoint. Few: one per checkpoint a joining node learned.
+    excluded: Vec<(Height, BlockId)>,
 }
 
 /// How fork choice picks between two chains of equal work.
@@ -233,6 +239,8 @@ impl BlockTree {
             miners: Vec::new(),
             miner_index: HashMap::new(),
             tie_break: TieBreak::FirstSeen,
+            floor: None,
+            excluded: Vec::new(),
         };
         tree.times_below.truncate(10);
         let miner = tree.miner_of(&base.header.miner);
@@ -725,16 +733,21 @@ impl BlockTree {
         );
         let tip_work = self.tip_work();
         let wins_tie = self.tie_break == TieBreak::LowerId && id < self.tip();
-        if work < tip_work || (work == tip_work && !wins_tie) {
+        if work < tip_work || (work == tip_work && !wins_tie) || !self.above_floor(at) {
             return Change::SideBranch;
         }
         if parent == self.tip_at() {
             self.push_main(at);
             return Change::Extended;
         }
-        // A reorg: collect the new branch down to the main chain.
+        self.switch_main(at)
+    }
+
+    /// Makes the chain ending at `at` (a block off the main chain) the main chain.
+    fn switch_main(&mut self, at: u32) -> Change {
+        // Collect the new branch down to the main chain.
         let mut adopted = vec![at];
-        let mut cur = parent;
+        let mut cur = self.node(at).parent;
         while !self.is_main_at(cur) {
             adopted.push(cur);
             cur = self.node(cur).parent;
@@ -755,6 +768,157 @@ impl BlockTree {
             abandoned: ids(&abandoned),
             adopted: ids(&adopted),
         }
+    }
+
+    /// True if the chain ending at the window's block `at` holds the block `anc` at height
+    /// `anc_height`. An ancestor below the base is asked of the main chain (every window
+    /// block's chain runs through the base, which is on it).
+    fn descends(&self, at: u32, anc_height: Height, anc: &BlockId) -> bool {
+        if anc_height < self.base {
+            // The floor is on the main chain: no need to ask the disk.
+            return self.floor == Some((anc_height, *anc))
+                || self.main_at(anc_height) == Some(*anc);
+        }
+        let mut cur = at;
+        loop {
+            let n = self.node(cur);
+            if n.height < anc_height {
+                return false;
+            }
+            if n.height == anc_height {
+                return self.ids[cur as usize] == *anc;
+            }
+            if self.is_main_at(cur) {
+                // Below a main-chain block the chain is the main chain.
+                return self
+                    .main
+                    .get((anc_height - self.base) as usize)
+                    .is_some_and(|&a| self.ids[a as usize] == *anc);
+            }
+            cur = n.parent;
+        }
+    }
+
+    /// True if the chain ending at `tip` (a block of the window) holds `ancestor` (a block
+    /// of the window or of the main chain below it); `None` if either is unknown.
+    #[must_use]
+    pub fn chain_contains(&self, tip: &BlockId, ancestor: &BlockId) -> Option<bool> {
+        let at = self.find(tip)?;
+        let height = self.height_of(ancestor)?;
+        Some(self.descends(at, height, ancestor))
+    }
+
+    /// The floor ([`Self::set_floor`]), as its height and id.
+    #[must_use]
+    pub fn floor(&self) -> Option<(Height, BlockId)> {
+        self.floor
+    }
+
+    /// Makes `id` a block that every main chain holds from now on: a finality checkpoint's
+    /// block, which no work may reorganise away. Blocks whose chain lacks it stay off the
+    /// main chain whatever their work. If the main chain lacks it now, the main chain
+    /// becomes the best chain that holds it (the most work, ties as [`TieBreak`] says), and
+    /// that switch is returned. `None` (and nothing changes) if `id` is unknown.
+    pub fn set_floor(&mut self, id: &BlockId) -> Option<Change> {
+        let height = self.height_of(id)?;
+        if self.is_main(id) {
+            self.floor = Some((height, *id));
+            return Some(Change::SideBranch);
+        }
+        // Off the main chain, so in the window: its best descendant becomes the tip.
+        let before = self.floor;
+        self.floor = Some((height, *id));
+        let Some(best) = self.best_allowed() else {
+            self.floor = before;
+            return None;
+        };
+        Some(self.switch_to(best))
+    }
+
+    /// True if the block at `at` may be on the main chain: its chain holds the floor and
+    /// no excluded block.
+    fn above_floor(&self, at: u32) -> bool {
+        let floor = match self.floor {
+            None => true,
+            Some((h, id)) => self.descends(at, h, &id),
+        };
+        floor
+            && !self
+                .excluded
+                .iter()
+                .any(|(h, id)| self.descends(at, *h, id))
+    }
+
+    /// Makes `id` a block that no main chain may hold (it contradicts a final checkpoint a
+    /// node learned before it had the final chain's blocks). If the main chain holds it, the
+    /// main chain becomes the best chain without it, and that switch is returned. `None`
+    /// (and nothing changes) if `id` is not a block of the window.
+    pub fn exclude(&mut self, id: &BlockId) -> Option<Change> {
+        let height = self.window_height_of(id)?;
+        if !self.excluded.contains(&(height, *id)) {
+            self.excluded.push((height, *id));
+        }
+        if !self.is_main(id) {
+            return Some(Change::SideBranch);
+        }
+        self.best_allowed().map(|at| self.switch_to(at))
+    }
+
+    /// True if the chain ending at `id` (a window block) holds an excluded block.
+    #[must_use]
+    pub fn is_excluded(&self, id: &BlockId) -> bool {
+        self.find(id)
+            .is_some_and(|at| self.excluded.iter().any(|(h, e)| self.descends(at, *h, e)))
+    }
+
+    /// The window's best block that may be on the main chain (see [`Self::above_floor`]).
+    fn best_allowed(&self) -> Option<u32> {
+        let mut best: Option<u32> = None;
+        for at in 0..self.ids.len() as u32 {
+            if !self.above_floor(at) {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    let (w, bw) = (self.node(at).work, self.node(b).work);
+                    w > bw
+                        || (w == bw
+                            && self.tie_break == TieBreak::LowerId
+                            && self.ids[at as usize] < self.ids[b as usize])
+                }
+            };
+            if better {
+                best = Some(at);
+            }
+        }
+        best
+    }
+
+    /// Makes the chain ending at `at` the main chain: a switch, or cutting the main chain
+    /// back to `at` if it is on it.
+    fn switch_to(&mut self, at: u32) -> Change {
+        if self.is_main_at(at) {
+            let keep = (self.node(at).height - self.base) as usize + 1;
+            let abandoned: Vec<u32> = self.main.drain(keep..).collect();
+            for &gone in &abandoned {
+                for key in node_keys(&self.keys, &self.nodes[gone as usize]) {
+                    self.main_keys.remove(key);
+                }
+            }
+            return Change::Reorg {
+                abandoned: abandoned.iter().map(|&a| self.ids[a as usize]).collect(),
+                adopted: Vec::new(),
+            };
+        }
+        self.switch_main(at)
+    }
+
+    /// The parent of a block of the window (the base's is below the window: `None`).
+    #[must_use]
+    pub fn parent_of(&self, id: &BlockId) -> Option<BlockId> {
+        let at = self.find(id)?;
+        (at != 0).then(|| self.ids[self.node(at).parent as usize])
     }
 
     fn push_main(&mut self, at: u32) {
@@ -832,6 +996,96 @@ mod tests {
             miner: [0; 32],
             nonce,
         }
+    }
+
+    /// A floor holds the main chain whatever the work of a chain without it, and a floor on
+    /// a side branch makes the best chain through it the main chain.
+    #[test]
+    fn a_floor_outweighs_work() {
+        let genesis = header(BlockId([3; 32]), 0, 0, 0, 0);
+        let mut tree = BlockTree::new(&genesis);
+        tree.set_tie_break(TieBreak::LowerId);
+        let mut main = vec![genesis];
+        for h in 1..=5 {
+            let b = header(main[h - 1].id(), h as Height, 1, h as u64, 0);
+            tree.insert(&b, Vec::new());
+            main.push(b);
+        }
+        assert_eq!(tree.set_floor(&main[3].id()), Some(Change::SideBranch));
+        assert_eq!(tree.floor(), Some((3, main[3].id())));
+        // A rival from height 2, far heavier: kept, never the main chain.
+        let mut prev = main[2].id();
+        for h in 3..=12 {
+            let b = header(prev, h, 1, 50 + u64::from(h), 9);
+            assert_eq!(
+                tree.insert(&b, Vec::new()),
+                Change::SideBranch,
+                "height {h}"
+            );
+            prev = b.id();
+        }
+        assert_eq!(tree.tip(), main[5].id());
+        assert_eq!(tree.chain_contains(&prev, &main[3].id()), Some(false));
+        assert_eq!(
+            tree.chain_contains(&main[5].id(), &main[3].id()),
+            Some(true)
+        );
+        // A branch above the floor competes by work as before.
+        let b4 = header(main[3].id(), 4, 1, 90, 7);
+        let b5 = header(b4.id(), 5, 1, 91, 7);
+        let b6 = header(b5.id(), 6, 1, 92, 7);
+        tree.insert(&b4, Vec::new());
+        tree.insert(&b5, Vec::new()); // equal work: the lower id is the tip
+        assert_ne!(tree.insert(&b6, Vec::new()), Change::SideBranch);
+        assert_eq!(tree.tip(), b6.id());
+        // A floor on the (old) side branch at height 5: the main chain goes back there.
+        let changed = tree.set_floor(&main[5].id()).expect("known");
+        assert_eq!(
+            changed,
+            Change::Reorg {
+                abandoned: vec![b4.id(), b5.id(), b6.id()],
+                adopted: vec![main[4].id(), main[5].id()],
+            }
+        );
+        assert_eq!(tree.tip(), main[5].id());
+        // b6 outweighs main[5] but lacks the floor.
+        let b7 = header(b6.id(), 7, 1, 93, 7);
+        assert_eq!(tree.insert(&b7, Vec::new()), Change::SideBranch);
+        assert_eq!(tree.set_floor(&BlockId([0xee; 32])), None);
+    }
+
+    /// An excluded block leaves the main chain with its descendants, and no chain through
+    /// it comes back, however heavy.
+    #[test]
+    fn an_excluded_block_and_its_descendants_never_make_the_main_chain() {
+        let genesis = header(BlockId([4; 32]), 0, 0, 0, 0);
+        let mut tree = BlockTree::new(&genesis);
+        let mut main = vec![genesis];
+        for h in 1..=6 {
+            let b = header(main[h - 1].id(), h as Height, 1, h as u64, 0);
+            tree.insert(&b, Vec::new());
+            main.push(b);
+        }
+        let side = header(main[2].id(), 3, 1, 70, 5);
+        tree.insert(&side, Vec::new());
+        // Excluding height 4 cuts the main chain back to height 3 (the best chain left).
+        let change = tree.exclude(&main[4].id()).expect("in the window");
+        assert_eq!(
+            change,
+            Change::Reorg {
+                abandoned: vec![main[4].id(), main[5].id(), main[6].id()],
+                adopted: Vec::new(),
+            }
+        );
+        assert_eq!(tree.tip(), main[3].id());
+        assert!(tree.is_excluded(&main[6].id()));
+        assert!(!tree.is_excluded(&main[3].id()));
+        let b7 = header(main[6].id(), 7, 1, 80, 0);
+        assert_eq!(tree.insert(&b7, Vec::new()), Change::SideBranch);
+        // Another block at height 4 takes its place.
+        let other = header(main[3].id(), 4, 1, 90, 3);
+        assert_eq!(tree.insert(&other, Vec::new()), Change::Extended);
+        assert_eq!(tree.parent_of(&other.id()), Some(main[3].id()));
     }
 
     /// Who mined lately: the last `blocks` main-chain blocks only, below the newest `settle`.
