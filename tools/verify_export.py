@@ -4,12 +4,21 @@ docs/FORMAT.md alone, with the Python standard library only (ed25519 included, a
 RFC 8032 section 6 with the ZIP 215 rules).
 
     python3 tools/verify_export.py chain.json
+    python3 tools/verify_export.py --proof proof.json --members members.json [chain.json]
 
 It re-derives everything from the `raw` fields: genesis, ids, links, heights, proof of work,
 times, Merkle roots, records, signatures; then it renders the export file that those raw
 bytes imply and compares it with the given file byte for byte, so that any change to any
 byte of the file is caught. Exit 0 and `ok: ...` if the chain is valid, 1 and
 `invalid: ...` otherwise.
+
+With `--proof` (a node's `GET /checkpoint/proof` answer) and `--members` (its
+`GET /members` answer, or the same keys from the consortium's own records), it checks
+FORMAT.md section 11 instead: the checkpoint note carries valid Ed25519 signatures of a
+quorum of the members, and the block's RFC 6962 inclusion proof leads to the checkpoint's
+root (RFC 9162 section 2.1.3.2). Given an export too, the export's block at that height is
+that block, and the tree over the export's block ids up to the checkpoint's size has the
+checkpoint's root: the exported chain is the final one.
 """
 
 import hashlib
@@ -311,7 +320,122 @@ def verify(text, now_ms):
     return len(blocks) - 1, n_records
 
 
+# --- checkpoints (FORMAT.md section 11) ---------------------------------------------------
+
+def b64(s):
+    import base64
+    return base64.b64decode(s, validate=True)
+
+
+def parse_note(text):
+    """A C2SP signed note: (text, [(name, key_id, signature)])."""
+    cut = text.rfind("\n\n")
+    if cut < 0 or not text.endswith("\n"):
+        raise Invalid("checkpoint: not a signed note")
+    body, sig_lines = text[:cut + 1], text[cut + 2:-1].split("\n")
+    sigs = []
+    for line in sig_lines:
+        if not line.startswith("\u2014 "):
+            raise Invalid("checkpoint: a signature line does not start with an em dash")
+        name, _, sig = line[2:].partition(" ")
+        raw = b64(sig)
+        if len(raw) < 5:
+            raise Invalid("checkpoint: a signature is too short")
+        sigs.append((name, int.from_bytes(raw[:4], "big"), raw[4:]))
+    return body, sigs
+
+
+def key_id(name, key):
+    return int.from_bytes(sha256(name.encode() + b"\n\x01" + key)[:4], "big")
+
+
+def tlog_root(ids):
+    """RFC 6962 root over block ids (the leaves are the 32 id bytes)."""
+    return merkle_root(ids)
+
+
+def verify_inclusion(leaf, index, size, path, root):
+    if index >= size:
+        return False
+    fn, sn = index, size - 1
+    r = sha256(b"\x00" + leaf)
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = sha256(b"\x01" + p + r)
+            while fn & 1 == 0 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = sha256(b"\x01" + r + p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_proof(proof, members, export_text):
+    origin, quorum = members["origin"], members["quorum"]
+    keys = [bytes.fromhex(m["key"]) for m in members["members"]]
+    note = proof["checkpoint"]
+    body, sigs = parse_note(note)
+    lines = body[:-1].split("\n")
+    if len(lines) != 3 or lines[0] != origin:
+        raise Invalid(f"checkpoint: not a checkpoint of {origin}")
+    size, root = int(lines[1]), b64(lines[2])
+    if str(size) != lines[1] or len(root) != 32:
+        raise Invalid("checkpoint: malformed size or root")
+    signed = set()
+    for name, kid, sig in sigs:
+        for key in keys:
+            member = origin + "/" + key[:8].hex()
+            if name == member and kid == key_id(member, key):
+                if len(sig) != 64 or not ed25519_verify_zip215(key, body.encode(), sig):
+                    raise Invalid(f"checkpoint: the signature of {name} does not verify")
+                signed.add(key)
+    if len(signed) < quorum:
+        raise Invalid(f"checkpoint: {len(signed)} member signatures, the quorum is {quorum}")
+    if proof["size"] != size or b64(proof["root"]) != root:
+        raise Invalid("proof: another checkpoint than the note's")
+    block, index = bytes.fromhex(proof["block"]), proof["index"]
+    path = [b64(p) for p in proof["path"]]
+    if not verify_inclusion(block, index, size, path, root):
+        raise Invalid(f"proof: block {index} is not in the checkpoint")
+    if export_text is not None:
+        doc = json.loads(export_text)
+        verify(export_text, int(time.time() * 1000))
+        blocks = doc["blocks"]
+        if len(blocks) < size:
+            raise Invalid(f"export: {len(blocks)} blocks, the checkpoint covers {size}")
+        ids = [sha256(bytes.fromhex(b["raw"])[:119]) for b in blocks[:size]]
+        if ids[index] != block:
+            raise Invalid(f"export: block {index} is another block than the proof's")
+        if tlog_root(ids) != root:
+            raise Invalid("export: its chain is not the checkpoint's (another root)")
+    return index, size, len(signed), len(keys), quorum
+
+
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--proof":
+        args = sys.argv[1:]
+        try:
+            if len(args) not in (4, 5) or args[2] != "--members":
+                print("usage: verify_export.py --proof PROOF.json --members MEMBERS.json [EXPORT.json]", file=sys.stderr)
+                return 2
+            with open(args[1], encoding="utf-8") as f:
+                proof = json.load(f)
+            with open(args[3], encoding="utf-8") as f:
+                members = json.load(f)
+            export_text = None
+            if len(args) == 5:
+                with open(args[4], encoding="utf-8") as f:
+                    export_text = f.read()
+            index, size, signed, n, quorum = verify_proof(proof, members, export_text)
+        except (Invalid, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as e:
+            print(f"invalid: {e}")
+            return 1
+        print(f"ok: block {index} is in the final checkpoint of size {size}, cosigned by {signed} of {n} members (quorum {quorum})")
+        return 0
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         print("usage: verify_export.py EXPORT.json", file=sys.stderr)

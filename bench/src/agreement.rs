@@ -136,6 +136,7 @@ async fn run(args: &Args, n: u16, slot: Duration) -> Result<Outcome, String> {
             block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
+            finality: Default::default(),
             admin_token: None,
         };
         let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);

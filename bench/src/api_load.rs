@@ -156,6 +156,7 @@ async fn main() -> Result<(), String> {
             block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
+            finality: Default::default(),
             admin_token: None,
         },
         key,

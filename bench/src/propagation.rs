@@ -129,6 +129,7 @@ async fn measure(n: u16, blocks: u32, warmup: u32, tls: bool) -> Result<Run, Str
                 None => Default::default(),
             },
             cors_origins: Vec::new(),
+            finality: Default::default(),
             admin_token: None,
         };
         let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);

@@ -67,17 +67,32 @@ impl Frontier {
     }
 
     /// Appends a leaf given by its leaf hash.
-    pub fn push_hash(&mut self, mut h: Hash) {
+    pub fn push_hash(&mut self, h: Hash) {
+        self.push_hash_with(h, |_, _, _| {});
+    }
+
+    /// [`Self::push_hash`], calling `done(level, index, hash)` for each whole subtree of
+    /// `2^level` leaves (level 1 and up) that the leaf completes: what a store keeps to
+    /// answer proofs without reading every leaf.
+    pub fn push_hash_with(&mut self, mut h: Hash, mut done: impl FnMut(u32, u64, &Hash)) {
         // Every trailing set bit of the size is a perfect subtree the new leaf completes.
         let mut size = self.size;
+        let mut level = 0;
         while size & 1 == 1 {
             if let Some(left) = self.hashes.pop() {
                 h = node(&left, &h);
             }
             size >>= 1;
+            level += 1;
+            done(level, self.size >> level, &h);
         }
         self.hashes.push(h);
         self.size += 1;
+    }
+
+    /// [`Self::push`] with [`Self::push_hash_with`]'s callback.
+    pub fn push_with(&mut self, id: &BlockId, done: impl FnMut(u32, u64, &Hash)) {
+        self.push_hash_with(leaf(id), done);
     }
 
     /// Appends block `id` as the next leaf.
@@ -336,6 +351,25 @@ mod tests {
             assert_eq!(back.as_ref(), Some(&f));
         }
         assert!(Frontier::from_parts(3, vec![[0; 32]]).is_none());
+    }
+
+    #[test]
+    fn the_frontier_names_each_subtree_it_completes() {
+        let all = ids(37);
+        let mut f = Frontier::new();
+        let mut done = Vec::new();
+        for id in &all {
+            f.push_with(id, |level, index, hash| done.push((level, index, *hash)));
+        }
+        // 18 pairs, 9 fours, 4 eights, 2 sixteens, 1 thirty-two.
+        assert_eq!(done.len(), 18 + 9 + 4 + 2 + 1);
+        for (level, index, hash) in done {
+            assert_eq!(
+                Ok(hash),
+                all[..].subtree(level, index),
+                "level {level} index {index}"
+            );
+        }
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub enum ConfigError {
 pub struct RunArgs {
     /// A TOML file with any of the settings below, named as the flags with `_` for `-`
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
-    /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `block_relay`, `key_file`, `allow_list`, `admin_token_file`,
+    /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `block_relay`, `key_file`, `allow_list`, `quorum`,
+    /// `pin_checkpoint`, `admin_token_file`,
     /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
     /// override it.
     #[arg(long, env = "GRIDLEDGER_CONFIG")]
@@ -97,9 +98,21 @@ pub struct RunArgs {
     /// absent]
     #[arg(long, env = "GRIDLEDGER_KEY_FILE")]
     pub key_file: Option<PathBuf>,
-    /// A file of miner public keys (hex, one per line) allowed to mine [default: anyone]
+    /// A file of miner public keys (hex, one per line) allowed to mine. These are the
+    /// network's members: with an allow-list, every member's node cosigns checkpoints and a
+    /// block cosigned by a quorum is final (never reorganised away) [default: anyone mines,
+    /// and no history is final]
     #[arg(long, env = "GRIDLEDGER_ALLOW_LIST")]
     pub allow_list: Option<PathBuf>,
+    /// Members' votes that make a checkpoint final (more than half of the members)
+    /// [default: 2n/3 + 1, rounded down, of the n members of the allow-list]
+    #[arg(long, env = "GRIDLEDGER_QUORUM")]
+    pub quorum: Option<usize>,
+    /// A final checkpoint note (as GET /checkpoint serves it) to hold as final at start: a
+    /// chain that contradicts it is refused. Its signatures are checked against the
+    /// allow-list and the quorum.
+    #[arg(long, env = "GRIDLEDGER_PIN_CHECKPOINT")]
+    pub pin_checkpoint: Option<PathBuf>,
     /// A file whose first line is the bearer token that admits calls changing the node
     /// (POST/DELETE /peers, /peers/resolve, /nodes/*) from other than loopback
     /// [default: loopback only]
@@ -148,6 +161,8 @@ struct RunFile {
     block_relay: Option<crate::run::BlockRelay>,
     key_file: Option<PathBuf>,
     allow_list: Option<PathBuf>,
+    quorum: Option<usize>,
+    pin_checkpoint: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -172,6 +187,8 @@ pub struct RunSettings {
     pub block_relay: crate::run::BlockRelay,
     pub key_file: PathBuf,
     pub allow_list: Option<PathBuf>,
+    pub quorum: Option<usize>,
+    pub pin_checkpoint: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
     pub tls: crate::tls::TlsFiles,
     pub cors_origins: Vec<String>,
@@ -255,6 +272,8 @@ impl RunArgs {
             sync_secs: self.sync_secs.or(file.sync_secs),
             block_relay: self.block_relay.or(file.block_relay).unwrap_or_default(),
             allow_list: self.allow_list.or(file.allow_list),
+            quorum: self.quorum.or(file.quorum),
+            pin_checkpoint: self.pin_checkpoint.or(file.pin_checkpoint),
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             tls: crate::tls::TlsFiles {
                 cert: self.tls_cert.or(file.tls_cert),
@@ -327,7 +346,19 @@ impl RunSettings {
             admin_token,
             tls: self.tls,
             cors_origins: self.cors_origins,
+            finality: crate::run::FinalitySettings {
+                quorum: self.quorum,
+                pin: self.pin_checkpoint,
+                ..crate::run::FinalitySettings::default()
+            },
         };
+        if config.network.allow_list.is_none()
+            && (config.finality.quorum.is_some() || config.finality.pin.is_some())
+        {
+            return Err(ConfigError::Invalid(
+                "--quorum and --pin-checkpoint need --allow-list: finality is among the allow-list's members".into(),
+            ));
+        }
         Ok((config, key))
     }
 }

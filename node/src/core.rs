@@ -48,6 +48,8 @@ pub enum Origin {
     Own,
     /// A peer sent it (pushed or pulled).
     Peer,
+    /// No block: finality moved the main chain (a floor, an exclusion).
+    Finality,
 }
 
 pub use crate::metrics::Counters;
@@ -145,8 +147,36 @@ pub struct Core {
     /// first pull has not ended yet. `None` once one pull succeeded or every peer's first
     /// one ended (see [`Core::catching_up`]).
     pub first_pulls: Option<std::collections::HashSet<String>>,
+    /// Finality, if the network has an allow-list (`crate::finality`).
+    pub finality: Option<crate::finality::Finality>,
+    /// When a block forking below the final block was last refused (Unix ms; 0: never),
+    /// and last logged.
+    pub below_final_last_ms: u64,
+    below_final_logged_ms: u64,
+    /// Votes to send to the peers, with the peer each came from; drained by the gossip task
+    /// ([`crate::peers::send_votes`]), woken by `votes_ready`.
+    pub outbox: Vec<(crate::chain::finality::Vote, Option<String>)>,
+    /// Woken when votes wait in the outbox.
+    pub votes_ready: Arc<tokio::sync::Notify>,
+    /// What this node read from its relays lately, whole (for disputes); older reads are in
+    /// the store as digests ([`crate::store`]'s witness), which the witness check reads.
     witness: BTreeMap<RecordKey, MinuteRecord>,
+    /// Per relay, the lowest and highest minute the store's witness holds: a record outside
+    /// costs no lookup.
+    witness_ranges: std::collections::HashMap<u32, (u32, u32)>,
     disputes: BTreeMap<RecordKey, Dispute>,
+}
+
+/// The digest the witness keeps of a record: SHA-256 of its canonical bytes, cut to
+/// [`crate::store::DIGEST_LEN`] bytes (a 96-bit second preimage stands between a miner and
+/// a record that passes for this node's read).
+#[must_use]
+pub fn record_digest(record: &MinuteRecord) -> Option<crate::store::Digest> {
+    use sha2::Digest as _;
+    let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+    let bytes = record.encode(&mut buf).ok()?;
+    let d = sha2::Sha256::digest(bytes);
+    d[..crate::store::DIGEST_LEN].try_into().ok()
 }
 
 impl Dispute {
@@ -232,6 +262,16 @@ impl Core {
             witness_disputes: disputes.len() as u64,
             ..Counters::default()
         };
+        let witness_ranges = match ledger.store().witness_ranges() {
+            Ok(r) => r
+                .into_iter()
+                .map(|(relay, lo, hi)| (relay, (lo, hi)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!("cannot read the witness's ranges: {e}");
+                std::collections::HashMap::new()
+            }
+        };
         Core {
             ledger,
             mempool: Mempool::new(),
@@ -254,7 +294,13 @@ impl Core {
             orphans: crate::orphans::Orphans::default(),
             sync: None,
             first_pulls: None,
+            finality: None,
+            below_final_last_ms: 0,
+            below_final_logged_ms: 0,
+            outbox: Vec::new(),
+            votes_ready: Arc::new(tokio::sync::Notify::new()),
             witness,
+            witness_ranges,
             disputes,
         }
     }
@@ -417,6 +463,21 @@ impl Core {
     /// is not taken as already on the chain.
     pub fn read(&mut self, record: MinuteRecord) -> bool {
         let key = RecordKey::of(&record);
+        // Kept durably first: a restart, a crash or a repair does not make this node forget
+        // what the relay said (and so accept a rewrite of it).
+        if let Some(d) = record_digest(&record) {
+            match self.ledger.store().put_witness(&key, &d) {
+                Ok(()) => {
+                    let r = self
+                        .witness_ranges
+                        .entry(key.relay.0)
+                        .or_insert((key.minute.0, key.minute.0));
+                    r.0 = r.0.min(key.minute.0);
+                    r.1 = r.1.max(key.minute.0);
+                }
+                Err(e) => tracing::error!("cannot keep a read in the data dir's witness: {e}"),
+            }
+        }
         self.witness.insert(key, record.clone());
         while self.witness.len() > WITNESS_CAPACITY {
             self.witness.pop_first();
@@ -466,9 +527,15 @@ impl Core {
     ) -> Vec<Result<Added, AddError>> {
         // The witness check first: the batch stops at the first conflicting block.
         let mut refused = None;
-        let conflict = pre
-            .blocks()
-            .find_map(|(i, b, records)| self.witness_check(b, records).err().map(|e| (i, e)));
+        // Finality first (nothing below a final block changes, whatever this node read),
+        // then the witness check.
+        let conflict = pre.blocks().find_map(|(i, b, records)| {
+            let refused = self
+                .ledger
+                .finality_refusal(&b.id(), &b.header)
+                .map_or_else(|| self.witness_check(b, records), Err);
+            refused.err().map(|e| (i, e))
+        });
         if let Some((at, e)) = conflict {
             pre.truncate(at);
             refused = Some(e);
@@ -485,6 +552,9 @@ impl Core {
                 Ok(added) => self.after_add(added, origin),
                 Err(e) => self.on_refused(e, origin),
             }
+        }
+        if results.iter().any(Result::is_ok) {
+            self.finality_advance(now_ms);
         }
         results
     }
@@ -549,6 +619,22 @@ impl Core {
             if matches!(e, AddError::WitnessConflict { .. }) {
                 self.counters.witness_conflicts += 1;
             }
+            if let AddError::BelowFinal {
+                height,
+                final_height,
+            } = e
+            {
+                let now = now_ms();
+                // One line a minute at most: a rewrite arrives as thousands of blocks.
+                if now.saturating_sub(self.below_final_logged_ms) >= 60_000 {
+                    self.below_final_logged_ms = now;
+                    tracing::warn!(height, final_height, "REFUSED a chain that forks below the final block: someone tries to rewrite final history (counted in gridledger_blocks_below_final_total)");
+                }
+                self.below_final_last_ms = now;
+                if let Some(f) = self.finality.as_mut() {
+                    f.refused_below_final();
+                }
+            }
         }
     }
 
@@ -563,6 +649,7 @@ impl Core {
             origin = match origin {
                 Origin::Own => "own",
                 Origin::Peer => "peer",
+                Origin::Finality => "finality",
             },
             change = match &added.change {
                 Change::Extended => "extended",
@@ -585,6 +672,7 @@ impl Core {
         match origin {
             Origin::Own => self.counters.mined += 1,
             Origin::Peer => self.counters.received += 1,
+            Origin::Finality => {}
         }
         if added.change != Change::SideBranch {
             self.tip_changed.store(true, Ordering::SeqCst);
@@ -680,25 +768,139 @@ impl Core {
         decoded: Option<&[MinuteRecord]>,
     ) -> Result<(), AddError> {
         // Nothing read yet (a node joining by sync): nothing to compare, nothing to decode.
-        if self.witness.is_empty() {
+        if self.witness.is_empty() && self.witness_ranges.is_empty() {
             return Ok(());
         }
-        let conflict = |r: &MinuteRecord| match self.witness.get(&RecordKey::of(r)) {
-            Some(seen) if seen != r => Err(AddError::WitnessConflict {
-                relay: r.relay,
-                minute: r.minute,
-            }),
-            _ => Ok(()),
+        let owned: Vec<MinuteRecord>;
+        let records = match decoded {
+            Some(r) => r,
+            None => {
+                // Validation names a broken record.
+                owned = block
+                    .records
+                    .iter()
+                    .filter_map(|b| MinuteRecord::decode(b).ok())
+                    .collect();
+                &owned
+            }
         };
-        if let Some(records) = decoded {
-            return records.iter().try_for_each(conflict);
+        let conflict = |r: &MinuteRecord| AddError::WitnessConflict {
+            relay: r.relay,
+            minute: r.minute,
+        };
+        // Reads still in memory, whole.
+        let mut ask = Vec::new();
+        for r in records {
+            let key = RecordKey::of(r);
+            match self.witness.get(&key) {
+                Some(seen) if seen != r => return Err(conflict(r)),
+                Some(_) => {}
+                None => {
+                    if self
+                        .witness_ranges
+                        .get(&key.relay.0)
+                        .is_some_and(|(lo, hi)| (*lo..=*hi).contains(&key.minute.0))
+                    {
+                        ask.push(r);
+                    }
+                }
+            }
         }
-        for bytes in &block.records {
-            let Ok(r) = MinuteRecord::decode(bytes) else {
-                continue; // validation names the broken record
-            };
-            conflict(&r)?;
+        if ask.is_empty() {
+            return Ok(());
+        }
+        // Older reads: their digests, from the store.
+        let keys: Vec<RecordKey> = ask.iter().map(|r| RecordKey::of(r)).collect();
+        let kept = self
+            .ledger
+            .store()
+            .witness_digests(&keys)
+            .map_err(AddError::Store)?;
+        for (r, d) in ask.iter().zip(kept) {
+            if let Some(d) = d {
+                if record_digest(r) != Some(d) {
+                    return Err(conflict(r));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// True if every record of the main chain above the final block agrees with this node's
+    /// reads: no open dispute there (a member prevotes only then).
+    fn witnessed_above_final(&self) -> bool {
+        let final_height = self.ledger.final_block().map_or(0, |(h, _)| h);
+        !self.disputes.values().any(|d| d.height > final_height)
+    }
+
+    /// Carries out what finality asked: switches of the main chain into the mempool, votes
+    /// into the outbox.
+    pub fn finality_effects(&mut self, fx: crate::finality::Effects) {
+        for added in &fx.switched {
+            self.after_add(added, Origin::Finality);
+        }
+        if !fx.send.is_empty() {
+            self.outbox.extend(fx.send);
+            self.votes_ready.notify_one();
+        }
+    }
+
+    /// Moves finality on after the chain or the clock changed (see
+    /// [`crate::finality::Finality::advance`]).
+    pub fn finality_advance(&mut self, now_ms: u64) {
+        let witnessed = self.witnessed_above_final();
+        let Some(f) = self.finality.as_mut() else {
+            return;
+        };
+        let fx = f.advance(&mut self.ledger, witnessed, now_ms);
+        self.finality_effects(fx);
+    }
+
+    /// Votes from a peer (`from`, its URL if known).
+    pub fn on_votes(
+        &mut self,
+        votes: Vec<crate::chain::finality::Vote>,
+        from: Option<&str>,
+        now_ms: u64,
+    ) {
+        let witnessed = self.witnessed_above_final();
+        let Some(f) = self.finality.as_mut() else {
+            return;
+        };
+        let fx = f.on_votes(&mut self.ledger, votes, from, witnessed, now_ms);
+        self.finality_effects(fx);
+    }
+
+    /// A final checkpoint note a peer (`from`) serves.
+    pub fn on_checkpoint(
+        &mut self,
+        note: &[u8],
+        from: &str,
+        now_ms: u64,
+    ) -> Result<(), crate::chain::finality::FinalityError> {
+        let Some(f) = self.finality.as_mut() else {
+            return Ok(());
+        };
+        let fx = f.on_checkpoint(&mut self.ledger, note, from, now_ms)?;
+        self.finality_effects(fx);
+        self.finality_advance(now_ms);
+        Ok(())
+    }
+
+    /// True if this node must not mine: finality met a safety failure.
+    #[must_use]
+    pub fn halted(&self) -> bool {
+        self.finality
+            .as_ref()
+            .is_some_and(|f| f.safety_failure().is_some())
+    }
+
+    /// The peer URL of the peer that says it mines with `key`.
+    #[must_use]
+    pub fn peer_of(&self, key: &[u8; 32]) -> Option<String> {
+        self.peer_health
+            .values()
+            .find(|h| h.miner.as_ref() == Some(key))
+            .map(|h| h.url.clone())
     }
 }

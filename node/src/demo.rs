@@ -105,14 +105,23 @@ pub async fn demo(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Res
         })
         .flatten()
         .ok_or(DemoError::Ports { base_port, nodes })?;
+    // The nodes' keys first: they are the network's allow-list, its members, so that
+    // history is final once a quorum of them cosigned it.
+    let mut keys = Vec::new();
+    for i in 0..ports.len() {
+        keys.push(crate::keys::load_or_create(
+            &dir.join(format!("node{}", i + 1)).join("miner.key"),
+        )?);
+    }
+    let mut network = Network::new("gridledger-demo", bits);
+    network.allow_list = Some(keys.iter().map(|k| k.verifying_key().to_bytes()).collect());
     let mut running: Vec<RunningNode> = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
+    for ((i, port), key) in ports.iter().enumerate().zip(keys) {
         let node_dir = dir.join(format!("node{}", i + 1));
-        let key = crate::keys::load_or_create(&node_dir.join("miner.key"))?;
         let config = NodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], *port)),
             data_dir: node_dir,
-            network: Network::new("gridledger-demo", bits),
+            network: network.clone(),
             relays: vec![RelayAddr {
                 host: relay_addr.to_string(),
                 unit: 1,
@@ -129,6 +138,7 @@ pub async fn demo(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Res
             block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
+            finality: Default::default(),
             admin_token: None,
         };
         match start(config, key).await {

@@ -140,6 +140,18 @@ pub enum AddError {
     /// The store failed; the block is not stored.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Its chain forks below this node's latest final block: a rewrite of final history,
+    /// refused whatever its work.
+    #[error("forks below the final block at height {final_height}: final history is not rewritten, whatever the work")]
+    BelowFinal {
+        /// The block's height.
+        height: Height,
+        /// The final block's height.
+        final_height: Height,
+    },
+    /// Its chain holds a block that contradicts a final checkpoint this node learned.
+    #[error("its chain contradicts a final checkpoint")]
+    ContradictsFinal,
     /// A record differs from what this node read itself from the relay for that minute:
     /// a lying node or a tampered path.
     #[error("witness conflict: the record of relay {relay} at {minute} differs from what this node read from the relay")]
@@ -193,6 +205,18 @@ pub struct BlockReader {
 }
 
 impl BlockReader {
+    /// The store it reads.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The genesis block's id.
+    #[must_use]
+    pub fn genesis_id(&self) -> BlockId {
+        self.genesis.1
+    }
+
     /// The main chain's records of `relay` for minutes `from..=to`, as `(minute, height,
     /// block id)` in minute order, from the store (one snapshot: what the ledger committed).
     pub fn main_records(
@@ -322,6 +346,11 @@ pub struct Ledger {
     poisoned: bool,
     /// Main-chain blocks kept in memory ([`Ledger::set_window`]).
     keep: Height,
+    /// The latest final block (`crate::finality`): a block whose chain lacks it is refused.
+    final_block: Option<(Height, BlockId)>,
+    /// The tree's floor and excluded blocks, to set again when the window is rebuilt.
+    floor: Option<BlockId>,
+    excluded: Vec<BlockId>,
 }
 
 fn corrupt(height: Height, reason: impl Into<String>) -> StoreError {
@@ -540,6 +569,9 @@ impl Ledger {
             reader,
             poisoned: false,
             keep,
+            final_block: None,
+            floor: None,
+            excluded: Vec::new(),
         };
         if trusted_to > 0 {
             // The keys below the window: as kept at the last prune if they still fit (their
@@ -914,7 +946,124 @@ impl Ledger {
         self.tree = self.window(at, deep, tip, &mut |_, _| {}, None)?;
         self.load_side(side)?;
         self.tree.set_tie_break(crate::chain::TieBreak::LowerId);
+        // The rebuilt tree holds the same main chain: floor and exclusions hold as before.
+        if let Some(f) = self.floor {
+            self.tree.set_floor(&f);
+        }
+        for e in self.excluded.clone() {
+            self.tree.exclude(&e);
+        }
         Ok(true)
+    }
+
+    /// Why a block with `header` must be refused for finality's sake, if it must: its
+    /// chain forks below the final block, or holds a block that contradicts a final
+    /// checkpoint. A block at or below the final height is one (the final chain's are
+    /// known, and refused as such before this).
+    fn refuse_final(&self, header: &Header) -> Option<AddError> {
+        if self.tree.in_window(&header.prev) && self.tree.is_excluded(&header.prev) {
+            return Some(AddError::ContradictsFinal);
+        }
+        let (final_height, final_id) = self.final_block?;
+        let below = AddError::BelowFinal {
+            height: header.height,
+            final_height,
+        };
+        if header.height <= final_height {
+            return Some(below);
+        }
+        // A stored parent outside the window forks below its base; with the final block
+        // at or above the base, below the final block. (An unknown parent is validation's
+        // to report: a pull steps back on it. With the final block below the base, the
+        // fork point decides: `add_incoming`.)
+        if !self.tree.in_window(&header.prev) {
+            if final_height < self.tree.base() {
+                return None;
+            }
+            let stored = self.tree.contains(&header.prev)
+                || matches!(self.reader.block_bytes(&header.prev), Ok(Some(_)));
+            return stored.then_some(below);
+        }
+        match self.tree.chain_contains(&header.prev, &final_id) {
+            Some(false) => Some(below),
+            // An unknown parent is validation's to report.
+            _ => None,
+        }
+    }
+
+    /// [`AddError::BelowFinal`] or [`AddError::ContradictsFinal`] if `block` (not yet
+    /// known here) must be refused for finality's sake: what a node checks before anything
+    /// else (its own reads included), since nothing below a final block can change.
+    #[must_use]
+    pub fn finality_refusal(&self, id: &BlockId, header: &Header) -> Option<AddError> {
+        if self.tree.in_window(id) {
+            return None;
+        }
+        let e = self.refuse_final(header)?;
+        // A final-chain block offered again is known, not a rewrite.
+        (!self.tree.contains(id)).then_some(e)
+    }
+
+    /// Makes `final_id` (a main-chain block at `height`) final: from now on a block whose
+    /// chain lacks it is refused ([`AddError::BelowFinal`]).
+    pub fn set_final(&mut self, height: Height, final_id: BlockId) {
+        self.final_block = Some((height, final_id));
+    }
+
+    /// The latest final block.
+    #[must_use]
+    pub fn final_block(&self) -> Option<(Height, BlockId)> {
+        self.final_block
+    }
+
+    /// Makes `id` the tree's floor ([`BlockTree::set_floor`]) and keeps the switch of the
+    /// main chain it makes, if any, as a reorg that no block brought: what it did, for the
+    /// node to keep its mempool in step (`None`: no switch, or `id` unknown).
+    pub fn set_floor(&mut self, id: &BlockId) -> Result<Option<Added>, StoreError> {
+        let change = self.tree.set_floor(id);
+        if change.is_some() {
+            self.floor = Some(*id);
+        }
+        self.keep_switch(change)
+    }
+
+    /// Excludes `id` from every main chain ([`BlockTree::exclude`]): a block that
+    /// contradicts a final checkpoint. As [`Self::set_floor`].
+    pub fn exclude(&mut self, id: &BlockId) -> Result<Option<Added>, StoreError> {
+        let change = self.tree.exclude(id);
+        if change.is_some() && !self.excluded.contains(id) {
+            self.excluded.push(*id);
+        }
+        self.keep_switch(change)
+    }
+
+    fn keep_switch(&mut self, change: Option<Change>) -> Result<Option<Added>, StoreError> {
+        let Some(change @ Change::Reorg { .. }) = change else {
+            return Ok(None);
+        };
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        let started = std::time::Instant::now();
+        if let Err(e) = self.store.commit_reorg(&change, &self.tree) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        let returned = self.returned(&change)?;
+        Ok(Some(Added {
+            id: self.tree.tip(),
+            height: self.tree.height(),
+            change,
+            returned,
+            validate: std::time::Duration::ZERO,
+            commit: started.elapsed(),
+        }))
+    }
+
+    /// The store, for what a node keeps beside the chain ([`crate::store`]'s `kept`).
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Sets how many main-chain blocks the tree keeps in memory (between `keep` and twice
@@ -969,6 +1118,12 @@ impl Ledger {
                 results.push(Some(Err(AddError::Known(id))));
                 continue;
             }
+            // Finality first: a rewrite of final history is refused before it costs a read
+            // (a branch from the genesis block would otherwise rebuild the window from there).
+            if let Some(e) = header.and_then(|h| self.refuse_final(h)) {
+                results.push(Some(Err(e)));
+                break;
+            }
             // Only a prechecked block (work, signature, allow-list: a sync's) may make the
             // window deeper: a block as it came (gossip) costs nothing to forge, and its
             // unknown parent makes the node sync from its sender anyway.
@@ -987,6 +1142,13 @@ impl Ledger {
                     }
                 };
                 if let Some(fork) = fork {
+                    if let Some((final_height, _)) = self.final_block.filter(|(h, _)| fork < *h) {
+                        results.push(Some(Err(AddError::BelowFinal {
+                            height: header.map_or(0, |h| h.height),
+                            final_height,
+                        })));
+                        break;
+                    }
                     if !self.commit_staged(&mut staged, &mut results) {
                         return results.into_iter().flatten().collect();
                     }

@@ -171,6 +171,23 @@ pub struct Snapshot {
     pub tls: Option<[u64; 4]>,
     /// Per relay.
     pub relays: Vec<RelayFigures>,
+    /// Finality, if on.
+    pub finality: Option<FinalityFigures>,
+}
+
+/// Finality's figures ([`crate::finality`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FinalityFigures {
+    /// The latest final block's height.
+    pub final_height: u64,
+    /// Main-chain blocks above it.
+    pub lag_blocks: u64,
+    /// Seconds since the tip has been above the final block (0: it is final).
+    pub waiting_seconds: u64,
+    /// 1 if a quorum-cosigned checkpoint contradicted this node's final history.
+    pub safety_failure: u64,
+    /// The engine's counters.
+    pub stats: crate::finality::Stats,
 }
 
 impl Collector for Snapshot {
@@ -260,6 +277,32 @@ impl Collector for Snapshot {
                 ),
             ];
             for (name, help, v) in tls {
+                let k = ConstCounter::new(v);
+                k.encode(encoder.encode_descriptor(name, help, None, k.metric_type())?)?;
+            }
+        }
+        if let Some(f) = &self.finality {
+            let gauges: [(&str, &str, u64); 4] = [
+                ("gridledger_final_height", "Height of the latest final block (cosigned by a quorum of members).", f.final_height),
+                ("gridledger_finality_lag_blocks", "Main-chain blocks above the latest final block.", f.lag_blocks),
+                ("gridledger_finality_waiting_seconds", "Seconds the tip has been above the latest final block (0: the tip is final).", f.waiting_seconds),
+                ("gridledger_finality_safety_failure", "1 if a checkpoint cosigned by a quorum contradicts this node's final history (mining and voting stopped).", f.safety_failure),
+            ];
+            for (name, help, v) in gauges {
+                let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+                g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+            }
+            let s = &f.stats;
+            let counters: [(&str, &str, u64); 7] = [
+                ("gridledger_finality_votes", "Members' votes taken (new, signature checked).", s.votes),
+                ("gridledger_finality_votes_refused", "Votes refused (malformed, not a member's, a bad signature).", s.votes_refused),
+                ("gridledger_finality_votes_cast", "Votes this node cast.", s.cast),
+                ("gridledger_finality_finalized", "Times the final block moved up.", s.finalized),
+                ("gridledger_finality_offences", "Members' offences found (double or surround votes; GET /evidence).", s.offences),
+                ("gridledger_blocks_below_final", "Blocks refused for forking below the final block (a rewrite of final history).", s.below_final),
+                ("gridledger_finality_checkpoints_learned", "Final checkpoints taken from peers.", s.learned),
+            ];
+            for (name, help, v) in counters {
                 let k = ConstCounter::new(v);
                 k.encode(encoder.encode_descriptor(name, help, None, k.metric_type())?)?;
             }

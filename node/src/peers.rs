@@ -347,6 +347,131 @@ pub fn send_block(
     }
 }
 
+/// Votes waiting in a node's outbox, ready to go: to each peer, the bytes of every vote but
+/// those that peer sent ([`take_votes`], [`send_votes`]).
+#[derive(Debug)]
+pub struct VoteBatch {
+    /// (peer, body of `POST /votes`).
+    pub to: Vec<(String, Vec<u8>)>,
+    /// This node's key, named as the sender.
+    pub sender: Option<String>,
+}
+
+/// Takes the votes waiting in the core's outbox, as one body per peer.
+pub fn take_votes(core: &mut crate::core::Core) -> Option<VoteBatch> {
+    if core.outbox.is_empty() {
+        return None;
+    }
+    let origin = core.finality.as_ref()?.members().origin().to_owned();
+    let votes = std::mem::take(&mut core.outbox);
+    let encoded: Vec<(Vec<u8>, Option<String>)> = votes
+        .into_iter()
+        .map(|(v, from)| (v.to_bytes(&origin), from))
+        .collect();
+    let to = core
+        .peers
+        .iter()
+        .filter_map(|peer| {
+            let body: Vec<u8> = encoded
+                .iter()
+                .filter(|(_, from)| from.as_deref() != Some(peer.as_str()))
+                .flat_map(|(b, _)| b.iter().copied())
+                .collect();
+            (!body.is_empty()).then(|| (peer.clone(), body))
+        })
+        .collect();
+    Some(VoteBatch {
+        to,
+        sender: core.miner_key.map(hex::encode),
+    })
+}
+
+/// Sends a batch of votes, each peer's on its own task, without waiting; failures are
+/// logged only (a peer that missed votes asks for them at its next pull: `GET /votes`).
+pub fn send_votes(client: &PeerClient, batch: VoteBatch) {
+    for (peer, body) in batch.to {
+        let req = post_raw(client, &peer, "/votes", body, batch.sender.as_deref());
+        tokio::spawn(async move {
+            match req.send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => debug!(%peer, status = r.status().as_u16(), "votes refused"),
+                Err(e) => debug!(%peer, "sending votes failed: {e}"),
+            }
+        });
+    }
+}
+
+/// Finality a peer is ahead in (its `/tip` says): takes its final checkpoint and the votes
+/// it holds above ours, so that a node that missed them (it was down, a vote was lost)
+/// catches up. Failures are logged only.
+async fn pull_finality(client: &PeerClient, peer: &str, shared: &Shared, theirs: &PeerTip) {
+    let (final_size, justified) = {
+        let core = lock(shared);
+        let Some(f) = core.finality.as_ref() else {
+            return;
+        };
+        (f.final_checkpoint().checkpoint.size, f.justified().0.epoch)
+    };
+    if theirs.final_size > final_size {
+        match client
+            .to(peer)
+            .get(format!("{peer}/checkpoint"))
+            .send()
+            .await
+        {
+            Ok(resp) => match read_capped(resp, crate::chain::note::MAX_NOTE_BYTES).await {
+                Ok(note) => {
+                    let r = lock(shared).on_checkpoint(&note, peer, now_ms());
+                    if let Err(e) = r {
+                        warn!(%peer, "its final checkpoint is refused: {e}");
+                    }
+                }
+                Err(e) => debug!(%peer, "checkpoint: {e}"),
+            },
+            Err(e) => debug!(%peer, "checkpoint: {e}"),
+        }
+    }
+    if theirs.justified_epoch > justified || theirs.final_size > final_size {
+        let url = format!("{peer}/votes?above={final_size}");
+        let body = match client.to(peer).get(url).send().await {
+            Ok(resp) => read_capped(resp, MAX_VOTES_ANSWER).await,
+            Err(e) => Err(e.into()),
+        };
+        match body {
+            Ok(body) => {
+                let mut core = lock(shared);
+                let votes = match core.finality.as_ref() {
+                    Some(f) => decode_votes(f.members(), &body),
+                    None => return,
+                };
+                match votes {
+                    Ok(votes) => core.on_votes(votes, Some(peer), now_ms()),
+                    Err(e) => warn!(%peer, "its votes are refused: {e}"),
+                }
+            }
+            Err(e) => debug!(%peer, "votes: {e}"),
+        }
+    }
+}
+
+/// Most bytes of votes read from one answer.
+pub const MAX_VOTES_ANSWER: usize = 1 << 20;
+
+/// Decodes a body of votes back to back (`POST /votes`, `GET /votes`). Signatures are
+/// checked later, in one batch.
+pub fn decode_votes(
+    members: &crate::chain::finality::Members,
+    mut body: &[u8],
+) -> Result<Vec<crate::chain::finality::Vote>, crate::chain::finality::FinalityError> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let (v, used) = members.decode(body)?;
+        out.push(v);
+        body = &body[used..];
+    }
+    Ok(out)
+}
+
 /// A peer's tip, as its `GET /status` tells it.
 #[derive(Clone, Debug)]
 struct PeerTip {
@@ -357,6 +482,9 @@ struct PeerTip {
     subject: Option<String>,
     /// The key it says it mines with (the mining policy's turns).
     miner: Option<[u8; 32]>,
+    /// Its final checkpoint's size and its latest justified epoch (0: no finality).
+    final_size: u64,
+    justified_epoch: u64,
 }
 
 /// A peer's tip, from its `GET /tip` (a node from before `/tip` answers 404: then from
@@ -371,12 +499,15 @@ struct PeerTip {
 async fn peer_tip(
     client: &PeerClient,
     peer: &str,
-    ours: Option<(BlockId, u32, u128)>,
+    ours: Option<(BlockId, u32, u128, (u64, u64))>,
 ) -> Result<PeerTip, PeerError> {
     let h2 = client.speaks_h2(peer);
     let mut asked = client.to(peer).get(format!("{peer}/tip"));
-    if let Some((tip, _, _)) = &ours {
-        asked = asked.header(reqwest::header::IF_NONE_MATCH, crate::wire::tip_tag(tip));
+    if let Some((tip, _, _, f)) = &ours {
+        asked = asked.header(
+            reqwest::header::IF_NONE_MATCH,
+            crate::wire::tip_tag_with(tip, f.0, f.1),
+        );
     }
     let mut resp = match asked.send().await {
         Ok(r) => r,
@@ -400,13 +531,17 @@ async fn peer_tip(
         .get::<reqwest::tls::TlsInfo>()
         .and_then(|i| i.peer_certificate())
         .and_then(crate::tls::subject);
-    if let (reqwest::StatusCode::NOT_MODIFIED, Some((tip, height, work))) = (resp.status(), ours) {
+    if let (reqwest::StatusCode::NOT_MODIFIED, Some((tip, height, work, f))) = (resp.status(), ours)
+    {
+        // The tag names the finality too: the peer's is ours.
         return Ok(PeerTip {
             height,
             tip: Some(tip),
             work: Some(work),
             subject,
             miner: None,
+            final_size: f.0,
+            justified_epoch: f.1,
         });
     }
     let body = read_capped(resp, MAX_STATUS_BYTES).await?;
@@ -421,6 +556,8 @@ async fn peer_tip(
             .as_deref()
             .and_then(|h| hex::decode(h).ok())
             .and_then(|b| <[u8; 32]>::try_from(b).ok()),
+        final_size: tip.final_size,
+        justified_epoch: tip.justified_epoch,
     })
 }
 
@@ -510,12 +647,14 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
     let ours = {
         let mut core = lock(shared);
         let known_key = core.peer_health(peer).miner.is_some();
+        let f = crate::wire::finality_tag(&core);
         let tree = core.ledger.tree();
-        known_key.then(|| (tree.tip(), tree.height(), tree.tip_work()))
+        known_key.then(|| (tree.tip(), tree.height(), tree.tip_work(), f))
     };
     let theirs = peer_tip(client, peer, ours).await;
     lock(shared).metrics.observe_peer(peer, asked.elapsed());
     let theirs = theirs?;
+    pull_finality(client, peer, shared, &theirs).await;
     if theirs.miner.is_some() {
         lock(shared).peer_health(peer).miner = theirs.miner;
     }

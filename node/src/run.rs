@@ -38,6 +38,10 @@ use crate::store::StoreError;
 /// so a peer whose clock lags ours by 90 s still takes the block.
 pub const MAX_STAMP_AHEAD_MS: u64 = 30_000;
 
+/// How often finality looks at the clock when nothing happens (a prevote's pacing, a
+/// stalled quorum).
+pub const FINALITY_TICK: Duration = Duration::from_millis(250);
+
 /// How often the certificate files are checked for a change (SIGHUP reloads at once).
 pub const TLS_WATCH: Duration = Duration::from_secs(1);
 
@@ -86,6 +90,30 @@ pub struct NodeConfig {
     /// Browser origins (`https://dash.example:8443`) whose pages may read this node's API
     /// (GET and HEAD only); empty: none, the default.
     pub cors_origins: Vec<String>,
+    /// Finality's settings (on whenever the network has an allow-list).
+    pub finality: FinalitySettings,
+}
+
+/// Finality's settings ([`crate::finality`]); it is on whenever the network has an
+/// allow-list, with no other flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalitySettings {
+    /// Votes that make a quorum [default: ⌊2n/3⌋ + 1 of the n members].
+    pub quorum: Option<usize>,
+    /// The least time between two of this node's prevotes while one waits for its quorum.
+    pub interval: Duration,
+    /// A checkpoint note to take as final at start (verified against the members).
+    pub pin: Option<PathBuf>,
+}
+
+impl Default for FinalitySettings {
+    fn default() -> Self {
+        FinalitySettings {
+            quorum: None,
+            interval: Duration::from_millis(500),
+            pin: None,
+        }
+    }
 }
 
 /// How a node sends a block it mined or accepted as its best to its peers.
@@ -124,6 +152,57 @@ pub enum RunError {
     /// The HTTP client cannot be built.
     #[error("HTTP client: {0}")]
     Client(String),
+    /// Finality's settings cannot be used (a quorum out of range, a pinned checkpoint that
+    /// does not verify).
+    #[error("finality: {0}")]
+    Finality(String),
+}
+
+/// Starts finality if the network has an allow-list (its members vote), and says so if it
+/// has none: then no history is final.
+fn start_finality(core: &mut Core, config: &NodeConfig, key: &SigningKey) -> Result<(), RunError> {
+    let Some(keys) = &config.network.allow_list else {
+        tracing::warn!("no allow-list: this node's history is NOT final. Anyone may mine, and a chain with more work replaces any part of it; give --allow-list (the members' keys) to make history final once a quorum of members has cosigned it");
+        return Ok(());
+    };
+    let origin = crate::chain::finality::origin(&config.network.name);
+    let members = crate::chain::finality::Members::new(&origin, keys, config.finality.quorum)
+        .map_err(RunError::Finality)?;
+    let own = key.verifying_key().to_bytes();
+    let member = members.contains(&own);
+    info!(
+        members = members.len(),
+        quorum = members.quorum(),
+        member,
+        "finality on: a block cosigned by a quorum of members is final"
+    );
+    if !member {
+        tracing::warn!(
+            "this node's key is not on the allow-list: it follows finality but does not vote"
+        );
+    }
+    let f = crate::finality::Finality::open(
+        crate::finality::FinalityConfig {
+            members,
+            interval_ms: u64::try_from(config.finality.interval.as_millis()).unwrap_or(u64::MAX),
+        },
+        Some(key.clone()),
+        &mut core.ledger,
+    )?;
+    core.finality = Some(f);
+    if let Some(path) = &config.finality.pin {
+        let note = std::fs::read(path)
+            .map_err(|e| RunError::Finality(format!("--pin-checkpoint {}: {e}", path.display())))?;
+        core.on_checkpoint(&note, "--pin-checkpoint", now_ms())
+            .map_err(|e| RunError::Finality(format!("--pin-checkpoint {}: {e}", path.display())))?;
+        if core.halted() {
+            return Err(RunError::Finality(format!(
+                "--pin-checkpoint {} contradicts this node's final history",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A running node.
@@ -166,6 +245,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     let ledger = Ledger::open(&config.data_dir, config.network.clone())?;
     let mut core = Core::new(ledger);
     core.miner_key = Some(key.verifying_key().to_bytes());
+    start_finality(&mut core, &config, &key)?;
     // The configured peers, then those added at run time before a restart.
     let peers_file = config.data_dir.join(crate::peers::PEERS_FILE);
     core.peers = config.peers.clone();
@@ -269,6 +349,11 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                 wait = Duration::from_millis(500);
                 let job = {
                     let core = lock(&shared);
+                    if core.halted() {
+                        // A safety failure (crate::finality): people must resolve it first.
+                        wait = Duration::from_secs(1);
+                        continue;
+                    }
                     if core.catching_up() && started.elapsed() < crate::core::CATCH_UP_MAX {
                         // Not on the tip this node stopped with: on its peers' (Core::catching_up).
                         wait = Duration::from_millis(50);
@@ -366,6 +451,26 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
                         send_block(&sender, &peers, bytes, added.id, None);
                     }
                     Err(e) => debug!("own block not added: {e}"),
+                }
+            }
+        }));
+    }
+
+    // Finality's votes: sent as soon as they wait, and finality moved on with the clock.
+    if lock(&shared).finality.is_some() {
+        let shared = Arc::clone(&shared);
+        let client = client.clone();
+        let ready = Arc::clone(&lock(&shared).votes_ready);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(FINALITY_TICK, ready.notified()).await;
+                let batch = {
+                    let mut core = lock(&shared);
+                    core.finality_advance(now_ms());
+                    crate::peers::take_votes(&mut core)
+                };
+                if let Some(batch) = batch {
+                    crate::peers::send_votes(&client, batch);
                 }
             }
         }));

@@ -217,8 +217,30 @@ pub fn decode_list(
 /// would have said. Pushes keep peers on one tip nearly all the time, so most polls end so.
 #[must_use]
 pub fn tip_tag(tip: &crate::chain::BlockId) -> String {
+    tip_tag_with(tip, 0, 0)
+}
+
+/// [`tip_tag`] of a node with finality: the tag also names its final checkpoint's size and
+/// its justified epoch (`"<16 hex>-<size>-<epoch>"`), so that a peer whose finality moved
+/// answers in full and the poller learns of it (size 0: [`tip_tag`]'s form).
+#[must_use]
+pub fn tip_tag_with(tip: &crate::chain::BlockId, final_size: u64, justified_epoch: u64) -> String {
     let hex = tip.to_hex();
-    format!("\"{}\"", &hex[hex.len().saturating_sub(16)..])
+    let short = &hex[hex.len().saturating_sub(16)..];
+    if final_size == 0 {
+        format!("\"{short}\"")
+    } else {
+        format!("\"{short}-{final_size}-{justified_epoch}\"")
+    }
+}
+
+/// A node's finality as [`tip_tag`] and [`Tip`] name it: its final checkpoint's size and its
+/// justified epoch; (0, 0) without finality.
+#[must_use]
+pub fn finality_tag(core: &crate::core::Core) -> (u64, u64) {
+    core.finality.as_ref().map_or((0, 0), |f| {
+        (f.final_checkpoint().checkpoint.size, f.justified().0.epoch)
+    })
 }
 
 /// Whether an `If-None-Match` value lists `tag` (weak comparison, RFC 9110 13.1.2: a `W/`
@@ -248,6 +270,16 @@ pub struct Tip {
     /// The node's miner key (hex), if it mines.
     #[serde(default)]
     pub miner: Option<String>,
+    /// Its final checkpoint's size (0, and absent: no finality).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub final_size: u64,
+    /// Its latest justified epoch (absent without finality).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub justified_epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `GET /status`. A peer reads `height`, `tip` and `work`; every other field may be missing
@@ -292,6 +324,57 @@ pub struct Status {
     /// Records on the chain that differ from this node's own reads.
     #[serde(default)]
     pub disputes: Disputes,
+    /// What is final here, and why it can be trusted (absent from older nodes).
+    #[serde(default)]
+    pub finality: Option<FinalityView>,
+}
+
+/// `/status` `finality`: whether history is final here, up to where, since when it waits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FinalityView {
+    /// True if the network has an allow-list (its members cosign checkpoints).
+    pub on: bool,
+    /// What it means, in a sentence.
+    pub says: String,
+    /// Members on the allow-list, and the quorum.
+    #[serde(default)]
+    pub members: usize,
+    #[serde(default)]
+    pub quorum: usize,
+    /// True if this node is a member (it votes).
+    #[serde(default)]
+    pub votes: bool,
+    /// The latest final block's height and id (the genesis block until a quorum cosigns).
+    #[serde(default)]
+    pub final_height: u32,
+    #[serde(default)]
+    pub final_block: String,
+    /// When it became final here (Unix ms).
+    #[serde(default)]
+    pub final_at_ms: u64,
+    /// Blocks on the main chain above it.
+    #[serde(default)]
+    pub lag_blocks: u32,
+    /// Since when the tip has been above the final block (Unix ms), if it is.
+    #[serde(default)]
+    pub waiting_since_ms: Option<u64>,
+    /// The latest justified checkpoint's height and epoch.
+    #[serde(default)]
+    pub justified_height: u32,
+    #[serde(default)]
+    pub justified_epoch: u64,
+    /// Blocks refused for forking below the final block, and when the last one was.
+    #[serde(default)]
+    pub refused_below_final: u64,
+    #[serde(default)]
+    pub refused_below_final_last_ms: u64,
+    /// Members' offences found (`GET /evidence`).
+    #[serde(default)]
+    pub offences: u64,
+    /// A quorum-cosigned checkpoint that contradicts this node's final history: mining and
+    /// voting stopped (`null` if none).
+    #[serde(default)]
+    pub safety_failure: Option<String>,
 }
 
 /// A long pull from a peer, in `/status`: how far, how fast, how long still.
@@ -418,6 +501,14 @@ mod tests {
         let id = crate::chain::BlockId([0xab; 32]);
         let tag = tip_tag(&id);
         assert_eq!(tag, "\"abababababababab\"");
+        // With finality, the tag names the final size and justified epoch too: a node whose
+        // finality moved on answers a poller on the same tip in full.
+        assert_eq!(tip_tag_with(&id, 0, 0), tag);
+        assert_eq!(tip_tag_with(&id, 12, 23), "\"abababababababab-12-23\"");
+        assert!(!none_match(
+            &tip_tag_with(&id, 12, 23),
+            &tip_tag_with(&id, 13, 25)
+        ));
         assert!(none_match(&tag, &tag));
         assert!(none_match(&format!("\"x\", W/{tag}"), &tag));
         assert!(none_match("*", &tag));

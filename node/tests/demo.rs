@@ -121,7 +121,8 @@ async fn the_demo_runs_stops_on_ctrl_c_and_resumes() {
 
     // A hostile miner's valid block reaches node1's chain: a record of relay u32::MAX at the
     // latest minute rule 9 allows (u32::MAX itself can never be in a valid block). The
-    // resumed demo's relay clock must not follow it.
+    // resumed demo's relay clock must not follow it. The demo's nodes are its allow-list, so
+    // the hostile miner is one of them (node3's key).
     let h1: u64 = {
         let net = gridledger::chain::Network::new("gridledger-demo", 12);
         let mut ledger =
@@ -142,7 +143,8 @@ async fn the_demo_runs_stops_on_ctrl_c_and_resumes() {
         let block = gridledger::chain::assemble(
             &parent,
             std::slice::from_ref(&hostile),
-            &common::key(66),
+            &gridledger::keys::load_or_create(&data.join("node3").join("miner.key"))
+                .expect("node3's key"),
             time,
             net.bits,
             &std::sync::atomic::AtomicBool::new(false),

@@ -93,6 +93,7 @@ async fn a_hostile_peer_is_refused_and_the_node_goes_on() {
             block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
+            finality: Default::default(),
             ..common::node_config(dir.path(), net.clone(), &[relay], Vec::new())
         },
         ours,

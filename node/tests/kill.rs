@@ -98,6 +98,7 @@ async fn a_node_killed_while_mining_restarts_verifies_and_rejoins() {
             block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
+            finality: Default::default(),
             ..common::node_config(
                 dir_a.path(),
                 Network::new(NETWORK, BITS),

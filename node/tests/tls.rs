@@ -310,6 +310,7 @@ async fn cors_lets_a_named_origin_read_and_nothing_else() {
     let dir = tempfile::tempdir().expect("dir");
     let config = gridledger::run::NodeConfig {
         cors_origins: vec!["https://dash.example".into()],
+        finality: Default::default(),
         ..common::node_config(dir.path(), Network::new("cors-test", 8), &[], Vec::new())
     };
     let n = start(config, common::key(7)).await.expect("starts");

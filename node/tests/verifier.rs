@@ -374,6 +374,7 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
             block_relay: Default::default(),
             tls: Default::default(),
             cors_origins: Vec::new(),
+            finality: Default::default(),
             admin_token: None,
             // Two relays: blocks of two records, so that proofs have an audit path.
             ..common::node_config(

@@ -368,7 +368,7 @@ fn keep_orphan(
 }
 
 /// The miner key a pushing or announcing peer names (`gridledger-sender`), if any.
-fn sender_key(headers: &HeaderMap) -> Option<[u8; 32]> {
+pub(super) fn sender_key(headers: &HeaderMap) -> Option<[u8; 32]> {
     headers
         .get(crate::wire::SENDER_HEADER)
         .and_then(|v| v.to_str().ok())

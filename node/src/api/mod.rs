@@ -26,10 +26,15 @@
 //! [`ApiError`]; peers' answers are the typed structs of [`crate::wire`]; records render
 //! through [`crate::render`].
 //! | `GET /forks` | side-branch blocks among the latest 10 000 known, and the reorgs since start |
+//! | `POST /votes`, `GET /votes?above=SIZE` | members' finality votes, back to back in their wire form (docs/FORMAT.md section 11): taken (204; 400 malformed), or those held above a checkpoint size |
+//! | `GET /checkpoint`, `GET /checkpoints?from=H`, `GET /checkpoints/{height}` | the latest final checkpoint, a C2SP signed note cosigned by a quorum of members (text); the heights kept; one by height |
+//! | `GET /checkpoint/proof?height=H\|block=ID[&checkpoint=C]` | a final block's RFC 6962 inclusion proof in a final checkpoint, with the note |
+//! | `GET /members`, `GET /evidence` | the members' note verifier keys, origin and quorum; members' offences (double and surround votes, both signed notes) and any safety failure |
 //! | `GET /`, `/relay/{id}`, `/explorer`, `/block/{key}`, `/reading/{relay}/{minute}`, `/ui/…` | the dashboard ([`ui`]): pages drawn from the endpoints above, every asset served by the node |
 
 mod blocks;
 pub mod cors;
+pub mod finality;
 mod peers;
 mod readings;
 mod status;
@@ -109,9 +114,11 @@ impl From<crate::ledger::AddError> for ApiError {
         match e {
             A::Invalid(e @ V::Malformed(_)) => ApiError::BadRequest(e.to_string()),
             A::Invalid(e @ V::UnknownParent(_)) => ApiError::Conflict(e.to_string()),
-            e @ (A::Invalid(_) | A::WitnessConflict { .. } | A::Known(_)) => {
-                ApiError::Unprocessable(e.to_string())
-            }
+            e @ (A::Invalid(_)
+            | A::WitnessConflict { .. }
+            | A::Known(_)
+            | A::BelowFinal { .. }
+            | A::ContradictsFinal) => ApiError::Unprocessable(e.to_string()),
             A::Store(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -172,6 +179,16 @@ pub fn router(shared: Shared) -> Router {
         .route("/disputes", get(status::disputes))
         .route("/peers", get(peers::get_peers))
         .route("/forks", get(blocks::forks))
+        .route(
+            "/votes",
+            get(finality::get_votes).post(finality::post_votes),
+        )
+        .route("/checkpoint", get(finality::checkpoint))
+        .route("/checkpoint/proof", get(finality::proof))
+        .route("/checkpoints", get(finality::checkpoints))
+        .route("/checkpoints/{height}", get(finality::checkpoint_at))
+        .route("/members", get(finality::members))
+        .route("/evidence", get(finality::evidence))
         .route("/", get(ui::page))
         .route("/relay/{id}", get(ui::page))
         .route("/explorer", get(ui::page))

@@ -40,6 +40,7 @@ pub(super) async fn status(State(shared): State<Shared>) -> Response {
                 .map(dispute_view)
                 .collect(),
         },
+        finality: Some(super::finality::view(&core)),
     };
     Json(answer).into_response()
 }
@@ -48,8 +49,9 @@ pub(super) async fn status(State(shared): State<Shared>) -> Response {
 /// the tip ([`crate::wire::tip_tag`]); 304 and no body to a poller already on that tip.
 pub(super) async fn tip(State(shared): State<Shared>, headers: axum::http::HeaderMap) -> Response {
     let core = lock(&shared);
+    let (final_size, justified_epoch) = crate::wire::finality_tag(&core);
     let tree = core.ledger.tree();
-    let tag = crate::wire::tip_tag(&tree.tip());
+    let tag = crate::wire::tip_tag_with(&tree.tip(), final_size, justified_epoch);
     let etag = [(axum::http::header::ETAG, tag.clone())];
     let unchanged = headers
         .get_all(axum::http::header::IF_NONE_MATCH)
@@ -66,6 +68,8 @@ pub(super) async fn tip(State(shared): State<Shared>, headers: axum::http::Heade
             tip: tree.tip().to_hex(),
             work: tree.tip_work().to_string(),
             miner: core.miner_key.map(hex::encode),
+            final_size,
+            justified_epoch,
         }),
     )
         .into_response()
@@ -145,6 +149,19 @@ pub(super) async fn metrics(State(shared): State<Shared>) -> Response {
                     up: st.is_up(),
                 })
                 .collect(),
+            finality: core.finality.as_ref().map(|f| {
+                let height = u64::from(core.ledger.tree().height());
+                let final_height = u64::from(f.final_checkpoint().checkpoint.height());
+                crate::metrics::FinalityFigures {
+                    final_height,
+                    lag_blocks: height.saturating_sub(final_height),
+                    waiting_seconds: f
+                        .waiting_since_ms()
+                        .map_or(0, |t| crate::core::now_ms().saturating_sub(t) / 1000),
+                    safety_failure: u64::from(f.safety_failure().is_some()),
+                    stats: f.stats,
+                }
+            }),
         };
         (snapshot, core.metrics.clone())
     };

@@ -162,6 +162,7 @@ pub fn node_config(
         block_relay: Default::default(),
         tls: Default::default(),
         cors_origins: Vec::new(),
+        finality: Default::default(),
         admin_token: None,
     }
 }

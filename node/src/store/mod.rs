@@ -18,13 +18,17 @@
 //!   finds the branches near the tip without reading every block;
 //! - `meta`: `network` → the network name and difficulty the data dir was created for;
 //! - `disputes`: packed record key → an open dispute (the chain's record differs from this
-//!   node's own read), so that a restart does not forget it. Not part of the chain.
+//!   node's own read), so that a restart does not forget it. Not part of the chain;
+//! - the witness, finality, final checkpoints, tlog subtrees and evidence: see [`kept`].
 //!
 //! A block's bytes are appended and synced first; then its location, main-chain rows and
 //! index rows, and the block file's new committed end (meta `blockfile-end`), are written in
 //! one transaction, durable when `commit` returns (redb's `Durability::Immediate`): a block
 //! counts as stored only then, and a crash at any moment leaves either all of it or none of
 //! it (bytes appended but never indexed are cut off at the next open).
+
+mod kept;
+pub use kept::{Digest, Finalised, DIGEST_LEN, SUBTREE_LEVEL};
 
 use std::path::{Path, PathBuf};
 
@@ -1273,69 +1277,116 @@ impl Store {
                 }
             }
             Change::Reorg { abandoned, adopted } => {
-                for gone in abandoned {
-                    for key in tree.keys_of(gone).iter() {
-                        records.remove(key.to_u64()).map_err(|e| self.err(e))?;
+                self.apply_reorg(tables, abandoned, adopted, Some((id, loc)), tree)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the rows of a switch of the main chain: `abandoned` blocks leave it (their
+    /// locations to `locs`), `adopted` ones join it, all of them stored already but
+    /// `appended`, the block that made the switch, just appended at its location.
+    fn apply_reorg(
+        &self,
+        tables: &mut Tables<'_>,
+        abandoned: &[BlockId],
+        adopted: &[BlockId],
+        appended: Option<(&BlockId, Location)>,
+        tree: &BlockTree,
+    ) -> Result<(), StoreError> {
+        let Tables {
+            locs,
+            main,
+            ids,
+            records,
+            side,
+        } = tables;
+        for gone in abandoned {
+            for key in tree.keys_of(gone).iter() {
+                records.remove(key.to_u64()).map_err(|e| self.err(e))?;
+            }
+            let Some(h) = tree.height_of(gone) else {
+                continue;
+            };
+            side.insert(gone.0.as_slice(), h).map_err(|e| self.err(e))?;
+            // Its location moves from its main row (about to be replaced or removed) to
+            // `locs`; a row of an id alone had it there already.
+            let row = main
+                .get(h)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec());
+            if let Some(row) = row {
+                if let (found, Some(at)) = main_row(h, &row)? {
+                    if found == *gone {
+                        locs.insert(gone.0.as_slice(), at.to_bytes().as_slice())
+                            .map_err(|e| self.err(e))?;
                     }
-                    let Some(h) = tree.height_of(gone) else {
-                        continue;
-                    };
-                    side.insert(gone.0.as_slice(), h).map_err(|e| self.err(e))?;
-                    // Its location moves from its main row (about to be replaced or
-                    // removed) to `locs`; a row of an id alone had it there already.
-                    let row = main
-                        .get(h)
+                }
+            }
+            let key = id_key(gone);
+            if ids.get(key).map_err(|e| self.err(e))?.map(|v| v.value()) == Some(h) {
+                ids.remove(key).map_err(|e| self.err(e))?;
+            }
+        }
+        for new in adopted {
+            let h = tree.height_of(new).unwrap_or(0);
+            // The block that made the reorg was just appended; the others were side
+            // blocks, with their location in `locs`.
+            let at = match appended {
+                Some((id, loc)) if id == new => loc,
+                _ => {
+                    let v = locs
+                        .get(new.0.as_slice())
                         .map_err(|e| self.err(e))?
                         .map(|v| v.value().to_vec());
-                    if let Some(row) = row {
-                        if let (found, Some(at)) = main_row(h, &row)? {
-                            if found == *gone {
-                                locs.insert(gone.0.as_slice(), at.to_bytes().as_slice())
-                                    .map_err(|e| self.err(e))?;
-                            }
+                    v.as_deref().and_then(Location::from_bytes).ok_or_else(|| {
+                        StoreError::Corrupt {
+                            height: h,
+                            reason: format!(
+                                "block {new} joins the main chain but its location is not stored"
+                            ),
                         }
-                    }
-                    let key = id_key(gone);
-                    if ids.get(key).map_err(|e| self.err(e))?.map(|v| v.value()) == Some(h) {
-                        ids.remove(key).map_err(|e| self.err(e))?;
-                    }
+                    })?
                 }
-                for new in adopted {
-                    let h = tree.height_of(new).unwrap_or(0);
-                    // The block that made the reorg was just appended; the others were
-                    // side blocks, with their location in `locs`.
-                    let at = if new == id {
-                        loc
-                    } else {
-                        let v = locs
-                            .get(new.0.as_slice())
-                            .map_err(|e| self.err(e))?
-                            .map(|v| v.value().to_vec());
-                        v.as_deref().and_then(Location::from_bytes).ok_or_else(|| {
-                            StoreError::Corrupt {
-                                height: h,
-                                reason: format!("block {new} joins the main chain but its location is not stored"),
-                            }
-                        })?
-                    };
-                    self.put_main(main, ids, locs, new, h, at)?;
-                    for key in tree.keys_of(new).iter() {
-                        records.insert(key.to_u64(), h).map_err(|e| self.err(e))?;
-                    }
-                    side.remove(new.0.as_slice()).map_err(|e| self.err(e))?;
-                }
-                // Heights the new chain does not reach any more.
-                let top = adopted.last().and_then(|b| tree.height_of(b)).unwrap_or(0);
-                for gone in abandoned {
-                    if let Some(h) = tree.height_of(gone) {
-                        if h > top {
-                            main.remove(h).map_err(|e| self.err(e))?;
-                        }
-                    }
+            };
+            self.put_main(main, ids, locs, new, h, at)?;
+            for key in tree.keys_of(new).iter() {
+                records.insert(key.to_u64(), h).map_err(|e| self.err(e))?;
+            }
+            side.remove(new.0.as_slice()).map_err(|e| self.err(e))?;
+        }
+        // Heights the new chain does not reach any more.
+        let top = adopted
+            .last()
+            .and_then(|b| tree.height_of(b))
+            .unwrap_or_else(|| tree.height());
+        for gone in abandoned {
+            if let Some(h) = tree.height_of(gone) {
+                if h > top {
+                    main.remove(h).map_err(|e| self.err(e))?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Applies a switch of the main chain that no new block made (finality's floor, a block
+    /// excluded), in one durable transaction with the verified mark.
+    pub fn commit_reorg(&self, change: &Change, tree: &BlockTree) -> Result<(), StoreError> {
+        let Change::Reorg { abandoned, adopted } = change else {
+            return Ok(());
+        };
+        let txn = self.begin_write()?;
+        {
+            let mut tables = Tables::open(&txn).map_err(|e| self.err(e))?;
+            self.apply_reorg(&mut tables, abandoned, adopted, None, tree)?;
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut mark = tree.height().to_be_bytes().to_vec();
+            mark.extend_from_slice(&tree.tip().0);
+            meta.insert(VERIFIED, mark.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// Writes the main-chain row of `id` at `height` with its location, and its `ids` row,
