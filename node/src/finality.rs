@@ -31,6 +31,9 @@ const KNOWN_JUSTIFIED: usize = 1024;
 const MAX_AHEAD: u64 = 100_000;
 /// Checkpoints with votes held at once, at most (the oldest go first).
 const MAX_POOLS: usize = 4096;
+/// Final checkpoint notes are kept for good one per this many heights (the first final one
+/// at or above each multiple), besides the latest.
+pub const KEEP_EVERY: u64 = 1024;
 
 /// Finality's settings.
 #[derive(Clone, Debug)]
@@ -298,14 +301,25 @@ impl Finality {
                 root: f.fin.checkpoint.root,
             });
         }
-        // The chain as kept must hold the final block: the floor holds it from now on.
+        // The chain as kept must hold the final block: the floor holds it from now on. If
+        // it does not (a repair that salvaged less than the final chain), the final note is
+        // taken again as if a peer had served it: final once the chain holds its block.
         let (h, id) = (f.fin.checkpoint.height(), f.fin.id);
         if ledger.tree().main_at(h) == Some(id) {
             ledger.set_final(h, id);
             let floor = f.floor_block(ledger);
             ledger.set_floor(&floor)?;
-        } else if h > 0 {
-            tracing::error!(height = h, block = %id, "finality: the kept final block is not on the kept main chain");
+        } else {
+            tracing::warn!(height = h, block = %id, "finality: the kept final block is not on the kept main chain; it is final again once the chain holds it");
+            let note = std::mem::take(&mut f.fin.note);
+            f.fin = gen_final.clone();
+            f.justified = (Source::genesis(gen_final.checkpoint.root), gen_final.id);
+            if let Ok((c, commits)) = f.members.open_checkpoint(note.as_bytes()) {
+                f.learned = Some(Learned {
+                    checkpoint: c,
+                    commits,
+                });
+            }
         }
         Ok(f)
     }
@@ -405,11 +419,19 @@ impl Finality {
     /// The tlog frontier of the chain ending at `id`, a block whose chain holds the final
     /// block (`None` otherwise, or if unknown).
     fn frontier_of(&mut self, ledger: &Ledger, id: &BlockId) -> Option<Frontier> {
+        if *id == self.fin.id {
+            return Some(self.fin.frontier.clone());
+        }
+        if let Some(f) = self.frontiers.get(id) {
+            return Some(f.clone());
+        }
         let tree = ledger.tree();
         let final_height = self.fin.checkpoint.height();
+        // Down the window to a block whose frontier is known, the final block, or the
+        // window's base (below which the chain is the main chain, read from the store).
         let mut path = Vec::new();
         let mut cur = *id;
-        let base = loop {
+        let start = loop {
             if cur == self.fin.id {
                 break self.fin.frontier.clone();
             }
@@ -420,15 +442,90 @@ impl Finality {
             if h <= final_height {
                 return None;
             }
-            path.push(cur);
-            cur = tree.parent_of(&cur)?;
+            match tree.parent_of(&cur) {
+                Some(p) => {
+                    path.push(cur);
+                    cur = p;
+                }
+                // The base: the main chain from the final block up to it, from the store (a
+                // node that learned a checkpoint far above its final block, once).
+                None => {
+                    path.push(cur);
+                    let mut f = self.fin.frontier.clone();
+                    if tree.main_at(final_height) != Some(self.fin.id) {
+                        return None;
+                    }
+                    let mut at = final_height + 1;
+                    while at < h {
+                        let run = tree.main_range(at, 4096);
+                        if run.is_empty() {
+                            return None;
+                        }
+                        for (rh, rid) in run.into_iter().take_while(|(rh, _)| *rh < h) {
+                            if rh != at {
+                                return None;
+                            }
+                            f.push(&rid);
+                            at += 1;
+                        }
+                    }
+                    break f;
+                }
+            }
         };
-        let mut f = base;
-        for b in path.iter().rev() {
+        let mut f = start;
+        let n = path.len();
+        for (i, b) in path.iter().rev().enumerate() {
             f.push(b);
-            self.frontiers.insert(*b, f.clone());
+            // Kept for the latest blocks of a long path only: each costs a few hundred bytes.
+            if n - i <= 256 {
+                self.frontiers.insert(*b, f.clone());
+            }
         }
         Some(f)
+    }
+
+    /// The ids of the chain ending at `id` above the final block, lowest first.
+    fn ids_above_final(&self, ledger: &Ledger, id: &BlockId) -> Option<Vec<BlockId>> {
+        let tree = ledger.tree();
+        let final_height = self.fin.checkpoint.height();
+        let mut ids = Vec::new();
+        let mut cur = *id;
+        while cur != self.fin.id {
+            let h = tree.window_height_of(&cur)?;
+            if h <= final_height {
+                return None;
+            }
+            ids.push(cur);
+            match tree.parent_of(&cur) {
+                Some(p) => cur = p,
+                None => {
+                    // The base: below it, the main chain.
+                    if tree.main_at(final_height) != Some(self.fin.id) {
+                        return None;
+                    }
+                    let mut below: Vec<BlockId> = Vec::new();
+                    let mut at = final_height + 1;
+                    while at < h {
+                        let run = tree.main_range(at, 4096);
+                        if run.is_empty() {
+                            return None;
+                        }
+                        for (rh, rid) in run.into_iter().take_while(|(rh, _)| *rh < h) {
+                            if rh != at {
+                                return None;
+                            }
+                            below.push(rid);
+                            at += 1;
+                        }
+                    }
+                    ids.extend(below.into_iter().rev());
+                    break;
+                }
+            }
+        }
+        ids.reverse();
+        Some(ids)
     }
 
     /// The checkpoint of the chain ending at `id`.
@@ -732,20 +829,14 @@ impl Finality {
         now_ms: u64,
         fx: &mut Effects,
     ) -> bool {
-        // The ids from the old final block up, along the block's chain.
-        let tree = ledger.tree();
-        let mut ids = Vec::new();
-        let mut cur = block;
-        while cur != self.fin.id {
-            ids.push(cur);
-            match tree.parent_of(&cur) {
-                Some(p) => cur = p,
-                None => return false,
-            }
-        }
+        // The ids from the old final block up, along the block's chain (the window, and
+        // below its base the main chain).
+        let Some(ids) = self.ids_above_final(ledger, &block) else {
+            return false;
+        };
         let mut frontier = self.fin.frontier.clone();
         let mut subtrees = Vec::new();
-        for id in ids.iter().rev() {
+        for id in &ids {
             frontier.push_with(id, |level, index, hash| {
                 if level >= crate::store::SUBTREE_LEVEL {
                     subtrees.push((level, index, *hash));
@@ -768,9 +859,13 @@ impl Finality {
             at_ms: now_ms,
         };
         let state = fin.to_bytes();
+        // Kept for good: the first final checkpoint in each run of KEEP_EVERY heights (a
+        // note a block would cost more than a block's own bytes).
+        let keep = u64::from(c.height()) / KEEP_EVERY
+            > u64::from(self.fin.checkpoint.height()) / KEEP_EVERY;
         if let Err(e) = ledger.store().put_final(&Finalised {
             state: &state,
-            checkpoint: (c.height(), fin.note.as_bytes()),
+            checkpoint: keep.then(|| (c.height(), fin.note.as_bytes())),
             subtrees: &subtrees,
         }) {
             logged(&e);
@@ -1002,4 +1097,151 @@ fn evidence_from_json(b: &[u8]) -> Option<Evidence> {
         ],
         found_ms: v.get("found_ms")?.as_u64()?,
     })
+}
+
+/// The members as kept in the store (`members`), so that `gridledger verify` can check the
+/// kept checkpoints without the node's flags: JSON with the origin, quorum and keys.
+pub fn keep_members(ledger: &Ledger, members: &Members) -> Result<(), StoreError> {
+    let doc = json!({
+        "origin": members.origin(),
+        "quorum": members.quorum(),
+        "keys": members.verifiers().iter().map(|v| hex::encode(v.key)).collect::<Vec<_>>(),
+    });
+    ledger
+        .store()
+        .put_finality("members", doc.to_string().as_bytes())
+}
+
+fn kept_members(ledger: &Ledger) -> Result<Option<Members>, StoreError> {
+    let Some(b) = ledger.store().finality("members")? else {
+        return Ok(None);
+    };
+    let bad = |why: &str| StoreError::Corrupt {
+        height: 0,
+        reason: format!("the kept members do not read: {why}"),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&b).map_err(|e| bad(&e.to_string()))?;
+    let origin = v["origin"].as_str().ok_or_else(|| bad("no origin"))?;
+    let quorum = v["quorum"].as_u64().ok_or_else(|| bad("no quorum"))?;
+    let keys = v["keys"]
+        .as_array()
+        .ok_or_else(|| bad("no keys"))?
+        .iter()
+        .map(|k| {
+            k.as_str()
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| bad("a key is not 64 hex digits"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Members::new(origin, &keys, usize::try_from(quorum).ok())
+        .map(Some)
+        .map_err(|e| bad(&e))
+}
+
+/// `gridledger verify`'s check of what finality kept: every kept checkpoint note carries a
+/// quorum of valid member signatures (checked in one batch), its root is the tlog root of
+/// the stored main chain at its size, the final block is on the main chain, and every kept
+/// tlog subtree is the main chain's. One pass over the main chain's ids. `None` if the data
+/// dir has no finality (a network without an allow-list).
+pub fn verify_kept(ledger: &Ledger) -> Result<Option<String>, StoreError> {
+    let Some(members) = kept_members(ledger)? else {
+        return Ok(None);
+    };
+    let store = ledger.store();
+    let corrupt = |height: u32, reason: String| StoreError::Corrupt { height, reason };
+    let fin = match store.finality("final")? {
+        None => return Ok(Some("finality: only the genesis block is final".into())),
+        Some(b) => Final::from_bytes(&b)
+            .ok_or_else(|| corrupt(0, "the kept final checkpoint does not decode".into()))?,
+    };
+    let mut notes: Vec<(u32, Vec<u8>)> = Vec::new();
+    for h in store.checkpoint_heights(0, usize::MAX)? {
+        if let Some(n) = store.checkpoint(h)? {
+            notes.push((h, n));
+        }
+    }
+    if !fin.note.is_empty() {
+        notes.push((fin.checkpoint.height(), fin.note.as_bytes().to_vec()));
+    }
+    // The notes, then every signature in one batch.
+    let mut want: BTreeMap<u64, Hash> = BTreeMap::new();
+    let mut votes = Vec::new();
+    for (h, n) in &notes {
+        let (c, v) = members
+            .parse_checkpoint(n)
+            .map_err(|e| corrupt(*h, format!("the kept checkpoint note: {e}")))?;
+        if c.height() != *h {
+            return Err(corrupt(
+                *h,
+                "a kept checkpoint note of another height".into(),
+            ));
+        }
+        want.insert(c.size, c.root);
+        votes.extend(v);
+    }
+    want.insert(fin.checkpoint.size, fin.checkpoint.root);
+    if let Err(i) = members.check_all(&votes) {
+        let h = votes.get(i).map_or(0, |v| v.target.height());
+        return Err(corrupt(
+            h,
+            "a kept checkpoint note has a bad member signature".into(),
+        ));
+    }
+    // The main chain's tlog, against the roots and the kept subtrees.
+    let tree = ledger.tree();
+    if tree.main_at(fin.checkpoint.height()) != Some(fin.id) {
+        return Err(corrupt(
+            fin.checkpoint.height(),
+            "the final block is not on the main chain".into(),
+        ));
+    }
+    let mut f = Frontier::new();
+    let mut bad_subtree: Option<(u32, u64)> = None;
+    let mut at: u32 = 0;
+    while u64::from(at) < fin.checkpoint.size {
+        let run = tree.main_range(at, 4096);
+        if run.is_empty() {
+            return Err(corrupt(at, "missing from the main chain".into()));
+        }
+        for (h, id) in run {
+            if u64::from(h) >= fin.checkpoint.size {
+                break;
+            }
+            f.push_with(&id, |level, index, hash| {
+                if level >= crate::store::SUBTREE_LEVEL && bad_subtree.is_none() {
+                    match store.subtree(level, index) {
+                        Ok(Some(kept)) if kept != *hash => bad_subtree = Some((level, index)),
+                        _ => {}
+                    }
+                }
+            });
+            if let Some(root) = want.get(&f.size()) {
+                if f.root() != *root {
+                    return Err(corrupt(
+                        h,
+                        "a kept checkpoint's root is not the main chain's".into(),
+                    ));
+                }
+            }
+            at = h + 1;
+        }
+    }
+    if let Some((level, index)) = bad_subtree {
+        let h = u32::try_from((index + 1) << level)
+            .unwrap_or(u32::MAX)
+            .saturating_sub(1);
+        return Err(corrupt(
+            h,
+            "a kept tlog subtree is not the main chain's".into(),
+        ));
+    }
+    Ok(Some(format!(
+        "finality: height {} final, {} checkpoint notes with {} member signatures verified (quorum {} of {})",
+        fin.checkpoint.height(),
+        notes.len(),
+        votes.len(),
+        members.quorum(),
+        members.len()
+    )))
 }

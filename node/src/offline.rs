@@ -64,12 +64,18 @@ fn open_showing_progress(dir: &Path, what: &'static str) -> Result<Ledger, Store
 /// Re-verifies the data dir read-only; the `ok: …` line on success.
 pub fn verify(dir: &Path) -> Result<String, StoreError> {
     let ledger = open_showing_progress(dir, "verify")?;
+    let kept = guard(|| crate::finality::verify_kept(&ledger))?;
     let s = ledger.summary();
     let net = ledger.network();
-    Ok(format!(
+    let mut line = format!(
         "ok: network '{}' ({} bits), height {}, {} records, tip {}",
         net.name, net.bits, s.height, s.records, s.tip
-    ))
+    );
+    if let Some(k) = kept {
+        line.push_str("; ");
+        line.push_str(&k);
+    }
+    Ok(line)
 }
 
 /// Exports the data dir's main chain read-only to `out` (a file it creates) or stdout.

@@ -6,7 +6,9 @@
 //! counts as such), then fetches the rest from peers exactly as a syncing node does (every
 //! block validated). Only then does it swap the files; the damaged one stays beside the new
 //! one as `chain.redb.damaged-UNIXTIME`, so nothing is ever deleted. Side branches are not
-//! salvaged: the peers have whatever of them still matters.
+//! salvaged: the peers have whatever of them still matters. What the node keeps beside the
+//! chain (its reads of the relays, its votes and final checkpoints, evidence, disputes) is
+//! copied, as far as it can be read: peers cannot give it back.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -223,6 +225,18 @@ async fn rebuild(
         Ok(old) => salvage(old, &net, &mut ledger),
         Err(e) => (0, Some(e.to_string())),
     };
+    // What the node read and voted, its final checkpoints and evidence: not part of the
+    // chain, never fetched from peers, so copied (what of it can still be read).
+    if let Ok(old) = &old {
+        match guard(|| ledger.store().copy_kept_from(old)) {
+            Ok(skipped) => {
+                for s in skipped {
+                    tracing::warn!("repair: a kept table could not be read and is not copied: {s}");
+                }
+            }
+            Err(e) => tracing::warn!("repair: the kept tables could not be copied: {e}"),
+        }
+    }
     drop(old);
 
     let shared = Arc::new(Mutex::new(Core::new(ledger)));

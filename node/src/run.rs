@@ -181,6 +181,7 @@ fn start_finality(core: &mut Core, config: &NodeConfig, key: &SigningKey) -> Res
             "this node's key is not on the allow-list: it follows finality but does not vote"
         );
     }
+    crate::finality::keep_members(&core.ledger, &members)?;
     let f = crate::finality::Finality::open(
         crate::finality::FinalityConfig {
             members,

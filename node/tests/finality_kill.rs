@@ -231,10 +231,10 @@ async fn a_member_killed_while_it_votes_never_equivocates_and_loses_nothing() {
     }
 }
 
-/// A node killed right after it read the relay remembers what it read: a rewrite of those
-/// minutes, offered after the restart, is a witness conflict.
+/// A node killed right after it read the relay, then repaired, remembers what it read: a
+/// rewrite of those minutes, offered after the restart, is a witness conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_after_a_read_still_refuses_a_rewrite_of_it() {
+async fn a_node_killed_after_a_read_and_repaired_still_refuses_a_rewrite_of_it() {
     let (relay, stop) =
         common::relay_sim(SocketAddr::from(([127, 0, 0, 1], 0)), 1, 1.0, None).await;
     let files = tempfile::tempdir().expect("tempdir");
@@ -259,6 +259,18 @@ async fn a_node_killed_after_a_read_still_refuses_a_rewrite_of_it() {
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     drop(stop);
+    // And repaired: a new store is built beside the old one, which must carry the reads.
+    let repaired = Command::new(BIN)
+        .args(["repair", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("repair runs");
+    assert!(
+        repaired.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&repaired.stdout),
+        String::from_utf8_lossy(&repaired.stderr)
+    );
     // Its chain, read offline: the records it read.
     let ledger = gridledger::ledger::Ledger::open_existing(dir.path()).expect("opens");
     let tree = ledger.tree();

@@ -147,16 +147,20 @@ pub(super) async fn checkpoint(State(shared): State<Shared>) -> Response {
     note_answer(fin.note.clone().into_bytes())
 }
 
-/// `GET /checkpoints/{height}`: the final checkpoint note of that height, if that height
-/// was made final here.
+/// `GET /checkpoints/{height}`: the final checkpoint note of that height, if this node keeps
+/// it (the latest, and the first final one at or above each multiple of 1024).
 pub(super) async fn checkpoint_at(
     State(shared): State<Shared>,
     Path(height): Path<u32>,
 ) -> Response {
     let reader = {
         let core = lock(&shared);
-        if core.finality.is_none() {
+        let Some(f) = core.finality.as_ref() else {
             return off();
+        };
+        let fin = f.final_checkpoint();
+        if fin.checkpoint.height() == height && !fin.note.is_empty() {
+            return note_answer(fin.note.clone().into_bytes());
         }
         core.ledger.reader()
     };
@@ -175,7 +179,7 @@ pub(super) struct From {
 }
 
 /// `GET /checkpoints?from=H`: the heights of final checkpoints kept here, from H up (at
-/// most 1000).
+/// most 1000; the latest, `GET /checkpoint`, besides).
 pub(super) async fn checkpoints(State(shared): State<Shared>, Query(q): Query<From>) -> Response {
     let reader = {
         let core = lock(&shared);

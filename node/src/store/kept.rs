@@ -11,7 +11,8 @@
 //! - `witness_range`: relay → the lowest and highest minute read, so that a block of
 //!   minutes this node never read costs no lookup;
 //! - `finality`: `own`, `final`, `justified` → their encodings (`crate::finality`);
-//! - `checkpoints`: height → the final checkpoint note of that height, as served;
+//! - `checkpoints`: height → the final checkpoint note of that height, as served: the first
+//!   final one at or above each multiple of 1024 (the latest is in `finality`);
 //! - `tlog`: `level << 48 | index` → the hash of a whole subtree of the final chain's tlog
 //!   of `2^level` leaves, for levels [`SUBTREE_LEVEL`] and up;
 //! - `evidence`: sequence → a member's offence, as the node keeps it.
@@ -93,13 +94,56 @@ fn chunk_set(chunk: Option<&[u8]>, slot: u32, digest: &Digest) -> Vec<u8> {
 pub struct Finalised<'a> {
     /// The node's final state, encoded.
     pub state: &'a [u8],
-    /// The final checkpoint's height and its note.
-    pub checkpoint: (Height, &'a [u8]),
+    /// The final checkpoint's height and its note, if it is one to keep for good (see
+    /// `crate::finality::KEEP_EVERY`); the latest is in `state` anyway.
+    pub checkpoint: Option<(Height, &'a [u8])>,
     /// Whole subtrees the final chain's tlog gained: (level, index, hash).
     pub subtrees: &'a [(u32, u64, Hash)],
 }
 
 impl Store {
+    /// Copies what `old` keeps beside the chain (witness, finality, checkpoints, tlog
+    /// subtrees, evidence, disputes) into this store, in one transaction: `repair` builds a
+    /// new store and must not make the node forget what it read or voted. A table of `old`
+    /// that cannot be read is skipped, with its error in the answer.
+    pub fn copy_kept_from(&self, old: &Store) -> Result<Vec<String>, StoreError> {
+        let mut skipped = Vec::new();
+        let txn = self.begin_write()?;
+        {
+            let r = old.db.begin_read().map_err(|e| old.err(e))?;
+            macro_rules! copy {
+                ($def:expr) => {{
+                    let copied: Result<(), String> = (|| {
+                        let src = match r.open_table($def) {
+                            Ok(t) => t,
+                            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                            Err(e) => return Err(e.to_string()),
+                        };
+                        let mut dst = txn.open_table($def).map_err(|e| e.to_string())?;
+                        for row in src.iter().map_err(|e| e.to_string())? {
+                            let (k, v) = row.map_err(|e| e.to_string())?;
+                            dst.insert(k.value(), v.value())
+                                .map_err(|e| e.to_string())?;
+                        }
+                        Ok(())
+                    })();
+                    if let Err(e) = copied {
+                        skipped.push(format!("{}: {e}", $def));
+                    }
+                }};
+            }
+            copy!(WITNESS);
+            copy!(WITNESS_RANGE);
+            copy!(FINALITY);
+            copy!(CHECKPOINTS);
+            copy!(TLOG);
+            copy!(EVIDENCE);
+            copy!(super::DISPUTES);
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(skipped)
+    }
+
     /// Keeps this node's read of `key` as its digest, durably (replacing an earlier one).
     pub fn put_witness(&self, key: &RecordKey, digest: &Digest) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
@@ -205,9 +249,10 @@ impl Store {
         {
             let mut t = txn.open_table(FINALITY).map_err(|e| self.err(e))?;
             t.insert("final", f.state).map_err(|e| self.err(e))?;
-            let mut c = txn.open_table(CHECKPOINTS).map_err(|e| self.err(e))?;
-            c.insert(f.checkpoint.0, f.checkpoint.1)
-                .map_err(|e| self.err(e))?;
+            if let Some((height, note)) = f.checkpoint {
+                let mut c = txn.open_table(CHECKPOINTS).map_err(|e| self.err(e))?;
+                c.insert(height, note).map_err(|e| self.err(e))?;
+            }
             let mut tl = txn.open_table(TLOG).map_err(|e| self.err(e))?;
             for (level, index, hash) in f.subtrees {
                 tl.insert((u64::from(*level) << 48) | index, hash)
