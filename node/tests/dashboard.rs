@@ -220,6 +220,11 @@ async fn every_page_in_a_real_browser() {
     weights.push(("overview", load.bytes, load.requests));
     assert_eq!(text(&page, "height").await, height.to_string());
     assert_eq!(text(&page, "records").await, (MINUTES - 1 + 2).to_string());
+    // Without an allow-list the page says that nothing is final.
+    assert_eq!(text(&page, "final").await, "not final");
+    assert!(text(&page, "finalsays")
+        .await
+        .starts_with("History here is NOT final"));
     // The driver hears a console error and a failed request (else a clean load proves
     // nothing).
     page.eval("console.error('probe'); fetch('/ui/no-such-asset').then(() => 0)")

@@ -93,8 +93,19 @@
         card("height", "height"), card("records", "records on chain"), card("mempool", "mempool"),
         card("peersup", "peers up / down"), card("disputes", "disputed records"),
         card("refused", "refused blocks / witness conflicts"), card("reorgs", "reorgs / side blocks"),
-        card("mined", "mined / received")),
+        card("mined", "mined / received"), card("final", "final height / blocks above")),
       h("p", { class: "mono break" }, "tip ", h("a", { id: "tip" })),
+      h("section", { id: "finalitybox" },
+        h("h2", null, "Finality"),
+        h("p", { id: "safety", class: "down", hidden: true }),
+        h("p", { id: "finalsays" }),
+        h("p", { id: "finalwait", class: "muted", hidden: true }),
+        h("p", { id: "finalrefused", class: "down", hidden: true }),
+        h("p", { id: "finaloffences", class: "down", hidden: true }),
+        h("p", { class: "muted" }, "Why it can be trusted: each member's node cosigns a checkpoint of the chain (a C2SP signed note, ",
+          link("/checkpoint", "/checkpoint"), ") only for blocks it validated and whose records agree with its own reads; a block cosigned by a quorum of the members (",
+          link("/members", "/members"), ") is final, and no node reorganises below it, whatever the work of another chain. Two conflicting final blocks would need more than a third of the members to sign two conflicting votes, which every node keeps as evidence (",
+          link("/evidence", "/evidence"), ").")),
       h("p", { id: "sync", hidden: true }),
       h("h2", null, "Relays this node polls"),
       table(["relay", "address", "state", "last minute", "records", "missed minutes", "last error / clock"], h("tbody", { id: "relays" })),
@@ -132,6 +143,25 @@
       $("mined").textContent = metric(m, "gridledger_blocks_mined_total") + " / " + metric(m, "gridledger_blocks_received_total");
       $("refused").textContent = metric(m, "gridledger_blocks_rejected_total") + " / " + metric(m, "gridledger_witness_conflicts_total");
       $("reorgs").textContent = f.reorgs_total + " / " + f.side_blocks.length;
+      const fin = s.finality || { on: false, says: "" };
+      gl.finality = fin;
+      $("final").textContent = fin.on ? fin.final_height + " / " + fin.lag_blocks : "not final";
+      $("finalsays").textContent = (fin.on ? "" : "History here is NOT final: ") + fin.says + ".";
+      $("finalsays").className = fin.on ? "up" : "down";
+      $("safety").hidden = !fin.safety_failure;
+      $("safety").textContent = fin.safety_failure ? "SAFETY FAILURE: " + fin.safety_failure : "";
+      $("finalwait").hidden = !fin.waiting_since_ms;
+      if (fin.waiting_since_ms) {
+        $("finalwait").textContent = "Blocks above height " + fin.final_height + " wait for a quorum since " + utc(fin.waiting_since_ms) +
+          " (" + Math.round((Date.now() - fin.waiting_since_ms) / 1000) + " s; more than a third of the members down or cut off stops finality, not the chain).";
+      }
+      $("finalrefused").hidden = !fin.refused_below_final;
+      if (fin.refused_below_final) {
+        $("finalrefused").textContent = fin.refused_below_final + " blocks refused for forking below the final block (an attempt to rewrite final history), the last at " +
+          utc(fin.refused_below_final_last_ms) + ".";
+      }
+      $("finaloffences").hidden = !fin.offences;
+      if (fin.offences) $("finaloffences").textContent = fin.offences + " members' offences (two conflicting signed votes) found: see /evidence.";
       const sync = $("sync");
       sync.hidden = !s.sync;
       if (s.sync) {
@@ -167,7 +197,9 @@
       tb.replaceChildren();
       for (const b of blocks.reverse()) {
         const recs = b.records.map((r) => link("/reading/" + r.relay + "/" + r.minute, "relay " + r.relay + " @ " + r.minute_utc));
-        tb.append(row([link("/block/" + b.height, String(b.height)), link("/block/" + b.id, short(b.id, 16), "mono"),
+        const isFinal = fin.on && b.height <= fin.final_height;
+        tb.append(row([h("span", null, link("/block/" + b.height, String(b.height)), isFinal ? h("span", { class: "tag" }, " final") : null),
+          link("/block/" + b.id, short(b.id, 16), "mono"),
           b.time_ms ? utc(b.time_ms) : "—", h("span", { class: "mono" }, short(b.miner)),
           recs.length ? recs.flatMap((a, i) => (i ? [", ", a] : [a])) : "(genesis)"]));
       }
@@ -669,8 +701,43 @@
     } catch (e) {
       step("input", "The proof's fields are well-formed hex", false, e.message);
     }
+    // Finality: the block in the latest final checkpoint (a tlog of block ids, RFC 6962),
+    // its inclusion path recomputed here; the checkpoint's member signatures are Ed25519 (check
+    // them with Go's note verifier or tools/verify_export.py and GET /members).
+    let finality = { final: false, text: "" };
+    try {
+      // Asked only of a block that /status says is final (a 404 would be a console error).
+      const st = await get("/status");
+      const fin = st.finality || {};
+      if (fin.on && p.height <= fin.final_height) {
+        const c = await get("/checkpoint/proof?block=" + p.block_id);
+        const lines = (c.checkpoint || "").split("\n");
+        const b64 = (t) => Uint8Array.from(atob(t), (ch) => ch.charCodeAt(0));
+        const root = b64(lines[2] || "");
+        let node = await sha256(concat([0], hex2bytes(p.block_id)));
+        let fn = c.index, sn = c.size - 1;
+        for (const sib of c.path.map(b64)) {
+          const left = fn % 2 === 1 || fn === sn;
+          node = left ? await sha256(concat([1], sib, node)) : await sha256(concat([1], node, sib));
+          if (left) while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+        const ok = sn === 0 && equal(node, root) && lines[1] === String(c.size);
+        const sigs = lines.filter((l) => l.startsWith("\u2014 ")).length;
+        finality = { final: ok, text: ok
+          ? "FINAL: block " + p.height + " is leaf " + c.index + " of the final checkpoint of size " + c.size + " (path checked here), cosigned by " + sigs + " members: no node reorganises below it."
+          : "the finality proof does not check" };
+      } else {
+        finality.text = fin.on
+          ? "Not final yet: the block waits for a quorum of members' cosignatures."
+          : "Not final: this network has no allow-list, so a chain with more work could replace this block.";
+      }
+    } catch (e) {
+      finality.text = "finality: " + e.message;
+    }
     const failed = steps.find((s) => !s.ok);
-    gl.proof = { ok: !failed, failed: failed ? failed.id : null, steps: steps.map((s) => ({ id: s.id, ok: s.ok })), hash: webCrypto ? "WebCrypto" : "script", record: rec };
+    gl.proof = { final: finality.final, ok: !failed, failed: failed ? failed.id : null, steps: steps.map((s) => ({ id: s.id, ok: s.ok })), hash: webCrypto ? "WebCrypto" : "script", record: rec };
     const samples = h("tbody");
     if (rec) {
       rec.samples.forEach((s, i) => samples.append(row([rec.seconds[i], ...s.map(milli)])));
@@ -683,8 +750,9 @@
         "these record bytes are a leaf of the Merkle tree whose root is in the header of the block with this id, and that id meets its difficulty. Every hash was recomputed here (" +
         (webCrypto ? "WebCrypto SHA-256" : "SHA-256 in script: this page is not a secure context, so the browser withholds WebCrypto") +
         "). ", h("b", null, "What it does not prove: "),
-        "that this block is on the chain with the most work on the network (only that this node serves it: ask another party's node for ",
+        "that this block is on the network's chain unless the line below says it is final (otherwise only that this node serves it: ask another party's node for ",
         h("code", null, "/blocks/" + p.block_id), "), nor that the relay's reading was true (nodes that read the relay themselves flag a differing record as a dispute)."),
+      h("p", { id: "finality", class: finality.final ? "up" : "muted" }, finality.text),
       h("h2", null, "Steps"),
       h("ol", { class: "steps" }, steps.map((s) => h("li", { "data-step": s.id }, h("span", { class: s.ok ? "pass" : "fail" }, s.ok ? "✓ " : "✗ "), s.title,
         h("div", { class: "mono muted break" }, s.detail)))),
