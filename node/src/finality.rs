@@ -1245,3 +1245,206 @@ pub fn verify_kept(ledger: &Ledger) -> Result<Option<String>, StoreError> {
         members.len()
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{assemble, Block, Network};
+    use relay_core::signal::{Profile, SignalModel};
+    use relay_core::{Minute, RecordFlags, RelayId};
+    use std::sync::atomic::AtomicBool;
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn network() -> Network {
+        let mut net = Network::new("finality-unit", 4);
+        net.allow_list = Some((1..=4).map(|k| key(k).verifying_key().to_bytes()).collect());
+        net
+    }
+
+    /// A ledger in `dir` with `n` blocks on genesis, each of one record, mined by key 1.
+    fn ledger_with(dir: &std::path::Path, n: u32) -> (Ledger, Vec<Block>) {
+        let net = network();
+        let mut ledger = Ledger::open(dir, net.clone()).expect("opens");
+        let mut blocks = Vec::new();
+        for i in 0..n {
+            let parent = ledger.tip_header().expect("tip");
+            let r = SignalModel::new(1, Profile::Realistic).record(
+                RelayId(1),
+                Minute(29_000_000 + i),
+                6,
+                RecordFlags::CLOCK_SET,
+            );
+            let time = (u64::from(29_000_000 + i) + 1) * 60_000;
+            let b = assemble(
+                &parent,
+                &[r],
+                &key(1),
+                time,
+                net.bits,
+                &AtomicBool::new(false),
+            )
+            .expect("mined");
+            ledger.add(b.clone(), time + 1000).expect("valid");
+            blocks.push(b);
+        }
+        (ledger, blocks)
+    }
+
+    fn finality(ledger: &mut Ledger, own: u8) -> Finality {
+        let net = network();
+        let origin = finality::origin(&net.name);
+        let members =
+            Members::new(&origin, net.allow_list.as_deref().unwrap_or(&[]), None).expect("members");
+        Finality::open(
+            FinalityConfig {
+                members,
+                interval_ms: 0,
+            },
+            Some(key(own)),
+            ledger,
+        )
+        .expect("opens")
+    }
+
+    fn checkpoint(ids: &[BlockId]) -> Checkpoint {
+        Checkpoint {
+            size: ids.len() as u64,
+            root: crate::chain::tlog::root(ids),
+        }
+    }
+
+    fn ids(ledger: &Ledger) -> Vec<BlockId> {
+        let tree = ledger.tree();
+        (0..=tree.height())
+            .filter_map(|h| tree.main_at(h))
+            .collect()
+    }
+
+    /// Prevotes from a justified source and commits of three members make the tip final, and
+    /// the node's own votes go out with them; a block forking below is then refused.
+    #[test]
+    fn a_quorum_of_prevotes_then_commits_makes_a_block_final() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut ledger, _) = ledger_with(dir.path(), 3);
+        let mut f = finality(&mut ledger, 1);
+        let origin = f.members().origin().to_owned();
+        let all = ids(&ledger);
+        let c = checkpoint(&all);
+        let genesis = Source::genesis(crate::chain::tlog::root(&all[..1]));
+        // The node prevotes its tip by itself.
+        let fx = f.advance(&mut ledger, true, 1_000);
+        assert_eq!(fx.send.len(), 1);
+        assert_eq!(fx.send[0].0.kind, Kind::Prevote(genesis));
+        assert_eq!(fx.send[0].0.target, c);
+        let pre: Vec<Vote> = (2..=3)
+            .filter_map(|k| Vote::sign(Kind::Prevote(genesis), c, &key(k), &origin))
+            .collect();
+        let fx = f.on_votes(&mut ledger, pre, Some("peer"), true, 2_000);
+        // Justified: the node commits at once.
+        assert!(fx
+            .send
+            .iter()
+            .any(|(v, _)| v.kind == Kind::Commit && v.target == c));
+        assert_eq!(f.justified().0.epoch, finality::epoch_of(&c));
+        assert_eq!(f.final_checkpoint().checkpoint.size, 1);
+        let commits: Vec<Vote> = (2..=3)
+            .filter_map(|k| Vote::sign(Kind::Commit, c, &key(k), &origin))
+            .collect();
+        let fx = f.on_votes(&mut ledger, commits, Some("peer"), true, 3_000);
+        assert_eq!(fx.finalized, Some(c));
+        assert_eq!(f.final_checkpoint().checkpoint, c);
+        assert_eq!(ledger.final_block(), Some((3, all[3])));
+        // A branch from height 1 is a rewrite of final history now.
+        let parent = ledger.block_at(1).expect("read").expect("block").header;
+        let r = SignalModel::new(9, Profile::Paper).record(
+            RelayId(1),
+            Minute(29_000_001),
+            6,
+            RecordFlags::CLOCK_SET,
+        );
+        let fork = assemble(
+            &parent,
+            &[r],
+            &key(4),
+            29_000_002 * 60_000,
+            4,
+            &AtomicBool::new(false),
+        )
+        .expect("mined");
+        let got = ledger.add(fork, 29_000_010 * 60_000);
+        assert!(
+            matches!(
+                got,
+                Err(crate::ledger::AddError::BelowFinal {
+                    final_height: 3,
+                    ..
+                })
+            ),
+            "{got:?}"
+        );
+    }
+
+    /// Prevotes from a source this node does not know to be justified do not justify.
+    #[test]
+    fn prevotes_from_an_unknown_source_do_not_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut ledger, _) = ledger_with(dir.path(), 3);
+        let mut f = finality(&mut ledger, 4);
+        let origin = f.members().origin().to_owned();
+        let all = ids(&ledger);
+        let c = checkpoint(&all);
+        // A "source" of size 2 that nobody justified.
+        let made_up = Source {
+            epoch: 2,
+            root: crate::chain::tlog::root(&all[..2]),
+        };
+        let pre: Vec<Vote> = (1..=3)
+            .filter_map(|k| Vote::sign(Kind::Prevote(made_up), c, &key(k), &origin))
+            .collect();
+        let fx = f.on_votes(&mut ledger, pre, None, false, 1_000);
+        assert!(fx.send.iter().all(|(v, _)| v.kind != Kind::Commit));
+        assert_eq!(f.justified().0.epoch, 0, "not justified");
+    }
+
+    /// A node that voted and restarts keeps its votes: it never prevotes the same height
+    /// again (a double vote), and the others would have caught it if it did.
+    #[test]
+    fn own_votes_survive_a_restart_and_a_double_vote_is_caught() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut ledger, _) = ledger_with(dir.path(), 3);
+        let mut f = finality(&mut ledger, 1);
+        let fx = f.advance(&mut ledger, true, 1_000);
+        assert_eq!(fx.send.len(), 1, "a prevote of the tip");
+        let first = fx.send[0].0;
+        drop(f);
+        drop(ledger);
+        let mut ledger = Ledger::open(dir.path(), network()).expect("reopens");
+        let mut f = finality(&mut ledger, 1);
+        let fx = f.advance(&mut ledger, true, 10_000);
+        assert!(
+            fx.send.is_empty(),
+            "voted again after a restart: {:?}",
+            fx.send
+        );
+        // Another node's view: key 1's vote and a forged second one at the same height.
+        let mut g = finality(&mut ledger, 3);
+        let origin = g.members().origin().to_owned();
+        let other = Vote::sign(
+            first.kind,
+            Checkpoint {
+                size: first.target.size,
+                root: [7; 32],
+            },
+            &key(1),
+            &origin,
+        )
+        .expect("links");
+        g.on_votes(&mut ledger, vec![first, other], None, true, 20_000);
+        assert_eq!(g.evidence().len(), 1);
+        assert_eq!(g.evidence()[0].offence, "double vote");
+        assert_eq!(g.stats.offences, 1);
+    }
+}

@@ -163,13 +163,19 @@ fn finality_vectors_match_the_code() {
     let net = &built.network;
     let origin = finality::origin(&net.name);
     assert_eq!(origin, v["origin"]);
-    let keys: Vec<SigningKey> = [7u8, 8, 9].iter().map(|b| SigningKey::from_bytes(&[*b; 32])).collect();
+    let keys: Vec<SigningKey> = [7u8, 8, 9]
+        .iter()
+        .map(|b| SigningKey::from_bytes(&[*b; 32]))
+        .collect();
     let pubs: Vec<[u8; 32]> = keys.iter().map(|k| k.verifying_key().to_bytes()).collect();
     let members = Members::new(&origin, &pubs, None).expect("members");
     assert_eq!(members.quorum().to_string(), v["quorum"]);
     for (i, m) in members.verifiers().iter().enumerate() {
         assert_eq!(m.name, v[&format!("member {} name", i + 1)]);
-        assert_eq!(format!("{:08x}", m.id), v[&format!("member {} key id", i + 1)]);
+        assert_eq!(
+            format!("{:08x}", m.id),
+            v[&format!("member {} key id", i + 1)]
+        );
         assert_eq!(m.to_vkey(), v[&format!("member {} vkey", i + 1)]);
     }
     let c = Checkpoint {
@@ -183,19 +189,46 @@ fn finality_vectors_match_the_code() {
         .collect();
     let note = members.checkpoint_note(&c, &commits);
     assert_eq!(note, note_lines.join("\n") + "\n");
-    assert_eq!(members.open_checkpoint(note.as_bytes()).map(|(x, _)| x), Ok(c));
-    assert_eq!(hex::encode(commits[0].to_bytes(&origin)), v["member 1 commit wire"]);
+    assert_eq!(
+        members.open_checkpoint(note.as_bytes()).map(|(x, _)| x),
+        Ok(c)
+    );
+    assert_eq!(
+        hex::encode(commits[0].to_bytes(&origin)),
+        v["member 1 commit wire"]
+    );
     let source = Source::genesis(tlog::root(&ids[..1]));
     let prevote = Vote::sign(Kind::Prevote(source), c, &keys[0], &origin).expect("links");
-    assert_eq!(prevote.text(&origin).replace('\n', "\\n"), v["member 1 prevote text"]);
-    assert_eq!(hex::encode(prevote.to_bytes(&origin)), v["member 1 prevote wire"]);
-    assert_eq!(members.decode(&prevote.to_bytes(&origin)).map(|(x, _)| x), Ok(prevote));
-    let path = tlog::inclusion_proof(&ids[..], 1, 3).ok().flatten().expect("proof");
+    assert_eq!(
+        prevote.text(&origin).replace('\n', "\\n"),
+        v["member 1 prevote text"]
+    );
+    assert_eq!(
+        hex::encode(prevote.to_bytes(&origin)),
+        v["member 1 prevote wire"]
+    );
+    assert_eq!(
+        members.decode(&prevote.to_bytes(&origin)).map(|(x, _)| x),
+        Ok(prevote)
+    );
+    let path = tlog::inclusion_proof(&ids[..], 1, 3)
+        .ok()
+        .flatten()
+        .expect("proof");
     let joined: Vec<String> = path.iter().map(hex::encode).collect();
     assert_eq!(joined.join(" "), v["inclusion proof of block 1 in size 3"]);
     assert!(tlog::verify_inclusion(&ids[1], 1, 3, &path, &c.root));
-    let cons = tlog::consistency_proof(&ids[..], 2, 3).ok().flatten().expect("proof");
+    let cons = tlog::consistency_proof(&ids[..], 2, 3)
+        .ok()
+        .flatten()
+        .expect("proof");
     let joined: Vec<String> = cons.iter().map(hex::encode).collect();
     assert_eq!(joined.join(" "), v["consistency proof from size 2 to 3"]);
-    assert!(tlog::verify_consistency(2, 3, &tlog::root(&ids[..2]), &c.root, &cons));
+    assert!(tlog::verify_consistency(
+        2,
+        3,
+        &tlog::root(&ids[..2]),
+        &c.root,
+        &cons
+    ));
 }
