@@ -65,6 +65,9 @@ pub struct Metrics {
     /// Of those, the ones the peer already held (a whole block answered "known", an
     /// announcement not wanted).
     pub blocks_sent_held: Family<Vec<(String, String)>, Counter>,
+    /// Bytes of finality votes received (bodies of `POST /votes` and of `GET /votes`
+    /// answers): the checkpoint traffic.
+    pub vote_bytes_received: Counter,
 }
 
 /// A block sent to a peer, for [`Metrics::sent`].
@@ -103,6 +106,7 @@ impl Default for Metrics {
             ),
             blocks_sent: Family::default(),
             blocks_sent_held: Family::default(),
+            vote_bytes_received: Counter::default(),
         }
     }
 }
@@ -396,6 +400,11 @@ pub fn render(snapshot: Snapshot, metrics: &Metrics) -> Result<String, std::fmt:
         "gridledger_blocks_sent",
         "Blocks sent to peers, whole or announced by id (how)",
         metrics.blocks_sent.clone(),
+    );
+    registry.register(
+        "gridledger_finality_vote_bytes_received",
+        "Bytes of members' votes received (bodies of POST /votes and GET /votes answers)",
+        metrics.vote_bytes_received.clone(),
     );
     registry.register(
         "gridledger_blocks_sent_held",

@@ -440,6 +440,7 @@ async fn pull_finality(client: &PeerClient, peer: &str, shared: &Shared, theirs:
         match body {
             Ok(body) => {
                 let mut core = lock(shared);
+                core.metrics.vote_bytes_received.inc_by(body.len() as u64);
                 let votes = match core.finality.as_ref() {
                     Some(f) => decode_votes(f.members(), &body),
                     None => return,

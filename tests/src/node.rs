@@ -69,6 +69,9 @@ pub struct NodeSpec {
     pub block_relay: String,
     /// The network namespace it runs in (`ip netns exec`), if any.
     pub namespace: Option<String>,
+    /// `--key-file` and `--allow-list` (finality: the nodes' keys are the members).
+    pub key_file: Option<PathBuf>,
+    pub allow_list: Option<PathBuf>,
 }
 
 /// A running (or killed) node.
@@ -173,6 +176,12 @@ impl Node {
         }
         for p in &s.peers {
             cmd.arg("--peer").arg(p);
+        }
+        if let Some(k) = &s.key_file {
+            cmd.arg("--key-file").arg(k);
+        }
+        if let Some(a) = &s.allow_list {
+            cmd.arg("--allow-list").arg(a);
         }
         cmd.env(
             "RUST_LOG",

@@ -92,6 +92,9 @@ pub struct Scenario {
     pub disturbance: Disturbance,
     /// Seed of the graph, the relays and the churn.
     pub seed: u64,
+    /// The nodes' keys are the network's allow-list: members cosign checkpoints, and
+    /// blocks become final.
+    pub finality: bool,
 }
 
 impl Scenario {
@@ -116,6 +119,7 @@ impl Scenario {
             block_relay: "adaptive".to_owned(),
             disturbance: Disturbance::None,
             seed: 1,
+            finality: true,
         }
     }
 }
@@ -167,6 +171,16 @@ pub struct Report {
     pub records_unagreed: usize,
     /// Block mined → stored by every node, for main-chain blocks mined in the measured time.
     pub propagation: Spread,
+    /// Block mined → final on every node (its height or a higher one final there), for the
+    /// same blocks.
+    pub mined_to_final: Spread,
+    /// Record readable (first read) → its block final on every node.
+    pub record_to_final: Spread,
+    /// Blocks of the measured time not final on every node by the end.
+    pub unfinal: usize,
+    /// Bytes of votes received per node per main-chain block (finality's traffic; HTTP
+    /// headers aside, which `bytes_per_node_per_block` counts with the rest).
+    pub vote_bytes_per_node_per_block: f64,
     /// Blocks mined in the measured time, by all nodes.
     pub mined: usize,
     /// Of those, not on the final chain.
@@ -421,6 +435,29 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     }
 
     let client = crate::node::http_client()?;
+    // Finality: each node's key, and all of them as the allow-list.
+    let mut keys = Vec::new();
+    let allow_list = if s.finality {
+        let mut list = String::new();
+        for i in 0..n {
+            let mut secret = [0u8; 32];
+            secret[..8].copy_from_slice(&s.seed.to_be_bytes());
+            secret[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+            secret[16] = 0x5a;
+            let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+            let path = workdir.join(format!("key{i}"));
+            std::fs::write(&path, hex::encode(key.to_bytes()))?;
+            list.push_str(&hex::encode(key.verifying_key().to_bytes()));
+            list.push('\n');
+            keys.push(Some(path));
+        }
+        let path = workdir.join("allow-list");
+        std::fs::write(&path, list)?;
+        Some(path)
+    } else {
+        keys.resize(n, None);
+        None
+    };
     let mut nodes = Vec::with_capacity(n);
     for i in 0..n {
         // A node in a namespace reaches every relay through its hub address.
@@ -448,6 +485,8 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
             sync_secs: s.sync_secs,
             block_relay: s.block_relay.clone(),
             namespace: netns.as_ref().and_then(|ns| ns.name(i)),
+            key_file: keys[i].clone(),
+            allow_list: allow_list.clone(),
         };
         nodes.push(Node::start(exe, spec)?);
     }
@@ -551,6 +590,10 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     }
     let chain = trace::main_chain(&bed.client, &bed.nodes[0].url()).await;
     let logs: Vec<Vec<Event>> = bed.nodes.iter().map(|n| trace::read_log(n.log())).collect();
+    let mut vote_bytes = 0.0;
+    for node in &bed.nodes {
+        vote_bytes += metric(&bed.client, &node.url(), "gridledger_finality_vote_bytes_received_total").await;
+    }
     bed.shutdown().await;
     let chain = chain?;
 
@@ -567,6 +610,9 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
             .filter(|b| (t0..t1).contains(&b.time_ms))
             .count()
             .max(1) as f64;
+    // Votes over the whole run (a node's counter starts with it), per main-chain block.
+    report.vote_bytes_per_node_per_block =
+        vote_bytes / n as f64 / f64::from(chain.last().map_or(1, |b| b.height).max(1));
     report.cpu_mean = cpu.iter().sum::<f64>() / cpu.len().max(1) as f64;
     report.cpu_max = cpu.iter().copied().fold(0.0, f64::max);
     report.rss_max = rss_max;
@@ -575,17 +621,31 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     Ok(report)
 }
 
+/// A counter of a node's `/metrics` (0 if it cannot be read).
+async fn metric(client: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let Ok(r) = client.get(format!("{url}/metrics")).send().await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
 /// The figures that follow from the final chain and the logs; `t0..t1` is the measured time.
 #[must_use]
 pub fn compute(chain: &[ChainBlock], logs: &[Vec<Event>], t0: u64, t1: u64) -> Report {
     let window = t0..t1;
     // When each node stored each block, and when each record was first read.
     let mut stored: Vec<HashMap<&str, u64>> = Vec::with_capacity(logs.len());
+    // Each node's finalisations, in time order: (at, height).
+    let mut finals: Vec<Vec<(u64, u32)>> = Vec::with_capacity(logs.len());
     let mut readable: BTreeMap<(u32, u32), u64> = BTreeMap::new();
     let mut mined: BTreeSet<&str> = BTreeSet::new();
     let mut deepest_reorg = 0;
     for events in logs {
         let mut at = HashMap::new();
+        let mut fin = Vec::new();
         for e in events {
             match e {
                 Event::Read {
@@ -611,10 +671,21 @@ pub fn compute(chain: &[ChainBlock], logs: &[Vec<Event>], t0: u64, t1: u64) -> R
                         deepest_reorg = deepest_reorg.max(*abandoned);
                     }
                 }
+                Event::Final { at_ms, height } => fin.push((*at_ms, *height)),
             }
         }
         stored.push(at);
+        finals.push(fin);
     }
+    // When height `h` was final on every node: for each node the first finalisation at or
+    // above `h`, and the latest of those.
+    let final_everywhere = |h: u32| -> Option<u64> {
+        finals
+            .iter()
+            .map(|f| f.iter().find(|(_, fh)| *fh >= h).map(|(at, _)| *at))
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|v| v.into_iter().max())
+    };
     let everywhere = |id: &str| -> Option<u64> {
         stored
             .iter()
@@ -653,10 +724,35 @@ pub fn compute(chain: &[ChainBlock], logs: &[Vec<Event>], t0: u64, t1: u64) -> R
         .iter()
         .filter(|b| window.contains(&b.time_ms))
         .collect();
+    let any_final = finals.iter().any(|f| !f.is_empty());
+    let mut mined_to_final = Vec::new();
+    let mut unfinal = 0;
+    for b in &in_window {
+        match final_everywhere(b.height) {
+            Some(at) => mined_to_final.push(at.saturating_sub(b.time_ms) as f64),
+            None => unfinal += 1,
+        }
+    }
+    let mut record_to_final = Vec::new();
+    for (key, read_at) in &readable {
+        if !window.contains(read_at) {
+            continue;
+        }
+        if let Some(at) = holder
+            .get(key)
+            .and_then(|b| b.first())
+            .and_then(|b| final_everywhere(b.height))
+        {
+            record_to_final.push(at.saturating_sub(*read_at) as f64);
+        }
+    }
     Report {
         record_to_tip: Spread::of(record_to_tip),
         records_unagreed,
         propagation: Spread::of(propagation),
+        mined_to_final: Spread::of(mined_to_final),
+        record_to_final: Spread::of(record_to_final),
+        unfinal: if any_final { unfinal } else { 0 },
         mined: mined.len(),
         stale: mined.iter().filter(|id| !on_chain.contains(**id)).count(),
         deepest_reorg,
@@ -674,7 +770,7 @@ impl Report {
     /// The table's header.
     #[must_use]
     pub fn header() -> String {
-        "| scenario | nodes | diam. | record→all tips p50/p99 ms | propagation p50/p99 ms | stale /100 | deepest reorg | heal→one tip | restart→tip p50/max | bytes/node/block (block) | CPU/node mean/max | RSS max | read / lost / dup | converged |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned()
+        "| scenario | nodes | diam. | record→all tips p50/p99 ms | propagation p50/p99 ms | mined→final everywhere p50/p99 ms | record→final p50/p99 ms | stale /100 | deepest reorg | heal→one tip | restart→tip p50/max | bytes/node/block (block) | votes B/node/block | CPU/node mean/max | RSS max | read / lost / dup | converged |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned()
     }
 
     /// One row of the table.
@@ -686,7 +782,7 @@ impl Report {
             self.stale as f64 * 100.0 / self.mined as f64
         };
         format!(
-            "| {} | {} | {} | {:.0} / {:.0} ({} rec{}) | {:.0} / {:.0} ({} blk) | {:.1} ({}/{}) | {} | {} | {} | {:.0} ({:.0}) | {:.1} % / {:.1} % | {:.0} MB | {} / {} / {} | {} |",
+            "| {} | {} | {} | {:.0} / {:.0} ({} rec{}) | {:.0} / {:.0} ({} blk) | {} | {} | {:.1} ({}/{}) | {} | {} | {} | {:.0} ({:.0}) | {:.0} | {:.1} % / {:.1} % | {:.0} MB | {} / {} / {} | {} |",
             self.name,
             self.nodes,
             self.diameter,
@@ -701,6 +797,29 @@ impl Report {
             self.propagation.p50,
             self.propagation.p99,
             self.propagation.count,
+            if self.mined_to_final.count == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.0} / {:.0} ({} blk{})",
+                    self.mined_to_final.p50,
+                    self.mined_to_final.p99,
+                    self.mined_to_final.count,
+                    if self.unfinal > 0 {
+                        format!(", {} not final", self.unfinal)
+                    } else {
+                        String::new()
+                    }
+                )
+            },
+            if self.record_to_final.count == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.0} / {:.0}",
+                    self.record_to_final.p50, self.record_to_final.p99
+                )
+            },
             stale,
             self.stale,
             self.mined,
@@ -719,6 +838,7 @@ impl Report {
             },
             self.bytes_per_node_per_block,
             self.block_bytes,
+            self.vote_bytes_per_node_per_block,
             self.cpu_mean * 100.0,
             self.cpu_max * 100.0,
             self.rss_max as f64 / 1e6,

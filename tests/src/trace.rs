@@ -34,6 +34,13 @@ pub enum Event {
         /// Blocks that left the main chain (a reorg's depth).
         abandoned: u32,
     },
+    /// The node's final block moved up to this height.
+    Final {
+        /// Unix ms.
+        at_ms: u64,
+        /// Height.
+        height: u32,
+    },
 }
 
 /// The value of `key=` in a tracing line (quotes removed), if present.
@@ -63,6 +70,10 @@ pub fn parse(line: &str) -> Option<Event> {
             own: field(rest, "origin")? == "own",
             change: field(rest, "change")?.to_owned(),
             abandoned: field(rest, "abandoned")?.parse().ok()?,
+        }),
+        "final" => Some(Event::Final {
+            at_ms,
+            height: field(rest, "height")?.parse().ok()?,
         }),
         _ => None,
     }

@@ -84,6 +84,7 @@ pub(super) async fn post_votes(
     let now = crate::core::now_ms();
     let r = tokio::task::spawn_blocking(move || {
         let mut core = lock(&shared);
+        core.metrics.vote_bytes_received.inc_by(body.len() as u64);
         let Some(f) = core.finality.as_ref() else {
             return Err(None);
         };

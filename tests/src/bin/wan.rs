@@ -47,6 +47,10 @@ struct Args {
     /// Every node on a loopback port, even where network namespaces are possible.
     #[arg(long)]
     loopback: bool,
+    /// Finality: `on` (the nodes' keys are the allow-list; members cosign checkpoints),
+    /// `off` (no allow-list), or `on,off` for both, side by side.
+    #[arg(long, value_delimiter = ',', default_values_t = ["on".to_owned()])]
+    finality: Vec<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -157,6 +161,21 @@ async fn run(args: Args) -> std::process::ExitCode {
             }
         }
     }
+    // Each scenario once per finality setting.
+    let fin = &args.finality;
+    let plan: Vec<Scenario> = plan
+        .into_iter()
+        .flat_map(|s| {
+            fin.iter().map(move |f| {
+                let mut s = s.clone();
+                s.finality = f != "off";
+                if fin.len() > 1 {
+                    s.name = format!("{} [finality {f}]", s.name);
+                }
+                s
+            })
+        })
+        .collect();
     // Each scenario once per relay mode.
     let modes = &args.block_relay;
     let plan: Vec<Scenario> = plan
