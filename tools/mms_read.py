@@ -5,7 +5,8 @@ MMS client written apart from gridledger), and print them as one JSON object.
     python3 tools/mms_read.py HOST PORT DOMAIN [--repeat N]
     python3 tools/mms_read.py HOST PORT IED --compare-icd FILE
 
-DOMAIN is the logical device's MMS domain (relay-sim: GLRelayLD0). With --repeat N the read
+DOMAIN is the logical device's MMS domain (relay-sim: GLRelayLD0). Besides the values it
+prints `PPV.phsAB.t`, the time of the values (seconds since 1970). With --repeat N the read
 is made N times on one association and one JSON line printed per read, each with the
 wall time it took (for latency figures). With --compare-icd, open61850's own SCL reader
 loads the ICD FILE for IED and its discovery reads the server's model over MMS (GetNameList
@@ -42,7 +43,8 @@ def main(argv):
         return 2
     names = [f"{domain}/MMXU1.{p}[MX]" for p in MEASURED]
     names += [f"{domain}/XCBR1.OpCnt.stVal[ST]", f"{domain}/PTRC1.Op.general[ST]"]
-    keys = MEASURED + ["XCBR1.OpCnt.stVal", "PTRC1.Op.general"]
+    names += [f"{domain}/MMXU1.PPV.phsAB.t[MX]"]
+    keys = MEASURED + ["XCBR1.OpCnt.stVal", "PTRC1.Op.general", "PPV.phsAB.t"]
     try:
         with MmsClient.connect(host, port, timeout=5.0) as client:
             for _ in range(repeat):
@@ -54,12 +56,24 @@ def main(argv):
                     if isinstance(r, DataAccessError):
                         print(f"{k}: {r}", file=sys.stderr)
                         return 1
-                    out[k] = r.value
+                    out[k] = r.value if k != "PPV.phsAB.t" else utc_seconds(r.value)
                 print(json.dumps(out), flush=True)
     except Exception as e:  # the association or a read failed: say which
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def utc_seconds(v):
+    """An MMS UtcTime as open61850 gives it, in seconds since 1970 (a float)."""
+    if hasattr(v, "timestamp"):
+        return v.timestamp()
+    if isinstance(v, (bytes, bytearray)) and len(v) >= 7:
+        return int.from_bytes(v[0:4], "big") + int.from_bytes(v[4:7], "big") / 2**24
+    for attr in ("seconds", "secs", "seconds_since_epoch"):
+        if hasattr(v, attr):
+            return float(getattr(v, attr)) + float(getattr(v, "fraction", 0) or 0)
+    return float(v)
 
 
 def compare_icd(host, port, ied, path):

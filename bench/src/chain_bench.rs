@@ -4,7 +4,10 @@
 //! 2. Full verification of N blocks (ids, work, Merkle roots, records, signatures checked in
 //!    batches, links, times, duplicates) against the bare single-signature ed25519 rate on
 //!    all cores (goal ≥ 1.6, issue 14), blocks signed in turn by `--miners` keys.
-//! 3. Bytes per minute record on chain against the study's JSON text (goal ≤ 20 %).
+//! 3. Full verification with members' cosignatures (issue 29): the blocks and the checkpoint
+//!    notes a node keeps (one per 1024 heights, and a worst case of one per block), every
+//!    signature checked, against bare ed25519 per signature checked (goal ≥ 1.6).
+//! 4. Bytes per minute record on chain against the study's JSON text (goal ≤ 20 %).
 //!
 //! `cargo run --release -p gridledger-bench --bin chain-bench [-- --blocks 100000]`
 
@@ -39,6 +42,9 @@ struct Args {
     /// terms of one key, so fewer keys verify faster).
     #[arg(long, default_value_t = 15)]
     miners: u8,
+    /// Members cosigning checkpoints (the quorum is ⌊2n/3⌋ + 1 of them).
+    #[arg(long, default_value_t = 16)]
+    members: u8,
 }
 
 fn main() {
@@ -49,6 +55,7 @@ fn main() {
     println!("chain-bench: {} cores used for verification", threads);
     mining(args.hashes);
     verification(args.blocks, threads, args.miners.max(1));
+    cosignatures(args.blocks, threads, args.members);
     sizes();
 }
 
@@ -166,6 +173,142 @@ fn verification(n: u32, threads: usize, miners: u8) {
         "  ratio full / bare ed25519: {:.2} (goal >= 1.60)",
         full / bare
     );
+}
+
+/// Verification with cosignatures: `n` blocks (one record, 15 miners) and checkpoint notes
+/// of a quorum of `members`, every `every` heights; all signatures counted, against bare
+/// ed25519 `verify_strict` of as many signatures on the same threads.
+fn cosignatures(n: u32, threads: usize, members: u8) {
+    use gridledger_chain::finality::{self, Checkpoint, Kind, Members, Vote};
+    let members = members.max(1);
+    let net = Network::new("bench-cosign", 0);
+    let keys: Vec<SigningKey> = (1..=15u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let mkeys: Vec<SigningKey> = (0..members)
+        .map(|i| SigningKey::from_bytes(&[100u8.wrapping_add(i); 32]))
+        .collect();
+    let origin = finality::origin(&net.name);
+    let pubs: Vec<[u8; 32]> = mkeys.iter().map(|k| k.verifying_key().to_bytes()).collect();
+    let m = Members::new(&origin, &pubs, None).expect("members");
+    let q = m.quorum();
+    let model = SignalModel::new(1, Profile::Realistic);
+    let cancel = AtomicBool::new(false);
+    let mut blocks = Vec::with_capacity(n as usize);
+    let mut parent = net.genesis().header;
+    for i in 0..n {
+        let rec = model.record(
+            RelayId(1),
+            Minute(29_000_000 + i),
+            6,
+            RecordFlags::CLOCK_SET,
+        );
+        let time_ms = (u64::from(29_000_000 + i) + 1) * 60_000 + 1_000;
+        let b = assemble(
+            &parent,
+            &[rec],
+            &keys[i as usize % keys.len()],
+            time_ms,
+            0,
+            &cancel,
+        )
+        .expect("bits 0 always mines");
+        parent = b.header;
+        blocks.push(b);
+    }
+    println!("\n[verification with cosignatures] {n} blocks, {members} members, quorum {q}");
+    for every in [1024u32, 1] {
+        // The notes: a quorum of commits of the checkpoint every `every` heights.
+        let notes: Vec<String> = (1..=n / every)
+            .map(|k| {
+                let c = Checkpoint {
+                    size: u64::from(k * every) + 1,
+                    root: [k as u8; 32],
+                };
+                let commits: Vec<Vote> = mkeys[..q]
+                    .iter()
+                    .filter_map(|key| Vote::sign(Kind::Commit, c, key, &origin))
+                    .collect();
+                m.checkpoint_note(&c, &commits)
+            })
+            .collect();
+        let sigs = n as usize + notes.len() * q;
+        // Bare: as many signatures, verify_strict, on the same threads.
+        let block_triples: Vec<(VerifyingKey, Vec<u8>, Signature)> = blocks
+            .iter()
+            .map(|b| {
+                (
+                    VerifyingKey::from_bytes(&b.header.miner).expect("key"),
+                    b.id().0.to_vec(),
+                    Signature::from_bytes(&b.signature),
+                )
+            })
+            .chain(notes.iter().flat_map(|note| {
+                let (_, votes) = m.parse_checkpoint(note.as_bytes()).expect("parses");
+                votes.into_iter().map(|v| {
+                    (
+                        VerifyingKey::from_bytes(&v.member).expect("key"),
+                        v.text(&origin).into_bytes(),
+                        Signature::from_bytes(&v.sig),
+                    )
+                })
+            }))
+            .collect();
+        let start = Instant::now();
+        let chunk = block_triples.len().div_ceil(threads).max(1);
+        let ok = std::thread::scope(|s| {
+            block_triples
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .all(|(k, msg, sig)| k.verify_strict(msg, sig).is_ok())
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .all(|h| h.join().unwrap_or(false))
+        });
+        let bare_secs = start.elapsed().as_secs_f64();
+        assert!(ok);
+        // Full: the blocks (every rule) and the notes (parsed, signatures in batches).
+        let start = Instant::now();
+        let mut tree = BlockTree::new(&net.genesis().header);
+        let records =
+            verify_run(blocks.clone(), &net, &mut tree, u64::MAX, threads).expect("valid");
+        assert_eq!(records, n as usize);
+        let per = notes.len().div_ceil(threads).max(1);
+        let ok = std::thread::scope(|s| {
+            notes
+                .chunks(per)
+                .map(|part| {
+                    let m = &m;
+                    s.spawn(move || {
+                        let votes: Vec<Vote> = part
+                            .iter()
+                            .flat_map(|note| {
+                                m.parse_checkpoint(note.as_bytes())
+                                    .map(|(_, v)| v)
+                                    .unwrap_or_default()
+                            })
+                            .collect();
+                        m.check_all(&votes).is_ok()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .all(|h| h.join().unwrap_or(false))
+        });
+        let full_secs = start.elapsed().as_secs_f64();
+        assert!(ok);
+        let bare = sigs as f64 / bare_secs;
+        let full = sigs as f64 / full_secs;
+        println!(
+            "  a note every {every:>4} heights: {sigs} signatures ({} cosignatures); bare ed25519 {bare:>7.0}/s, full {full:>7.0}/s: ratio {:.2} (goal >= 1.60)",
+            notes.len() * q,
+            full / bare
+        );
+    }
 }
 
 /// A record as the published study's nodes wrote it: a JSON object per sample with the

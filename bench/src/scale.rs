@@ -164,6 +164,11 @@ fn child(dir: &Path) -> Result<(), String> {
 struct Row {
     blocks: u32,
     records: u64,
+    /// The witness (every record read by the node): bytes per record, its share of the
+    /// store's bytes per record, start-up with it.
+    witness_per_record: f64,
+    witness_share: f64,
+    up_with_witness_s: f64,
     disk_alloc: f64,
     disk_len: f64,
     verify: f64,
@@ -386,11 +391,34 @@ fn measure(
     let [up_s, rss, hwm] = up[..] else {
         return Err(format!("unreadable child report: {said}"));
     };
+    // The witness of a node that read every record of the chain (issue 29): its bytes per
+    // record, and a start-up with it, beside the one without.
+    let t = Instant::now();
+    let witness_bytes = fill_witness(dir, blocks, per_block)?;
+    eprintln!(
+        "  (witness of {records} records written in {:.0} s)",
+        t.elapsed().as_secs_f64()
+    );
+    let out = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .arg("--child")
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    let up_with_witness_s: f64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("UP "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("the node process said: {said}"))?;
     let rt = gridledger_bench::runtime("scale").ok_or("no runtime")?;
     let synced = rt.block_on(sync_and_query(dir, blocks, per_block, gap))?;
     Ok(Row {
         blocks,
         records,
+        witness_per_record: witness_bytes as f64 / records as f64,
+        witness_share: witness_bytes as f64 / len as f64,
+        up_with_witness_s,
         disk_alloc: allocated as f64 / raw as f64,
         disk_len: len as f64 / raw as f64,
         verify,
@@ -399,6 +427,35 @@ fn measure(
         hwm_mb: hwm / 1024.0,
         synced,
     })
+}
+
+/// Writes the witness digests of every record of the chain's `blocks` blocks that it does not
+/// hold yet (as a node that read them all); returns the witness tables' bytes.
+fn fill_witness(dir: &Path, blocks: u32, per_block: u32) -> Result<u64, String> {
+    let store =
+        gridledger::store::Store::open(dir, NETWORK, 0, false).map_err(|e| e.to_string())?;
+    let ranges = store.witness_ranges().map_err(|e| e.to_string())?;
+    let from = ranges
+        .iter()
+        .map(|(_, _, hi)| hi + 1)
+        .max()
+        .unwrap_or(FIRST_MINUTE);
+    let model = SignalModel::new(1, Profile::Realistic);
+    let mut batch = Vec::with_capacity(1 << 16);
+    for relay in 1..=per_block {
+        for minute in from.max(FIRST_MINUTE)..FIRST_MINUTE + blocks {
+            let r = model.record(RelayId(relay), Minute(minute), 6, RecordFlags::CLOCK_SET);
+            let d = gridledger::core::record_digest(&r).ok_or("a record does not encode")?;
+            batch.push((gridledger::chain::RecordKey::of(&r), d));
+            if batch.len() == 1 << 16 {
+                store.put_witness_many(&batch).map_err(|e| e.to_string())?;
+                batch.clear();
+            }
+        }
+        store.put_witness_many(&batch).map_err(|e| e.to_string())?;
+        batch.clear();
+    }
+    store.witness_bytes().map_err(|e| e.to_string())
 }
 
 fn growth(now: f64, before: Option<f64>) -> String {
@@ -438,6 +495,18 @@ fn print(rows: &[Row]) {
     println!(
         "goals: disk <= 1.3; start-up < 2 s at 1 M; RSS < 120 MB at 1 M x 15, <= +10 % at 2 M; sync >= 0.5 x verify; day p99 < 20 ms at 100 blocks/s in"
     );
+    println!("\n| blocks | witness bytes / record | share of the store's bytes / record (goal <= 10 %) | start-up without / with the witness, s |");
+    println!("|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.2} | {:.1} % | {:.2} / {:.2} |",
+            r.blocks,
+            r.witness_per_record,
+            r.witness_share * 100.0,
+            r.up_s,
+            r.up_with_witness_s
+        );
+    }
 }
 
 fn run(args: &Args) -> Result<(), String> {

@@ -60,9 +60,22 @@ struct Args {
     /// connection is closed (0: no limit).
     #[arg(long, env = "GATEWAY_REQUEST_DEADLINE_MS", default_value_t = 5000)]
     request_deadline_ms: u64,
-    /// Write the host's UTC time into the relays' clock block at start and every hour.
-    #[arg(long, env = "GATEWAY_SYNC_CLOCK", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Write the host's UTC time into the relays' clock block at start and every hour
+    /// (`--sync-clock`, `--sync-clock=true|false`, or `--no-sync-clock`) [default: on]
+    #[arg(
+        long,
+        env = "GATEWAY_SYNC_CLOCK",
+        default_value_t = true,
+        hide_default_value = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        overrides_with = "no_sync_clock",
+        action = clap::ArgAction::Set
+    )]
     sync_clock: bool,
+    /// Do not write the relays' clocks (the same as --sync-clock=false).
+    #[arg(long, overrides_with = "sync_clock")]
+    no_sync_clock: bool,
     /// Pass clients' writes to the relays' clock block (registers 400-403) to the bus. Off
     /// by default: every record's minute comes from that clock, so only the gateway's own
     /// sync writes it, and the relay takes only small corrections once set.
@@ -159,7 +172,7 @@ fn main() -> ExitCode {
         request_deadline: (args.request_deadline_ms > 0)
             .then(|| Duration::from_millis(args.request_deadline_ms)),
         allow_clock_writes: args.allow_clock_writes,
-        sync_units: if args.sync_clock {
+        sync_units: if args.sync_clock && !args.no_sync_clock {
             args.sync_units
         } else {
             Vec::new()
@@ -217,4 +230,28 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--sync-clock` as a bare switch, `--no-sync-clock`, and `=true/false`, as clap users
+    /// expect; the last one given wins.
+    #[test]
+    fn sync_clock_takes_every_form() {
+        let on = |args: &[&str]| {
+            let mut all = vec!["gateway", "--serial", "/dev/null"];
+            all.extend_from_slice(args);
+            let a = Args::try_parse_from(all).expect("parses");
+            a.sync_clock && !a.no_sync_clock
+        };
+        assert!(on(&[]));
+        assert!(on(&["--sync-clock"]));
+        assert!(on(&["--sync-clock=true"]));
+        assert!(!on(&["--sync-clock=false"]));
+        assert!(!on(&["--no-sync-clock"]));
+        assert!(on(&["--no-sync-clock", "--sync-clock"]));
+        assert!(!on(&["--sync-clock", "--no-sync-clock"]));
+    }
 }

@@ -28,12 +28,18 @@ pub struct MmsSource {
     /// The IED name given on the command line, if any.
     ied: Option<String>,
     conn: Option<Associated>,
+    /// How far the IED's latest `t` was from this host's clock, seconds.
+    clock_off_s: Option<u64>,
+    /// When that was last logged.
+    clock_logged: Option<std::time::Instant>,
 }
 
 struct Associated {
     conn: IedConnection,
-    /// The references read each sample, with the IED's name in front.
+    /// The references read each sample, with the IED's name in front; the last is the first
+    /// quantity's time (`t`) when `timed`.
     targets: Vec<(String, FC)>,
+    timed: bool,
 }
 
 impl std::fmt::Debug for Associated {
@@ -53,7 +59,16 @@ impl MmsSource {
             profile,
             ied,
             conn: None,
+            clock_off_s: None,
+            clock_logged: None,
         }
+    }
+
+    /// How far the IED's values' time (`t`) was from this host's clock at the latest
+    /// sample, in seconds, if the IED gives one.
+    #[must_use]
+    pub fn clock_off_s(&self) -> Option<u64> {
+        self.clock_off_s
     }
 
     /// One sample: every reference of the profile in one Read.
@@ -85,8 +100,40 @@ impl MmsSource {
                 return Err(format!("{}: {why}", self.addr));
             }
         };
+        let (results, time) = match (a.timed, results.split_last()) {
+            (true, Some((t, rest))) => (rest, Some(t)),
+            _ => (&results[..], None),
+        };
+        if let Some(iec61850_mms::MmsData::UtcTime(t)) = time.and_then(|t| match t {
+            AccessResult::Success(d) => Some(d),
+            AccessResult::Failure(_) => None,
+        }) {
+            self.check_clock(*t);
+        }
         let values: Vec<Option<Value>> = results.iter().map(value_of).collect();
         self.profile.decode(&values).map_err(|e| e.to_string())
+    }
+
+    /// Logs (once an hour at most) an IED whose values' time is more than
+    /// [`CLOCK_TOLERANCE`] from this host's clock: its clock, or its time source, needs a look
+    /// (the record's minute comes from the host's clock, not the IED's).
+    fn check_clock(&mut self, t: [u8; 8]) {
+        let secs = u64::from(u32::from_be_bytes([t[0], t[1], t[2], t[3]]));
+        if secs == 0 {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let off = now.abs_diff(secs);
+        self.clock_off_s = Some(off);
+        let due = self
+            .clock_logged
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(3600));
+        if off > CLOCK_TOLERANCE.as_secs() && due {
+            self.clock_logged = Some(std::time::Instant::now());
+            tracing::warn!(addr = %self.addr, off_s = off, "the IED's values carry a time {off} s from this host's clock: check the IED's clock and its time source");
+        }
     }
 
     async fn associate(&self) -> Result<Associated, String> {
@@ -114,14 +161,25 @@ impl MmsSource {
             let _ = conn.abort().await;
             return Err(e);
         }
-        let targets = self
+        let mut targets: Vec<(String, FC)> = self
             .profile
             .targets()
             .into_iter()
             .map(|(r, fc)| (r.on(&ied), fc_of(fc)))
             .collect();
+        // The first quantity's `t` (IEC 61850-7-3: the time of the value's last change),
+        // read with the sample, to see how far the IED's clock is from this host's.
+        let time_ref = targets.iter().find_map(|(r, _)| time_of(r));
+        let timed = time_ref.is_some();
+        if let Some(t) = time_ref {
+            targets.push((t, FC::Mx));
+        }
         info!(addr = %self.addr, ied, "associated with the IED");
-        Ok(Associated { conn, targets })
+        Ok(Associated {
+            conn,
+            targets,
+            timed,
+        })
     }
 
     /// Reads each quantity's `units` (SIUnit and multiplier, CF) and refuses to record if
@@ -225,6 +283,18 @@ fn fc_of(fc: Fc) -> FC {
         Fc::DC => FC::Dc,
         Fc::SP => FC::Sp,
     }
+}
+
+/// How far an IED's `t` may be from this host's clock before the recorder says so.
+pub const CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The `t` of the data object a magnitude reference belongs to (`…/MMXU1.PPV.phsAB.cVal.mag.f`
+/// → `…/MMXU1.PPV.phsAB.t`), if it is one.
+fn time_of(reference: &str) -> Option<String> {
+    ["cVal.mag.f", "cVal.mag.i", "mag.f", "mag.i"]
+        .iter()
+        .find_map(|tail| reference.strip_suffix(tail))
+        .map(|head| format!("{head}t"))
 }
 
 /// A read result as a profile sees it: a number, a boolean, a quality's bits, or nothing

@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// A TOML file with any of the settings below, named as the flags with `_` for `-`
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
     /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `block_relay`, `key_file`, `allow_list`, `quorum`,
-    /// `pin_checkpoint`, `admin_token_file`,
+    /// `finality_interval_secs`, `pin_checkpoint`, `admin_token_file`,
     /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
     /// override it.
     #[arg(long, env = "GRIDLEDGER_CONFIG")]
@@ -89,9 +89,10 @@ pub struct RunArgs {
     /// links a longer interval saves bytes [default: poll period / 10, 0.5 to 5]
     #[arg(long, env = "GRIDLEDGER_SYNC_SECS")]
     pub sync_secs: Option<f64>,
-    /// How a new best block goes to the peers: `push` (the whole block to each; fastest) or
-    /// `announce` (its id; a peer that lacks it gets it: fewer bytes for large blocks)
-    /// [default: push]
+    /// How a new best block goes to the peers: `adaptive` (whole, except to a peer that
+    /// keeps getting that miner's blocks from elsewhere first: announced by id), `push` (the
+    /// whole block to each; fastest, most bytes) or `announce` (its id; a peer that lacks it
+    /// gets it: fewer bytes for large blocks) [default: adaptive]
     #[arg(long, env = "GRIDLEDGER_BLOCK_RELAY", value_enum)]
     pub block_relay: Option<crate::run::BlockRelay>,
     /// The miner key (see `gridledger keygen`) [default: DATA_DIR/miner.key, created if
@@ -108,6 +109,11 @@ pub struct RunArgs {
     /// [default: 2n/3 + 1, rounded down, of the n members of the allow-list]
     #[arg(long, env = "GRIDLEDGER_QUORUM")]
     pub quorum: Option<usize>,
+    /// Least seconds between two of this node's prevotes: blocks arriving faster are
+    /// finalised together, with fewer votes and a little later (0: a round per block)
+    /// [default: 0.5]
+    #[arg(long, env = "GRIDLEDGER_FINALITY_INTERVAL_SECS")]
+    pub finality_interval_secs: Option<f64>,
     /// A final checkpoint note (as GET /checkpoint serves it) to hold as final at start: a
     /// chain that contradicts it is refused. Its signatures are checked against the
     /// allow-list and the quorum.
@@ -162,6 +168,7 @@ struct RunFile {
     key_file: Option<PathBuf>,
     allow_list: Option<PathBuf>,
     quorum: Option<usize>,
+    finality_interval_secs: Option<f64>,
     pin_checkpoint: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -188,6 +195,7 @@ pub struct RunSettings {
     pub key_file: PathBuf,
     pub allow_list: Option<PathBuf>,
     pub quorum: Option<usize>,
+    pub finality_interval_secs: Option<f64>,
     pub pin_checkpoint: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
     pub tls: crate::tls::TlsFiles,
@@ -273,6 +281,7 @@ impl RunArgs {
             block_relay: self.block_relay.or(file.block_relay).unwrap_or_default(),
             allow_list: self.allow_list.or(file.allow_list),
             quorum: self.quorum.or(file.quorum),
+            finality_interval_secs: self.finality_interval_secs.or(file.finality_interval_secs),
             pin_checkpoint: self.pin_checkpoint.or(file.pin_checkpoint),
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             tls: crate::tls::TlsFiles {
@@ -349,7 +358,15 @@ impl RunSettings {
             finality: crate::run::FinalitySettings {
                 quorum: self.quorum,
                 pin: self.pin_checkpoint,
-                ..crate::run::FinalitySettings::default()
+                interval: match self.finality_interval_secs {
+                    None => crate::run::FinalitySettings::default().interval,
+                    Some(s) if (0.0..=600.0).contains(&s) => Duration::from_secs_f64(s),
+                    Some(s) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "--finality-interval-secs {s} is not allowed: use 0 to 600 seconds"
+                        )))
+                    }
+                },
             },
         };
         if config.network.allow_list.is_none()
@@ -371,6 +388,86 @@ pub fn poll_config(period: Duration) -> PollConfig {
         period,
         offset: (period / 10).min(Duration::from_secs(2)),
         io_timeout: Duration::from_secs(2).min(period.max(Duration::from_millis(200))),
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    /// Every `[default: X]` that `gridledger run --help` states for a setting with a value
+    /// (not prose) is the value the code takes when the flag, its env var and the config
+    /// file are all absent.
+    #[test]
+    fn stated_defaults_are_the_code_s() {
+        let s = Run::try_parse_from(["run"])
+            .expect("parses")
+            .args
+            .settings()
+            .expect("settings");
+        let effective = |id: &str| -> Option<String> {
+            Some(match id {
+                "listen" => s.listen.to_string(),
+                "data_dir" => s.data_dir.display().to_string(),
+                "network" => s.network.clone(),
+                "difficulty_bits" => s.difficulty_bits.to_string(),
+                "poll_secs" => format!("{}", s.poll_secs),
+                "finality_interval_secs" => format!(
+                    "{}",
+                    crate::run::FinalitySettings::default()
+                        .interval
+                        .as_secs_f64()
+                ),
+                "block_relay" => {
+                    use clap::ValueEnum;
+                    s.block_relay.to_possible_value()?.get_name().to_owned()
+                }
+                _ => return None,
+            })
+        };
+        let cmd = Run::command();
+        let mut checked = 0;
+        for arg in cmd.get_arguments() {
+            let help = arg
+                .get_long_help()
+                .or_else(|| arg.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let Some(stated) = help
+                .split("[default: ")
+                .nth(1)
+                .and_then(|t| t.split(']').next())
+            else {
+                continue;
+            };
+            if let Some(code) = effective(arg.get_id().as_str()) {
+                assert_eq!(
+                    stated,
+                    code,
+                    "--{} says {stated}, the code takes {code}",
+                    arg.get_id()
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 7, "every value default was found in the help");
+        // And the ones clap states from the code itself agree with it.
+        let defaults: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| !a.get_default_values().is_empty())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(
+            defaults.is_empty(),
+            "run's flags merge with --config: no clap defaults, {defaults:?}"
+        );
     }
 }
 

@@ -28,7 +28,7 @@ const RECENT_PER_MEMBER: usize = 64;
 const KNOWN_JUSTIFIED: usize = 1024;
 /// Heights above the final one that votes are held for (a vote further ahead is dropped:
 /// no honest member votes for blocks that far above the final one it knows).
-const MAX_AHEAD: u64 = 100_000;
+const MAX_AHEAD: u64 = 10_000;
 /// Checkpoints with votes held at once, at most (the oldest go first).
 const MAX_POOLS: usize = 4096;
 /// Final checkpoint notes are kept for good one per this many heights (the first final one
@@ -40,8 +40,8 @@ pub const KEEP_EVERY: u64 = 1024;
 pub struct FinalityConfig {
     /// The members and the quorum.
     pub members: Members,
-    /// The least time between two of this node's prevotes while the previous one waits for
-    /// its quorum (a new tip after a justification is prevoted at once).
+    /// The least time between two of this node's prevotes: blocks arriving faster are
+    /// finalised together.
     pub interval_ms: u64,
 }
 
@@ -582,9 +582,13 @@ impl Finality {
             return fx;
         }
         // One batch; a bad one is found and dropped, the others kept.
+        // One batch. A batch with a bad signature is dropped whole: an honest peer never
+        // sends one, and checking each again would let a sender buy two checks per vote;
+        // the good votes in it come again from other peers (or `GET /votes`). A small batch
+        // (a vote or a few, as gossip sends them) is checked one by one instead.
         let good: Vec<Vote> = match self.members.check_all(&fresh) {
             Ok(()) => fresh,
-            Err(_) => fresh
+            Err(_) if fresh.len() <= 4 => fresh
                 .into_iter()
                 .filter(|v| {
                     let ok = self.members.check(v).is_ok();
@@ -594,6 +598,11 @@ impl Finality {
                     ok
                 })
                 .collect(),
+            Err(_) => {
+                self.stats.votes_refused += fresh.len() as u64;
+                tracing::debug!(from = ?from, votes = fresh.len(), "a batch of votes with a bad signature: dropped");
+                Vec::new()
+            }
         };
         for v in good {
             if self.take(ledger, v, now_ms) {
@@ -637,8 +646,13 @@ impl Finality {
         let pool = pools.entry(v.target).or_default();
         let had = pool.len();
         pool.entry(v.member).or_insert(v);
+        // Full: the checkpoint with the fewest votes goes (a member filling the pools with
+        // checkpoints nobody else votes for loses its own; the lowest would be the live one).
         while pools.len() > MAX_POOLS {
-            pools.pop_first();
+            let Some(least) = pools.iter().min_by_key(|(_, m)| m.len()).map(|(c, _)| *c) else {
+                break;
+            };
+            pools.remove(&least);
         }
         had < self.members.quorum()
     }
@@ -922,9 +936,12 @@ impl Finality {
             .filter(|s| s.epoch % 2 == 0 && s.checkpoint().size > self.fin.checkpoint.size)
             .max_by_key(|s| s.epoch)
             .copied();
+        let q = self.members.quorum();
         if let Some(s) = commit {
             let c = s.checkpoint();
-            if self.own.may_commit(s.epoch) && self.block_of(ledger, &c).is_some() {
+            // A quorum committed already: this node's commit would add nothing.
+            let enough = self.commits.get(&c).is_some_and(|m| m.len() >= q);
+            if !enough && self.own.may_commit(s.epoch) && self.block_of(ledger, &c).is_some() {
                 if let Some(v) = Vote::sign(Kind::Commit, c, &key, &origin) {
                     let mut own = self.own;
                     own.committed(s.epoch);
@@ -945,12 +962,14 @@ impl Finality {
         if !self.own.may_prevote(source.epoch, target_epoch) {
             return;
         }
-        // Pacing: while this node's last prevote waits for its quorum, one per interval.
-        let waiting = self
-            .own
-            .prevote
-            .is_some_and(|(_, t)| t > source.epoch && t > epoch_of(&self.fin.checkpoint));
-        if waiting && now_ms < self.last_prevote_ms + self.interval_ms {
+        // Pacing: at most one prevote per interval; blocks arriving faster are finalised
+        // together by the next round (fewer votes; the interval's worth more latency).
+        if now_ms < self.last_prevote_ms + self.interval_ms {
+            return;
+        }
+        // Justified at or above this height already: a prevote would add nothing (the commit
+        // round is under way).
+        if self.known.iter().any(|s| s.epoch >= target_epoch) {
             return;
         }
         if jblock != tip && ledger.tree().chain_contains(&tip, &jblock) != Some(true) {
@@ -959,6 +978,9 @@ impl Finality {
         let Some(target) = self.checkpoint_of(ledger, &tip) else {
             return;
         };
+        if self.prevotes.get(&target).is_some_and(|m| m.len() >= q) {
+            return;
+        }
         let Some(v) = Vote::sign(Kind::Prevote(source), target, &key, &origin) else {
             return;
         };

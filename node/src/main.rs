@@ -60,85 +60,11 @@ enum Command {
     /// Certificates for a test consortium (a small CA and node certificates); a
     /// production consortium uses its own PKI.
     #[command(subcommand)]
-    Tls(TlsCommand),
+    Tls(gridledger::tls::cli::TlsCommand),
     /// Test support: mines and stores blocks of simulated records in a loop, printing
     /// `stored HEIGHT ID` after each durable commit.
     #[command(hide = true)]
     DebugAppend(gridledger::offline::AppendArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum TlsCommand {
-    /// Makes DIR/ca.pem and DIR/ca.key (never overwritten), and NODE.pem and NODE.key for
-    /// each --node, valid for the node's name, localhost, 127.0.0.1, ::1 and each --san.
-    Init {
-        /// Where to write the files.
-        #[arg(long)]
-        dir: PathBuf,
-        /// The consortium's name, in the CA's subject.
-        #[arg(long, default_value = "gridledger test consortium")]
-        name: String,
-        /// A node to make a certificate for; repeat [default: node1 node2 node3]
-        #[arg(long = "node")]
-        nodes: Vec<String>,
-        /// An extra host name or address every node certificate is valid for; repeat.
-        #[arg(long = "san")]
-        sans: Vec<String>,
-        /// Days the node certificates are valid (the CA twice as long).
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-    },
-    /// Makes (or renews, replacing NODE.pem and NODE.key) one node's certificate from the
-    /// CA in DIR. A node using the files picks the new ones up within a second.
-    Issue {
-        /// The directory of `tls init`.
-        #[arg(long)]
-        dir: PathBuf,
-        /// The node.
-        #[arg(long)]
-        node: String,
-        /// An extra host name or address it is valid for; repeat.
-        #[arg(long = "san")]
-        sans: Vec<String>,
-        /// Days the certificate is valid.
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-    },
-}
-
-fn tls(command: TlsCommand) -> ExitCode {
-    use gridledger::tls::issue;
-    let written = match command {
-        TlsCommand::Init {
-            dir,
-            name,
-            nodes,
-            sans,
-            days,
-        } => {
-            let nodes = if nodes.is_empty() {
-                vec!["node1".into(), "node2".into(), "node3".into()]
-            } else {
-                nodes
-            };
-            issue::init(&dir, &name, &nodes, &sans, days)
-        }
-        TlsCommand::Issue {
-            dir,
-            node,
-            sans,
-            days,
-        } => issue::issue(&dir, &node, &sans, days),
-    };
-    match written {
-        Ok(files) => {
-            for f in files {
-                println!("{}", f.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
 }
 
 fn main() -> ExitCode {
@@ -183,7 +109,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Tls(command) => tls(command),
+        Command::Tls(command) => match gridledger::tls::cli::run(command) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::DebugAppend(a) => {
             let mut out = std::io::stdout().lock();
             let r = gridledger::offline::debug_append(

@@ -41,6 +41,17 @@ pub enum RelayAddrError {
     /// No `:port`.
     #[error("'{0}' is not host:port[/unit]")]
     NoPort(String),
+    /// The port is not 1 to 65535.
+    #[error("'{port}' in '{input}' is not a port (1-65535)")]
+    BadPort {
+        /// The whole address.
+        input: String,
+        /// The port part.
+        port: String,
+    },
+    /// Nothing before `:port`.
+    #[error("'{0}' has no host before its port")]
+    NoHost(String),
 }
 
 impl FromStr for RelayAddr {
@@ -61,8 +72,17 @@ impl FromStr for RelayAddr {
             ),
             None => (s, 1),
         };
-        if !host.contains(':') {
+        let Some((name, port)) = host.rsplit_once(':') else {
             return Err(RelayAddrError::NoPort(s.to_owned()));
+        };
+        if name.is_empty() || name == "[]" {
+            return Err(RelayAddrError::NoHost(s.to_owned()));
+        }
+        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err(RelayAddrError::BadPort {
+                input: s.to_owned(),
+                port: port.to_owned(),
+            });
         }
         Ok(RelayAddr {
             host: host.to_owned(),
@@ -358,5 +378,32 @@ pub async fn poll_relay_observed(
         let next = (now_ms / period_ms + 1) * period_ms;
         let wait = Duration::from_millis(next - now_ms) + config.offset;
         tokio::time::sleep_until(Instant::now() + wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_addresses_that_cannot_exist_are_refused() {
+        let ok: RelayAddr = "127.0.0.1:5010/3".parse().expect("valid");
+        assert_eq!((ok.host.as_str(), ok.unit), ("127.0.0.1:5010", 3));
+        let v6: RelayAddr = "[::1]:502".parse().expect("valid");
+        assert_eq!((v6.host.as_str(), v6.unit), ("[::1]:502", 1));
+        for bad in [
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "127.0.0.1:",
+            "127.0.0.1:x",
+            ":502",
+            "127.0.0.1",
+            "127.0.0.1:502/0",
+            "127.0.0.1:502/248",
+            "127.0.0.1:502/x",
+            "[]:502",
+        ] {
+            assert!(bad.parse::<RelayAddr>().is_err(), "{bad} was taken");
+        }
     }
 }

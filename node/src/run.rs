@@ -42,6 +42,9 @@ pub const MAX_STAMP_AHEAD_MS: u64 = 30_000;
 /// stalled quorum).
 pub const FINALITY_TICK: Duration = Duration::from_millis(250);
 
+/// How long votes wait to go out together with the next ones of their burst.
+pub const VOTE_COALESCE: Duration = Duration::from_millis(10);
+
 /// How often the certificate files are checked for a change (SIGHUP reloads at once).
 pub const TLS_WATCH: Duration = Duration::from_secs(1);
 
@@ -100,7 +103,8 @@ pub struct NodeConfig {
 pub struct FinalitySettings {
     /// Votes that make a quorum [default: ⌊2n/3⌋ + 1 of the n members].
     pub quorum: Option<usize>,
-    /// The least time between two of this node's prevotes while one waits for its quorum.
+    /// The least time between two of this node's prevotes (blocks arriving faster are
+    /// finalised together).
     pub interval: Duration,
     /// A checkpoint note to take as final at start (verified against the members).
     pub pin: Option<PathBuf>,
@@ -464,7 +468,14 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         let ready = Arc::clone(&lock(&shared).votes_ready);
         tasks.push(tokio::spawn(async move {
             loop {
-                let _ = tokio::time::timeout(FINALITY_TICK, ready.notified()).await;
+                if tokio::time::timeout(FINALITY_TICK, ready.notified())
+                    .await
+                    .is_ok()
+                {
+                    // Votes come in bursts (a round's, from several peers): one request per
+                    // peer for the burst, not one per vote.
+                    tokio::time::sleep(VOTE_COALESCE).await;
+                }
                 let batch = {
                     let mut core = lock(&shared);
                     core.finality_advance(now_ms());

@@ -508,3 +508,81 @@ async fn with_a_third_of_the_members_down_the_chain_grows_and_finality_waits_the
         n.stop().await;
     }
 }
+
+/// An operator's pinned checkpoint (`--pin-checkpoint`): a fresh node holds it as final, so a
+/// chain that contradicts it is dropped at its height and refused above; a note without a
+/// quorum of member signatures stops the node at start with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_checkpoint_holds_on_a_fresh_node_and_a_forged_pin_is_refused() {
+    let (relay, stop_relay) =
+        common::relay_sim(SocketAddr::from(([127, 0, 0, 1], 0)), 1, 1.0, None).await;
+    let net = network("finality-pin", &[1, 2, 3, ATTACKER]);
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let peers: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
+        let c = config(ports[i], dirs[i].path(), &net, Some(relay), &peers);
+        nodes.push(start(c, common::key(i as u8 + 1)).await.expect("starts"));
+    }
+    let client = gridledger::wire::builder().build().expect("client");
+    until(&client, ports[0], 60, "5 blocks final", |s| {
+        final_height(s) >= 5
+    })
+    .await;
+    drop(stop_relay);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let note = common::get_text(&client, format!("http://127.0.0.1:{}/checkpoint", ports[0])).await;
+    let pinned_height = final_height(&status(&client, ports[0]).await);
+    let honest_chain = chain_of(&client, ports[0]).await;
+    let honest = records(&honest_chain);
+    for n in nodes {
+        n.stop().await;
+    }
+    let files = tempfile::tempdir().expect("tempdir");
+    let pin = files.path().join("pin.note");
+    std::fs::write(&pin, &note).expect("write");
+
+    // A fresh node, no peers, pinned: the rewrite is taken up to the pinned height, where
+    // its block contradicts the pin and is dropped; what builds on it is refused.
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(port, dir.path(), &net, None, &[]);
+    c.finality.pin = Some(pin.clone());
+    let fresh = start(c, common::key(1)).await.expect("starts pinned");
+    let forged = rewrite(&net, &honest, honest_chain.len(), 5);
+    let answers = post_all(&client, port, &forged).await;
+    let at = usize::try_from(pinned_height).expect("height");
+    assert!(
+        answers[..at - 1].iter().all(|(c, _)| *c == 200),
+        "{answers:?}"
+    );
+    let refused = answers[at..]
+        .iter()
+        .filter(|(c, b)| *c == 422 && b.contains("contradicts a final checkpoint"))
+        .count();
+    assert!(refused >= 1, "{answers:?}");
+    let s = status(&client, port).await;
+    assert!(
+        s["height"].as_u64().unwrap_or(0) < pinned_height as u64,
+        "the contradicting branch is no main chain: {s}"
+    );
+    fresh.stop().await;
+
+    // A pin signed by one member only: the node does not start, and says why.
+    let forged_note = {
+        let mut lines: Vec<&str> = note.lines().collect();
+        lines.truncate(lines.len() - 2);
+        lines.join("\n") + "\n"
+    };
+    std::fs::write(&pin, &forged_note).expect("write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(free_port(), dir.path(), &net, None, &[]);
+    c.finality.pin = Some(pin);
+    let e = start(c, common::key(1))
+        .await
+        .expect_err("a pin without a quorum");
+    assert!(e.to_string().contains("quorum"), "{e}");
+}

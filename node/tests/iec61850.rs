@@ -163,6 +163,15 @@ async fn an_outside_mms_client_reads_relay_sim_and_it_equals_the_modbus_live_blo
         close(v("TotPF.mag.f"), f64::from(live[7]), "PF");
         close(v("TotW.mag.f"), kilo(live[8]), "P (W)");
         close(v("TotVAr.mag.f"), kilo(live[9]), "Q (var)");
+        // The values' time: the sample's instant by the relay's clock (IEC 61850-7-3), not
+        // 1970.
+        let (_, minute, second, _) = before;
+        let instant = f64::from(minute) * 60.0 + f64::from(second);
+        let t = v("PPV.phsAB.t");
+        assert!(
+            (t - instant).abs() < 1.0,
+            "t = {t}, the sample's instant {instant} (minute {minute}, second {second})"
+        );
         assert!(
             v("XCBR1.OpCnt.stVal") >= f64::from(faults_so_far),
             "OpCnt counts at least this minute's openings: {doc}"

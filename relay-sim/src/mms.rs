@@ -66,6 +66,9 @@ struct Slots {
     measured: Vec<DataAttribute>,
     /// Their qualities, in the same order.
     quality: Vec<DataAttribute>,
+    /// Their times (`t`: IEC 61850-7-3, the time of the value's last change), in the same
+    /// order.
+    time: Vec<DataAttribute>,
     op_cnt: DataAttribute,
     op: DataAttribute,
 }
@@ -107,6 +110,12 @@ impl SampleSink for Writer {
                 warn!("MMS: {}: {e}", da.name);
             }
         }
+        // The sample's instant by the relay's clock: what a SCADA client shows and sorts
+        // by. Written after the values, as an IED stamps a value it has taken.
+        let t = sample_time(live);
+        for da in &slots.time {
+            da.store(iec61850_model::MmsValue::UtcTime(t));
+        }
         let count = i32::try_from(openings).unwrap_or(i32::MAX);
         if let Err(e) = self.server.update_int32(&slots.op_cnt, count) {
             warn!("MMS: OpCnt: {e}");
@@ -115,6 +124,23 @@ impl SampleSink for Writer {
             warn!("MMS: Op: {e}");
         }
     }
+}
+
+/// The UtcTime of a sample's instant (its minute and second by the relay's clock), with a
+/// time quality of millisecond accuracy (10 significant bits), leap seconds unknown, the
+/// clock neither failed nor unsynchronised.
+#[must_use]
+pub fn sample_time(live: &LiveValues) -> [u8; 8] {
+    use iec61850_model::utc_time::{TimeAccuracy, TimeQuality, UtcTime};
+    let secs = u64::from(live.minute.0) * 60 + u64::from(live.second);
+    let quality = TimeQuality::new(
+        false,
+        false,
+        false,
+        TimeAccuracy::bits(10).unwrap_or(TimeAccuracy::UNSPECIFIED),
+    );
+    UtcTime::from_duration_since_epoch(std::time::Duration::from_secs(secs), quality)
+        .map_or([0; 8], UtcTime::to_bytes)
 }
 
 /// A sample's values in SI units, in [`icd::MEASURED`] order.
@@ -238,9 +264,14 @@ fn slots(model: &IedModel, index: usize) -> Result<Slots, MmsError> {
         .iter()
         .map(|(p, _)| da(format!("{domain}/MMXU1.{p}.q")))
         .collect::<Result<Vec<_>, _>>()?;
+    let time = icd::MEASURED
+        .iter()
+        .map(|(p, _)| da(format!("{domain}/MMXU1.{p}.t")))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Slots {
         measured,
         quality,
+        time,
         op_cnt: da(format!("{domain}/XCBR1.OpCnt.stVal"))?,
         op: da(format!("{domain}/PTRC1.Op.general"))?,
     })

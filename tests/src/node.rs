@@ -72,6 +72,8 @@ pub struct NodeSpec {
     /// `--key-file` and `--allow-list` (finality: the nodes' keys are the members).
     pub key_file: Option<PathBuf>,
     pub allow_list: Option<PathBuf>,
+    /// `--finality-interval-secs`, if set.
+    pub finality_interval_secs: Option<f64>,
 }
 
 /// A running (or killed) node.
@@ -182,6 +184,9 @@ impl Node {
         }
         if let Some(a) = &s.allow_list {
             cmd.arg("--allow-list").arg(a);
+        }
+        if let Some(i) = s.finality_interval_secs {
+            cmd.arg("--finality-interval-secs").arg(i.to_string());
         }
         cmd.env(
             "RUST_LOG",

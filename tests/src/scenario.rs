@@ -95,6 +95,8 @@ pub struct Scenario {
     /// The nodes' keys are the network's allow-list: members cosign checkpoints, and
     /// blocks become final.
     pub finality: bool,
+    /// `--finality-interval-secs` (the node's default if `None`).
+    pub finality_interval_secs: Option<f64>,
 }
 
 impl Scenario {
@@ -120,6 +122,7 @@ impl Scenario {
             disturbance: Disturbance::None,
             seed: 1,
             finality: true,
+            finality_interval_secs: None,
         }
     }
 }
@@ -487,6 +490,7 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
             namespace: netns.as_ref().and_then(|ns| ns.name(i)),
             key_file: keys[i].clone(),
             allow_list: allow_list.clone(),
+            finality_interval_secs: s.finality_interval_secs,
         };
         nodes.push(Node::start(exe, spec)?);
     }
@@ -592,7 +596,12 @@ pub async fn run(s: &Scenario, exe: &Path, workdir: &Path) -> Result<Report, Sce
     let logs: Vec<Vec<Event>> = bed.nodes.iter().map(|n| trace::read_log(n.log())).collect();
     let mut vote_bytes = 0.0;
     for node in &bed.nodes {
-        vote_bytes += metric(&bed.client, &node.url(), "gridledger_finality_vote_bytes_received_total").await;
+        vote_bytes += metric(
+            &bed.client,
+            &node.url(),
+            "gridledger_finality_vote_bytes_received_total",
+        )
+        .await;
     }
     bed.shutdown().await;
     let chain = chain?;

@@ -151,6 +151,9 @@ impl Net {
                         sync_secs: 3600.0,
                         block_relay: mode.to_owned(),
                         namespace: None,
+                        key_file: None,
+                        allow_list: None,
+                        finality_interval_secs: None,
                     },
                 )
                 .expect("node"),

@@ -170,6 +170,45 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
+    /// [`Self::put_witness`] for many reads in one transaction (a bench filling the witness
+    /// of a long chain; a tool importing reads).
+    pub fn put_witness_many(&self, reads: &[(RecordKey, Digest)]) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(WITNESS).map_err(|e| self.err(e))?;
+            let mut r = txn.open_table(WITNESS_RANGE).map_err(|e| self.err(e))?;
+            let mut ranges: std::collections::HashMap<u32, (u32, u32)> =
+                std::collections::HashMap::new();
+            let mut i = 0;
+            while i < reads.len() {
+                let ck = chunk_key(&reads[i].0);
+                let mut chunk = t
+                    .get(ck)
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value().to_vec());
+                while i < reads.len() && chunk_key(&reads[i].0) == ck {
+                    let (key, d) = &reads[i];
+                    chunk = Some(chunk_set(chunk.as_deref(), key.minute.0 % CHUNK, d));
+                    let e = ranges
+                        .entry(key.relay.0)
+                        .or_insert((key.minute.0, key.minute.0));
+                    e.0 = e.0.min(key.minute.0);
+                    e.1 = e.1.max(key.minute.0);
+                    i += 1;
+                }
+                if let Some(c) = chunk {
+                    t.insert(ck, c.as_slice()).map_err(|e| self.err(e))?;
+                }
+            }
+            for (relay, (lo, hi)) in ranges {
+                let old = r.get(relay).map_err(|e| self.err(e))?.map(|v| v.value());
+                let range = old.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi)));
+                r.insert(relay, range).map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
     /// The digests this node kept of `keys`, in order, in one read transaction.
     pub fn witness_digests(&self, keys: &[RecordKey]) -> Result<Vec<Option<Digest>>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;

@@ -15,6 +15,7 @@
 //! The crypto is rustls with the `ring` provider (no OpenSSL, no C toolchain beyond what
 //! `ring` needs).
 
+pub mod cli;
 pub mod issue;
 
 use std::path::{Path, PathBuf};

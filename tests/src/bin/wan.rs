@@ -51,6 +51,9 @@ struct Args {
     /// `off` (no allow-list), or `on,off` for both, side by side.
     #[arg(long, value_delimiter = ',', default_values_t = ["on".to_owned()])]
     finality: Vec<String>,
+    /// The nodes' `--finality-interval-secs` (their default if absent).
+    #[arg(long)]
+    finality_interval_secs: Option<f64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -111,6 +114,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         s.warmup = Duration::from_secs_f64(args.minute_secs * args.warmup_minutes);
         s.measure = Duration::from_secs(args.secs);
         s.drain = Duration::from_secs_f64(args.minute_secs * 2.0).max(Duration::from_secs(60));
+        s.finality_interval_secs = args.finality_interval_secs;
         s
     };
     let mut plan = Vec::new();
