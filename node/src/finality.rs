@@ -176,6 +176,8 @@ pub struct Stats {
     pub below_final: u64,
     /// Checkpoints learned from peers.
     pub learned: u64,
+    /// Votes not checked: their checkpoint had a quorum already.
+    pub redundant: u64,
 }
 
 /// Finality's state.
@@ -574,10 +576,36 @@ impl Finality {
         now_ms: u64,
     ) -> Effects {
         let mut fx = Effects::default();
+        // Votes seen before, and votes for a checkpoint a quorum has voted for already (this
+        // node needs no more of them, and its peers got the first quorum from it), cost no
+        // signature check: at 64 members that is a third of a round's votes.
+        let q = self.members.quorum();
+        let mut redundant = 0;
         let fresh: Vec<Vote> = votes
             .into_iter()
             .filter(|v| !self.seen.contains(&v.sig))
+            .filter(|v| {
+                let (pools, done) = match v.kind {
+                    // A prevote is redundant once its checkpoint is justified here (the
+                    // first quorum may hold prevotes from a source this node cannot count).
+                    Kind::Prevote(_) => (
+                        &self.prevotes,
+                        self.is_known(&Source {
+                            epoch: epoch_of(&v.target),
+                            root: v.target.root,
+                        }),
+                    ),
+                    Kind::Commit => (&self.commits, true),
+                };
+                let full = done
+                    && pools
+                        .get(&v.target)
+                        .is_some_and(|m| m.len() >= q && !m.contains_key(&v.member));
+                redundant += u64::from(full);
+                !full
+            })
             .collect();
+        self.stats.redundant += redundant;
         if fresh.is_empty() {
             return fx;
         }

@@ -297,7 +297,8 @@ impl Collector for Snapshot {
                 g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
             }
             let s = &f.stats;
-            let counters: [(&str, &str, u64); 7] = [
+            let counters: [(&str, &str, u64); 8] = [
+                ("gridledger_finality_votes_redundant", "Votes not checked: their checkpoint had a quorum of votes already.", s.redundant),
                 ("gridledger_finality_votes", "Members' votes taken (new, signature checked).", s.votes),
                 ("gridledger_finality_votes_refused", "Votes refused (malformed, not a member's, a bad signature).", s.votes_refused),
                 ("gridledger_finality_votes_cast", "Votes this node cast.", s.cast),
