@@ -99,7 +99,7 @@ pub struct NodeConfig {
 
 /// Finality's settings ([`crate::finality`]); it is on whenever the network has an
 /// allow-list, with no other flag.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FinalitySettings {
     /// Votes that make a quorum [default: ⌊2n/3⌋ + 1 of the n members].
     pub quorum: Option<usize>,
@@ -110,15 +110,6 @@ pub struct FinalitySettings {
     pub pin: Option<PathBuf>,
 }
 
-impl Default for FinalitySettings {
-    fn default() -> Self {
-        FinalitySettings {
-            quorum: None,
-            interval: None,
-            pin: None,
-        }
-    }
-}
 
 /// How a node sends a block it mined or accepted as its best to its peers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
