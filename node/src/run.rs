@@ -110,7 +110,6 @@ pub struct FinalitySettings {
     pub pin: Option<PathBuf>,
 }
 
-
 /// How a node sends a block it mined or accepted as its best to its peers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
