@@ -13,10 +13,7 @@ use crate::ledger::{AddError, Added, Incoming, Ledger};
 use crate::mempool::Mempool;
 use crate::poll::RelayStatus;
 
-/// The log target of one line per record read and per block stored, each with the time in
-/// Unix ms (`RUST_LOG=info,gridledger::trace=debug`): what a testbed needs to time a
-/// record or a block across many nodes (`gridledger-testbed` reads it).
-pub const TRACE: &str = "gridledger::trace";
+pub use crate::trace::TRACE;
 
 /// Records this node read itself, kept to check peers' blocks against (most recent first
 /// out when full).
@@ -24,22 +21,7 @@ const WITNESS_CAPACITY: usize = 100_000;
 /// Disputes kept (the oldest minutes go first when full); the counter keeps counting.
 const DISPUTES_CAPACITY: usize = 10_000;
 
-/// A record on this node's main chain that differs from what this node read itself from the
-/// relay for the same minute: someone mined words the relay did not say (or this node's path
-/// to the relay was tampered with). Never dropped silently.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dispute {
-    /// Height of the block holding the chain's version.
-    pub height: crate::chain::Height,
-    /// That block's id.
-    pub block: crate::chain::BlockId,
-    /// The record on the chain.
-    pub on_chain: MinuteRecord,
-    /// What this node read from the relay.
-    pub read: MinuteRecord,
-    /// When this node found the difference, Unix milliseconds.
-    pub found_ms: u64,
-}
+pub use crate::dispute::Dispute;
 
 /// Where a block comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,41 +159,6 @@ pub fn record_digest(record: &MinuteRecord) -> Option<crate::store::Digest> {
     let bytes = record.encode(&mut buf).ok()?;
     let d = sha2::Sha256::digest(bytes);
     d[..crate::store::DIGEST_LEN].try_into().ok()
-}
-
-impl Dispute {
-    /// The bytes it is kept as: height (u32 BE), block id (32), found_ms (u64 BE), the
-    /// chain's record's length (u16 BE) and bytes, then this node's read's bytes.
-    fn to_bytes(&self) -> Option<Vec<u8>> {
-        let mut a = [0u8; MinuteRecord::MAX_ENCODED_LEN];
-        let mut b = [0u8; MinuteRecord::MAX_ENCODED_LEN];
-        let on_chain = self.on_chain.encode(&mut a).ok()?;
-        let read = self.read.encode(&mut b).ok()?;
-        let mut out = Vec::with_capacity(46 + on_chain.len() + read.len());
-        out.extend_from_slice(&self.height.to_be_bytes());
-        out.extend_from_slice(&self.block.0);
-        out.extend_from_slice(&self.found_ms.to_be_bytes());
-        out.extend_from_slice(&u16::try_from(on_chain.len()).ok()?.to_be_bytes());
-        out.extend_from_slice(on_chain);
-        out.extend_from_slice(read);
-        Some(out)
-    }
-
-    pub(crate) fn from_bytes(b: &[u8]) -> Option<Self> {
-        let height = u32::from_be_bytes(b.get(0..4)?.try_into().ok()?);
-        let block = crate::chain::BlockId(b.get(4..36)?.try_into().ok()?);
-        let found_ms = u64::from_be_bytes(b.get(36..44)?.try_into().ok()?);
-        let len = usize::from(u16::from_be_bytes(b.get(44..46)?.try_into().ok()?));
-        let on_chain = MinuteRecord::decode(b.get(46..46 + len)?).ok()?;
-        let read = MinuteRecord::decode(b.get(46 + len..)?).ok()?;
-        Some(Dispute {
-            height,
-            block,
-            on_chain,
-            read,
-            found_ms,
-        })
-    }
 }
 
 /// A record on the main chain: its block's height and id, and the record.
@@ -885,6 +832,16 @@ impl Core {
         self.finality_effects(fx);
         self.finality_advance(now_ms);
         Ok(())
+    }
+
+    /// This node's finality as `/tip` and its tag name it
+    /// ([`crate::wire::tip_tag_with`]): its final checkpoint's size and its justified epoch;
+    /// (0, 0) without finality.
+    #[must_use]
+    pub fn finality_tag(&self) -> (u64, u64) {
+        self.finality.as_ref().map_or((0, 0), |f| {
+            (f.final_checkpoint().checkpoint.size, f.justified().0.epoch)
+        })
     }
 
     /// True if this node must not mine: finality met a safety failure.

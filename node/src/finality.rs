@@ -159,26 +159,7 @@ pub struct Effects {
     pub finalized: Option<Checkpoint>,
 }
 
-/// Counters for `/metrics` and `/status`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Stats {
-    /// Valid votes taken (new ones).
-    pub votes: u64,
-    /// Votes refused (malformed, not a member, a bad signature).
-    pub votes_refused: u64,
-    /// Votes this node cast.
-    pub cast: u64,
-    /// Finalisations.
-    pub finalized: u64,
-    /// Offences found.
-    pub offences: u64,
-    /// Blocks refused for forking below the final block.
-    pub below_final: u64,
-    /// Checkpoints learned from peers.
-    pub learned: u64,
-    /// Votes not checked: their checkpoint had a quorum already.
-    pub redundant: u64,
-}
+pub use crate::metrics::FinalityStats as Stats;
 
 /// Finality's state.
 #[derive(Debug)]
@@ -915,7 +896,7 @@ impl Finality {
         }
         let height = c.height();
         tracing::info!(height, block = %block, "final");
-        tracing::debug!(target: crate::core::TRACE, at_ms = now_ms, height, block = %block, "final");
+        tracing::debug!(target: crate::trace::TRACE, at_ms = now_ms, height, block = %block, "final");
         self.fin = fin;
         self.stats.finalized += 1;
         fx.finalized = Some(c);

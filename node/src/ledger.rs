@@ -248,7 +248,7 @@ impl BlockReader {
             .store
             .disputes_in(lo, hi)?
             .into_iter()
-            .filter(|(_, bytes)| crate::core::Dispute::from_bytes(bytes).is_some())
+            .filter(|(_, bytes)| crate::dispute::Dispute::from_bytes(bytes).is_some())
             .map(|(k, _)| RecordKey::from_u64(k).minute.0)
             .collect())
     }

@@ -42,6 +42,27 @@ pub struct Counters {
     pub placed: u64,
 }
 
+/// Finality's counters (`crate::finality`), for `/metrics` and `/status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FinalityStats {
+    /// Valid votes taken (new ones).
+    pub votes: u64,
+    /// Votes refused (malformed, not a member, a bad signature).
+    pub votes_refused: u64,
+    /// Votes this node cast.
+    pub cast: u64,
+    /// Finalisations.
+    pub finalized: u64,
+    /// Offences found.
+    pub offences: u64,
+    /// Blocks refused for forking below the final block.
+    pub below_final: u64,
+    /// Checkpoints learned from peers.
+    pub learned: u64,
+    /// Votes not checked: their checkpoint had a quorum already.
+    pub redundant: u64,
+}
+
 /// The relay label of per-relay metrics.
 pub type RelayLabel = Vec<(String, String)>;
 
@@ -191,7 +212,7 @@ pub struct FinalityFigures {
     /// 1 if a quorum-cosigned checkpoint contradicted this node's final history.
     pub safety_failure: u64,
     /// The engine's counters.
-    pub stats: crate::finality::Stats,
+    pub stats: FinalityStats,
 }
 
 impl Collector for Snapshot {

@@ -648,7 +648,7 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
     let ours = {
         let mut core = lock(shared);
         let known_key = core.peer_health(peer).miner.is_some();
-        let f = crate::wire::finality_tag(&core);
+        let f = core.finality_tag();
         let tree = core.ledger.tree();
         known_key.then(|| (tree.tip(), tree.height(), tree.tip_work(), f))
     };

@@ -234,15 +234,6 @@ pub fn tip_tag_with(tip: &crate::chain::BlockId, final_size: u64, justified_epoc
     }
 }
 
-/// A node's finality as [`tip_tag`] and [`Tip`] name it: its final checkpoint's size and its
-/// justified epoch; (0, 0) without finality.
-#[must_use]
-pub fn finality_tag(core: &crate::core::Core) -> (u64, u64) {
-    core.finality.as_ref().map_or((0, 0), |f| {
-        (f.final_checkpoint().checkpoint.size, f.justified().0.epoch)
-    })
-}
-
 /// Whether an `If-None-Match` value lists `tag` (weak comparison, RFC 9110 13.1.2: a `W/`
 /// prefix is ignored; `*` matches any).
 #[must_use]

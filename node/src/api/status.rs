@@ -49,7 +49,7 @@ pub(super) async fn status(State(shared): State<Shared>) -> Response {
 /// the tip ([`crate::wire::tip_tag`]); 304 and no body to a poller already on that tip.
 pub(super) async fn tip(State(shared): State<Shared>, headers: axum::http::HeaderMap) -> Response {
     let core = lock(&shared);
-    let (final_size, justified_epoch) = crate::wire::finality_tag(&core);
+    let (final_size, justified_epoch) = core.finality_tag();
     let tree = core.ledger.tree();
     let tag = crate::wire::tip_tag_with(&tree.tip(), final_size, justified_epoch);
     let etag = [(axum::http::header::ETAG, tag.clone())];
