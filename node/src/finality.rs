@@ -435,22 +435,8 @@ impl Finality {
                 None => {
                     path.push(cur);
                     let mut f = self.fin.frontier.clone();
-                    if tree.main_at(final_height) != Some(self.fin.id) {
-                        return None;
-                    }
-                    let mut at = final_height + 1;
-                    while at < h {
-                        let run = tree.main_range(at, 4096);
-                        if run.is_empty() {
-                            return None;
-                        }
-                        for (rh, rid) in run.into_iter().take_while(|(rh, _)| *rh < h) {
-                            if rh != at {
-                                return None;
-                            }
-                            f.push(&rid);
-                            at += 1;
-                        }
+                    for id in self.main_between_final_and(tree, h)? {
+                        f.push(&id);
                     }
                     break f;
                 }
@@ -466,6 +452,36 @@ impl Finality {
             }
         }
         Some(f)
+    }
+
+    /// The main chain's ids from just above the final block to just below `height` (the
+    /// window's base), lowest first, read in runs (below the window, from the store); `None`
+    /// if the main chain does not hold the final block or has a gap.
+    fn main_between_final_and(
+        &self,
+        tree: &crate::chain::BlockTree,
+        height: u32,
+    ) -> Option<Vec<BlockId>> {
+        let final_height = self.fin.checkpoint.height();
+        if tree.main_at(final_height) != Some(self.fin.id) {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut at = final_height + 1;
+        while at < height {
+            let run = tree.main_range(at, 4096);
+            if run.is_empty() {
+                return None;
+            }
+            for (rh, rid) in run.into_iter().take_while(|(rh, _)| *rh < height) {
+                if rh != at {
+                    return None;
+                }
+                out.push(rid);
+                at += 1;
+            }
+        }
+        Some(out)
     }
 
     /// The ids of the chain ending at `id` above the final block, lowest first.
@@ -484,24 +500,7 @@ impl Finality {
                 Some(p) => cur = p,
                 None => {
                     // The base: below it, the main chain.
-                    if tree.main_at(final_height) != Some(self.fin.id) {
-                        return None;
-                    }
-                    let mut below: Vec<BlockId> = Vec::new();
-                    let mut at = final_height + 1;
-                    while at < h {
-                        let run = tree.main_range(at, 4096);
-                        if run.is_empty() {
-                            return None;
-                        }
-                        for (rh, rid) in run.into_iter().take_while(|(rh, _)| *rh < h) {
-                            if rh != at {
-                                return None;
-                            }
-                            below.push(rid);
-                            at += 1;
-                        }
-                    }
+                    let below = self.main_between_final_and(tree, h)?;
                     ids.extend(below.into_iter().rev());
                     break;
                 }

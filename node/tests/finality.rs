@@ -57,6 +57,25 @@ async fn status(client: &reqwest::Client, port: u16) -> Value {
     common::get_json(client, format!("http://127.0.0.1:{port}/status")).await
 }
 
+/// Members 1, 2 and 3 on loopback ports, a full mesh, each polling `relay`: their ports,
+/// data dirs and nodes.
+async fn honest_members(
+    net: &Network,
+    relay: SocketAddr,
+) -> (Vec<u16>, Vec<tempfile::TempDir>, Vec<RunningNode>) {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let peers: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
+        let c = config(ports[i], dirs[i].path(), net, Some(relay), &peers);
+        nodes.push(start(c, common::key(i as u8 + 1)).await.expect("starts"));
+    }
+    (ports, dirs, nodes)
+}
+
 /// Waits until `f` holds of a node's `/status`, or fails with the last one seen.
 async fn until(
     client: &reqwest::Client,
@@ -182,16 +201,7 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
     let (relay, stop_relay) =
         common::relay_sim(SocketAddr::from(([127, 0, 0, 1], 0)), 1, 1.0, None).await;
     let net = network("finality-attack", &[1, 2, 3, ATTACKER]);
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let dirs: Vec<_> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
-    let mut nodes: Vec<RunningNode> = Vec::new();
-    for i in 0..3 {
-        let peers: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
-        let c = config(ports[i], dirs[i].path(), &net, Some(relay), &peers);
-        nodes.push(start(c, common::key(i as u8 + 1)).await.expect("starts"));
-    }
+    let (ports, dirs, mut nodes) = honest_members(&net, relay).await;
     let client = gridledger::wire::builder().build().expect("client");
     // The three honest members make blocks final (the attacker's key does not vote: the
     // quorum of 3 of 4 is all of them).
@@ -327,16 +337,7 @@ async fn a_member_that_equivocates_is_caught_on_every_honest_node() {
     let (relay, _stop_relay) =
         common::relay_sim(SocketAddr::from(([127, 0, 0, 1], 0)), 1, 1.0, None).await;
     let net = network("finality-equivocation", &[1, 2, 3, ATTACKER]);
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let dirs: Vec<_> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let peers: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
-        let c = config(ports[i], dirs[i].path(), &net, Some(relay), &peers);
-        nodes.push(start(c, common::key(i as u8 + 1)).await.expect("starts"));
-    }
+    let (ports, _dirs, nodes) = honest_members(&net, relay).await;
     let client = gridledger::wire::builder().build().expect("client");
     let s = until(&client, ports[0], 60, "2 blocks final", |s| {
         final_height(s) >= 2
@@ -517,16 +518,7 @@ async fn a_pinned_checkpoint_holds_on_a_fresh_node_and_a_forged_pin_is_refused()
     let (relay, stop_relay) =
         common::relay_sim(SocketAddr::from(([127, 0, 0, 1], 0)), 1, 1.0, None).await;
     let net = network("finality-pin", &[1, 2, 3, ATTACKER]);
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let dirs: Vec<_> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let peers: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
-        let c = config(ports[i], dirs[i].path(), &net, Some(relay), &peers);
-        nodes.push(start(c, common::key(i as u8 + 1)).await.expect("starts"));
-    }
+    let (ports, _dirs, nodes) = honest_members(&net, relay).await;
     let client = gridledger::wire::builder().build().expect("client");
     until(&client, ports[0], 60, "5 blocks final", |s| {
         final_height(s) >= 5

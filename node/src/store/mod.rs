@@ -1203,10 +1203,7 @@ impl Store {
         // rule before it was stored, so the main chain up to the tip is verified.
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let mut mark = tree.height().to_be_bytes().to_vec();
-            mark.extend_from_slice(&tree.tip().0);
-            meta.insert(VERIFIED, mark.as_slice())
-                .map_err(|e| self.err(e))?;
+            self.put_mark(&mut meta, tree)?;
             meta.insert(BLOCKFILE_END, end.to_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
         }
@@ -1381,12 +1378,23 @@ impl Store {
             let mut tables = Tables::open(&txn).map_err(|e| self.err(e))?;
             self.apply_reorg(&mut tables, abandoned, adopted, None, tree)?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let mut mark = tree.height().to_be_bytes().to_vec();
-            mark.extend_from_slice(&tree.tip().0);
-            meta.insert(VERIFIED, mark.as_slice())
-                .map_err(|e| self.err(e))?;
+            self.put_mark(&mut meta, tree)?;
         }
         txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Writes the verified mark ([`Self::verified_mark`]): the tree's main chain up to its
+    /// tip passed every rule before it was stored.
+    fn put_mark(
+        &self,
+        meta: &mut redb::Table<&'static str, &'static [u8]>,
+        tree: &BlockTree,
+    ) -> Result<(), StoreError> {
+        let mut mark = tree.height().to_be_bytes().to_vec();
+        mark.extend_from_slice(&tree.tip().0);
+        meta.insert(VERIFIED, mark.as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Writes the main-chain row of `id` at `height` with its location, and its `ids` row,
