@@ -31,6 +31,8 @@ const KNOWN_JUSTIFIED: usize = 1024;
 const MAX_AHEAD: u64 = 10_000;
 /// Checkpoints with votes held at once, at most (the oldest go first).
 const MAX_POOLS: usize = 4096;
+/// Frontiers of blocks above the final one kept to compute checkpoints from, at most.
+const MAX_FRONTIERS: usize = 4096;
 /// Final checkpoint notes are kept for good one per this many heights (the first final one
 /// at or above each multiple), besides the latest.
 pub const KEEP_EVERY: u64 = 1024;
@@ -444,6 +446,11 @@ impl Finality {
         };
         let mut f = start;
         let n = path.len();
+        // Bounded however long finality waits: a stall of many blocks refills it from the
+        // final block once.
+        if self.frontiers.len() > MAX_FRONTIERS {
+            self.frontiers.clear();
+        }
         for (i, b) in path.iter().rev().enumerate() {
             f.push(b);
             // Kept for the latest blocks of a long path only: each costs a few hundred bytes.
