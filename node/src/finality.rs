@@ -1411,6 +1411,23 @@ mod tests {
             &AtomicBool::new(false),
         )
         .expect("mined");
+        // What verify checks of it: the kept note, its root against the chain.
+        keep_members(&ledger, f.members()).expect("kept");
+        let line = verify_kept(&ledger).expect("verifies").expect("finality");
+        assert!(line.starts_with("finality: height 3 final"), "{line}");
+        // A byte of the kept note's last signature flipped: corruption, named.
+        let mut state = ledger
+            .store()
+            .finality("final")
+            .expect("read")
+            .expect("kept");
+        let n = state.len();
+        state[n - 5] ^= 0x01;
+        ledger.store().put_finality("final", &state).expect("write");
+        assert!(matches!(
+            verify_kept(&ledger),
+            Err(StoreError::Corrupt { .. })
+        ));
         let got = ledger.add(fork, 29_000_010 * 60_000);
         assert!(
             matches!(
