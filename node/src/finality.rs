@@ -536,17 +536,20 @@ impl Finality {
         if h <= self.fin.checkpoint.height() {
             return None;
         }
-        let mut candidates: Vec<BlockId> = ledger.tree().main_at(h).into_iter().collect();
-        candidates.extend(
-            ledger
-                .tree()
-                .side_blocks(4096, 64)
-                .into_iter()
-                .filter(|(_, bh, _)| *bh == h)
-                .map(|(id, _, _)| id),
-        );
-        candidates
+        // The main chain's block first: nearly always the one; side blocks only if not.
+        if let Some(main) = ledger.tree().main_at(h) {
+            if self.checkpoint_of(ledger, &main).as_ref() == Some(c) {
+                return Some(main);
+            }
+        }
+        let side: Vec<BlockId> = ledger
+            .tree()
+            .side_blocks(4096, 64)
             .into_iter()
+            .filter(|(_, bh, _)| *bh == h)
+            .map(|(id, _, _)| id)
+            .collect();
+        side.into_iter()
             .find(|id| self.checkpoint_of(ledger, id).as_ref() == Some(c))
     }
 

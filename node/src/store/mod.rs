@@ -1268,10 +1268,7 @@ impl Store {
             }
             Change::Extended => {
                 let h = tree.height_of(id).unwrap_or(block.header.height);
-                self.put_main(main, ids, locs, id, h, loc)?;
-                for key in tree.keys_of(id).iter() {
-                    records.insert(key.to_u64(), h).map_err(|e| self.err(e))?;
-                }
+                self.join_main(main, ids, locs, records, id, h, loc, tree)?;
             }
             Change::Reorg { abandoned, adopted } => {
                 self.apply_reorg(tables, abandoned, adopted, Some((id, loc)), tree)?;
@@ -1346,10 +1343,7 @@ impl Store {
                     })?
                 }
             };
-            self.put_main(main, ids, locs, new, h, at)?;
-            for key in tree.keys_of(new).iter() {
-                records.insert(key.to_u64(), h).map_err(|e| self.err(e))?;
-            }
+            self.join_main(main, ids, locs, records, new, h, at, tree)?;
             side.remove(new.0.as_slice()).map_err(|e| self.err(e))?;
         }
         // Heights the new chain does not reach any more.
@@ -1394,6 +1388,29 @@ impl Store {
         mark.extend_from_slice(&tree.tip().0);
         meta.insert(VERIFIED, mark.as_slice())
             .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A block joins the main chain at `height`: its `main` and `ids` rows
+    /// ([`Self::put_main`]) and its records' rows in the record index.
+    #[allow(clippy::too_many_arguments)]
+    fn join_main(
+        &self,
+        main: &mut redb::Table<u32, &'static [u8]>,
+        ids: &mut redb::Table<u64, u32>,
+        locs: &mut redb::Table<&'static [u8], &'static [u8]>,
+        records: &mut redb::Table<u64, u32>,
+        id: &BlockId,
+        height: Height,
+        loc: Location,
+        tree: &BlockTree,
+    ) -> Result<(), StoreError> {
+        self.put_main(main, ids, locs, id, height, loc)?;
+        for key in tree.keys_of(id).iter() {
+            records
+                .insert(key.to_u64(), height)
+                .map_err(|e| self.err(e))?;
+        }
         Ok(())
     }
 
