@@ -403,6 +403,7 @@ impl Open {
             faults: u16::try_from(self.faults).unwrap_or(u16::MAX),
             flags: RecordFlags::CLOCK_SET.with_missing(missing),
             samples,
+            signature: None,
         })
     }
 }

@@ -39,5 +39,6 @@ pub mod signal;
 
 pub use measure::{
     Identity, MilliAmps, MilliHertz, Minute, MinuteRecord, PerMille, Quantity, RecordError,
-    RecordFlags, RelayId, Sample, Vars, Volts, Watts, MAX_SAMPLES,
+    RecordFlags, RecordSignature, RelayId, Sample, Vars, Volts, Watts, MAX_SAMPLES, SIGNATURE_LEN,
+    SIGNING_CONTEXT,
 };

@@ -43,6 +43,46 @@ impl Minute {
     pub fn start_unix_secs(self) -> u64 {
         u64::from(self.0) * 60
     }
+
+    /// Reads a minute as people and files write it: whole minutes since 1970, or
+    /// `YYYY-MM-DDTHH:MM` in UTC with or without a final `Z` (what [`Minute`]'s `Display`
+    /// writes). `None` for anything else, an impossible date included.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Minute> {
+        if let Ok(n) = s.parse::<u32>() {
+            return Some(Minute(n));
+        }
+        let s = s.strip_suffix('Z').unwrap_or(s);
+        let (date, time) = s.split_once('T')?;
+        let mut d = date.splitn(3, '-').map(str::parse::<i64>);
+        let (y, mo, da) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+        let (h, mi) = time.split_once(':')?;
+        let (h, mi) = (h.parse::<i64>().ok()?, mi.parse::<i64>().ok()?);
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let days_in_month = match mo {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            1..=12 => 31,
+            _ => return None,
+        };
+        if !(1..=days_in_month).contains(&da) || !(0..24).contains(&h) || !(0..60).contains(&mi) {
+            return None;
+        }
+        let minutes = (days_from_civil(y, mo, da) * 24 + h) * 60 + mi;
+        u32::try_from(minutes).ok().map(Minute)
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 impl fmt::Display for Minute {
@@ -316,7 +356,34 @@ pub struct MinuteRecord {
     /// the one before: consecutive samples are close, so the record shrinks by a quarter.
     #[serde(with = "delta_samples")]
     pub samples: heapless::Vec<Sample, MAX_SAMPLES>,
+    /// The relay's Ed25519 signature of the record ([`MinuteRecord::signing_message`]), when
+    /// the relay signs. It is not part of the signed bytes: [`MinuteRecord::encode`] appends
+    /// it after them, and [`MinuteRecord::encode_unsigned`] leaves it out.
+    #[serde(skip)]
+    pub signature: Option<RecordSignature>,
 }
+
+/// A relay's Ed25519 signature (RFC 8032) of one minute record: 64 bytes, `R ‖ S`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordSignature(pub [u8; SIGNATURE_LEN]);
+
+impl fmt::Debug for RecordSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordSignature(")?;
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// Bytes in a record signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// The domain-separation prefix of a record signature: a relay signs
+/// `SIGNING_CONTEXT ‖ canonical record bytes`, so that a signature made for a record can
+/// never pass for a signature of anything else its key signs (and the other way round).
+pub const SIGNING_CONTEXT: &[u8] = b"gridledger record v1\n";
 
 /// Why bytes or registers do not hold a valid minute record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -365,10 +432,18 @@ impl fmt::Display for RecordError {
 impl core::error::Error for RecordError {}
 
 impl MinuteRecord {
-    /// The largest postcard encoding of any valid record, in bytes: the header fields, the
-    /// first sample, then five deltas of ten zigzag varints of up to 33 bits (5 bytes).
-    pub const MAX_ENCODED_LEN: usize =
+    /// The largest postcard encoding of any valid record without its signature, in bytes:
+    /// the header fields, the first sample, then five deltas of ten zigzag varints of up to
+    /// 33 bits (5 bytes).
+    pub const MAX_UNSIGNED_LEN: usize =
         5 + 5 + 3 + 3 + 1 + (3 * 5 + 3 * 5 + 3 + 3 + 5 + 5) + (MAX_SAMPLES - 1) * 10 * 5;
+
+    /// The largest encoding of any valid record with its signature: what
+    /// [`MinuteRecord::encode`] may write.
+    pub const MAX_ENCODED_LEN: usize = Self::MAX_UNSIGNED_LEN + SIGNATURE_LEN;
+
+    /// The longest [`MinuteRecord::signing_message`].
+    pub const MAX_SIGNING_MESSAGE_LEN: usize = SIGNING_CONTEXT.len() + Self::MAX_UNSIGNED_LEN;
 
     /// Checks the rules that the types alone do not enforce.
     pub fn validate(&self) -> Result<(), RecordError> {
@@ -412,11 +487,52 @@ impl MinuteRecord {
             .map(move |i| (i * 60 / n) as u16)
     }
 
-    /// Writes the canonical postcard encoding into `buf` and returns the bytes written.
+    /// Writes the record as a block carries it into `buf` and returns the bytes written:
+    /// the canonical postcard encoding ([`Self::encode_unsigned`]), then the 64 bytes of the
+    /// signature when the record has one.
     ///
     /// A buffer of [`Self::MAX_ENCODED_LEN`] bytes always suffices.
     pub fn encode<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], RecordError> {
+        let len = self.encode_unsigned(buf)?.len();
+        let Some(sig) = &self.signature else {
+            return Ok(&mut buf[..len]);
+        };
+        let end = len + SIGNATURE_LEN;
+        buf.get_mut(len..end)
+            .ok_or(RecordError::BufferTooSmall)?
+            .copy_from_slice(&sig.0);
+        Ok(&mut buf[..end])
+    }
+
+    /// Writes the canonical postcard encoding of the record alone, without its signature:
+    /// the bytes a relay signs (after [`SIGNING_CONTEXT`]) and a witness compares.
+    ///
+    /// A buffer of [`Self::MAX_UNSIGNED_LEN`] bytes always suffices.
+    pub fn encode_unsigned<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], RecordError> {
         postcard::to_slice(self, buf).map_err(|_| RecordError::BufferTooSmall)
+    }
+
+    /// Writes the message a relay signs: [`SIGNING_CONTEXT`], then the canonical record
+    /// bytes ([`Self::encode_unsigned`]).
+    ///
+    /// A buffer of [`Self::MAX_SIGNING_MESSAGE_LEN`] bytes always suffices.
+    pub fn signing_message<'b>(&self, buf: &'b mut [u8]) -> Result<&'b [u8], RecordError> {
+        let ctx = SIGNING_CONTEXT.len();
+        buf.get_mut(..ctx)
+            .ok_or(RecordError::BufferTooSmall)?
+            .copy_from_slice(SIGNING_CONTEXT);
+        let len = self.encode_unsigned(&mut buf[ctx..])?.len();
+        Ok(&buf[..ctx + len])
+    }
+
+    /// Whether two records say the same thing: every field but the signature.
+    #[must_use]
+    pub fn same_reading(&self, other: &MinuteRecord) -> bool {
+        self.relay == other.relay
+            && self.minute == other.minute
+            && self.faults == other.faults
+            && self.flags == other.flags
+            && self.samples == other.samples
     }
 
     /// The relay and minute of the record encoded in `bytes`, from its first two fields
@@ -432,22 +548,36 @@ impl MinuteRecord {
     /// stored (a ledger's own blocks), without the canonical-form check, which encodes the
     /// record again. Bytes from anywhere else go through [`Self::decode`].
     pub fn decode_stored(bytes: &[u8]) -> Result<Self, RecordError> {
-        let (record, rest): (MinuteRecord, _) =
+        Self::decode_parts(bytes).map(|(record, _)| record)
+    }
+
+    /// The record and the length of its unsigned part.
+    fn decode_parts(bytes: &[u8]) -> Result<(Self, usize), RecordError> {
+        let (mut record, rest): (MinuteRecord, _) =
             postcard::take_from_bytes(bytes).map_err(|_| RecordError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(RecordError::NonCanonical);
-        }
+        let body = bytes.len() - rest.len();
+        record.signature = match rest.len() {
+            0 => None,
+            SIGNATURE_LEN => {
+                let mut sig = [0u8; SIGNATURE_LEN];
+                sig.copy_from_slice(rest);
+                Some(RecordSignature(sig))
+            }
+            _ => return Err(RecordError::NonCanonical),
+        };
         record.validate()?;
-        Ok(record)
+        Ok((record, body))
     }
 
     /// Decodes and validates a record from exactly `bytes`, accepting only the canonical
-    /// encoding (what [`Self::encode`] writes).
+    /// encoding (what [`Self::encode`] writes): the record's canonical bytes, then nothing
+    /// or exactly a 64-byte signature. Whether the signature verifies is not checked here:
+    /// that needs the relay's key, from a registry (the `chain` crate's rule).
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
-        let record = Self::decode_stored(bytes)?;
-        let mut buf = [0u8; Self::MAX_ENCODED_LEN];
-        let canonical = record.encode(&mut buf)?;
-        if *canonical != *bytes {
+        let (record, body) = Self::decode_parts(bytes)?;
+        let mut buf = [0u8; Self::MAX_UNSIGNED_LEN];
+        let canonical = record.encode_unsigned(&mut buf)?;
+        if *canonical != bytes[..body] {
             return Err(RecordError::NonCanonical);
         }
         Ok(record)
@@ -594,6 +724,24 @@ mod tests {
         assert_eq!(format_minute(Minute(u32::MAX)), "10136-02-16T04:15Z");
     }
 
+    #[test]
+    fn minute_parses_what_it_displays() {
+        for m in [0, 29_943_840, 951_782_400 / 60, 4_223_371_680, u32::MAX] {
+            assert_eq!(Minute::parse(&format_minute(Minute(m))), Some(Minute(m)));
+        }
+        assert_eq!(Minute::parse("2026-12-07T08:00"), Some(Minute(29_943_840)));
+        assert_eq!(Minute::parse("29943840"), Some(Minute(29_943_840)));
+        for bad in [
+            "2026-02-29T00:00Z",
+            "2026-13-01T00:00Z",
+            "2026-01-01T24:00Z",
+            "x",
+            "2026-01-01",
+        ] {
+            assert_eq!(Minute::parse(bad), None, "{bad}");
+        }
+    }
+
     fn format_minute(m: Minute) -> heapless::String<32> {
         use core::fmt::Write;
         let mut s = heapless::String::new();
@@ -631,7 +779,34 @@ mod tests {
             faults: 0,
             flags,
             samples,
+            signature: None,
         }
+    }
+
+    #[test]
+    fn a_signature_rides_after_the_canonical_bytes() {
+        let mut r = record_of(6, RecordFlags::CLOCK_SET);
+        let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+        let unsigned = r.encode(&mut buf).expect("encodes").to_vec();
+        r.signature = Some(RecordSignature([7; SIGNATURE_LEN]));
+        let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
+        let signed = r.encode(&mut buf).expect("encodes").to_vec();
+        // The signed form is the unsigned bytes, untouched, and the signature.
+        assert_eq!(&signed[..unsigned.len()], &unsigned[..]);
+        assert_eq!(&signed[unsigned.len()..], &[7; SIGNATURE_LEN][..]);
+        assert_eq!(MinuteRecord::decode(&signed), Ok(r.clone()));
+        // The message signed is the context and the unsigned bytes.
+        let mut m = [0u8; MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+        let msg = r.signing_message(&mut m).expect("fits");
+        assert_eq!(&msg[..SIGNING_CONTEXT.len()], SIGNING_CONTEXT);
+        assert_eq!(&msg[SIGNING_CONTEXT.len()..], &unsigned[..]);
+        // Any other tail length is not a record.
+        for cut in [1, 63, 65] {
+            let mut bad = unsigned.clone();
+            bad.extend(core::iter::repeat_n(7u8, cut));
+            assert_eq!(MinuteRecord::decode(&bad), Err(RecordError::NonCanonical));
+        }
+        assert!(r.same_reading(&MinuteRecord::decode(&unsigned).expect("decodes")));
     }
 
     #[test]

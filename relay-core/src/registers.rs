@@ -2,25 +2,33 @@
 //!
 //! `docs/registers.md` is the human version of this module; the two must agree. The map is
 //! one flat image of [`MAP_LEN`] 16-bit registers per relay, served identically as input
-//! registers (FC04) and read-only holding registers (FC03). It has three blocks:
+//! registers (FC04) and read-only holding registers (FC03). It has five blocks:
 //!
 //! | block      | start | len | what                                                   |
 //! |------------|-------|-----|--------------------------------------------------------|
-//! | [`IDENTITY`] | 0   | 56  | map version, relay id, sampling, status, name, substation |
+//! | [`IDENTITY`] | 0   | 72  | map version, relay id, sampling, status, name, substation, the relay's public key |
 //! | [`LIVE`]     | 100 | 25  | the latest sample as float32 (ABCD), its time, faults so far |
 //! | [`RECORD`]   | 200 | 117 | the last closed minute record, scaled integers, with a sequence number at both ends |
+//! | [`SIGNATURE`] | 320 | 33 | the relay's signature of that record, under the record's sequence number |
 //! | [`CLOCK`]    | 400 | 4   | the relay clock, Unix seconds (`u64`); writable on the firmware to set it |
+//!
+//! The record and its signature take two requests (117 + 33 registers is more than one read
+//! may carry), so the signature block repeats the record's sequence number: a reader that
+//! finds the two numbers different read a torn pair, and reads again.
 //!
 //! Registers between blocks are reserved and read as 0. 32-bit values are big-endian in
 //! both bytes and words (ABCD): the high word comes first.
 
 use crate::measure::{
     truncated, Identity, MilliAmps, MilliHertz, Minute, MinuteRecord, PerMille, Quantity,
-    RecordError, RecordFlags, RelayId, Sample, Vars, Volts, Watts, MAX_SAMPLES,
+    RecordError, RecordFlags, RecordSignature, RelayId, Sample, Vars, Volts, Watts, MAX_SAMPLES,
+    SIGNATURE_LEN,
 };
 
 /// Version of this register map, served at address 0. Bumped on any incompatible change.
-pub const MAP_VERSION: u16 = 1;
+/// Version 2 added the public key to the identity block and the [`SIGNATURE`] block;
+/// [`decode_identity`] still reads a version-1 relay (which does not sign).
+pub const MAP_VERSION: u16 = 2;
 
 /// The most registers one read request may ask for (Modbus application protocol, 6.3/6.4).
 pub const MAX_READ: u16 = 125;
@@ -46,8 +54,10 @@ impl Block {
     }
 }
 
-/// Identity block: who the relay is and how it samples.
-pub const IDENTITY: Block = Block { start: 0, len: 56 };
+/// Identity block: who the relay is, how it samples, and the key it signs records with.
+pub const IDENTITY: Block = Block { start: 0, len: 72 };
+/// The identity block of a version-1 relay (no key).
+const IDENTITY_V1_LEN: u16 = 56;
 /// Live block: the latest sample, refreshed every sample period.
 pub const LIVE: Block = Block {
     start: 100,
@@ -57,6 +67,12 @@ pub const LIVE: Block = Block {
 pub const RECORD: Block = Block {
     start: 200,
     len: RECORD_LEN as u16,
+};
+/// Signature block: the relay's signature of the record in [`RECORD`], with that record's
+/// sequence number first (see [`signature`]).
+pub const SIGNATURE: Block = Block {
+    start: 320,
+    len: signature::LEN as u16,
 };
 /// Clock block: the relay's clock, Unix seconds as a `u64` (four registers, high word
 /// first), as of the last sample. On a relay with a settable clock (the firmware), an FC16
@@ -85,6 +101,11 @@ pub mod identity {
     pub const SUBSTATION: usize = 24;
     /// Registers of the substation name.
     pub const SUBSTATION_LEN: usize = 32;
+    /// The relay's Ed25519 public key: 16 registers, 32 bytes, two per register (first
+    /// byte high). All zero: the relay does not sign its records.
+    pub const KEY: usize = 56;
+    /// Registers of the public key.
+    pub const KEY_LEN: usize = 16;
 }
 
 /// Offsets inside the live block.
@@ -126,6 +147,17 @@ pub mod record {
 }
 
 const RECORD_LEN: usize = record::SEQ_TAIL + 1;
+
+/// Offsets inside the signature block.
+pub mod signature {
+    /// Sequence number of the record signed, `u16`: equal to the record block's in a
+    /// consistent pair; 0 while the relay has signed nothing (or does not sign).
+    pub const SEQ: usize = 0;
+    /// The signature: 32 registers, 64 bytes (`R ‖ S`), two per register, first byte high.
+    pub const SIG: usize = 1;
+    /// Registers in the block.
+    pub const LEN: usize = SIG + super::SIGNATURE_LEN / 2;
+}
 
 /// A Modbus exception code, as a server answers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -178,6 +210,24 @@ impl RegisterImage {
             &identity.substation,
         );
         image
+    }
+
+    /// Publishes the relay's Ed25519 public key in the identity block.
+    pub fn set_key(&mut self, key: &[u8; 32]) {
+        let id = &mut self.regs[IDENTITY.range()];
+        put_bytes(
+            &mut id[identity::KEY..identity::KEY + identity::KEY_LEN],
+            key,
+        );
+    }
+
+    /// Publishes the signature of the record published under sequence number `seq`.
+    /// Call it with the same `seq` as [`Self::set_record`]; until then the signature block
+    /// still names the previous record, and a reader sees the pair as torn.
+    pub fn set_signature(&mut self, seq: u16, sig: &RecordSignature) {
+        let block = &mut self.regs[SIGNATURE.range()];
+        block[signature::SEQ] = seq;
+        put_bytes(&mut block[signature::SIG..], &sig.0);
     }
 
     /// Sets the status bits served in the identity and live blocks.
@@ -278,6 +328,15 @@ pub enum RegisterError {
     SampleCount(u16),
     /// The map version is not one this code understands.
     Version(u16),
+    /// The signature block names a different record than the record block read with it
+    /// (the relay closed a record between the two reads, or has not signed the new one
+    /// yet). Read both again.
+    SignatureTorn {
+        /// Sequence number of the record read.
+        record: u16,
+        /// Sequence number in the signature block.
+        signature: u16,
+    },
     /// The registers hold an invalid record.
     Record(RecordError),
 }
@@ -303,6 +362,10 @@ impl core::fmt::Display for RegisterError {
                 )
             }
             RegisterError::Record(e) => write!(f, "invalid record: {e}"),
+            RegisterError::SignatureTorn { record, signature } => write!(
+                f,
+                "the signature read is of record {signature}, not of record {record} read with it"
+            ),
         }
     }
 }
@@ -347,6 +410,7 @@ pub fn decode_record(regs: &[u16]) -> Result<RecordRead, RegisterError> {
         faults: regs[record::FAULTS],
         flags: RecordFlags(regs[record::FLAGS]),
         samples,
+        signature: None,
     };
     rec.validate().map_err(RegisterError::Record)?;
     Ok(RecordRead {
@@ -366,16 +430,31 @@ pub struct IdentityRead {
     pub sample_secs: u16,
     /// Status bits.
     pub status: RecordFlags,
+    /// The relay's public key, if it signs its records.
+    pub key: Option<[u8; 32]>,
 }
 
-/// Decodes the identity block (all [`IDENTITY`]`.len` registers, from its start).
+/// Decodes the identity block (all [`IDENTITY`]`.len` registers, from its start; a
+/// version-1 relay's 56 suffice, and it has no key).
 pub fn decode_identity(regs: &[u16]) -> Result<IdentityRead, RegisterError> {
-    if regs.len() < IDENTITY.len as usize {
-        return Err(RegisterError::Short(IDENTITY.len));
+    let version = *regs
+        .get(identity::VERSION)
+        .ok_or(RegisterError::Short(IDENTITY.len))?;
+    let needed = match version {
+        1 => IDENTITY_V1_LEN,
+        MAP_VERSION => IDENTITY.len,
+        v => return Err(RegisterError::Version(v)),
+    };
+    if regs.len() < usize::from(needed) {
+        return Err(RegisterError::Short(needed));
     }
-    if regs[identity::VERSION] != MAP_VERSION {
-        return Err(RegisterError::Version(regs[identity::VERSION]));
-    }
+    let key = if version == 1 {
+        None
+    } else {
+        let mut key = [0u8; 32];
+        get_bytes(&regs[identity::KEY..], &mut key);
+        Some(key).filter(|k| k.iter().any(|&b| b != 0))
+    };
     let mut name = [0u8; 2 * identity::NAME_LEN];
     let mut substation = [0u8; 2 * identity::SUBSTATION_LEN];
     Ok(IdentityRead {
@@ -387,7 +466,32 @@ pub fn decode_identity(regs: &[u16]) -> Result<IdentityRead, RegisterError> {
         samples_per_record: regs[identity::SAMPLES_PER_RECORD],
         sample_secs: regs[identity::SAMPLE_SECS],
         status: RecordFlags(regs[identity::STATUS]),
+        key,
     })
+}
+
+/// Decodes the signature block (all [`SIGNATURE`]`.len` registers) read after the record
+/// block gave `read`, and attaches the signature to its record. A signature block of
+/// sequence number 0 (the relay has not signed) leaves the record unsigned.
+pub fn attach_signature(read: &mut RecordRead, regs: &[u16]) -> Result<(), RegisterError> {
+    if regs.len() < SIGNATURE.len as usize {
+        return Err(RegisterError::Short(SIGNATURE.len));
+    }
+    let seq = regs[signature::SEQ];
+    if seq == 0 {
+        read.record.signature = None;
+        return Ok(());
+    }
+    if seq != read.seq {
+        return Err(RegisterError::SignatureTorn {
+            record: read.seq,
+            signature: seq,
+        });
+    }
+    let mut sig = [0u8; SIGNATURE_LEN];
+    get_bytes(&regs[signature::SIG..], &mut sig);
+    read.record.signature = Some(RecordSignature(sig));
+    Ok(())
 }
 
 /// The live block, decoded: the ten floats in [`Quantity::ALL`] order and the rest.
@@ -451,6 +555,24 @@ fn get_u32(regs: &[u16]) -> u32 {
     (u32::from(regs[0]) << 16) | u32::from(regs[1])
 }
 
+/// Bytes into registers, two per register, first byte high.
+fn put_bytes(regs: &mut [u16], bytes: &[u8]) {
+    for (r, pair) in regs.iter_mut().zip(bytes.chunks(2)) {
+        *r = u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]);
+    }
+}
+
+/// Registers into bytes, two per register, first byte high.
+fn get_bytes(regs: &[u16], out: &mut [u8]) {
+    for (pair, r) in out.chunks_mut(2).zip(regs) {
+        let b = r.to_be_bytes();
+        pair[0] = b[0];
+        if let Some(lo) = pair.get_mut(1) {
+            *lo = b[1];
+        }
+    }
+}
+
 fn put_sample(regs: &mut [u16], s: &Sample) {
     put_u32(&mut regs[0..], s.vab.0);
     put_u32(&mut regs[2..], s.vbc.0);
@@ -509,9 +631,12 @@ mod tests {
         assert!(IDENTITY.end() <= LIVE.start);
         assert!(LIVE.end() <= RECORD.start);
         assert!(RECORD.end() <= CLOCK.start);
-        for b in [IDENTITY, LIVE, RECORD, CLOCK] {
+        assert!(RECORD.end() <= SIGNATURE.start);
+        assert!(SIGNATURE.end() <= CLOCK.start);
+        for b in [IDENTITY, LIVE, RECORD, SIGNATURE, CLOCK] {
             assert!(b.len <= MAX_READ, "{b:?} needs more than one request");
         }
+        assert_eq!(SIGNATURE.len, 33);
         assert_eq!(RECORD.len, 117);
         assert_eq!(MAP_LEN, 404);
     }
@@ -562,16 +687,22 @@ mod tests {
         assert_eq!(decode_record(regs), Err(RegisterError::NoRecordYet));
     }
 
-    #[test]
-    fn torn_record_is_detected() {
-        let mut rec = MinuteRecord {
-            relay: RelayId(1),
-            minute: Minute(100),
+    fn one_sample_record(relay: u32, minute: u32) -> MinuteRecord {
+        let mut samples = heapless::Vec::new();
+        samples.push(Sample::default()).expect("room");
+        MinuteRecord {
+            relay: RelayId(relay),
+            minute: Minute(minute),
             faults: 0,
             flags: RecordFlags::CLOCK_SET,
-            samples: heapless::Vec::new(),
-        };
-        rec.samples.push(Sample::default()).expect("room");
+            samples,
+            signature: None,
+        }
+    }
+
+    #[test]
+    fn torn_record_is_detected() {
+        let mut rec = one_sample_record(1, 100);
         let mut a = RegisterImage::new(&Identity::new(RelayId(1), "R", "S"), 6);
         a.set_record(1, &rec);
         let mut b = a.clone();
@@ -588,6 +719,55 @@ mod tests {
         assert_eq!(
             decode_record(&regs),
             Err(RegisterError::Torn { head: 1, tail: 2 })
+        );
+    }
+
+    #[test]
+    fn key_and_signature_round_trip_and_a_torn_pair_is_seen() {
+        let mut image = RegisterImage::new(&Identity::new(RelayId(9), "R", "S"), 6);
+        let id = decode_identity(image.read(IDENTITY.start, IDENTITY.len).expect("in map"))
+            .expect("decodes");
+        assert_eq!(id.key, None, "an all-zero key: the relay does not sign");
+        let key: [u8; 32] = core::array::from_fn(|i| i as u8 + 1);
+        image.set_key(&key);
+        let id = decode_identity(image.read(IDENTITY.start, IDENTITY.len).expect("in map"))
+            .expect("decodes");
+        assert_eq!(id.key, Some(key));
+        // A version-1 relay's 56 registers still read, without a key.
+        let mut v1 = [0u16; 56];
+        v1.copy_from_slice(image.read(0, 56).expect("in map"));
+        v1[identity::VERSION] = 1;
+        assert_eq!(decode_identity(&v1).map(|r| r.key), Ok(None));
+        assert_eq!(
+            decode_identity(image.read(0, 56).expect("in map")),
+            Err(RegisterError::Short(72))
+        );
+
+        let rec = one_sample_record(9, 100);
+        let sig = RecordSignature(core::array::from_fn(|i| (i * 3) as u8));
+        image.set_record(4, &rec);
+        image.set_signature(4, &sig);
+        let mut read =
+            decode_record(image.read(RECORD.start, RECORD.len).expect("in map")).expect("set");
+        attach_signature(
+            &mut read,
+            image.read(SIGNATURE.start, SIGNATURE.len).expect("in map"),
+        )
+        .expect("a matching pair");
+        assert_eq!(read.record.signature, Some(sig));
+        // The next record closes between the two reads: its signature is not the one read.
+        image.set_record(5, &rec);
+        let mut read =
+            decode_record(image.read(RECORD.start, RECORD.len).expect("in map")).expect("set");
+        assert_eq!(
+            attach_signature(
+                &mut read,
+                image.read(SIGNATURE.start, SIGNATURE.len).expect("in map")
+            ),
+            Err(RegisterError::SignatureTorn {
+                record: 5,
+                signature: 4
+            })
         );
     }
 }

@@ -286,13 +286,13 @@ mod tests {
         let (out, len) = ask(&mut slave, &mut regs, &f[..n]).expect("answered");
         let (unit, pdu) = parse_frame(&out[..len]).expect("valid frame");
         assert_eq!(unit, 1);
-        assert_eq!(pdu, &[0x04, 6, 0x00, 0x01, 0x00, 0x00, 0x00, 0x07]);
+        assert_eq!(pdu, &[0x04, 6, 0x00, 0x02, 0x00, 0x00, 0x00, 0x07]);
         // The same through FC03.
         let (f, n) = request(1, &[0x03, 0x00, 0x00, 0x00, 0x01]);
         let (out, len) = ask(&mut slave, &mut regs, &f[..n]).expect("answered");
         assert_eq!(
             parse_frame(&out[..len]).expect("valid").1,
-            &[0x03, 2, 0x00, 0x01]
+            &[0x03, 2, 0x00, 0x02]
         );
         // The largest read fits one frame.
         let (f, n) = request(1, &[0x04, 0x00, 0x00, 0x00, MAX_READ as u8]);

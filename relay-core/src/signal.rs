@@ -145,6 +145,7 @@ impl SignalModel {
             faults: self.faults(relay, minute),
             flags,
             samples,
+            signature: None,
         }
     }
 

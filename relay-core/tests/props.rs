@@ -46,6 +46,7 @@ fn record() -> impl Strategy<Value = MinuteRecord> {
             faults,
             flags: RecordFlags(flags),
             samples: samples.into_iter().collect(),
+            signature: None,
         })
 }
 
@@ -179,6 +180,7 @@ fn max_encoded_len_is_reached_by_the_largest_record() {
         faults: u16::MAX,
         flags: RecordFlags(u16::MAX),
         samples: core::iter::repeat_n(big, MAX_SAMPLES).collect(),
+        signature: None,
     };
     let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
     let len = rec.encode(&mut buf).expect("fits").len();
@@ -186,7 +188,7 @@ fn max_encoded_len_is_reached_by_the_largest_record() {
     // all zero, one byte each instead of five.
     assert_eq!(
         len,
-        MinuteRecord::MAX_ENCODED_LEN - 1 - (MAX_SAMPLES - 1) * 10 * 4
+        MinuteRecord::MAX_UNSIGNED_LEN - 1 - (MAX_SAMPLES - 1) * 10 * 4
     );
     // Extreme deltas: alternate the largest and smallest value of every quantity.
     let small = Sample {
@@ -209,8 +211,15 @@ fn max_encoded_len_is_reached_by_the_largest_record() {
         }
     }
     let len = rec.encode(&mut buf).expect("fits").len();
-    assert!(len <= MinuteRecord::MAX_ENCODED_LEN);
-    assert_eq!(MinuteRecord::decode(&buf[..len]), Ok(rec));
+    assert!(len <= MinuteRecord::MAX_UNSIGNED_LEN);
+    assert_eq!(MinuteRecord::decode(&buf[..len]), Ok(rec.clone()));
+    // With a signature: 64 bytes more, and still within MAX_ENCODED_LEN.
+    let mut signed = rec;
+    signed.signature = Some(relay_core::RecordSignature([0xff; 64]));
+    let signed_len = signed.encode(&mut buf).expect("fits").len();
+    assert_eq!(signed_len, len + 64);
+    assert!(signed_len <= MinuteRecord::MAX_ENCODED_LEN);
+    assert_eq!(MinuteRecord::decode(&buf[..signed_len]), Ok(signed));
 }
 
 #[test]
