@@ -8,7 +8,8 @@ use relay_core::MinuteRecord;
 use super::block::{Block, Header, VERSION};
 use super::{merkle, pow, validate};
 
-/// Mines and signs a block of `records` on `parent`. Returns `None` if `cancel` is set
+/// Mines and signs a block of `records` (each with its relay's signature, if it has one)
+/// on `parent`. Returns `None` if `cancel` is set
 /// before a nonce is found, or if a record does not encode (never for a valid record).
 #[must_use]
 pub fn assemble(

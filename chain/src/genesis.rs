@@ -19,6 +19,10 @@ pub struct Network {
     pub max_records: u32,
     /// Miner keys allowed to mine; `None` allows anyone.
     pub allow_list: Option<Vec<[u8; 32]>>,
+    /// The relays that sign their records, and their keys ([`crate::registry`]): a record
+    /// of a registered relay must carry its relay's valid signature. Empty: no relay is
+    /// registered, and records are taken unsigned.
+    pub registry: crate::registry::Registry,
 }
 
 impl Network {
@@ -31,6 +35,7 @@ impl Network {
             max_block_bytes: 1 << 20,
             max_records: 4096,
             allow_list: None,
+            registry: crate::registry::Registry::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use relay_core::{Minute, MinuteRecord, RecordError, RecordFlags, RelayId};
 use super::block::{Block, BlockId, DecodeError, Height, VERSION};
 use super::genesis::Network;
 use super::merkle;
+use super::registry::Registry;
 use super::signature::{self, Batch, SignatureError};
 use super::tree::{BlockTree, RecordKey};
 
@@ -127,6 +128,32 @@ pub enum ValidationError {
         /// Minute.
         minute: Minute,
     },
+    /// The relay registry names a key for the record's relay at its minute, and the record
+    /// carries no signature: whoever put it there cannot show that the relay said it.
+    #[error(
+        "record {index} for relay {relay} at {minute} is unsigned, but the relay registry says relay {relay} signs its records"
+    )]
+    UnsignedRecord {
+        /// Position in the body.
+        index: usize,
+        /// Relay.
+        relay: RelayId,
+        /// Minute.
+        minute: Minute,
+    },
+    /// The record's signature is not its relay's (by the registry's key for that minute)
+    /// signature of the record: the record was invented or changed after the relay signed.
+    #[error(
+        "record {index} for relay {relay} at {minute} is not signed by the relay's registered key"
+    )]
+    BadRecordSignature {
+        /// Position in the body.
+        index: usize,
+        /// Relay.
+        relay: RelayId,
+        /// Minute.
+        minute: Minute,
+    },
     /// The signature is not the miner's signature of the block id.
     #[error("signature is not the miner's signature of the block id")]
     BadSignature,
@@ -219,9 +246,23 @@ fn check_static_header(h: &super::block::Header, net: &Network) -> Result<(), Va
     Ok(())
 }
 
-/// The rules that need nothing but the block: proof of work, Merkle root, records (decode,
-/// clock set, minute closed by the block's time, no duplicate within the block).
-fn check_body(block: Block) -> Result<Checked, ValidationError> {
+/// Where the relays' signatures of a block's records are checked: at once, one by one, or
+/// queued in a batch under a tag (and checked with the miner's signature), or not at all
+/// (a block this node verified before it stored it).
+enum RelaySignatures<'a> {
+    Now,
+    Queue(&'a mut Batch, usize),
+    Trusted,
+}
+
+/// The rules that need nothing but the block and the network: proof of work, Merkle root,
+/// records (decode, clock set, minute closed by the block's time, no duplicate within the
+/// block, the relay's signature where the registry names the relay's key).
+fn check_body(
+    block: Block,
+    registry: &Registry,
+    mut relay_sigs: RelaySignatures<'_>,
+) -> Result<Checked, ValidationError> {
     let h = &block.header;
     let id = h.id();
     let zeros = id.leading_zeros();
@@ -262,9 +303,54 @@ fn check_body(block: Block) -> Result<Checked, ValidationError> {
                 minute: record.minute,
             });
         }
+        if let Some(key) = registry.key_at(record.relay, record.minute) {
+            let Some(sig) = &record.signature else {
+                return Err(ValidationError::UnsignedRecord {
+                    index,
+                    relay: record.relay,
+                    minute: record.minute,
+                });
+            };
+            let bad = || ValidationError::BadRecordSignature {
+                index,
+                relay: record.relay,
+                minute: record.minute,
+            };
+            let mut buf = [0u8; MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+            let message = record.signing_message(&mut buf).map_err(|_| bad())?;
+            match &mut relay_sigs {
+                RelaySignatures::Now => {
+                    signature::verify(key, message, &sig.0).map_err(|_| bad())?;
+                }
+                RelaySignatures::Queue(batch, tag) => {
+                    batch
+                        .push_message(*tag, key, message, &sig.0)
+                        .map_err(|_| bad())?;
+                }
+                RelaySignatures::Trusted => {}
+            }
+        }
         records.push(record);
     }
     Ok(Checked { block, id, records })
+}
+
+/// The first record of `checked` whose relay signature fails, checked one at a time: what a
+/// failed batch names when the miner's signature was not the bad one.
+fn first_bad_relay_signature(checked: &Checked, registry: &Registry) -> Option<ValidationError> {
+    checked.records.iter().enumerate().find_map(|(index, r)| {
+        let key = registry.key_at(r.relay, r.minute)?;
+        let sig = r.signature.as_ref()?;
+        let mut buf = [0u8; MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+        let ok = r
+            .signing_message(&mut buf)
+            .is_ok_and(|m| signature::verify(key, m, &sig.0).is_ok());
+        (!ok).then_some(ValidationError::BadRecordSignature {
+            index,
+            relay: r.relay,
+            minute: r.minute,
+        })
+    })
 }
 
 /// No record of the block may already be in the chain it extends.
@@ -297,7 +383,7 @@ pub fn check_contents(
     now_ms: u64,
 ) -> Result<Checked, ValidationError> {
     check_header(&block.header, net, tree, now_ms)?;
-    let checked = check_body(block)?;
+    let checked = check_body(block, &net.registry, RelaySignatures::Now)?;
     check_chain_records(&checked, tree)?;
     Ok(checked)
 }
@@ -359,18 +445,31 @@ fn precheck_part(
         .enumerate()
         .map(|(i, b)| {
             check_static_header(&b.header, net)?;
-            let c = check_body(b)?;
-            if c.block.header.height > trusted_to {
+            let trusted = b.header.height <= trusted_to;
+            let relay_sigs = if trusted {
+                RelaySignatures::Trusted
+            } else {
+                RelaySignatures::Queue(&mut sigs, i)
+            };
+            let c = check_body(b, &net.registry, relay_sigs)?;
+            if !trusted {
                 sigs.push(i, &c.block.header.miner, &c.id.0, &c.block.signature)?;
             }
             Ok(c)
         })
         .collect::<Vec<Result<Checked, ValidationError>>>();
-    // One batch check for the part's signatures; a failure names the first bad block, and
-    // whoever walks the results in order stops there.
+    // One batch check for the part's signatures, the miners' and the relays' together; a
+    // failure names the first bad block, and whoever walks the results in order stops
+    // there.
     if let Err(bad) = sigs.verify() {
-        if let Some(r) = out.get_mut(bad) {
-            *r = Err(ValidationError::BadSignature);
+        // A block refused already (a record's rule after its relay signatures were queued)
+        // keeps its first error.
+        if let Some(r) = out.get_mut(bad).filter(|r| r.is_ok()) {
+            let relay = r
+                .as_ref()
+                .ok()
+                .and_then(|c| first_bad_relay_signature(c, &net.registry));
+            *r = Err(relay.unwrap_or(ValidationError::BadSignature));
         }
     }
     out

@@ -27,6 +27,13 @@ pub struct Vectors {
     /// A record with missing samples: relay 4's record for block 1's minute with slots 1
     /// and 4 not answered (flags `0x1201`), in a block on genesis stamped as block 1.
     pub gapped: Block,
+    /// The relay key of the signed vectors, from the secret `05` × 32: the relay registry
+    /// `1 <its public key>` registers relay 1 from minute 0.
+    pub relay_key: SigningKey,
+    /// Block 1's record signed by the relay key, in a block on genesis stamped as block 1:
+    /// valid with the registry (and without it). Block 1 itself, unsigned, is invalid with
+    /// the registry.
+    pub signed: Block,
 }
 
 /// Builds the vectors; `None` only if mining were cancelled, which it is not.
@@ -89,11 +96,28 @@ pub fn vectors() -> Option<Vectors> {
         network.bits,
         &cancel,
     )?;
+    let relay_key = SigningKey::from_bytes(&[5u8; 32]);
+    let mut signed_record = r(1, 0);
+    let mut buf = [0u8; relay_core::MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+    let message = signed_record.signing_message(&mut buf).ok()?;
+    signed_record.signature = Some(relay_core::RecordSignature(
+        ed25519_dalek::Signer::sign(&relay_key, message).to_bytes(),
+    ));
+    let signed = assemble(
+        &genesis.header,
+        &[signed_record],
+        &key,
+        1_795_542_665_000,
+        network.bits,
+        &cancel,
+    )?;
     Some(Vectors {
         network,
         key,
         blocks: [genesis, b1, b2],
         boundary,
         gapped,
+        relay_key,
+        signed,
     })
 }
