@@ -86,6 +86,7 @@ pub struct Bank {
     model: SignalModel,
     samples_per_record: u16,
     sink: OnceLock<Arc<dyn SampleSink>>,
+    keys: crate::keys::RelayKeys,
 }
 
 /// Who the relays of a bank are.
@@ -140,7 +141,21 @@ impl Bank {
             model,
             samples_per_record: spec.samples_per_record,
             sink: OnceLock::new(),
+            keys: crate::keys::RelayKeys::default(),
         }
+    }
+
+    /// Gives the relays their signing keys: each relay with a key serves its public key in
+    /// its identity block and signs every record it closes from now on.
+    #[must_use]
+    pub fn with_keys(mut self, keys: crate::keys::RelayKeys) -> Self {
+        for relay in &self.relays {
+            if let Some(pk) = keys.public(relay.id) {
+                relay.update(|image| image.set_key(&pk));
+            }
+        }
+        self.keys = keys;
+        self
     }
 
     /// Hands every later sample to `sink` as well; a bank takes one sink (a second is
@@ -205,18 +220,26 @@ impl Bank {
         (now, tripped)
     }
 
-    /// Closes `minute` on every relay under sequence number `seq`; returns the records.
+    /// Closes `minute` on every relay under sequence number `seq`, signing each record
+    /// whose relay has a key (record and signature published together); returns the
+    /// records.
     pub fn close_minute(&self, minute: Minute, seq: u16) -> Vec<MinuteRecord> {
         self.relays
             .iter()
             .map(|relay| {
-                let record = self.model.record(
+                let mut record = self.model.record(
                     relay.id,
                     minute,
                     self.samples_per_record,
                     RecordFlags::CLOCK_SET,
                 );
-                relay.update(|image| image.set_record(seq, &record));
+                self.keys.sign(&mut record);
+                relay.update(|image| {
+                    image.set_record(seq, &record);
+                    if let Some(sig) = &record.signature {
+                        image.set_signature(seq, sig);
+                    }
+                });
                 record
             })
             .collect()
@@ -277,6 +300,43 @@ mod tests {
             assert_eq!((read.seq, &read.record), (9, rec));
             assert_eq!(read.record.relay, relay.id());
         }
+    }
+
+    #[test]
+    fn a_relay_with_a_key_serves_it_and_signs_each_record() {
+        use relay_core::registers::{attach_signature, SIGNATURE};
+        let keys = crate::keys::RelayKeys::from_seeds([(RelayId(100), [5; 32])]);
+        let pk = keys.public(RelayId(100)).expect("a key");
+        let b = bank(2).with_keys(keys);
+        let recs = b.close_minute(Minute(1000), 3);
+        let signing = &b.relays()[0];
+        let id = decode_identity(&signing.read(IDENTITY.start, IDENTITY.len).expect("in map"))
+            .expect("decodes");
+        assert_eq!(id.key, Some(pk));
+        let mut read =
+            decode_record(&signing.read(RECORD.start, RECORD.len).expect("in map")).expect("set");
+        attach_signature(
+            &mut read,
+            &signing
+                .read(SIGNATURE.start, SIGNATURE.len)
+                .expect("in map"),
+        )
+        .expect("one pair");
+        assert_eq!(read.record, recs[0]);
+        assert!(read.record.signature.is_some());
+        // Its signature verifies under the served key (ed25519-dalek's strict check here;
+        // the outside check in tests/ uses PyNaCl).
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).expect("a key");
+        let mut buf = [0u8; MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+        let msg = read.record.signing_message(&mut buf).expect("fits");
+        let sig = ed25519_dalek::Signature::from_bytes(&read.record.signature.expect("signed").0);
+        assert!(vk.verify_strict(msg, &sig).is_ok());
+        // The relay without a key serves none and does not sign.
+        let other = &b.relays()[1];
+        let id = decode_identity(&other.read(IDENTITY.start, IDENTITY.len).expect("in map"))
+            .expect("decodes");
+        assert_eq!(id.key, None);
+        assert_eq!(recs[1].signature, None);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod bank;
 pub mod clock;
 pub mod icd;
+pub mod keys;
 pub mod layout;
 pub mod mms;
 mod server;
@@ -75,6 +76,8 @@ pub struct Config {
     /// Address to serve IEC 61850 MMS on as well (`--iec61850`), the model of
     /// [`icd`]; `None` serves Modbus only.
     pub iec61850: Option<SocketAddr>,
+    /// The relays' signing keys (`--key-file`); a relay without one does not sign.
+    pub keys: keys::RelayKeys,
 }
 
 impl Default for Config {
@@ -99,6 +102,7 @@ impl Default for Config {
             },
             layout: None,
             iec61850: None,
+            keys: keys::RelayKeys::default(),
         }
     }
 }
@@ -226,7 +230,7 @@ impl Config {
             samples_per_record: self.samples_per_record(),
             layout: self.layout.clone(),
         };
-        Bank::new(&spec, SignalModel::new(self.seed, self.profile))
+        Bank::new(&spec, SignalModel::new(self.seed, self.profile)).with_keys(self.keys.clone())
     }
 
     /// Samples in each minute record.

@@ -108,6 +108,19 @@ struct Args {
     /// and exit.
     #[arg(long, value_name = "FILE")]
     write_icd: Option<std::path::PathBuf>,
+
+    /// The relays' Ed25519 signing keys, `RELAY_ID SECRET_KEY_HEX` a line: each relay with
+    /// a key serves its public key (identity registers 56..71) and signs every record it
+    /// closes (signature block 320..352; docs/registers.md). Created, owner-readable only,
+    /// with a fresh key for every relay served if the file does not exist [default: the
+    /// relays do not sign]
+    #[arg(long, env = "RELAY_SIM_KEY_FILE", value_name = "FILE")]
+    key_file: Option<std::path::PathBuf>,
+
+    /// Print the relay registry lines (`RELAY_ID PUBLIC_KEY_HEX`) of --key-file's keys, for
+    /// the nodes' --relay-registry, and exit.
+    #[arg(long, requires = "key_file")]
+    print_registry: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -136,6 +149,24 @@ fn main() -> ExitCode {
             }
         },
     };
+    let keys = match &args.key_file {
+        None => relay_sim::keys::RelayKeys::default(),
+        Some(path) => {
+            let relays = (0..u32::from(args.relays))
+                .map(|k| relay_core::RelayId(args.relay_id.wrapping_add(k)));
+            match relay_sim::keys::RelayKeys::load_or_create(path, relays) {
+                Ok(k) => k,
+                Err(e) => {
+                    error!("--key-file: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    if args.print_registry {
+        print!("{}", keys.registry());
+        return ExitCode::SUCCESS;
+    }
     let config = Config {
         listen: args.listen,
         unit_id: args.unit_id,
@@ -161,6 +192,7 @@ fn main() -> ExitCode {
         },
         layout,
         iec61850: args.iec61850,
+        keys,
     };
     if let Some(path) = &args.write_icd {
         return write_icd(&config, path);
