@@ -2,7 +2,7 @@
 """Checks a running gridledger node from the outside, with the Python standard library
 only: the node's API must agree with what its raw blocks imply.
 
-    python3 tools/check_node.py http://127.0.0.1:5004 [--proofs N]
+    python3 tools/check_node.py http://127.0.0.1:5004 [--proofs N] [--registry FILE]
 
 1. Fetches the main chain as raw bytes (`GET /blocks?from=&limit=` with `Accept:
    application/octet-stream`) and verifies every rule of docs/FORMAT.md with
@@ -13,7 +13,14 @@ only: the node's API must agree with what its raw blocks imply.
    records the raw blocks hold, value for value.
 4. `GET /readings/{relay}/{minute}/proof` for up to N records (default all): the header
    must be the verified block's header, the record its record, and the RFC 6962 audit
-   path must climb from the record to the header's Merkle root.
+   path must climb from the record to the header's Merkle root; a reading the proof says
+   is signed by its relay must carry a signature that verifies (Ed25519, FORMAT.md section
+   12) under the key the proof names.
+
+With `--registry` (the network's relay registry, FORMAT.md section 12) the relay-signature
+rule is checked on the raw blocks too, each reading's `signed` must be what the registry
+implies, and a proof must name the registry's key (not one the node picked). Without it the
+node's word on who registered what is taken only as far as the signatures verify.
 
 Blocks mined while the check runs are ignored: it pins the height first. Exit 0 and
 `ok: ...` if all agree; 1 and `disagree: ...` (or `invalid: ...`) otherwise; 2 if the
@@ -100,11 +107,20 @@ def same_numbers(a, b):
     return a == b
 
 
-def check(base, max_proofs):
+def expected_signed(registry, relay, minute, signature):
+    """What `signed` must say of a reading, or None if only the node knows (no registry)."""
+    if registry is None:
+        return None
+    if vx.registered_key(registry, relay, minute) is not None:
+        return "relay"
+    return "unregistered" if signature else "unsigned"
+
+
+def check(base, max_proofs, registry=None):
     status = get(base, "/status")
     name, bits, height = status["network"], status["difficulty_bits"], status["height"]
     raws = raw_chain(base, height)
-    rendered, n_records = vx.verify_blocks(name, bits, raws, int(time.time() * 1000))
+    rendered, n_records, _ = vx.verify_blocks(name, bits, raws, int(time.time() * 1000), registry)
 
     # /chain: the same blocks (the node may have grown since: compare the pinned part).
     chain = get(base, "/chain")
@@ -139,6 +155,14 @@ def check(base, max_proofs):
                 reading = dict(reading)
                 if not isinstance(reading.pop("disputed", None), bool):
                     raise Disagree(f"/readings relay {relay} minute {m}: no boolean 'disputed'")
+                signed = reading.pop("signed", None)
+                want_signed = expected_signed(registry, relay, m, r["signature"])
+                if signed not in ("relay", "unregistered", "unsigned") or (
+                    want_signed is not None and signed != want_signed
+                ) or (signed != "unsigned" and not r["signature"]) or (
+                    signed == "unsigned" and r["signature"] and registry is not None
+                ):
+                    raise Disagree(f"/readings relay {relay} minute {m}: 'signed' is {signed!r}")
                 want = {
                     "height": b["height"], "block_id": b["id"], "relay": relay, "minute": m,
                     "minute_utc": r["minute_utc"], "faults": r["faults"], "samples": r["samples"],
@@ -154,7 +178,7 @@ def check(base, max_proofs):
             lo = hi + 1
 
     # Proofs.
-    n_proofs = 0
+    n_proofs = n_signed = 0
     for b in rendered:
         for r in b["records"]:
             if n_proofs >= max_proofs:
@@ -171,8 +195,20 @@ def check(base, max_proofs):
             path = [bytes.fromhex(h) for h in p["path"]]
             if not verify_path(record, p["index"], p["size"], path, header[38:70]):
                 raise Disagree(f"proof of {r['relay']}@{r['minute']}: the audit path does not reach the root")
+            rs = p.get("relay_signature") or {}
+            want_signed = expected_signed(registry, r["relay"], r["minute"], r["signature"])
+            if want_signed is not None and rs.get("signed") != want_signed:
+                raise Disagree(f"proof of {r['relay']}@{r['minute']}: signed is {rs.get('signed')!r}, the registry says {want_signed}")
+            if rs.get("signed") == "relay":
+                key = bytes.fromhex(rs.get("registered_key") or "")
+                if registry is not None and key != vx.registered_key(registry, r["relay"], r["minute"]):
+                    raise Disagree(f"proof of {r['relay']}@{r['minute']}: names a key the registry does not")
+                body, sig = record[:-64], record[-64:]
+                if not r["signature"] or not vx.ed25519_verify_zip215(key, vx.RECORD_CONTEXT + body, sig):
+                    raise Disagree(f"proof of {r['relay']}@{r['minute']}: the relay's signature does not verify under the key it names")
+                n_signed += 1
             n_proofs += 1
-    return height, n_records, n_readings, n_proofs
+    return height, n_records, n_readings, n_proofs, n_signed
 
 
 def main():
@@ -186,12 +222,22 @@ def main():
             print("--proofs needs a number", file=sys.stderr)
             return 2
         del args[i : i + 2]
+    registry = None
+    if "--registry" in args:
+        i = args.index("--registry")
+        try:
+            with open(args[i + 1], encoding="utf-8") as f:
+                registry = vx.parse_registry(f.read())
+        except (IndexError, OSError, vx.Invalid, ValueError) as e:
+            print(f"--registry: {e}", file=sys.stderr)
+            return 2
+        del args[i : i + 2]
     if len(args) != 1:
-        print("usage: check_node.py http://HOST:PORT [--proofs N]", file=sys.stderr)
+        print("usage: check_node.py http://HOST:PORT [--proofs N] [--registry FILE]", file=sys.stderr)
         return 2
     base = args[0].rstrip("/")
     try:
-        height, records, readings, proofs = check(base, max_proofs)
+        height, records, readings, proofs, signed = check(base, max_proofs, registry)
     except (urllib.error.URLError, OSError) as e:
         print(f"cannot reach {base}: {e}")
         return 2
@@ -203,7 +249,8 @@ def main():
         return 1
     print(
         f"ok: height {height}, {records} records verified from raw blocks; /chain agrees; "
-        f"{readings} readings agree; {proofs} proofs verified"
+        f"{readings} readings agree; {proofs} proofs verified, {signed} of them signed by their relay"
+        + ("" if registry is not None else " (no --registry: who is registered is the node's word)")
     )
     return 0
 

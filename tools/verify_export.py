@@ -3,7 +3,7 @@
 docs/FORMAT.md alone, with the Python standard library only (ed25519 included, after
 RFC 8032 section 6 with the ZIP 215 rules).
 
-    python3 tools/verify_export.py chain.json
+    python3 tools/verify_export.py [--registry REGISTRY] chain.json
     python3 tools/verify_export.py --proof proof.json --members members.json [chain.json]
 
 It re-derives everything from the `raw` fields: genesis, ids, links, heights, proof of work,
@@ -11,6 +11,12 @@ times, Merkle roots, records, signatures; then it renders the export file that t
 bytes imply and compares it with the given file byte for byte, so that any change to any
 byte of the file is caught. Exit 0 and `ok: ...` if the chain is valid, 1 and
 `invalid: ...` otherwise.
+
+With `--registry` (the network's relay registry file, FORMAT.md section 12: `RELAY_ID
+PUBLIC_KEY_HEX [FROM_MINUTE]` lines) it checks the relay-signature rule too: every record of
+a relay the registry names for the record's minute carries that key's valid signature. The
+keys come from the registry given, never from the export. Without it, signatures of records
+are not judged (and `ok` says how many records carry one).
 
 With `--proof` (a node's `GET /checkpoint/proof` answer) and `--members` (its
 `GET /members` answer, or the same keys from the consortium's own records), it checks
@@ -204,9 +210,53 @@ def decode_record(raw):
         for v, (name, lo, hi) in zip(s, QUANTITIES):
             if not lo <= v <= hi:
                 raise Invalid(f"record: {name} out of range")
-    if not r.done():
+    # Then nothing, or exactly the relay's 64-byte signature (section 6).
+    body, rest = raw[:r.pos], raw[r.pos:]
+    if len(rest) not in (0, 64):
         raise Invalid("record: bytes after the last sample")
-    return relay, minute, faults, flags, samples
+    return relay, minute, faults, flags, samples, body, (rest or None)
+
+
+RECORD_CONTEXT = b"gridledger record v1\n"
+
+
+def parse_minute(s):
+    if s.isdigit():
+        return int(s)
+    import calendar
+    t = time.strptime(s, "%Y-%m-%dT%H:%MZ")
+    return calendar.timegm(t) // 60
+
+
+def parse_registry(text):
+    """relay -> sorted [(from_minute, key)] (FORMAT.md section 12)."""
+    reg = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        f = line.split()
+        if len(f) not in (2, 3) or len(f[1]) != 64:
+            raise Invalid(f"registry line {n}: expected RELAY_ID PUBLIC_KEY_HEX [FROM_MINUTE]")
+        key = bytes.fromhex(f[1])
+        a = _decompress(key)
+        if a is None or _compress(a) != key or _equal(_mul(8, a), IDENTITY):
+            raise Invalid(f"registry line {n}: the key is not a canonical point of large order")
+        start = parse_minute(f[2]) if len(f) == 3 else 0
+        entries = reg.setdefault(int(f[0]), [])
+        if any(m == start for m, _ in entries):
+            raise Invalid(f"registry line {n}: relay {f[0]} has two entries from {start}")
+        entries.append((start, key))
+        entries.sort()
+    return reg
+
+
+def registered_key(registry, relay, minute):
+    key = None
+    for start, k in registry.get(relay, []):
+        if start <= minute:
+            key = k
+    return key
 
 
 def sample_seconds(flags, count):
@@ -244,13 +294,14 @@ def parse_block(raw):
     return header, sig, records
 
 
-def verify_blocks(name, bits, raws, now_ms):
+def verify_blocks(name, bits, raws, now_ms, registry=None):
     """Checks a main chain given as raw blocks (genesis first) against every rule of
-    docs/FORMAT.md; returns each block rendered as the export renders it, and the number
-    of records."""
+    docs/FORMAT.md (with `registry`, the relay-signature rule of section 12 too); returns
+    each block rendered as the export renders it, the number of records, and the number
+    of records checked against a registered relay key."""
     if not raws or raws[0] != genesis_raw(name, bits):
         raise Invalid("the first block is not this network's genesis")
-    rendered, times, seen, prev_id, n_records = [], [], set(), None, 0
+    rendered, times, seen, prev_id, n_records, n_relay = [], [], set(), None, 0, 0
     for height, raw in enumerate(raws):
         if len(raw) > 1 << 20:
             raise Invalid(f"height {height}: block over 1 MiB")
@@ -279,7 +330,14 @@ def verify_blocks(name, bits, raws, now_ms):
                 raise Invalid(f"height {height}: bad signature")
         out_records = []
         for raw_rec in records:
-            relay, minute, faults, flags, samples = decode_record(raw_rec)
+            relay, minute, faults, flags, samples, body, rsig = decode_record(raw_rec)
+            key = registered_key(registry or {}, relay, minute)
+            if key is not None:
+                if rsig is None:
+                    raise Invalid(f"height {height}: record for relay {relay} at {minute} is unsigned, but the registry names the relay's key")
+                if not ed25519_verify_zip215(key, RECORD_CONTEXT + body, rsig):
+                    raise Invalid(f"height {height}: record for relay {relay} at {minute} is not signed by the relay's registered key")
+                n_relay += 1
             if not flags & 1:
                 raise Invalid(f"height {height}: record without a set clock")
             if (minute + 1) * 60_000 > t:
@@ -292,6 +350,7 @@ def verify_blocks(name, bits, raws, now_ms):
                 "faults": faults, "clock_set": bool(flags & 1), "raw": raw_rec.hex(),
                 "samples": [{q[0]: milli(v) for q, v in zip(QUANTITIES, s)} for s in samples],
                 "seconds": sample_seconds(flags, len(samples)),
+                "signature": rsig.hex() if rsig else None,
             })
         n_records += len(records)
         times.append(t)
@@ -301,14 +360,15 @@ def verify_blocks(name, bits, raws, now_ms):
             "time_ms": t, "bits": hbits, "miner": miner.hex(), "nonce": nonce,
             "signature": sig.hex(), "raw": raw.hex(), "records": out_records,
         })
-    return rendered, n_records
+    return rendered, n_records, n_relay
 
 
-def verify(text, now_ms):
+def verify(text, now_ms, registry=None):
     doc = json.loads(text)
     name, bits = doc["network"], doc["difficulty_bits"]
     blocks = doc["blocks"]
-    rendered, n_records = verify_blocks(name, bits, [bytes.fromhex(b["raw"]) for b in blocks], now_ms)
+    rendered, n_records, n_relay = verify_blocks(
+        name, bits, [bytes.fromhex(b["raw"]) for b in blocks], now_ms, registry)
     canonical = (
         '{"network":' + json.dumps(name, ensure_ascii=False)
         + f',"difficulty_bits":{bits},"height":{len(blocks) - 1},"blocks":['
@@ -317,7 +377,7 @@ def verify(text, now_ms):
     )
     if canonical != text:
         raise Invalid("the file differs from what its raw blocks imply")
-    return len(blocks) - 1, n_records
+    return len(blocks) - 1, n_records, n_relay
 
 
 # --- checkpoints (FORMAT.md section 11) ---------------------------------------------------
@@ -436,18 +496,29 @@ def main():
             return 1
         print(f"ok: block {index} is in the final checkpoint of size {size}, cosigned by {signed} of {n} members (quorum {quorum})")
         return 0
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    registry_path = None
+    if len(args) == 3 and args[0] == "--registry":
+        registry_path, args = args[1], args[2:]
+    if len(args) != 1:
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
-        print("usage: verify_export.py EXPORT.json", file=sys.stderr)
+        print("usage: verify_export.py [--registry REGISTRY] EXPORT.json", file=sys.stderr)
         return 2
     try:
-        with open(sys.argv[1], encoding="utf-8") as f:
+        registry = None
+        if registry_path is not None:
+            with open(registry_path, encoding="utf-8") as f:
+                registry = parse_registry(f.read())
+        with open(args[0], encoding="utf-8") as f:
             text = f.read()
-        height, records = verify(text, int(time.time() * 1000))
+        height, records, relay_signed = verify(text, int(time.time() * 1000), registry)
     except (Invalid, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as e:
         print(f"invalid: {e}")
         return 1
-    print(f"ok: height {height}, {records} records")
+    if registry is None:
+        print(f"ok: height {height}, {records} records (relay signatures not checked: no --registry)")
+    else:
+        print(f"ok: height {height}, {records} records, {relay_signed} signed by their registered relay")
     return 0
 
 

@@ -28,4 +28,11 @@ fn main() {
     }
     println!("gapped record id: {}", v.gapped.id());
     println!("gapped record bytes: {}", hex::encode(v.gapped.to_bytes()));
+    println!("relay secret key: {}", hex::encode(v.relay_key.to_bytes()));
+    println!(
+        "relay public key: {}",
+        hex::encode(v.relay_key.verifying_key().to_bytes())
+    );
+    println!("signed record id: {}", v.signed.id());
+    println!("signed record bytes: {}", hex::encode(v.signed.to_bytes()));
 }

@@ -48,7 +48,7 @@ pub enum ConfigError {
 pub struct RunArgs {
     /// A TOML file with any of the settings below, named as the flags with `_` for `-`
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
-    /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `block_relay`, `key_file`, `allow_list`, `quorum`,
+    /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `block_relay`, `key_file`, `allow_list`, `relay_registry`, `quorum`,
     /// `finality_interval_secs`, `pin_checkpoint`, `admin_token_file`,
     /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
     /// override it.
@@ -105,6 +105,12 @@ pub struct RunArgs {
     /// and no history is final]
     #[arg(long, env = "GRIDLEDGER_ALLOW_LIST")]
     pub allow_list: Option<PathBuf>,
+    /// The relay registry: a file of `RELAY_ID PUBLIC_KEY_HEX [FROM_MINUTE]` lines, shared by
+    /// every node of the network like the allow-list. A record of a registered relay must
+    /// carry that relay's signature, or its block is refused (docs/FORMAT.md section 12)
+    /// [default: no relay registered; records are taken unsigned]
+    #[arg(long, env = "GRIDLEDGER_RELAY_REGISTRY")]
+    pub relay_registry: Option<PathBuf>,
     /// Members' votes that make a checkpoint final (more than half of the members)
     /// [default: 2n/3 + 1, rounded down, of the n members of the allow-list]
     #[arg(long, env = "GRIDLEDGER_QUORUM")]
@@ -167,6 +173,7 @@ struct RunFile {
     block_relay: Option<crate::run::BlockRelay>,
     key_file: Option<PathBuf>,
     allow_list: Option<PathBuf>,
+    relay_registry: Option<PathBuf>,
     quorum: Option<usize>,
     finality_interval_secs: Option<f64>,
     pin_checkpoint: Option<PathBuf>,
@@ -194,6 +201,7 @@ pub struct RunSettings {
     pub block_relay: crate::run::BlockRelay,
     pub key_file: PathBuf,
     pub allow_list: Option<PathBuf>,
+    pub relay_registry: Option<PathBuf>,
     pub quorum: Option<usize>,
     pub finality_interval_secs: Option<f64>,
     pub pin_checkpoint: Option<PathBuf>,
@@ -280,6 +288,7 @@ impl RunArgs {
             sync_secs: self.sync_secs.or(file.sync_secs),
             block_relay: self.block_relay.or(file.block_relay).unwrap_or_default(),
             allow_list: self.allow_list.or(file.allow_list),
+            relay_registry: self.relay_registry.or(file.relay_registry),
             quorum: self.quorum.or(file.quorum),
             finality_interval_secs: self.finality_interval_secs.or(file.finality_interval_secs),
             pin_checkpoint: self.pin_checkpoint.or(file.pin_checkpoint),
@@ -309,6 +318,15 @@ impl RunSettings {
         let mut network = Network::new(&self.network, self.difficulty_bits);
         if let Some(path) = &self.allow_list {
             network.allow_list = Some(crate::keys::allow_list(path)?);
+        }
+        if let Some(path) = &self.relay_registry {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            network.registry = crate::chain::Registry::parse(&text).map_err(|e| {
+                ConfigError::Invalid(format!("--relay-registry {}: {e}", path.display()))
+            })?;
         }
         let admin_token = match &self.admin_token_file {
             Some(path) => Some(crate::admin::read_token(path)?),

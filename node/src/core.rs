@@ -149,14 +149,16 @@ pub struct Core {
     disputes: BTreeMap<RecordKey, Dispute>,
 }
 
-/// The digest the witness keeps of a record: SHA-256 of its canonical bytes, cut to
+/// The digest the witness keeps of a record: SHA-256 of its canonical bytes (without the
+/// relay's signature), cut to
 /// [`crate::store::DIGEST_LEN`] bytes (a 96-bit second preimage stands between a miner and
 /// a record that passes for this node's read).
 #[must_use]
 pub fn record_digest(record: &MinuteRecord) -> Option<crate::store::Digest> {
     use sha2::Digest as _;
-    let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
-    let bytes = record.encode(&mut buf).ok()?;
+    // The reading alone, without the relay's signature: a witness vouches for values.
+    let mut buf = [0u8; MinuteRecord::MAX_UNSIGNED_LEN];
+    let bytes = record.encode_unsigned(&mut buf).ok()?;
     let d = sha2::Sha256::digest(bytes);
     d[..crate::store::DIGEST_LEN].try_into().ok()
 }
@@ -360,7 +362,7 @@ impl Core {
             return;
         };
         match found {
-            Some((height, id, on_chain)) if on_chain != read => {
+            Some((height, id, on_chain)) if !on_chain.same_reading(&read) => {
                 let fresh = self.disputes.get(&key).is_none_or(|d| d.block != id);
                 if fresh {
                     self.counters.witness_disputes += 1;
@@ -740,7 +742,7 @@ impl Core {
         for r in records {
             let key = RecordKey::of(r);
             match self.witness.get(&key) {
-                Some(seen) if seen != r => return Err(conflict(r)),
+                Some(seen) if !seen.same_reading(r) => return Err(conflict(r)),
                 Some(_) => {}
                 None => {
                     if self

@@ -56,6 +56,20 @@ pub enum DemoError {
     /// A node's key could not be read or made.
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
+    /// The relay's key file cannot be used.
+    #[error("relay key: {0}")]
+    RelayKeys(relay_sim::keys::KeyFileError),
+    /// The demo's relay registry does not parse.
+    #[error("{0}: {1}")]
+    Registry(std::path::PathBuf, crate::chain::registry::RegistryError),
+    /// A file of the demo's data dir cannot be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A node could not start.
     #[error("node {index}: {error}")]
     Node {
@@ -64,6 +78,36 @@ pub enum DemoError {
         /// Why.
         error: crate::run::RunError,
     },
+}
+
+/// The demo network's relay registry, kept in `dir/relay-registry`: made once, the relay's
+/// keys registered from the relay's current minute, so that a demo data dir from before
+/// relays signed keeps its unsigned history valid.
+fn demo_registry(
+    dir: &std::path::Path,
+    keys: &relay_sim::keys::RelayKeys,
+    relay_now_ms: u64,
+) -> Result<crate::chain::Registry, DemoError> {
+    let path = dir.join("relay-registry");
+    let io = |source| DemoError::Io {
+        path: path.clone(),
+        source,
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let from = relay_core::Minute::containing(relay_now_ms / 1000);
+            let text: String = keys
+                .registry()
+                .lines()
+                .map(|l| format!("{l} {from}\n"))
+                .collect();
+            std::fs::write(&path, &text).map_err(io)?;
+            text
+        }
+        Err(e) => return Err(io(e)),
+    };
+    crate::chain::Registry::parse(&text).map_err(|e| DemoError::Registry(path.clone(), e))
 }
 
 /// Runs the demo until `shutdown` completes, printing where everything is.
@@ -86,14 +130,25 @@ pub async fn demo(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Res
     } else {
         None
     };
+    // The relay signs its records with its own key (DATA_DIR/relay.key), and the network's
+    // relay registry (DATA_DIR/relay-registry) names that key.
+    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let relay_keys =
+        relay_sim::keys::RelayKeys::load_or_create(&dir.join("relay.key"), [RelayId(sim.relay_id)])
+            .map_err(DemoError::RelayKeys)?;
     let relay = relay_sim::Simulator::bind(relay_sim::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], relay_port)),
         minute_secs,
         start_time,
+        keys: relay_keys.clone(),
         ..sim
     })
     .await
     .map_err(DemoError::Relay)?;
+    let registry = demo_registry(&dir, &relay_keys, relay.clock().now_ms())?;
     let relay_addr = relay.local_addr();
     let relay_task = tokio::spawn(relay.run(std::future::pending()));
     let period = Duration::from_secs_f64(if fast { 0.5 } else { 60.0 });
@@ -115,6 +170,7 @@ pub async fn demo(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Res
     }
     let mut network = Network::new("gridledger-demo", bits);
     network.allow_list = Some(keys.iter().map(|k| k.verifying_key().to_bytes()).collect());
+    network.registry = registry;
     let mut running: Vec<RunningNode> = Vec::new();
     for ((i, port), key) in ports.iter().enumerate().zip(keys) {
         let node_dir = dir.join(format!("node{}", i + 1));

@@ -70,7 +70,8 @@ pub fn export(ledger: &Ledger, format: Format, out: &mut dyn Write) -> Result<()
                 let id = block.id().to_hex();
                 for bytes in &block.records {
                     if let Ok(r) = relay_core::MinuteRecord::decode(bytes) {
-                        write_csv_rows(out, h, &id, &r)?;
+                        let signer = crate::relay_sig::Signer::of(&r, &ledger.network().registry);
+                        write_csv_rows(out, h, &id, &r, signer)?;
                     }
                 }
                 if h % 1024 == 0 {

@@ -202,9 +202,17 @@ pub struct BlockReader {
     genesis: std::sync::Arc<(Block, BlockId)>,
     max_block_bytes: usize,
     max_records: u32,
+    /// The network's relay registry: which readings are signed by their relay.
+    registry: std::sync::Arc<crate::chain::Registry>,
 }
 
 impl BlockReader {
+    /// The network's relay registry.
+    #[must_use]
+    pub fn registry(&self) -> &crate::chain::Registry {
+        &self.registry
+    }
+
     /// The store it reads.
     #[must_use]
     pub fn store(&self) -> &Store {
@@ -475,13 +483,11 @@ impl Ledger {
     /// [`Ledger::set_window`]); a start checks those again, not the chain below.
     pub fn open_with_window(dir: &Path, net: Network, keep: Height) -> Result<Self, StoreError> {
         guard(|| {
-            Self::load(
-                Store::open(dir, &net.name, net.bits, true)?,
-                net,
-                true,
-                &mut |_, _| {},
-                keep,
-            )
+            let store = Store::open(dir, &net.name, net.bits, true)?;
+            // The registry this node checks relay signatures with, kept for `verify` and
+            // `export`, which are not given it.
+            store.set_relay_registry(&net.registry.to_text())?;
+            Self::load(store, net, true, &mut |_, _| {}, keep)
         })
     }
 
@@ -517,7 +523,15 @@ impl Ledger {
             height: 0,
             reason: "the data dir carries no network stamp".into(),
         })?;
-        Self::load(store, Network::new(&name, bits), trust_mark, progress, KEEP)
+        let mut net = Network::new(&name, bits);
+        if let Some(text) = store.relay_registry()? {
+            net.registry =
+                crate::chain::Registry::parse(&text).map_err(|e| StoreError::Corrupt {
+                    height: 0,
+                    reason: format!("the kept relay registry does not parse: {e}"),
+                })?;
+        }
+        Self::load(store, net, trust_mark, progress, KEEP)
     }
 
     /// Loads the stored chain into a tree, verifying it. With `trust_mark` (a node opening
@@ -543,6 +557,7 @@ impl Ledger {
             genesis: std::sync::Arc::new((genesis.clone(), genesis.id())),
             max_block_bytes: net.max_block_bytes,
             max_records: net.max_records,
+            registry: std::sync::Arc::new(net.registry.clone()),
         };
         let side = side_blocks(&store, &reader)?;
         // The mark counts only if the stored main chain still holds its block at its

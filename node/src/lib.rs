@@ -38,6 +38,7 @@ pub mod peers;
 pub mod policy;
 pub mod poll;
 pub mod progress;
+pub mod relay_sig;
 pub mod render;
 pub mod repair;
 pub mod run;

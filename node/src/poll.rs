@@ -9,7 +9,10 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use relay_core::registers::{decode_record, RecordRead, RegisterError, RECORD};
+use relay_core::registers::{
+    attach_signature, decode_identity, decode_record, RecordRead, RegisterError, IDENTITY, RECORD,
+    SIGNATURE,
+};
 use relay_core::{Minute, MinuteRecord, RecordFlags};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant};
@@ -123,6 +126,9 @@ pub struct RelayReader {
     relay: RelayAddr,
     ctx: Option<Context>,
     io_timeout: Duration,
+    /// The public key the relay serves in its identity block, read once per connection
+    /// (`None` inside: the relay does not sign).
+    key: Option<Option<[u8; 32]>>,
 }
 
 impl fmt::Debug for RelayReader {
@@ -145,7 +151,65 @@ impl RelayReader {
             relay,
             ctx: None,
             io_timeout,
+            key: None,
         }
+    }
+
+    /// The public key the relay served at the last connection, if it signs.
+    #[must_use]
+    pub fn served_key(&self) -> Option<[u8; 32]> {
+        self.key.flatten()
+    }
+
+    /// Drops the connection, so that the next read reconnects and reads the relay's
+    /// identity (its key) again: after a signature failed, the relay may have a new key.
+    pub fn reconnect(&mut self) {
+        self.ctx = None;
+        self.key = None;
+    }
+
+    /// One read of `len` registers at `start`, with the reader's timeout; a failed
+    /// connection is dropped.
+    async fn registers(&mut self, start: u16, len: u16) -> Result<Vec<u16>, PollError> {
+        let name = self.relay.to_string();
+        let Some(ctx) = &mut self.ctx else {
+            return Err(PollError::Connect(
+                name,
+                std::io::ErrorKind::NotConnected.into(),
+            ));
+        };
+        match timeout(self.io_timeout, ctx.read_input_registers(start, len)).await {
+            Err(_) => {
+                self.ctx = None;
+                Err(PollError::Timeout(name, self.io_timeout))
+            }
+            Ok(Err(e)) => {
+                self.ctx = None;
+                Err(PollError::Read(name, e))
+            }
+            Ok(Ok(Err(code))) => Err(PollError::Exception(name, code)),
+            Ok(Ok(Ok(regs))) => Ok(regs),
+        }
+    }
+
+    /// The relay's served key, read from its identity block after each connect. A device
+    /// whose map has no key registers (an exception) does not sign.
+    async fn identity_key(&mut self) -> Result<Option<[u8; 32]>, PollError> {
+        if let Some(k) = self.key {
+            return Ok(k);
+        }
+        let key = match self.registers(IDENTITY.start, IDENTITY.len).await {
+            Ok(regs) => match decode_identity(&regs) {
+                Ok(id) => id.key,
+                // A version-1 map answers the longer read with its zeros: no key.
+                Err(RegisterError::Version(_)) | Err(RegisterError::Short(_)) => None,
+                Err(e) => return Err(PollError::Record(self.relay.to_string(), e)),
+            },
+            Err(PollError::Exception(..)) => None,
+            Err(e) => return Err(e),
+        };
+        self.key = Some(key);
+        Ok(key)
     }
 
     /// Reads the relay's last closed minute record. `Ok(None)`: the relay has not closed one
@@ -153,48 +217,44 @@ impl RelayReader {
     pub async fn read(&mut self) -> Result<Option<RecordRead>, PollError> {
         let name = self.relay.to_string();
         for _ in 0..TORN_RETRIES {
-            let ctx = match &mut self.ctx {
-                Some(ctx) => ctx,
-                None => {
-                    let addr = tokio::net::lookup_host(&self.relay.host)
-                        .await
-                        .map_err(|e| PollError::Connect(name.clone(), e))?
-                        .next()
-                        .ok_or_else(|| {
-                            PollError::Connect(name.clone(), std::io::ErrorKind::NotFound.into())
-                        })?;
-                    let ctx = timeout(
-                        self.io_timeout,
-                        tcp::connect_slave(addr, Slave(self.relay.unit)),
-                    )
+            if self.ctx.is_none() {
+                let addr = tokio::net::lookup_host(&self.relay.host)
                     .await
-                    .map_err(|_| PollError::Timeout(name.clone(), self.io_timeout))?
-                    .map_err(|e| PollError::Connect(name.clone(), e))?;
-                    self.ctx.insert(ctx)
-                }
-            };
-            let regs = match timeout(
-                self.io_timeout,
-                ctx.read_input_registers(RECORD.start, RECORD.len),
-            )
-            .await
-            {
-                Err(_) => {
-                    self.ctx = None;
-                    return Err(PollError::Timeout(name, self.io_timeout));
-                }
-                Ok(Err(e)) => {
-                    self.ctx = None;
-                    return Err(PollError::Read(name, e));
-                }
-                Ok(Ok(Err(code))) => return Err(PollError::Exception(name, code)),
-                Ok(Ok(Ok(regs))) => regs,
-            };
-            match decode_record(&regs) {
-                Ok(read) => return Ok(Some(read)),
+                    .map_err(|e| PollError::Connect(name.clone(), e))?
+                    .next()
+                    .ok_or_else(|| {
+                        PollError::Connect(name.clone(), std::io::ErrorKind::NotFound.into())
+                    })?;
+                let ctx = timeout(
+                    self.io_timeout,
+                    tcp::connect_slave(addr, Slave(self.relay.unit)),
+                )
+                .await
+                .map_err(|_| PollError::Timeout(name.clone(), self.io_timeout))?
+                .map_err(|e| PollError::Connect(name.clone(), e))?;
+                self.key = None;
+                self.ctx = Some(ctx);
+            }
+            let key = self.identity_key().await?;
+            let regs = self.registers(RECORD.start, RECORD.len).await?;
+            let mut read = match decode_record(&regs) {
+                Ok(read) => read,
                 Err(RegisterError::NoRecordYet) => return Ok(None),
                 Err(RegisterError::Torn { .. }) => {
-                    debug!(relay = %name, "torn read; reading again")
+                    debug!(relay = %name, "torn read; reading again");
+                    continue;
+                }
+                Err(e) => return Err(PollError::Record(name, e)),
+            };
+            if key.is_none() {
+                return Ok(Some(read));
+            }
+            // A signing relay: its signature of the record, in a second request.
+            let regs = self.registers(SIGNATURE.start, SIGNATURE.len).await?;
+            match attach_signature(&mut read, &regs) {
+                Ok(()) => return Ok(Some(read)),
+                Err(RegisterError::SignatureTorn { .. }) => {
+                    debug!(relay = %name, "record and signature of two records; reading again");
                 }
                 Err(e) => return Err(PollError::Record(name, e)),
             }
@@ -228,6 +288,13 @@ pub struct RelayStatus {
     pub clock_not_set: u64,
     /// Polls that got an answer.
     pub answered: u64,
+    /// Who vouches for the relay's last record read ([`crate::relay_sig::Signer`]).
+    pub signer: Option<crate::relay_sig::Signer>,
+    /// The public key the relay serves, if it signs.
+    pub served_key: Option<[u8; 32]>,
+    /// Records read whose relay signature failed (or was missing where the registry
+    /// requires one): reported, and not mined.
+    pub bad_signatures: u64,
     /// How far the relay's clock ran ahead of this node's at the last record read, in
     /// milliseconds: the record's minute closed that long after this node's now (0 when
     /// the clock is fine). Records of a relay far ahead wait in the mempool until their
@@ -285,17 +352,21 @@ pub async fn poll_relay(
         records,
         status,
         crate::metrics::Metrics::default(),
+        Arc::new(crate::chain::Registry::default()),
     )
     .await;
 }
 
-/// [`poll_relay`], recording each poll's latency in `metrics`.
+/// [`poll_relay`], recording each poll's latency in `metrics`, and checking each record's
+/// relay signature against `registry` (or the key the relay serves, if it is not
+/// registered): a record whose signature fails is reported and not sent.
 pub async fn poll_relay_observed(
     relay: RelayAddr,
     config: PollConfig,
     records: mpsc::Sender<MinuteRecord>,
     status: Arc<Mutex<RelayStatus>>,
     metrics: crate::metrics::Metrics,
+    registry: Arc<crate::chain::Registry>,
 ) {
     let label = relay.to_string();
     let mut reader = RelayReader::new(relay.clone(), config.io_timeout);
@@ -318,7 +389,22 @@ pub async fn poll_relay_observed(
                     st.failures_in_a_row = 0;
                     st.last_error = None;
                     let rec = read.record;
-                    if !rec.flags.contains(RecordFlags::CLOCK_SET) {
+                    let served = reader.served_key();
+                    st.served_key = served;
+                    let signed = crate::relay_sig::check_read(&rec, served.as_ref(), &registry);
+                    if let Err(e) = &signed {
+                        if st.bad_signatures == 0 {
+                            warn!(relay = %relay, "{e}");
+                        } else {
+                            debug!(relay = %relay, "{e}");
+                        }
+                        st.bad_signatures += 1;
+                        st.last_error = Some(e.to_string());
+                        // The relay may have a new key (read its identity again next time),
+                        // or not have signed this record yet: read it again next time.
+                        reader.reconnect();
+                        last_seq = None;
+                    } else if !rec.flags.contains(RecordFlags::CLOCK_SET) {
                         st.clock_not_set += 1;
                         warn!(relay = %relay, "record without a set clock refused (minute counts from power-up)");
                     } else if st.last_minute.is_none_or(|m| rec.minute > m) {
@@ -336,6 +422,7 @@ pub async fn poll_relay_observed(
                             warn!(relay = %relay, minute = %rec.minute, ahead_ms = ahead, "the relay's clock runs ahead of this node's; its records wait until their minute has closed");
                         }
                         st.clock_ahead_ms = ahead;
+                        st.signer = signed.ok();
                         fresh = Some(rec);
                     }
                 }

@@ -183,6 +183,8 @@ struct JsonRecord {
     samples: Vec<SampleJson>,
     /// The second of the minute of each sample (docs/FORMAT.md section 6).
     seconds: Vec<u16>,
+    /// The relay's signature (hex, the last 64 bytes of `raw`), or null: unsigned.
+    signature: Option<String>,
 }
 
 fn json_record(bytes: &[u8], r: &MinuteRecord) -> JsonRecord {
@@ -195,6 +197,7 @@ fn json_record(bytes: &[u8], r: &MinuteRecord) -> JsonRecord {
         raw: hex::encode(bytes),
         samples: samples_json(r),
         seconds: r.sample_seconds().collect(),
+        signature: r.signature.map(|s| hex::encode(s.0)),
     }
 }
 
@@ -257,7 +260,7 @@ pub fn csv_header() -> String {
         out.push(',');
         out.push_str(&column(q));
     }
-    out.push('\n');
+    out.push_str(",signed\n");
     out
 }
 
@@ -267,6 +270,7 @@ pub fn write_csv_rows(
     height: u32,
     block_id: &str,
     r: &MinuteRecord,
+    signer: crate::relay_sig::Signer,
 ) -> io::Result<()> {
     for (i, (s, second)) in r.samples.iter().zip(r.sample_seconds()).enumerate() {
         write!(
@@ -282,7 +286,7 @@ pub fn write_csv_rows(
         for q in Quantity::ALL {
             write!(out, ",{}", milli(q.raw(s)))?;
         }
-        out.write_all(b"\n")?;
+        writeln!(out, ",{}", signer.as_str())?;
     }
     Ok(())
 }

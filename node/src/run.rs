@@ -300,6 +300,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     // Pollers and intake.
     let (tx, mut rx) = mpsc::channel::<MinuteRecord>(1024);
     let mut relays = Vec::new();
+    let registry = std::sync::Arc::new(core.ledger.network().registry.clone());
     for relay in &config.relays {
         let status = Arc::new(Mutex::new(RelayStatus {
             relay: relay.to_string(),
@@ -312,6 +313,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
             tx.clone(),
             status,
             core.metrics.clone(),
+            std::sync::Arc::clone(&registry),
         )));
     }
     drop(tx);

@@ -415,6 +415,17 @@ pub struct RelayView {
     pub clock_ahead_ms: u64,
     /// A clock problem, in words.
     pub clock_problem: Option<String>,
+    /// Who vouches for the last record read: `relay` (signed, the relay registered),
+    /// `unregistered` (signed, its key checked against the key the relay serves, which no
+    /// registry entry names), `unsigned`.
+    #[serde(default)]
+    pub signed: Option<String>,
+    /// The public key the relay serves (hex), if it signs.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Records read whose relay signature failed: reported, not mined.
+    #[serde(default)]
+    pub bad_signatures: u64,
 }
 
 /// The disputes part of `/status`.

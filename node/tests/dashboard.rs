@@ -33,6 +33,22 @@ const SLOTS_MISSING: u32 = 20;
 const THREE: u32 = 3;
 const MINUTES: u32 = 30;
 
+/// Relay 2 signs its records (the network's registry names this key); relays 1 and 3 do
+/// not.
+fn relay_2_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[22; 32])
+}
+
+fn signed_by_relay_2(mut r: relay_core::MinuteRecord) -> relay_core::MinuteRecord {
+    use ed25519_dalek::Signer;
+    let mut buf = [0u8; relay_core::MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+    let m = r.signing_message(&mut buf).expect("fits");
+    r.signature = Some(relay_core::RecordSignature(
+        relay_2_key().sign(m).to_bytes(),
+    ));
+    r
+}
+
 /// The node's chain; returns the side block's id.
 fn build_chain(net: &Network) -> (Vec<Block>, Block) {
     let mut blocks = Vec::new();
@@ -59,7 +75,7 @@ fn build_chain(net: &Network) -> (Vec<Block>, Block) {
         }
         let mut records = vec![r];
         if m == THREE {
-            records.push(record(2, m));
+            records.push(signed_by_relay_2(record(2, m)));
             records.push(record(3, m));
         }
         let b = block_on(&parent, &records, net, 1);
@@ -77,6 +93,8 @@ fn build_chain(net: &Network) -> (Vec<Block>, Block) {
 const HONEST: u8 = 0;
 const FLIP_PATH: u8 = 1;
 const FLIP_HEADER: u8 = 2;
+/// The node names another key as the relay's registered one.
+const FLIP_KEY: u8 = 3;
 
 /// A proxy in front of the node: passes everything through, and changes one byte of a
 /// proof's audit path or header when told to.
@@ -105,15 +123,23 @@ async fn proxy(upstream: SocketAddr, mode: Arc<AtomicU8>) -> SocketAddr {
         let m = mode.load(Ordering::SeqCst);
         if path.ends_with("/proof") && m != HONEST {
             let mut v: Value = serde_json::from_slice(&body).expect("proof JSON");
-            let (field, at) = if m == FLIP_PATH {
-                (&mut v["path"][0], 0)
-            } else {
-                // The header's time (bytes 70..78): the Merkle root still matches.
-                (&mut v["header"], 70)
+            let flip = |field: &mut Value, at: usize| {
+                let mut bytes = hex::decode(field.as_str().expect("hex")).expect("hex");
+                bytes[at] ^= 0x01;
+                *field = Value::String(hex::encode(bytes));
             };
-            let mut bytes = hex::decode(field.as_str().expect("hex")).expect("hex");
-            bytes[at] ^= 0x01;
-            *field = Value::String(hex::encode(bytes));
+            match m {
+                FLIP_PATH => flip(&mut v["path"][0], 0),
+                // The header's time (bytes 70..78): the Merkle root still matches.
+                FLIP_HEADER => flip(&mut v["header"], 70),
+                _ => {
+                    v["relay_signature"]["registered_key"] = Value::String(hex::encode(
+                        ed25519_dalek::SigningKey::from_bytes(&[23; 32])
+                            .verifying_key()
+                            .to_bytes(),
+                    ));
+                }
+            }
             body = serde_json::to_vec(&v).expect("json");
         }
         (
@@ -187,7 +213,12 @@ async fn every_page_in_a_real_browser() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = Network::new("dashboard", 4);
+    let mut net = Network::new("dashboard", 4);
+    net.registry = gridledger::chain::Registry::parse(&format!(
+        "2 {}\n",
+        hex::encode(relay_2_key().verifying_key().to_bytes())
+    ))
+    .expect("a registry");
     let (node, _) = common::serve_api(dir.path(), net.clone()).await;
     let client = gridledger::wire::builder().build().expect("client");
     let (blocks, side) = build_chain(&net);
@@ -428,9 +459,20 @@ async fn every_page_in_a_real_browser() {
     assert_eq!(proof["ok"], Value::Bool(true), "{proof}");
     assert!(text(&page, "verdict").await.contains("verified"));
     assert!(
-        proof["steps"].as_array().is_some_and(|s| s.len() >= 6),
-        "record, leaf, two path steps, root, id, work: {proof}"
+        proof["steps"].as_array().is_some_and(|s| s.len() >= 7),
+        "record, leaf, two path steps, root, id, work, relay signature: {proof}"
     );
+    // Relay 2 is registered: its signature was checked in the page, and the page says so.
+    assert_eq!(proof["signed"], "relay", "{proof}");
+    assert!(
+        proof["steps"].as_array().is_some_and(|s| s
+            .iter()
+            .any(|s| s["id"] == "relay-signature" && s["ok"] == true)),
+        "{proof}"
+    );
+    assert!(text(&page, "signer")
+        .await
+        .starts_with("Signed by the relay"));
     // The values shown are decoded in the page from the proven bytes: the chain's values.
     let shown = &proof["record"]["samples"];
     let want = common::get_json(
@@ -469,9 +511,39 @@ async fn every_page_in_a_real_browser() {
         Value::Array(vec![Value::Bool(true); 9]),
         "script SHA-256 = WebCrypto"
     );
+    // The same for the SHA-512 in script that Ed25519 uses without WebCrypto.
+    let agree = page
+        .eval(
+            "(async () => { const out = []; for (const n of [0, 1, 111, 112, 127, 128, 239, 240, 1000]) {
+               const b = new Uint8Array(n).map((_, i) => (i * 7 + n) & 255);
+               const hex = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+               const w = new Uint8Array(await crypto.subtle.digest('SHA-512', b));
+               const wh = Array.from(w, (x) => x.toString(16).padStart(2, '0')).join('');
+               out.push(gl.sha512js(hex) === wh); } return out; })()",
+        )
+        .await
+        .expect("sha512");
+    assert_eq!(
+        agree,
+        Value::Array(vec![Value::Bool(true); 9]),
+        "script SHA-512 = WebCrypto"
+    );
+    // A relay 1 reading (unregistered) says it is unsigned.
+    let unsigned_url = format!("http://{proxied}/reading/1/{minute}");
+    open_clean(&page, &unsigned_url, "proof-unsigned").await;
+    let proof = page.eval("window.gl.proof").await.expect("proof");
+    assert_eq!(proof["ok"], Value::Bool(true), "{proof}");
+    assert_eq!(proof["signed"], "unsigned", "{proof}");
+    assert!(text(&page, "signer").await.starts_with("Unsigned"));
     for (m, step, words, shot) in [
         (FLIP_PATH, "merkle-root", "Merkle root", "proof-bad-path"),
         (FLIP_HEADER, "block-id", "block id", "proof-bad-header"),
+        (
+            FLIP_KEY,
+            "relay-signature",
+            "Signed by relay",
+            "proof-bad-key",
+        ),
     ] {
         mode.store(m, Ordering::SeqCst);
         open_clean(&page, &proof_url, shot).await;

@@ -53,10 +53,6 @@ fn config(
     c
 }
 
-async fn status(client: &reqwest::Client, port: u16) -> Value {
-    common::get_json(client, format!("http://127.0.0.1:{port}/status")).await
-}
-
 /// Members 1, 2 and 3 on loopback ports, a full mesh, each polling `relay`: their ports,
 /// data dirs and nodes.
 async fn honest_members(
@@ -76,48 +72,8 @@ async fn honest_members(
     (ports, dirs, nodes)
 }
 
-/// Waits until `f` holds of a node's `/status`, or fails with the last one seen.
-async fn until(
-    client: &reqwest::Client,
-    port: u16,
-    secs: u64,
-    what: &str,
-    f: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = status(client, port).await;
-        if f(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: node :{port} never got there: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn final_height(s: &Value) -> u64 {
     s["finality"]["final_height"].as_u64().unwrap_or(0)
-}
-
-/// The main chain of a node, whole blocks from height 1.
-async fn chain_of(client: &reqwest::Client, port: u16) -> Vec<Block> {
-    let body = common::get_raw(
-        client,
-        format!("http://127.0.0.1:{port}/blocks?from=1&limit=500"),
-    )
-    .await;
-    gridledger::wire::decode_list(&body, 1 << 20, 4096).expect("a block list")
-}
-
-fn records(chain: &[Block]) -> Vec<MinuteRecord> {
-    chain
-        .iter()
-        .flat_map(|b| b.records.iter())
-        .map(|r| MinuteRecord::decode(r).expect("a record"))
-        .collect()
 }
 
 /// The attacker's rewrite: from the genesis block, one block per record, each record's
@@ -206,12 +162,12 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
     // The three honest members make blocks final (the attacker's key does not vote: the
     // quorum of 3 of 4 is all of them).
     for p in &ports {
-        until(&client, *p, 60, "8 blocks final", |s| final_height(s) >= 8).await;
+        common::until(&client, *p, 60, "8 blocks final", |s| final_height(s) >= 8).await;
     }
     drop(stop_relay);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let honest_chain = chain_of(&client, ports[1]).await;
-    let honest = records(&honest_chain);
+    let honest_chain = common::chain_of(&client, ports[1]).await;
+    let honest = common::records_of(&honest_chain);
     let before = readings(&client, ports[1], &honest).await;
     assert!(before.len() >= 8, "{before:?}");
 
@@ -226,7 +182,7 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
     .await
     .expect("restarts");
     nodes.insert(0, a);
-    let s = status(&client, ports[0]).await;
+    let s = common::status(&client, ports[0]).await;
     assert!(
         final_height(&s) >= 8,
         "the final checkpoint survives a restart: {s}"
@@ -241,7 +197,7 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
         assert_eq!(*code, 422, "{who}: {body}");
         assert!(body.contains("final block"), "{who}: {body}");
         assert!(answers.iter().all(|(c, _)| *c != 200), "{who}: {answers:?}");
-        let s = status(&client, port).await;
+        let s = common::status(&client, port).await;
         assert!(
             s["finality"]["refused_below_final"].as_u64().unwrap_or(0) >= 1,
             "{who} reports the attempt: {s}"
@@ -265,7 +221,7 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
     .expect("starts");
     let answers = post_all(&client, fresh_port, &forged).await;
     assert!(answers.iter().all(|(c, _)| *c == 200), "{answers:?}");
-    let s = status(&client, fresh_port).await;
+    let s = common::status(&client, fresh_port).await;
     assert_eq!(s["height"].as_u64(), Some(forged.len() as u64), "{s}");
     // ... then meets the honest members: their final checkpoint contradicts its chain, which
     // it drops for the honest one.
@@ -276,12 +232,12 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
         .await
         .expect("POST /peers");
     assert!(added.status().is_success(), "{added:?}");
-    let honest_final = final_height(&status(&client, ports[1]).await);
-    until(&client, fresh_port, 30, "the honest chain, final", |s| {
+    let honest_final = final_height(&common::status(&client, ports[1]).await);
+    common::until(&client, fresh_port, 30, "the honest chain, final", |s| {
         final_height(s) >= honest_final
     })
     .await;
-    let fresh_chain = chain_of(&client, fresh_port).await;
+    let fresh_chain = common::chain_of(&client, fresh_port).await;
     assert_eq!(
         fresh_chain[..honest_chain.len()],
         honest_chain[..],
@@ -297,7 +253,7 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
     let again = rewrite(&net, &honest, honest_chain.len(), 6);
     let answers = post_all(&client, fresh_port, &again[..3]).await;
     assert_eq!(answers[0].0, 422, "{answers:?}");
-    let s = status(&client, fresh_port).await;
+    let s = common::status(&client, fresh_port).await;
     assert!(
         s["finality"]["refused_below_final"].as_u64().unwrap_or(0) >= 1,
         "{s}"
@@ -339,7 +295,7 @@ async fn a_member_that_equivocates_is_caught_on_every_honest_node() {
     let net = network("finality-equivocation", &[1, 2, 3, ATTACKER]);
     let (ports, _dirs, nodes) = honest_members(&net, relay).await;
     let client = gridledger::wire::builder().build().expect("client");
-    let s = until(&client, ports[0], 60, "2 blocks final", |s| {
+    let s = common::until(&client, ports[0], 60, "2 blocks final", |s| {
         final_height(s) >= 2
     })
     .await;
@@ -425,7 +381,7 @@ async fn a_member_that_equivocates_is_caught_on_every_honest_node() {
                 .expect("a note");
             assert!(note.verify(std::slice::from_ref(&verifier)).is_ok());
         }
-        let s = status(&client, *port).await;
+        let s = common::status(&client, *port).await;
         assert_eq!(s["finality"]["offences"], 1, "{s}");
         let metrics = common::get_text(&client, format!("http://127.0.0.1:{port}/metrics")).await;
         assert!(
@@ -465,7 +421,7 @@ async fn with_a_third_of_the_members_down_the_chain_grows_and_finality_waits_the
         ));
     }
     let client = gridledger::wire::builder().build().expect("client");
-    until(&client, ports[0], 60, "3 blocks final", |s| {
+    common::until(&client, ports[0], 60, "3 blocks final", |s| {
         final_height(s) >= 3
     })
     .await;
@@ -476,11 +432,11 @@ async fn with_a_third_of_the_members_down_the_chain_grows_and_finality_waits_the
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let stalled = final_height(&status(&client, ports[0]).await);
-    let h0 = status(&client, ports[0]).await["height"]
+    let stalled = final_height(&common::status(&client, ports[0]).await);
+    let h0 = common::status(&client, ports[0]).await["height"]
         .as_u64()
         .unwrap_or(0);
-    let s = until(&client, ports[0], 30, "the chain grows", |s| {
+    let s = common::until(&client, ports[0], 30, "the chain grows", |s| {
         s["height"].as_u64().unwrap_or(0) >= h0 + 5
     })
     .await;
@@ -500,7 +456,7 @@ async fn with_a_third_of_the_members_down_the_chain_grows_and_finality_waits_the
     }
     let target = s["height"].as_u64().unwrap_or(0);
     for p in &ports {
-        until(&client, *p, 60, "finality resumes", |s| {
+        common::until(&client, *p, 60, "finality resumes", |s| {
             final_height(s) >= target
         })
         .await;
@@ -520,16 +476,16 @@ async fn a_pinned_checkpoint_holds_on_a_fresh_node_and_a_forged_pin_is_refused()
     let net = network("finality-pin", &[1, 2, 3, ATTACKER]);
     let (ports, _dirs, nodes) = honest_members(&net, relay).await;
     let client = gridledger::wire::builder().build().expect("client");
-    until(&client, ports[0], 60, "5 blocks final", |s| {
+    common::until(&client, ports[0], 60, "5 blocks final", |s| {
         final_height(s) >= 5
     })
     .await;
     drop(stop_relay);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let note = common::get_text(&client, format!("http://127.0.0.1:{}/checkpoint", ports[0])).await;
-    let pinned_height = final_height(&status(&client, ports[0]).await);
-    let honest_chain = chain_of(&client, ports[0]).await;
-    let honest = records(&honest_chain);
+    let pinned_height = final_height(&common::status(&client, ports[0]).await);
+    let honest_chain = common::chain_of(&client, ports[0]).await;
+    let honest = common::records_of(&honest_chain);
     for n in nodes {
         n.stop().await;
     }
@@ -556,7 +512,7 @@ async fn a_pinned_checkpoint_holds_on_a_fresh_node_and_a_forged_pin_is_refused()
         .filter(|(c, b)| *c == 422 && b.contains("contradicts a final checkpoint"))
         .count();
     assert!(refused >= 1, "{answers:?}");
-    let s = status(&client, port).await;
+    let s = common::status(&client, port).await;
     assert!(
         s["height"].as_u64().unwrap_or(0) < pinned_height as u64,
         "the contradicting branch is no main chain: {s}"

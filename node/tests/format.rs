@@ -119,6 +119,69 @@ fn format_vectors_match_the_code() {
             ),
         }
     }
+
+    // Section 12: a record signed by its relay. With the registry `1 <relay public key>`
+    // the signed block is valid, block 1 (the same record unsigned) is not, and a flipped
+    // bit in the signature or the record is refused.
+    let mut relay_secret = [0u8; 32];
+    hex::decode_to_slice(&v["relay secret key"], &mut relay_secret).expect("hex key");
+    let relay_key = SigningKey::from_bytes(&relay_secret);
+    assert_eq!(built.relay_key.to_bytes(), relay_secret);
+    let relay_pk = relay_key.verifying_key().to_bytes();
+    assert_eq!(hex::encode(relay_pk), v["relay public key"]);
+    let bytes = hex::decode(&v["signed record bytes"]).expect("hex");
+    let signed = Block::from_bytes(&bytes, net.max_block_bytes, net.max_records).expect("decodes");
+    assert_eq!(signed, built.signed);
+    assert_eq!(signed.id().to_hex(), v["signed record id"]);
+    let record = relay_core::MinuteRecord::decode(&signed.records[0]).expect("decodes");
+    assert!(record.signature.is_some());
+    // The record's bytes are block 1's record's, then the 64 bytes of the signature.
+    assert_eq!(
+        &signed.records[0][..blocks[0].records[0].len()],
+        &blocks[0].records[0][..]
+    );
+    assert_eq!(signed.records[0].len(), blocks[0].records[0].len() + 64);
+    let mut registered = net.clone();
+    registered.registry =
+        gridledger::chain::Registry::parse(&format!("1 {}\n", hex::encode(relay_pk)))
+            .expect("a registry");
+    let on_fresh = |b: Block| {
+        let fresh = tempfile::tempdir().expect("tempdir");
+        let mut ledger = Ledger::open(fresh.path(), registered.clone()).expect("opens");
+        ledger.add(b, 1_795_542_725_000).map(|_| ())
+    };
+    assert!(on_fresh(signed.clone()).is_ok());
+    assert!(matches!(
+        on_fresh(blocks[0].clone()),
+        Err(gridledger::ledger::AddError::Invalid(
+            gridledger::chain::ValidationError::UnsignedRecord { index: 0, .. }
+        ))
+    ));
+    for at in [signed.records[0].len() - 1, 5] {
+        let mut r = signed.records[0].clone();
+        r[at] ^= 1;
+        let mut forged = relay_core::MinuteRecord::decode(&r).expect("still decodes");
+        let sig = forged.signature.take();
+        forged.signature = sig;
+        let b = gridledger::chain::assemble(
+            &genesis.header,
+            &[forged],
+            &built.key,
+            signed.header.time_ms,
+            net.bits,
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .expect("mined");
+        assert!(
+            matches!(
+                on_fresh(b),
+                Err(gridledger::ledger::AddError::Invalid(
+                    gridledger::chain::ValidationError::BadRecordSignature { index: 0, .. }
+                ))
+            ),
+            "byte {at} flipped"
+        );
+    }
 }
 
 /// Section 11's vectors: the checkpoint of the vectors chain, the members' names, key IDs

@@ -274,6 +274,10 @@ enum Lie {
     Chain,
     Readings,
     Proof,
+    /// `/readings` says an unsigned reading is signed by its relay.
+    Signer,
+    /// A proof of a signed reading names another key than the registry's.
+    RelayKey,
 }
 
 /// A proxy in front of `node` that passes every GET through, except that it lies as told.
@@ -303,8 +307,9 @@ async fn liar(node: SocketAddr, lie: Lie) -> SocketAddr {
             let bare = path.split('?').next().unwrap_or_default();
             let tamper = match lie {
                 Lie::Chain => bare == "/chain",
-                Lie::Readings => bare == "/readings",
+                Lie::Readings | Lie::Signer => bare == "/readings",
                 Lie::Proof => bare.ends_with("/proof"),
+                Lie::RelayKey => bare.starts_with("/readings/2/") && bare.ends_with("/proof"),
                 Lie::None => false,
             };
             if !tamper {
@@ -327,6 +332,20 @@ async fn liar(node: SocketAddr, lie: Lie) -> SocketAddr {
                         *first = serde_json::json!(format!("{flipped}{}", &h[1..]));
                     }
                 }
+                Lie::Signer => {
+                    for r in doc["readings"].as_array_mut().into_iter().flatten() {
+                        if r["signed"] == "unsigned" {
+                            r["signed"] = serde_json::json!("relay");
+                        }
+                    }
+                }
+                Lie::RelayKey => {
+                    doc["relay_signature"]["registered_key"] = serde_json::json!(hex::encode(
+                        ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+                            .verifying_key()
+                            .to_bytes()
+                    ));
+                }
                 Lie::None => {}
             }
             axum::Json(doc).into_response()
@@ -335,14 +354,16 @@ async fn liar(node: SocketAddr, lie: Lie) -> SocketAddr {
     common::serve_router(app).await
 }
 
-async fn check_node(addr: SocketAddr) -> (bool, String) {
+async fn check_node(addr: SocketAddr, registry: Option<&Path>) -> (bool, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/check_node.py");
+    let registry = registry.map(Path::to_owned);
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(format!("http://{addr}"))
-            .output()
-            .expect("python3 runs")
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg(format!("http://{addr}"));
+        if let Some(r) = registry {
+            cmd.arg("--registry").arg(r);
+        }
+        cmd.output().expect("python3 runs")
     })
     .await
     .expect("joined");
@@ -365,8 +386,22 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
     }
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let (relay1, _s1) = common::relay_sim(any, 1, 1.0, None).await;
-    let (relay2, _s2) = common::relay_sim(any, 2, 1.0, None).await;
+    // Relay 2 signs its records and is in the network's relay registry; relay 1 does not.
+    let keys = relay_sim::keys::RelayKeys::from_seeds([(relay_core::RelayId(2), [9; 32])]);
+    let registry_text = keys.registry();
+    let (relay2, _s2) = common::relay_sim_with(relay_sim::Config {
+        listen: any,
+        relay_id: 2,
+        minute_secs: 1.0,
+        keys,
+        ..relay_sim::Config::default()
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
+    let registry_file = dir.path().join("relay-registry");
+    std::fs::write(&registry_file, &registry_text).expect("registry written");
+    let mut network = Network::new("outside", 8);
+    network.registry = gridledger::chain::Registry::parse(&registry_text).expect("registry");
     let node = start(
         NodeConfig {
             // Long enough for both relays' records of a minute to share a block.
@@ -378,8 +413,8 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
             admin_token: None,
             // Two relays: blocks of two records, so that proofs have an audit path.
             ..common::node_config(
-                dir.path(),
-                Network::new("outside", 8),
+                dir.path().join("node").as_path(),
+                network,
                 &[relay1, relay2],
                 Vec::new(),
             )
@@ -418,19 +453,31 @@ async fn outside_checks_of_chain_readings_and_proofs_agree_and_catch_a_lying_nod
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    let (ok, msg) = check_node(node.addr).await;
+    let registry = Some(registry_file.as_path());
+    let (ok, msg) = check_node(node.addr, registry).await;
     assert!(ok, "the outside check refused an honest node: {msg}");
     assert!(msg.starts_with("ok: height"), "{msg}");
+    assert!(
+        !msg.contains(" 0 of them signed"),
+        "relay 2's proofs are signed: {msg}"
+    );
     eprintln!("check_node.py: {msg}");
-    let (ok, msg) = check_node(liar(node.addr, Lie::None).await).await;
+    let (ok, msg) = check_node(node.addr, None).await;
+    assert!(
+        ok && msg.contains("no --registry"),
+        "without the registry: {msg}"
+    );
+    let (ok, msg) = check_node(liar(node.addr, Lie::None).await, registry).await;
     assert!(ok, "an honest proxy: {msg}");
 
     for (lie, says) in [
         (Lie::Chain, "/chain block 1 differs"),
         (Lie::Readings, "/readings relay"),
         (Lie::Proof, "audit path"),
+        (Lie::Signer, "'signed' is 'relay'"),
+        (Lie::RelayKey, "names a key the registry does not"),
     ] {
-        let (ok, msg) = check_node(liar(node.addr, lie).await).await;
+        let (ok, msg) = check_node(liar(node.addr, lie).await, registry).await;
         assert!(!ok && msg.contains(says), "{lie:?}: {msg}");
         eprintln!("check_node.py against a proxy that lies in {lie:?}: {msg}");
     }

@@ -13,27 +13,7 @@ use crate::ledger::BlockReader;
 
 /// A minute given as minutes since the epoch or as `YYYY-MM-DDTHH:MM[Z]` (UTC).
 fn parse_minute(s: &str) -> Option<u32> {
-    if let Ok(m) = s.parse::<u32>() {
-        return Some(m);
-    }
-    let s = s.strip_suffix('Z').unwrap_or(s);
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(str::parse::<i64>);
-    let (y, mo, da) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (h, mi) = time.split_once(':')?;
-    let (h, mi) = (h.parse::<i64>().ok()?, mi.get(..2)?.parse::<i64>().ok()?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 {
-        return None;
-    }
-    // Days from civil (H. Hinnant), 1970-01-01 = 0.
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u32::try_from(days * 1440 + h * 60 + mi).ok()
+    relay_core::Minute::parse(s).map(|m| m.0)
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,9 +40,15 @@ const STREAM_CHUNK: u32 = 1440;
 const DEFAULT_POINTS: u32 = 4000;
 const POINTS: std::ops::RangeInclusive<u32> = 100..=20_000;
 
-/// A record found on the main chain: its height, its block's id, the record, and whether
-/// this node read otherwise.
-type Found = (u32, String, relay_core::MinuteRecord, bool);
+/// A record found on the main chain: its height, its block's id, the record, whether this
+/// node read otherwise, and who vouches for it.
+type Found = (
+    u32,
+    String,
+    relay_core::MinuteRecord,
+    bool,
+    crate::relay_sig::Signer,
+);
 
 pub(super) async fn readings(
     Extension(reader): Extension<BlockReader>,
@@ -124,8 +110,8 @@ pub(super) async fn readings(
         "csv" => {
             // The export's columns (crate::render), one row per sample.
             let mut out = crate::render::csv_header().into_bytes();
-            for (h, id, r, _) in &found {
-                if let Err(e) = crate::render::write_csv_rows(&mut out, *h, id, r) {
+            for (h, id, r, _, signer) in &found {
+                if let Err(e) = crate::render::write_csv_rows(&mut out, *h, id, r, *signer) {
                     return ApiError::internal(e);
                 }
             }
@@ -169,8 +155,10 @@ fn readings_tail(relay: u32, to: u32) -> String {
 /// One record of `/readings`, its fields in sorted order: `block_id`, `disputed` (this node
 /// read something else from the relay for this minute: see /disputes), `faults`, `height`,
 /// `minute`, `minute_utc`, `relay`, `samples`, `seconds` (the second of the minute of each
-/// sample; a slot the device did not answer has none).
-fn write_reading(out: &mut Vec<u8>, (height, id, r, disputed): &Found) {
+/// sample; a slot the device did not answer has none), `signed` (`relay`: signed by the
+/// relay's registered key, as the chain's rule makes sure; `unregistered`: it carries a
+/// signature no registry entry can check; `unsigned`).
+fn write_reading(out: &mut Vec<u8>, (height, id, r, disputed, signer): &Found) {
     let mut n = itoa::Buffer::new();
     // `id` is 64 hex digits and `minute_utc` digits, dashes, `T`, `:` and `Z`: nothing to
     // escape in either.
@@ -202,7 +190,9 @@ fn write_reading(out: &mut Vec<u8>, (height, id, r, disputed): &Found) {
         }
         out.extend_from_slice(n.format(s).as_bytes());
     }
-    out.extend_from_slice(b"]}");
+    out.extend_from_slice(b"],\"signed\":\"");
+    out.extend_from_slice(signer.as_str().as_bytes());
+    out.extend_from_slice(b"\"}");
 }
 
 /// The relay's records on the main chain for minutes `from..=to`, in minute order, from
@@ -237,7 +227,8 @@ fn read_range(
                 .and_then(|r| MinuteRecord::decode_stored(r).ok());
             if let Some(r) = record {
                 let disputed = disputed.binary_search(&m).is_ok();
-                found.push((h, id.to_hex(), r, disputed));
+                let signer = crate::relay_sig::Signer::of(&r, reader.registry());
+                found.push((h, id.to_hex(), r, disputed, signer));
             }
         }
     }
@@ -284,7 +275,7 @@ fn stream(reader: BlockReader, relay: u32, from: u32, to: u32, csv: bool) -> Res
             let mut buf = Vec::new();
             for f in &found {
                 if csv {
-                    if let Err(e) = crate::render::write_csv_rows(&mut buf, f.0, &f.1, &f.2) {
+                    if let Err(e) = crate::render::write_csv_rows(&mut buf, f.0, &f.1, &f.2, f.4) {
                         let _ = tx.blocking_send(Err(e));
                         return;
                     }
@@ -327,12 +318,12 @@ fn stream(reader: BlockReader, relay: u32, from: u32, to: u32, csv: bool) -> Res
 /// openings and gaps stay exact.
 fn columns(relay: u32, from: u32, to: u32, found: &[Found], points: u32) -> serde_json::Value {
     use relay_core::Quantity;
-    let samples: usize = found.iter().map(|(_, _, r, _)| r.samples.len()).sum();
+    let samples: usize = found.iter().map(|(_, _, r, ..)| r.samples.len()).sum();
     // Every point as (unix second, values or none).
     let mut all: Vec<(u64, Option<[f64; 10]>)> = Vec::with_capacity(samples + 16);
     let mut gaps: Vec<[u32; 2]> = Vec::new();
     let mut prev: Option<u32> = None;
-    for (_, _, r, _) in found {
+    for (_, _, r, ..) in found {
         let m = r.minute.0;
         if let Some(p) = prev.filter(|p| m > p + 1) {
             gaps.push([p + 1, m - 1]);
@@ -408,15 +399,15 @@ fn columns(relay: u32, from: u32, to: u32, found: &[Found], points: u32) -> serd
         .collect();
     let faults: Vec<_> = found
         .iter()
-        .filter(|(_, _, r, _)| r.faults > 0)
-        .map(|(h, _, r, _)| {
+        .filter(|(_, _, r, ..)| r.faults > 0)
+        .map(|(h, _, r, ..)| {
             json!({"minute": r.minute.0, "t": u64::from(r.minute.0) * 60, "count": r.faults, "height": h})
         })
         .collect();
     let disputed: Vec<u32> = found
         .iter()
-        .filter(|(_, _, _, d)| *d)
-        .map(|(_, _, r, _)| r.minute.0)
+        .filter(|(_, _, _, d, _)| *d)
+        .map(|(_, _, r, ..)| r.minute.0)
         .collect();
     json!({
         "relay": relay,
@@ -451,6 +442,7 @@ pub(super) async fn proof(
             .and_then(|h| tree.main_at(h).map(|id| (h, id)));
         (found, core.ledger.reader())
     };
+    let registry = reader.registry().clone();
     let Some((height, id)) = found else {
         return ApiError::not_found(format!(
             "no record of relay {relay} at minute {minute} on the chain"
@@ -461,8 +453,11 @@ pub(super) async fn proof(
         Ok(None) => return ApiError::internal("block missing"),
         Err(answer) => return answer,
     };
-    let Some(index) = block.records.iter().position(|b| {
-        MinuteRecord::decode(b).is_ok_and(|r| r.relay.0 == relay && r.minute.0 == minute)
+    let Some((index, record)) = block.records.iter().enumerate().find_map(|(i, b)| {
+        MinuteRecord::decode(b)
+            .ok()
+            .filter(|r| r.relay.0 == relay && r.minute.0 == minute)
+            .map(|r| (i, r))
     }) else {
         return ApiError::internal("record index disagrees with the block");
     };
@@ -479,9 +474,33 @@ pub(super) async fn proof(
         "index": p.index,
         "size": p.size,
         "path": p.path.iter().map(hex::encode).collect::<Vec<_>>(),
-        "how_to_verify": "SHA-256(header) = block_id; the record's leaf hash SHA-256(0x00 || record) climbs the RFC 6962 audit path to header bytes 38..70 (docs/FORMAT.md)",
+        "relay_signature": relay_signature_json(&record, &registry),
+        "how_to_verify": "SHA-256(header) = block_id; the record's leaf hash SHA-256(0x00 || record) climbs the RFC 6962 audit path to header bytes 38..70 (docs/FORMAT.md); a signed record's last 64 bytes are the relay's Ed25519 signature of \"gridledger record v1\\n\" || the bytes before them, checked with the key the relay registry names for the relay and minute, never a key taken from the record (docs/FORMAT.md section 12)",
     }))
     .into_response()
+}
+
+/// What a proof says of the relay's signature: who vouches (`signed`), the signature, the
+/// key the network's registry names for the relay at that minute and from when, and the
+/// bytes signed.
+fn relay_signature_json(
+    record: &relay_core::MinuteRecord,
+    registry: &crate::chain::Registry,
+) -> serde_json::Value {
+    let signer = crate::relay_sig::Signer::of(record, registry);
+    let entry = registry
+        .entries()
+        .filter(|e| e.relay == record.relay && e.from <= record.minute)
+        .last();
+    let mut buf = [0u8; relay_core::MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+    let message = record.signing_message(&mut buf).map(hex::encode).ok();
+    json!({
+        "signed": signer.as_str(),
+        "signature": record.signature.map(|s| hex::encode(s.0)),
+        "registered_key": entry.map(|e| hex::encode(e.key)),
+        "registered_from": entry.map(|e| e.from.0),
+        "message": message,
+    })
 }
 
 #[cfg(test)]
@@ -500,13 +519,15 @@ mod tests {
         {
             for bytes in &b.records {
                 let r = relay_core::MinuteRecord::decode(bytes).expect("record");
-                found.push((i as u32 + 1, b.id().to_hex(), r, i == 1));
+                let signer = crate::relay_sig::Signer::of(&r, &crate::chain::Registry::default());
+                found.push((i as u32 + 1, b.id().to_hex(), r, i == 1, signer));
             }
         }
         let list: Vec<_> = found
             .iter()
-            .map(|(h, id, r, disputed)| {
+            .map(|(h, id, r, disputed, signer)| {
                 json!({
+                    "signed": signer.as_str(),
                     "height": h,
                     "block_id": id,
                     "disputed": disputed,

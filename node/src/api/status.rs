@@ -89,6 +89,9 @@ fn relay_view(st: &crate::poll::RelayStatus) -> RelayView {
         clock_not_set: st.clock_not_set,
         clock_ahead_ms: st.clock_ahead_ms,
         clock_problem: st.clock_problem(),
+        signed: st.signer.map(|s| s.as_str().to_owned()),
+        key: st.served_key.map(hex::encode),
+        bad_signatures: st.bad_signatures,
     }
 }
 

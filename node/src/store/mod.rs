@@ -45,6 +45,8 @@ const LOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("locs");
 const MAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("main");
 const RECORDS: TableDefinition<u64, u32> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The `META` key of the relay registry's text ([`Store::relay_registry`]).
+const RELAY_REGISTRY: &str = "relay_registry";
 const DISPUTES: TableDefinition<u64, &[u8]> = TableDefinition::new("disputes");
 const SIDE: TableDefinition<&[u8], u32> = TableDefinition::new("side");
 const IDS: TableDefinition<u64, u32> = TableDefinition::new("ids");
@@ -670,6 +672,34 @@ impl Store {
             Some((&bits, name)) => Ok(Some((String::from_utf8_lossy(name).into_owned(), bits))),
             None => Ok(None),
         }
+    }
+
+    /// The relay registry (its text, `gridledger_chain::Registry::to_text`) the node that
+    /// wrote this store ran with last, if any: what `verify` and `export` check relay
+    /// signatures against.
+    pub fn relay_registry(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let text = meta.get(RELAY_REGISTRY).map_err(|e| self.err(e))?;
+        Ok(text.map(|t| String::from_utf8_lossy(t.value()).into_owned()))
+    }
+
+    /// Keeps the relay registry's text (see [`Store::relay_registry`]), if it changed.
+    pub fn set_relay_registry(&self, text: &str) -> Result<(), StoreError> {
+        if self.relay_registry()?.as_deref() == Some(text) {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(RELAY_REGISTRY, text.as_bytes())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// Where the file's bytes go, per table (block file, locs, main, ids, records, side): bytes of keys and

@@ -45,6 +45,53 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The main chain of the node on loopback `port`, whole blocks from height 1 (up to 500).
+pub async fn chain_of(client: &reqwest::Client, port: u16) -> Vec<Block> {
+    let body = get_raw(
+        client,
+        format!("http://127.0.0.1:{port}/blocks?from=1&limit=500"),
+    )
+    .await;
+    gridledger::wire::decode_list(&body, 1 << 20, 4096).expect("a block list")
+}
+
+/// The `/status` of the node on loopback `port`.
+pub async fn status(client: &reqwest::Client, port: u16) -> serde_json::Value {
+    get_json(client, format!("http://127.0.0.1:{port}/status")).await
+}
+
+/// Waits (at most `secs`) until `f` holds of a node's `/status`, or fails with the last
+/// one seen.
+pub async fn until(
+    client: &reqwest::Client,
+    port: u16,
+    secs: u64,
+    what: &str,
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let s = status(client, port).await;
+        if f(&s) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: node :{port} never got there: {s}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Every record of `chain`, in order.
+pub fn records_of(chain: &[Block]) -> Vec<MinuteRecord> {
+    chain
+        .iter()
+        .flat_map(|b| b.records.iter())
+        .map(|r| MinuteRecord::decode(r).expect("a record"))
+        .collect()
+}
+
 /// A free loopback port (bound, read, released).
 ///
 /// Taken below the kernel's ephemeral range (32768 and up on Linux), so that no socket
@@ -77,7 +124,7 @@ pub async fn relay_sim(
     minute_secs: f64,
     start_time: Option<u64>,
 ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let s = relay_sim::Simulator::bind(relay_sim::Config {
+    relay_sim_with(relay_sim::Config {
         listen,
         relay_id,
         minute_secs,
@@ -85,7 +132,15 @@ pub async fn relay_sim(
         ..relay_sim::Config::default()
     })
     .await
-    .expect("relay-sim binds");
+}
+
+/// [`relay_sim`] with any configuration (signing keys, say).
+pub async fn relay_sim_with(
+    config: relay_sim::Config,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let s = relay_sim::Simulator::bind(config)
+        .await
+        .expect("relay-sim binds");
     let addr = s.local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(s.run(async move {

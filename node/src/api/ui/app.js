@@ -589,6 +589,136 @@
     return sha256js(bytes);
   }
 
+  // SHA-512 in script (for Ed25519 where WebCrypto is withheld), FIPS 180-4, on BigInt words.
+  function sha512js(msg) {
+    const K = [
+      "428a2f98d728ae22", "7137449123ef65cd", "b5c0fbcfec4d3b2f", "e9b5dba58189dbbc", "3956c25bf348b538", "59f111f1b605d019", "923f82a4af194f9b", "ab1c5ed5da6d8118",
+      "d807aa98a3030242", "12835b0145706fbe", "243185be4ee4b28c", "550c7dc3d5ffb4e2", "72be5d74f27b896f", "80deb1fe3b1696b1", "9bdc06a725c71235", "c19bf174cf692694",
+      "e49b69c19ef14ad2", "efbe4786384f25e3", "0fc19dc68b8cd5b5", "240ca1cc77ac9c65", "2de92c6f592b0275", "4a7484aa6ea6e483", "5cb0a9dcbd41fbd4", "76f988da831153b5",
+      "983e5152ee66dfab", "a831c66d2db43210", "b00327c898fb213f", "bf597fc7beef0ee4", "c6e00bf33da88fc2", "d5a79147930aa725", "06ca6351e003826f", "142929670a0e6e70",
+      "27b70a8546d22ffc", "2e1b21385c26c926", "4d2c6dfc5ac42aed", "53380d139d95b3df", "650a73548baf63de", "766a0abb3c77b2a8", "81c2c92e47edaee6", "92722c851482353b",
+      "a2bfe8a14cf10364", "a81a664bbc423001", "c24b8b70d0f89791", "c76c51a30654be30", "d192e819d6ef5218", "d69906245565a910", "f40e35855771202a", "106aa07032bbd1b8",
+      "19a4c116b8d2d0c8", "1e376c085141ab53", "2748774cdf8eeb99", "34b0bcb5e19b48a8", "391c0cb3c5c95a63", "4ed8aa4ae3418acb", "5b9cca4f7763e373", "682e6ff3d6b2b8a3",
+      "748f82ee5defb2fc", "78a5636f43172f60", "84c87814a1f0ab72", "8cc702081a6439ec", "90befffa23631e28", "a4506cebde82bde9", "bef9a3f7b2c67915", "c67178f2e372532b",
+      "ca273eceea26619c", "d186b8c721c0c207", "eada7dd6cde0eb1e", "f57d4f7fee6ed178", "06f067aa72176fba", "0a637dc5a2c898a6", "113f9804bef90dae", "1b710b35131c471b",
+      "28db77f523047d84", "32caab7b40c72493", "3c9ebe0a15c9bebc", "431d67c49c100d4c", "4cc5d4becb3e42b6", "597f299cfc657e2a", "5fcb6fab3ad6faec", "6c44198c4a475817"].map((x) => BigInt("0x" + x));
+    const H = ["6a09e667f3bcc908", "bb67ae8584caa73b", "3c6ef372fe94f82b", "a54ff53a5f1d36f1", "510e527fade682d1", "9b05688c2b3e6c1f", "1f83d9abfb41bd6b", "5be0cd19137e2179"].map((x) => BigInt("0x" + x));
+    const M = (1n << 64n) - 1n;
+    const rotr = (x, n) => ((x >> n) | (x << (64n - n))) & M;
+    const len = msg.length;
+    const padded = new Uint8Array(((len + 17 + 127) >> 7) << 7);
+    padded.set(msg);
+    padded[len] = 0x80;
+    const view = new DataView(padded.buffer);
+    view.setUint32(padded.length - 8, Math.floor(len / 0x20000000));
+    view.setUint32(padded.length - 4, (len << 3) >>> 0);
+    const w = new Array(80);
+    for (let off = 0; off < padded.length; off += 128) {
+      for (let i = 0; i < 16; i++) w[i] = view.getBigUint64(off + i * 8);
+      for (let i = 16; i < 80; i++) {
+        const s0 = rotr(w[i - 15], 1n) ^ rotr(w[i - 15], 8n) ^ (w[i - 15] >> 7n);
+        const s1 = rotr(w[i - 2], 19n) ^ rotr(w[i - 2], 61n) ^ (w[i - 2] >> 6n);
+        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & M;
+      }
+      let [a, b, c, d, e, f, g, hh] = H;
+      for (let i = 0; i < 80; i++) {
+        const t1 = (hh + (rotr(e, 14n) ^ rotr(e, 18n) ^ rotr(e, 41n)) + ((e & f) ^ (~e & M & g)) + K[i] + w[i]) & M;
+        const t2 = ((rotr(a, 28n) ^ rotr(a, 34n) ^ rotr(a, 39n)) + ((a & b) ^ (a & c) ^ (b & c))) & M;
+        hh = g; g = f; f = e; e = (d + t1) & M; d = c; c = b; b = a; a = (t1 + t2) & M;
+      }
+      [a, b, c, d, e, f, g, hh].forEach((x, i) => { H[i] = (H[i] + x) & M; });
+    }
+    const out = new Uint8Array(64);
+    const ov = new DataView(out.buffer);
+    H.forEach((x, i) => ov.setBigUint64(i * 8, x));
+    return out;
+  }
+  gl.sha512js = (hex) => bytes2hex(sha512js(hex2bytes(hex)));
+  async function sha512(bytes) {
+    if (webCrypto) return new Uint8Array(await crypto.subtle.digest("SHA-512", bytes));
+    return sha512js(bytes);
+  }
+
+  // Ed25519 verification in script (RFC 8032 section 5.1.7 with the ZIP 215 rules of
+  // docs/FORMAT.md section 5: key canonical and of large order, S canonical, R any point
+  // encoding, the cofactored equation), as tools/verify_export.py does it: the relay's
+  // signature of a record is checked here, not taken from the node.
+  const ed25519 = (() => {
+    const P = 2n ** 255n - 19n;
+    const Q = 2n ** 252n + 27742317777372353535851937790883648493n;
+    const mod = (a) => ((a % P) + P) % P;
+    const pow = (b, e) => {
+      let r = 1n;
+      b = mod(b);
+      while (e > 0n) {
+        if (e & 1n) r = (r * b) % P;
+        b = (b * b) % P;
+        e >>= 1n;
+      }
+      return r;
+    };
+    const D = mod(-121665n * pow(121666n, P - 2n));
+    const SQRT_M1 = pow(2n, (P - 1n) / 4n);
+    const ID = [0n, 1n, 1n, 0n];
+    const add = (a, b) => {
+      const aa = mod((a[1] - a[0]) * (b[1] - b[0]));
+      const bb = mod((a[1] + a[0]) * (b[1] + b[0]));
+      const cc = mod(2n * a[3] * b[3] * D);
+      const dd = mod(2n * a[2] * b[2]);
+      const e = bb - aa, f = dd - cc, g = dd + cc, hh = bb + aa;
+      return [mod(e * f), mod(g * hh), mod(f * g), mod(e * hh)];
+    };
+    const mul = (s, pt) => {
+      let out = ID;
+      while (s > 0n) {
+        if (s & 1n) out = add(out, pt);
+        pt = add(pt, pt);
+        s >>= 1n;
+      }
+      return out;
+    };
+    const eq = (a, b) => mod(a[0] * b[2] - b[0] * a[2]) === 0n && mod(a[1] * b[2] - b[1] * a[2]) === 0n;
+    const le = (b) => b.reduceRight((n, x) => (n << 8n) | BigInt(x), 0n);
+    const recoverX = (y, sign) => {
+      const x2 = mod((y * y - 1n) * pow(D * y * y + 1n, P - 2n));
+      if (x2 === 0n) return 0n;
+      let x = pow(x2, (P + 3n) / 8n);
+      if (mod(x * x - x2) !== 0n) x = mod(x * SQRT_M1);
+      if (mod(x * x - x2) !== 0n) return null;
+      if ((x & 1n) !== sign) x = P - x;
+      return x;
+    };
+    const decompress = (b) => {
+      const n = le(b);
+      const y = (n & ((1n << 255n) - 1n)) % P;
+      const x = recoverX(y, n >> 255n);
+      return x === null ? null : [x, y, 1n, mod(x * y)];
+    };
+    const compress = (pt) => {
+      const zi = pow(pt[2], P - 2n);
+      const x = mod(pt[0] * zi), y = mod(pt[1] * zi);
+      let n = y | ((x & 1n) << 255n);
+      const out = new Uint8Array(32);
+      for (let i = 0; i < 32; i++) { out[i] = Number(n & 255n); n >>= 8n; }
+      return out;
+    };
+    const GY = mod(4n * pow(5n, P - 2n));
+    const BASE = [recoverX(GY, 0n), GY, 1n, mod(recoverX(GY, 0n) * GY)];
+    return async (pub, msg, sig) => {
+      if (pub.length !== 32 || sig.length !== 64) return false;
+      const a = decompress(pub);
+      if (!a || !equal(compress(a), pub) || eq(mul(8n, a), ID)) return false;
+      const r = decompress(sig.slice(0, 32));
+      if (!r) return false;
+      const s = le(sig.slice(32));
+      if (s >= Q) return false;
+      const k = le(await sha512(concat(sig.slice(0, 32), pub, msg))) % Q;
+      const neg = (pt) => [mod(-pt[0]), pt[1], pt[2], mod(-pt[3])];
+      return eq(mul(8n, add(add(mul(s, BASE), mul(k, neg(a))), neg(r))), ID);
+    };
+  })();
+  gl.ed25519 = async (pub, msg, sig) => ed25519(hex2bytes(pub), hex2bytes(msg), hex2bytes(sig));
+
   // A record's canonical encoding (docs/FORMAT.md section 6), decoded here so that the
   // values shown are the bytes the proof covers, not what the node says they are.
   const FIELDS = [["Vab", "kV"], ["Vbc", "kV"], ["Vca", "kV"], ["Ia", "A"], ["Ib", "A"], ["Ic", "A"], ["f", "Hz"], ["PF", ""], ["P", "kW"], ["Q", "kvar"]];
@@ -619,7 +749,12 @@
       r.samples.push(s);
       prev = s;
     }
-    if (at !== b.length) throw new Error((b.length - at) + " bytes after the last sample");
+    // Then nothing, or exactly the relay's 64-byte signature (FORMAT.md section 12).
+    if (b.length - at === 64) {
+      r.signature = b.slice(at);
+      r.body = b.slice(0, at);
+    } else if (at !== b.length) throw new Error((b.length - at) + " bytes after the last sample");
+    else r.body = b;
     const mask = (r.flags >> 8) & 0x3f;
     let missing = 0;
     for (let i = 0; i < 6; i++) if (mask & (1 << i)) missing++;
@@ -698,9 +833,25 @@
         step("work", "The id has at least " + bits + " leading zero bits (the header's difficulty), at height " + height, zeros >= bits && height === p.height,
           zeros + " leading zero bits; header height " + height + ", node says " + p.height);
       }
+      // 7. The relay's signature (FORMAT.md section 12), checked here with the key the
+      // network's relay registry names for this relay and minute.
+      const rs = p.relay_signature || {};
+      if (rec && rs.signed === "relay") {
+        const key = hex2bytes(rs.registered_key || "");
+        const msg = concat(new TextEncoder().encode("gridledger record v1\n"), rec.body);
+        const ok = !!rec.signature && (await ed25519(key, msg, rec.signature));
+        step("relay-signature", "Signed by relay " + relay + ": Ed25519 over \"gridledger record v1\\n\" ‖ record verifies under the registry's key " + short(rs.registered_key, 16), ok,
+          (rec.signature ? "signature " + bytes2hex(rec.signature) : "no signature in the record") + "; key " + rs.registered_key + ", registered from minute " + rs.registered_from + " (" + minuteUtc(rs.registered_from) + ")");
+      }
     } catch (e) {
       step("input", "The proof's fields are well-formed hex", false, e.message);
     }
+    const rs = p.relay_signature || {};
+    const signer = rs.signed === "relay"
+      ? "Signed by the relay: its key in the network's relay registry (" + short(rs.registered_key || "", 16) + ", compare it with your consortium's registry file) verifies the record's signature, checked above. No member can invent or change this reading."
+      : rs.signed === "unregistered"
+        ? "The record carries a signature, but the network's relay registry names no key for relay " + relay + " at this minute, so nothing says whose key made it: treat the reading as unsigned."
+        : "Unsigned: relay " + relay + " is not in the network's relay registry. The reading rests on the miner's word and on the nodes that read the relay themselves (disputes).";
     // Finality: the block in the latest final checkpoint (a tlog of block ids, RFC 6962),
     // its inclusion path recomputed here; the checkpoint's member signatures are Ed25519 (check
     // them with Go's note verifier or tools/verify_export.py and GET /members).
@@ -737,7 +888,7 @@
       finality.text = "finality: " + e.message;
     }
     const failed = steps.find((s) => !s.ok);
-    gl.proof = { final: finality.final, ok: !failed, failed: failed ? failed.id : null, steps: steps.map((s) => ({ id: s.id, ok: s.ok })), hash: webCrypto ? "WebCrypto" : "script", record: rec };
+    gl.proof = { final: finality.final, ok: !failed, failed: failed ? failed.id : null, steps: steps.map((s) => ({ id: s.id, ok: s.ok })), hash: webCrypto ? "WebCrypto" : "script", record: rec, signed: rs.signed || null };
     const samples = h("tbody");
     if (rec) {
       rec.samples.forEach((s, i) => samples.append(row([rec.seconds[i], ...s.map(milli)])));
@@ -753,6 +904,7 @@
         "that this block is on the network's chain unless the line below says it is final (otherwise only that this node serves it: ask another party's node for ",
         h("code", null, "/blocks/" + p.block_id), "), nor that the relay's reading was true (nodes that read the relay themselves flag a differing record as a dispute)."),
       h("p", { id: "finality", class: finality.final ? "up" : "muted" }, finality.text),
+      h("p", { id: "signer", class: rs.signed === "relay" && !failed ? "up" : "muted" }, signer),
       h("h2", null, "Steps"),
       h("ol", { class: "steps" }, steps.map((s) => h("li", { "data-step": s.id }, h("span", { class: s.ok ? "pass" : "fail" }, s.ok ? "✓ " : "✗ "), s.title,
         h("div", { class: "mono muted break" }, s.detail)))),
