@@ -27,11 +27,25 @@ const FR_BUSY: u32 = 1 << 3;
 const FR_RXFE: u32 = 1 << 4;
 const FR_TXFF: u32 = 1 << 5;
 
+/// The key region: the last KiB of flash, kept out of the image by memory.x, where a
+/// signing key is provisioned (docs/firmware.md).
+const KEY_REGION: usize = 0x0003_FC00;
+
 fn read(addr: usize) -> u32 {
     // SAFETY: `addr` is one of the LM3S6965 peripheral register addresses above (datasheet
-    // sections 6, 8 and 12), always mapped, 32-bit aligned; reading them has no side effect
-    // other than the documented one (DR pops the receive FIFO).
+    // sections 6, 8 and 12) or a word of the key region in flash, always mapped, 32-bit
+    // aligned; reading them has no side effect other than the documented one (DR pops the
+    // receive FIFO).
     unsafe { read_volatile(addr as *const u32) }
+}
+
+/// The first bytes of the key region, as stored (little-endian words).
+pub fn key_region() -> [u8; firmware::KEY_REGION_LEN] {
+    let mut out = [0u8; firmware::KEY_REGION_LEN];
+    for (i, chunk) in out.chunks_mut(4).enumerate() {
+        chunk.copy_from_slice(&read(KEY_REGION + 4 * i).to_le_bytes());
+    }
+    out
 }
 
 fn write(addr: usize, value: u32) {
@@ -128,6 +142,12 @@ impl Clock {
         self.last = now;
         self.cycles += u64::from(elapsed);
         self.cycles / (SYSCLK_HZ / 1000)
+    }
+
+    /// Microseconds since power-up (the same count, finer).
+    pub fn uptime_us(&mut self) -> u64 {
+        self.uptime_ms();
+        self.cycles / (SYSCLK_HZ / 1_000_000)
     }
 }
 

@@ -3,16 +3,37 @@
 //! signal model as relay-sim.
 //!
 //! The board binary (`src/main.rs`, feature `board`) only supplies a UART implementing the
-//! `embedded-io` traits and a millisecond counter, and calls [`Relay::poll`] in a loop. The
-//! host tests drive the same code with a mock UART.
+//! `embedded-io` traits, a millisecond counter and the signing key provisioned into the
+//! board's key region ([`parse_key_region`]), and calls [`Relay::poll`] and
+//! [`Relay::sign_pending`] in a loop. The host tests drive the same code with a mock UART.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+use core::fmt;
 
 use embedded_io::{Read, ReadReady, Write};
 use relay_core::registers::{Exception, RegisterImage, CLOCK};
 use relay_core::rtu::{Registers, Slave, MAX_FRAME};
 use relay_core::signal::{Profile, SignalModel};
-use relay_core::{Identity, Minute, RecordFlags, RelayId};
+use relay_core::{Identity, Minute, MinuteRecord, RecordFlags, RecordSignature, RelayId};
+
+/// The first bytes of a provisioned key region: `GLK1`, then the 32-byte Ed25519 seed.
+pub const KEY_MAGIC: [u8; 4] = *b"GLK1";
+/// Bytes of a provisioned key region that are read: the magic and the seed.
+pub const KEY_REGION_LEN: usize = 36;
+
+/// The signing seed in a key region's first [`KEY_REGION_LEN`] bytes, if one was
+/// provisioned (erased flash reads `FF`, an unprovisioned QEMU board `00`: no magic, no
+/// key, and the relay does not sign).
+#[must_use]
+pub fn parse_key_region(region: &[u8; KEY_REGION_LEN]) -> Option<[u8; 32]> {
+    if region[..4] != KEY_MAGIC {
+        return None;
+    }
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&region[4..]);
+    Some(seed)
+}
 
 /// What a board's relay is. The values of the demonstration board are [`BOARD`].
 #[derive(Clone, Copy, Debug)]
@@ -106,7 +127,6 @@ impl Registers for Map {
 }
 
 /// The firmware relay.
-#[derive(Debug)]
 pub struct Relay {
     config: Config,
     slave: Slave,
@@ -118,6 +138,20 @@ pub struct Relay {
     last_minute: Option<Minute>,
     last_rx_ms: u64,
     out: [u8; MAX_FRAME],
+    key: Option<ed25519_compact::KeyPair>,
+    /// The sequence number, minute and flags of the record closed last, until it is signed
+    /// (the record itself is the signal model's, made again to sign it).
+    unsigned: Option<(u16, Minute, RecordFlags)>,
+}
+
+impl fmt::Debug for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Relay")
+            .field("config", &self.config)
+            .field("seq", &self.seq)
+            .field("signs", &self.key.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Relay {
@@ -146,7 +180,54 @@ impl Relay {
             last_minute: None,
             last_rx_ms: 0,
             out: [0; MAX_FRAME],
+            key: None,
+            unsigned: None,
         }
+    }
+
+    /// Gives the relay its signing key, from the seed provisioned on the board: it serves
+    /// the public key in its identity registers and signs every record it closes from now.
+    pub fn provision(&mut self, seed: [u8; 32]) {
+        let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+        self.map.image.set_key(&kp.pk);
+        self.key = Some(kp);
+    }
+
+    /// True if a record closed and waits for its signature ([`Relay::sign_pending`]).
+    #[must_use]
+    pub fn signing_due(&self) -> bool {
+        self.key.is_some() && self.unsigned.is_some()
+    }
+
+    /// Signs the record closed last, if it waits, and publishes the signature under the
+    /// record's sequence number and the time it took by `now_us` (microseconds). Returns
+    /// true if it signed.
+    ///
+    /// Signing takes a while on a Cortex-M3 (docs/firmware.md), so it is not done inside
+    /// [`Relay::tick`]: the sample of the new minute is published first, and until the
+    /// signature is, a reader sees the signature block name the previous record (a torn
+    /// pair) and reads again.
+    pub fn sign_pending(&mut self, now_us: &mut dyn FnMut() -> u64) -> bool {
+        let (Some(kp), Some((seq, minute, flags))) = (&self.key, self.unsigned.take()) else {
+            return false;
+        };
+        let record = self
+            .model
+            .record(self.config.relay, minute, self.samples_per_record, flags);
+        let started = now_us();
+        let mut buf = [0u8; MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+        let Ok(message) = record.signing_message(&mut buf) else {
+            return false;
+        };
+        let sig = kp.sk.sign(message, None);
+        let took = now_us().saturating_sub(started);
+        // A newer record closed while this one was signed (never at a minute's pace): its
+        // signature would name the wrong record.
+        if seq == self.seq {
+            self.map.image.set_signature(seq, &RecordSignature(*sig));
+            self.map.image.set_sign_us(took);
+        }
+        true
     }
 
     /// The relay clock in Unix milliseconds if set, else milliseconds since power-up.
@@ -210,6 +291,9 @@ impl Relay {
                     self.seq + 1
                 };
                 image.set_record(self.seq, &record);
+                if self.key.is_some() {
+                    self.unsigned = Some((self.seq, closed, flags));
+                }
             }
         }
         self.last_minute = Some(minute);
@@ -340,6 +424,118 @@ mod tests {
             .collect()
     }
 
+    /// The record block, decoded, and the signature block, read after it at `t`.
+    fn read_pair(
+        relay: &mut Relay,
+        uart: &mut MockUart,
+        t: u64,
+    ) -> (relay_core::registers::RecordRead, Vec<u16>) {
+        use relay_core::registers::SIGNATURE;
+        let rec = decode_record(&read(relay, uart, t, RECORD.start, RECORD.len)).expect("a record");
+        (rec, read(relay, uart, t, SIGNATURE.start, SIGNATURE.len))
+    }
+
+    /// An FC16 request setting the clock block to `secs`.
+    fn set_clock_pdu(secs: u64) -> Vec<u8> {
+        let mut pdu = vec![0x10, (CLOCK.start >> 8) as u8, CLOCK.start as u8, 0, 4, 8];
+        for w in encode_clock(secs) {
+            pdu.extend_from_slice(&w.to_be_bytes());
+        }
+        pdu
+    }
+
+    #[test]
+    fn a_provisioned_relay_serves_its_key_and_signs_each_record_it_closes() {
+        use relay_core::registers::{attach_signature, SIGNATURE, SIGN_TIME};
+        let seed = [31u8; 32];
+        let mut region = [0xFFu8; KEY_REGION_LEN];
+        assert_eq!(parse_key_region(&region), None, "erased flash: no key");
+        region[..4].copy_from_slice(&KEY_MAGIC);
+        region[4..].copy_from_slice(&seed);
+        let mut relay = Relay::new(BOARD);
+        relay.provision(parse_key_region(&region).expect("a provisioned key"));
+        let mut uart = MockUart::default();
+        // The public key, as another implementation derives it from the seed.
+        let dalek = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+        let id = decode_identity(&read(
+            &mut relay,
+            &mut uart,
+            0,
+            IDENTITY.start,
+            IDENTITY.len,
+        ))
+        .expect("decodes");
+        assert_eq!(id.key, Some(dalek.to_bytes()));
+        // Set the clock, let a minute close.
+        let pdu = set_clock_pdu(1_795_542_630);
+        transact(&mut relay, &mut uart, 1_000, &pdu).expect("answered");
+        for t in (1_000..=41_000).step_by(500) {
+            relay.poll(&mut uart, t).expect("infallible");
+        }
+        assert!(relay.signing_due());
+        // Before the signature is made, the pair is torn: the reader reads again.
+        let (mut rec, sig_regs) = read_pair(&mut relay, &mut uart, 41_000);
+        assert_eq!(sig_regs[0], 0, "nothing signed yet");
+        // Signing takes 75 ms by a clock the test moves (microseconds).
+        let mut clock = 41_000_000u64;
+        assert!(relay.sign_pending(&mut || {
+            clock += 75_000;
+            clock
+        }));
+        assert!(!relay.signing_due());
+        let sig_regs = read(
+            &mut relay,
+            &mut uart,
+            41_200,
+            SIGNATURE.start,
+            SIGNATURE.len,
+        );
+        attach_signature(&mut rec, &sig_regs).expect("one record's pair");
+        let sig = rec.record.signature.expect("signed");
+        let took = read(
+            &mut relay,
+            &mut uart,
+            41_200,
+            SIGN_TIME.start,
+            SIGN_TIME.len,
+        );
+        assert_eq!((u32::from(took[0]) << 16) | u32::from(took[1]), 75_000);
+        // ed25519-dalek verifies it, strictly, over the documented message.
+        let mut buf = [0u8; MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+        let msg = rec.record.signing_message(&mut buf).expect("fits");
+        assert!(dalek
+            .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .is_ok());
+        // The signed record is the model's record: the same as relay-sim signs.
+        let model = SignalModel::new(BOARD.seed, BOARD.profile).record(
+            BOARD.relay,
+            rec.record.minute,
+            6,
+            RecordFlags::CLOCK_SET,
+        );
+        assert!(model.same_reading(&rec.record));
+        // The next minute closes: until it is signed, the signature block names the last
+        // record, and a reader sees a torn pair.
+        for t in (41_500..=101_000).step_by(500) {
+            relay.poll(&mut uart, t).expect("infallible");
+        }
+        let (mut next, sig_regs) = read_pair(&mut relay, &mut uart, 101_000);
+        assert_eq!(
+            attach_signature(&mut next, &sig_regs),
+            Err(relay_core::registers::RegisterError::SignatureTorn {
+                record: rec.seq + 1,
+                signature: rec.seq
+            })
+        );
+        // A relay without a key signs nothing.
+        let mut plain = Relay::new(BOARD);
+        for t in (0..=125_000).step_by(1000) {
+            plain.poll(&mut uart, t).expect("infallible");
+        }
+        assert!(!plain.signing_due());
+        assert!(!plain.sign_pending(&mut || 0));
+    }
+
     #[test]
     fn identity_over_the_mock_uart() {
         let mut relay = Relay::new(BOARD);
@@ -375,10 +571,7 @@ mod tests {
 
         // Set the clock to 2026-11-24T17:50:30Z with FC16 on the clock block.
         let secs: u64 = 1_795_542_630;
-        let mut pdu = vec![0x10, (CLOCK.start >> 8) as u8, CLOCK.start as u8, 0, 4, 8];
-        for w in encode_clock(secs) {
-            pdu.extend_from_slice(&w.to_be_bytes());
-        }
+        let pdu = set_clock_pdu(secs);
         let resp = transact(&mut relay, &mut uart, 126_000, &pdu).expect("answered");
         assert_eq!(resp, &pdu[..5]);
         assert!(relay.clock_set());

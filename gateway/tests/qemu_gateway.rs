@@ -102,22 +102,11 @@ fn mbpoll(addr: SocketAddr, args: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firmware_through_the_gateway_reads_like_relay_sim() {
-    if Command::new("qemu-system-arm")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        return qemu::skip_or_fail(
-            "qemu-system-arm is not installed (apt-get install qemu-system-arm)",
-        );
-    }
     if Command::new("mbpoll").arg("-V").output().is_err() {
         return qemu::skip_or_fail("mbpoll is not installed (apt-get install mbpoll)");
     }
-    let Some(image) = qemu::image() else {
-        return qemu::skip_or_fail(
-            "the firmware image could not be built (rustup target add thumbv7m-none-eabi)",
-        );
+    let Some(image) = qemu::ready() else {
+        return;
     };
     let Some((_qemu, serial)) = qemu::start(&image) else {
         return qemu::skip_or_fail("QEMU did not start");

@@ -74,6 +74,10 @@ pub const SIGNATURE: Block = Block {
     start: 320,
     len: signature::LEN as u16,
 };
+/// Two diagnostic registers after the signature block: how long the relay's last signature
+/// took, in microseconds of its own clock, `u32` (the firmware signs in its main loop;
+/// relay-sim signs at once and leaves it 0). Not part of the record or its signature.
+pub const SIGN_TIME: Block = Block { start: 353, len: 2 };
 /// Clock block: the relay's clock, Unix seconds as a `u64` (four registers, high word
 /// first), as of the last sample. On a relay with a settable clock (the firmware), an FC16
 /// write of all four registers sets it; relay-sim refuses writes.
@@ -228,6 +232,13 @@ impl RegisterImage {
         let block = &mut self.regs[SIGNATURE.range()];
         block[signature::SEQ] = seq;
         put_bytes(&mut block[signature::SIG..], &sig.0);
+    }
+
+    /// Publishes how long the last signature took ([`SIGN_TIME`]), in microseconds,
+    /// saturating at `u32::MAX`.
+    pub fn set_sign_us(&mut self, us: u64) {
+        let block = &mut self.regs[SIGN_TIME.range()];
+        put_u32(block, u32::try_from(us).unwrap_or(u32::MAX));
     }
 
     /// Sets the status bits served in the identity and live blocks.

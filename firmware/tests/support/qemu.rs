@@ -16,6 +16,26 @@ pub fn skip_or_fail(why: &str) {
     );
 }
 
+/// QEMU and the firmware image, or `None` after saying loudly why the test skips (a
+/// failure with GRIDLEDGER_REQUIRE_TOOLS=1).
+pub fn ready() -> Option<PathBuf> {
+    if Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip_or_fail("qemu-system-arm is not installed (apt-get install qemu-system-arm)");
+        return None;
+    }
+    let image = image();
+    if image.is_none() {
+        skip_or_fail(
+            "the firmware image could not be built (rustup target add thumbv7m-none-eabi)",
+        );
+    }
+    image
+}
+
 /// The firmware image: given, or built into its own target dir.
 pub fn image() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("GRIDLEDGER_FIRMWARE_IMAGE") {
@@ -62,6 +82,31 @@ impl Drop for Qemu {
 /// that accepts connections (QEMU serves one client at a time and listens again after it
 /// leaves).
 pub fn start(image: &PathBuf) -> Option<(Qemu, SocketAddr)> {
+    start_with(image, None, &[])
+}
+
+/// The key region's address on the LM3S6965 (firmware/memory.x): where a signing key is
+/// provisioned, apart from the image.
+pub const KEY_REGION: u32 = 0x0003_FC00;
+
+/// Writes a key region blob (`GLK1` and the 32-byte seed, docs/firmware.md) for `seed`
+/// into `dir`, for [`start_with`].
+pub fn key_blob(dir: &std::path::Path, seed: &[u8; 32]) -> PathBuf {
+    let path = dir.join("relay-key.bin");
+    let mut blob = b"GLK1".to_vec();
+    blob.extend_from_slice(seed);
+    std::fs::write(&path, blob).expect("key blob written");
+    path
+}
+
+/// [`start`], with a signing key provisioned into the key region (QEMU's generic loader
+/// writes the blob there at reset: the image stays keyless), and `extra` QEMU arguments
+/// (`-icount`, say).
+pub fn start_with(
+    image: &PathBuf,
+    key: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Option<(Qemu, SocketAddr)> {
     // A free loopback port for QEMU's serial server (QEMU binds it itself).
     let port = TcpListener::bind("127.0.0.1:0")
         .ok()?
@@ -78,6 +123,20 @@ pub fn start(image: &PathBuf) -> Option<(Qemu, SocketAddr)> {
             "-kernel",
         ])
         .arg(image)
+        .args(
+            key.map(|k| {
+                [
+                    "-device".to_owned(),
+                    format!(
+                        "loader,file={},addr={KEY_REGION:#x},force-raw=on",
+                        k.display()
+                    ),
+                ]
+            })
+            .into_iter()
+            .flatten(),
+        )
+        .args(extra)
         .arg("-serial")
         .arg(format!(
             "tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
@@ -104,7 +163,16 @@ pub fn start(image: &PathBuf) -> Option<(Qemu, SocketAddr)> {
 
 /// Starts QEMU and connects to its serial port.
 pub fn boot(image: &PathBuf) -> Option<(Qemu, TcpStream)> {
-    let (qemu, addr) = start(image)?;
+    boot_with(image, None, &[])
+}
+
+/// [`boot`] with [`start_with`]'s key and arguments.
+pub fn boot_with(
+    image: &PathBuf,
+    key: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Option<(Qemu, TcpStream)> {
+    let (qemu, addr) = start_with(image, key, extra)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(s) = TcpStream::connect(addr) {
