@@ -88,6 +88,7 @@ async fn run(n: u16, args: &Args, profiles: &[(String, Arc<Profile>)]) -> Result
                 substation: String::new(),
                 upstream: Upstream::Tcp(addr.to_string()),
                 ied: None,
+                key: None,
             },
         ));
     }

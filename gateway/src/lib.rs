@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod mms;
 pub mod recorder;
+pub mod signer;
 
 use std::future::Future;
 use std::io;

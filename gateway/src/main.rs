@@ -90,12 +90,14 @@ struct Args {
     )]
     sync_units: Vec<u8>,
     /// Record a device through a device profile and serve it as a relay of the gridledger
-    /// register map: PROFILE,unit=U,relay=R[,name=N][,device-unit=D][,upstream=URL][,ied=I].
-    /// unit is the unit id the gateway serves it under, relay the relay id its records
-    /// carry, device-unit its own unit id (the profile's by default), upstream a Modbus TCP
-    /// device (tcp://H:P; the serial bus by default) or, for an IEC 61850 profile, an IED
-    /// over MMS (mms://H[:P], port 102 by default), ied the IED's name (asked of the IED by
-    /// default; docs/iec61850.md). Repeat for several devices.
+    /// register map: PROFILE,unit=U,relay=R[,name=N][,device-unit=D][,upstream=URL][,ied=I]
+    /// [,key=FILE]. unit is the unit id the gateway serves it under, relay the relay id its
+    /// records carry, device-unit its own unit id (the profile's by default), upstream a
+    /// Modbus TCP device (tcp://H:P; the serial bus by default) or, for an IEC 61850
+    /// profile, an IED over MMS (mms://H[:P], port 102 by default), ied the IED's name
+    /// (asked of the IED by default; docs/iec61850.md), key the Ed25519 key the recorder
+    /// signs the device's records with (64 hex digits; created if absent; the device is
+    /// unsigned without it). Repeat for several devices.
     #[arg(long = "device", env = "GATEWAY_DEVICES", value_delimiter = ';')]
     devices: Vec<String>,
     /// The upstream (tcp://HOST:PORT, or mms://HOST[:PORT] for IEC 61850 profiles) of every

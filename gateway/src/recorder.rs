@@ -108,6 +108,8 @@ pub struct Device {
     pub upstream: Upstream,
     /// An IEC 61850 IED's name (`ied=`); `None`: asked of the IED.
     pub ied: Option<String>,
+    /// The key the recorder signs this device's records with (`key=`); `None`: unsigned.
+    pub key: Option<crate::signer::DeviceKey>,
 }
 
 /// What a recorder did, for logs and tests.
@@ -228,6 +230,9 @@ impl Recording {
         let identity = Identity::new(device.relay, &device.name, &device.substation);
         let mut image = RegisterImage::new(&identity, per_record);
         image.set_status(RecordFlags::CLOCK_SET);
+        if let Some(key) = &device.key {
+            image.set_key(&key.public());
+        }
         Recording {
             device,
             stats: Stats::default(),
@@ -489,10 +494,20 @@ pub async fn record(rec: Arc<Recording>, bus: Option<Bus>, sample_secs: u16, clo
             if let Some(o) = open.take() {
                 last_closed = Some(o.minute);
                 match o.close(device.relay, per_record) {
-                    Some(r) => {
+                    Some(mut r) => {
                         seq = next_seq(seq);
                         let missing = r.flags.missing().count_ones();
-                        rec.update(|image| image.set_record(seq, &r));
+                        if let Some(key) = &device.key {
+                            key.sign(&mut r);
+                        }
+                        // Record and signature in one update: a reader never sees one
+                        // without the other, except across its two reads.
+                        rec.update(|image| {
+                            image.set_record(seq, &r);
+                            if let Some(sig) = &r.signature {
+                                image.set_signature(seq, sig);
+                            }
+                        });
                         rec.stats.records.fetch_add(1, Ordering::Relaxed);
                         info!(
                             unit = device.unit,
@@ -589,7 +604,7 @@ pub enum DeviceError {
     Syntax(String),
 }
 
-/// Parses `--device PROFILE,unit=U,relay=R[,name=N][,device-unit=D][,upstream=tcp://H:P]`.
+/// Parses `--device PROFILE,unit=U,relay=R[,name=N][,device-unit=D][,upstream=URL][,ied=I][,key=FILE]`.
 pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError> {
     let mut parts = spec.split(',');
     let path = parts
@@ -599,6 +614,7 @@ pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError>
     let profile = DeviceProfile::load(std::path::Path::new(path))?;
     let (mut unit, mut relay, mut name, mut device_unit, mut upstream, mut ied) =
         (None, None, None, None, Upstream::Bus, None);
+    let mut key = None;
     for part in parts {
         let (k, v) = part
             .split_once('=')
@@ -659,9 +675,14 @@ pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError>
                 }
                 ied = Some(v.to_owned());
             }
+            "key" => {
+                let k = crate::signer::DeviceKey::load_or_create(std::path::Path::new(v))
+                    .map_err(|e| DeviceError::Syntax(format!("key={v}: {e}")))?;
+                key = Some(k);
+            }
             _ => {
                 return Err(DeviceError::Syntax(format!(
-                    "'{k}': the keys are unit, relay, name, device-unit, upstream, ied"
+                    "'{k}': the keys are unit, relay, name, device-unit, upstream, ied, key"
                 )))
             }
         }
@@ -717,6 +738,7 @@ pub fn parse_device(spec: &str, substation: &str) -> Result<Device, DeviceError>
         substation: substation.to_owned(),
         upstream,
         ied,
+        key,
     })
 }
 

@@ -355,6 +355,8 @@ async fn recorder_with(
             substation: "Test".into(),
             upstream: Upstream::Mms(addr.to_owned()),
             ied: None,
+            // The recorder signs for the IED (issue 30).
+            key: Some(ied_key()),
         }],
         clock: Some(clock),
         ..gateway::Config::default()
@@ -365,6 +367,11 @@ async fn recorder_with(
     let rec = Arc::clone(g.recordings().get(&7).expect("recording"));
     tokio::spawn(g.run(std::future::pending::<()>()));
     (gw, rec)
+}
+
+/// The key the recorder signs the IED's records with (relay 77).
+fn ied_key() -> gateway::signer::DeviceKey {
+    gateway::signer::DeviceKey::from_seed([61; 32])
 }
 
 async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -405,13 +412,22 @@ async fn the_recorder_reads_a_foreign_ied_and_three_nodes_mine_its_records() {
 
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    // The nodes' relay registry names the recorder's key for the IED's relay 77.
+    let registry = dirs[0].path().join("relay-registry");
+    std::fs::write(
+        &registry,
+        format!("77 {}\n", hex::encode(ied_key().public())),
+    )
+    .expect("registry written");
     let _nodes: Vec<common::Proc> = (0..3)
         .map(|i| {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_gridledger"));
             cmd.args(["run", "--network", "mms-test", "--difficulty-bits", "8"])
                 .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
                 .arg("--data-dir")
-                .arg(dirs[i].path())
+                .arg(dirs[i].path().join("data"))
+                .arg("--relay-registry")
+                .arg(&registry)
                 .args(["--relay", &format!("{gw}/7"), "--poll-secs", "0.25"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -460,6 +476,17 @@ async fn the_recorder_reads_a_foreign_ied_and_three_nodes_mine_its_records() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    // Every record is signed by the recorder's key for the IED (checked by ed25519-dalek
+    // here; the nodes' registry made it a rule).
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&ied_key().public()).expect("key");
+    for r in &chain {
+        let sig = r.signature.expect("every record is signed");
+        let mut buf = [0u8; relay_core::MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+        let msg = r.signing_message(&mut buf).expect("fits");
+        assert!(public
+            .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .is_ok());
+    }
     // Every sample is one the IED served, the first set before the second; the openings
     // are the counter's increase, counted once.
     let sets: Vec<usize> = chain

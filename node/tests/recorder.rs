@@ -88,6 +88,11 @@ async fn device(
     (addr, tx)
 }
 
+/// The key the recorder signs relay 42's records with.
+fn recorder_key() -> gateway::signer::DeviceKey {
+    gateway::signer::DeviceKey::from_seed([44; 32])
+}
+
 /// The gateway recording the device at `upstream` under unit 7, on `clock`.
 async fn recorder(
     profile: &Arc<Profile>,
@@ -105,6 +110,8 @@ async fn recorder(
             substation: "Test".into(),
             upstream: Upstream::Tcp(upstream.to_string()),
             ied: None,
+            // The recorder signs for the device (issue 30): the nodes' registry names it.
+            key: Some(recorder_key()),
         }],
         clock: Some(clock),
         ..gateway::Config::default()
@@ -184,8 +191,15 @@ async fn a_foreign_device_recorded_and_mined_by_three_nodes() {
     let clock = Clock::compressed((s - 5) * 1000, SPEED);
     let (gw, rec) = recorder(&profile, dev, clock).await;
 
-    // Three `gridledger run` nodes, each reading the recorder, peers of each other.
+    // Three `gridledger run` nodes, each reading the recorder, peers of each other, with a
+    // relay registry naming the recorder's key for relay 42.
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let registry = dirs[0].path().join("relay-registry");
+    std::fs::write(
+        &registry,
+        format!("{RELAY} {}\n", hex::encode(recorder_key().public())),
+    )
+    .expect("registry written");
     let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
     let _nodes: Vec<common::Proc> = (0..3)
         .map(|i| {
@@ -199,7 +213,9 @@ async fn a_foreign_device_recorded_and_mined_by_three_nodes() {
             ])
             .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
             .arg("--data-dir")
-            .arg(dirs[i].path())
+            .arg(dirs[i].path().join("data"))
+            .arg("--relay-registry")
+            .arg(&registry)
             .args(["--relay", &format!("{gw}/7"), "--poll-secs", "0.25"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -249,8 +265,17 @@ async fn a_foreign_device_recorded_and_mined_by_three_nodes() {
     // The values are the device's, the full minutes have six samples, and the fault
     // openings are the counter's increase (the first minute has no baseline).
     let model = SignalModel::new(SEED, Signal::Realistic);
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&recorder_key().public()).expect("key");
     for (k, r) in chain.iter().enumerate() {
         check_truth(&profile, r);
+        // Signed by the recorder's key, over the documented message (ed25519-dalek's
+        // strict check, not the chain's code).
+        let sig = r.signature.expect("every record is signed");
+        let mut buf = [0u8; MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+        let msg = r.signing_message(&mut buf).expect("fits");
+        assert!(public
+            .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .is_ok());
         assert!(r.flags.contains(RecordFlags::CLOCK_SET));
         if k > 0 {
             assert_eq!(
@@ -411,6 +436,7 @@ async fn the_recorder_reads_every_shipped_profile() {
             substation: String::new(),
             upstream: Upstream::Tcp(addr.to_string()),
             ied: None,
+            key: None,
         });
         profiles.push((f, p));
     }
