@@ -23,12 +23,35 @@ struct Args {
     /// Blocks in the chain to join.
     #[arg(long, default_value_t = 20_000)]
     blocks: u32,
+    /// Each record signed by its relay, and the relay in the network's registry (issue 30):
+    /// every block then carries two signatures to check.
+    #[arg(long)]
+    signed: bool,
+}
+
+/// The relay key of `--signed`.
+fn relay_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+}
+
+/// The bench's network: with `--signed`, relay 1 registered under [`relay_key`].
+fn network(signed: bool) -> Network {
+    let mut net = Network::new(NET, BITS);
+    if signed {
+        net.registry = gridledger_chain::Registry::new([gridledger_chain::registry::Entry {
+            relay: relay_core::RelayId(1),
+            from: relay_core::Minute(0),
+            key: relay_key().verifying_key().to_bytes(),
+        }])
+        .unwrap_or_default();
+    }
+    net
 }
 
 const NET: &str = "sync-bench";
 const BITS: u8 = 4;
 
-fn config(dir: &std::path::Path, peers: Vec<String>) -> NodeConfig {
+fn config(dir: &std::path::Path, peers: Vec<String>, signed: bool) -> NodeConfig {
     NodeConfig {
         poll: PollConfig {
             period: Duration::from_secs(60),
@@ -37,22 +60,34 @@ fn config(dir: &std::path::Path, peers: Vec<String>) -> NodeConfig {
         },
         sync_every: Duration::from_millis(100),
         max_records_per_block: 16,
-        ..gridledger_bench::node_config(dir, Network::new(NET, BITS), peers)
+        ..gridledger_bench::node_config(dir, network(signed), peers)
     }
 }
 
-async fn run(blocks: u32) -> Result<(), String> {
+async fn run(blocks: u32, signed: bool) -> Result<(), String> {
     let a = tempfile::tempdir().map_err(|e| e.to_string())?;
     let b = tempfile::tempdir().map_err(|e| e.to_string())?;
     let built = Instant::now();
-    gridledger::offline::debug_append(a.path(), NET, BITS, blocks, &mut std::io::sink())
-        .map_err(|e| e.to_string())?;
+    let key = relay_key();
+    gridledger::offline::debug_append_with(
+        a.path(),
+        network(signed),
+        signed.then_some(&key),
+        blocks,
+        &mut std::io::sink(),
+    )
+    .map_err(|e| e.to_string())?;
     println!(
-        "built {blocks} one-record blocks in {:.1} s (not timed below)",
+        "built {blocks} one-record blocks{} in {:.1} s (not timed below)",
+        if signed {
+            ", each record signed by its registered relay"
+        } else {
+            ""
+        },
         built.elapsed().as_secs_f64()
     );
     let source = start(
-        config(a.path(), Vec::new()),
+        config(a.path(), Vec::new(), signed),
         gridledger::keys::generate().map_err(|e| e.to_string())?,
     )
     .await
@@ -60,7 +95,7 @@ async fn run(blocks: u32) -> Result<(), String> {
     let peer = format!("http://{}", source.addr);
     let began = Instant::now();
     let fresh = start(
-        config(b.path(), vec![peer]),
+        config(b.path(), vec![peer], signed),
         gridledger::keys::generate().map_err(|e| e.to_string())?,
     )
     .await
@@ -124,7 +159,7 @@ fn main() -> std::process::ExitCode {
     let Some(rt) = gridledger_bench::runtime("sync-bench") else {
         return std::process::ExitCode::FAILURE;
     };
-    match rt.block_on(run(args.blocks)) {
+    match rt.block_on(run(args.blocks, args.signed)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sync-bench: {e}");

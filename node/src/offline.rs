@@ -127,7 +127,19 @@ pub fn debug_append(
     blocks: u32,
     out: &mut dyn Write,
 ) -> Result<(), AppendError> {
-    let net = Network::new(network, bits);
+    debug_append_with(dir, Network::new(network, bits), None, blocks, out)
+}
+
+/// [`debug_append`] on `net`, each record signed by `relay_key` when given (the network's
+/// registry should name it for relay 1, or the blocks are refused).
+pub fn debug_append_with(
+    dir: &Path,
+    net: Network,
+    relay_key: Option<&ed25519_dalek::SigningKey>,
+    blocks: u32,
+    out: &mut dyn Write,
+) -> Result<(), AppendError> {
+    let bits = net.bits;
     let mut ledger = Ledger::open(dir, net)?;
     let key = crate::keys::generate()?;
     let model = SignalModel::new(1, Profile::Realistic);
@@ -135,7 +147,14 @@ pub fn debug_append(
     for _ in 0..blocks {
         let parent = ledger.tip_header()?;
         let minute = Minute(29_000_000 + parent.height);
-        let record = model.record(RelayId(1), minute, 6, RecordFlags::CLOCK_SET);
+        let mut record = model.record(RelayId(1), minute, 6, RecordFlags::CLOCK_SET);
+        if let Some(k) = relay_key {
+            use ed25519_dalek::Signer;
+            let mut buf = [0u8; relay_core::MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+            if let Ok(msg) = record.signing_message(&mut buf) {
+                record.signature = Some(relay_core::RecordSignature(k.sign(msg).to_bytes()));
+            }
+        }
         let now = crate::core::now_ms();
         let time = now.max(ledger.tree().median_time_past(&parent.id()));
         let Some(block) = assemble(&parent, &[record], &key, time, bits, &cancel) else {
