@@ -485,8 +485,17 @@ impl Ledger {
         guard(|| {
             let store = Store::open(dir, &net.name, net.bits, true)?;
             // The registry this node checks relay signatures with, kept for `verify` and
-            // `export`, which are not given it.
-            store.set_relay_registry(&net.registry.to_text())?;
+            // `export`, which are not given it. A change is said: every node of a network
+            // must run with the same registry, or they disagree on blocks.
+            let text = net.registry.to_text();
+            if let Some(before) = store.relay_registry()?.filter(|b| *b != text) {
+                warn!(
+                    entries_before = before.lines().count(),
+                    entries_now = net.registry.len(),
+                    "the relay registry differs from the one this data dir last ran with: every node of the network must be given the same one (docs/FORMAT.md section 12.4)"
+                );
+            }
+            store.set_relay_registry(&text)?;
             Self::load(store, net, true, &mut |_, _| {}, keep)
         })
     }

@@ -34,9 +34,11 @@ impl Signer {
             registry.key_at(record.relay, record.minute),
             &record.signature,
         ) {
-            (Some(_), _) => Signer::Relay,
+            // The chain's rule checked the signature when the block was taken. (A record of a
+            // relay registered only later, from a past minute, has none: it stays unsigned.)
+            (Some(_), Some(_)) => Signer::Relay,
             (None, Some(_)) => Signer::Unregistered,
-            (None, None) => Signer::Unsigned,
+            (_, None) => Signer::Unsigned,
         }
     }
 

@@ -336,6 +336,16 @@ async fn every_page_in_a_real_browser() {
         "the relay page weighs {} bytes (limit 300 KB)",
         load.bytes
     );
+    // Relay 1 is not registered: the page says its records are unsigned.
+    assert_eq!(
+        page.eval("window.gl.data.signed_by_relay")
+            .await
+            .expect("eval"),
+        Value::from(0)
+    );
+    assert!(text(&page, "summary")
+        .await
+        .contains("0 of 29 records signed by the relay's registered key"));
     let first_chart = page.eval("window.gl.firstChartMs").await.expect("eval");
     let charts = page.eval("window.gl.charts.length").await.expect("eval");
     assert_eq!(charts, Value::from(5), "five charts: V, I, f, PF, P/Q");

@@ -409,11 +409,17 @@ fn columns(relay: u32, from: u32, to: u32, found: &[Found], points: u32) -> serd
         .filter(|(_, _, _, d, _)| *d)
         .map(|(_, _, r, ..)| r.minute.0)
         .collect();
+    // Who vouches for the readings shown: how many are signed by their registered relay.
+    let signed_by_relay = found
+        .iter()
+        .filter(|f| f.4 == crate::relay_sig::Signer::Relay)
+        .count();
     json!({
         "relay": relay,
         "from": from,
         "to": to,
         "records": found.len(),
+        "signed_by_relay": signed_by_relay,
         "samples": samples,
         "bucket_s": bucket_s,
         "columns": Quantity::ALL.map(crate::render::column),

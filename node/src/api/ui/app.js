@@ -294,7 +294,11 @@
         d.records + " records, " + d.samples + " samples from " + minuteUtc(d.from) + " to " + minuteUtc(d.to) + " (UTC)" +
         (d.bucket_s ? "; each point is the mean over " + d.bucket_s + " s (" + held + " points): zoom in for every sample" : "; every sample drawn") +
         "; " + d.gaps.length + " gap" + (d.gaps.length === 1 ? "" : "s") + ", " + d.faults.length + " minute" + (d.faults.length === 1 ? "" : "s") + " with fault openings" +
-        (d.disputed.length ? "; " + d.disputed.length + " disputed" : "") + ". Drag to zoom, double-click to reset.";
+        (d.disputed.length ? "; " + d.disputed.length + " disputed" : "") +
+        "; " + (d.signed_by_relay === d.records && d.records > 0
+          ? "every record signed by the relay's registered key"
+          : d.signed_by_relay + " of " + d.records + " records signed by the relay's registered key (the others unsigned: see a reading's proof)") +
+        ". Drag to zoom, double-click to reset.";
     };
     summary(data);
     const setCsv = (a, b) => {
