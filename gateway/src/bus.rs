@@ -7,6 +7,14 @@
 //! not answer within the timeout is retried, then reported with 0x0B; a line that cannot be
 //! opened (or breaks) is reported with 0x0A and reopened on the next request.
 //!
+//! The line is opened at start, and reopened only on an I/O error: a slave that misses a
+//! reply is not a broken line (and reopening a pty or a serial adapter can itself lose the
+//! next requests: QEMU, for one, notices a reopened pty only up to a second later). Instead,
+//! whatever input is waiting when a request is about to be sent (a late answer to a request
+//! given up on, line noise) is read and thrown away first ([`Drained`]), so it is never taken
+//! for the new request's answer. Timeouts of the first two transactions on a newly opened
+//! line do not count towards taking a unit for down.
+//!
 //! Queue discipline: a request whose client has stopped waiting (its deadline passed, or
 //! its call was dropped) is dropped unsent. A unit that has not answered two transactions
 //! in a row is *down*: its requests get 0x0B at once, without the bus, for 2 s, doubling up
@@ -131,6 +139,8 @@ pub struct BusStats {
     pub stale_dropped: AtomicU64,
     /// Requests answered 0x0B at once because their unit is down.
     pub down_answers: AtomicU64,
+    /// Stale input bytes thrown away before a request was sent (late answers, noise).
+    pub stale_bytes: AtomicU64,
 }
 
 type Reply = Result<Response, ExceptionCode>;
@@ -145,6 +155,11 @@ struct Job {
 
 /// Transactions that found no answer in a row before a unit is taken for down.
 const DOWN_AFTER: u32 = 2;
+/// The first transactions on a newly opened line: their timeouts do not count towards
+/// taking a unit for down, since the far end may not be listening yet (a pty QEMU has not
+/// noticed, a converter still starting). Few, so that a unit that really is dead is still
+/// found within a few timeouts.
+const WARM_UP_TRANSACTIONS: u32 = 2;
 /// First and longest time a down unit is answered 0x0B without touching the bus.
 const DOWN_FIRST: Duration = Duration::from_secs(2);
 const DOWN_MAX: Duration = Duration::from_secs(30);
@@ -174,6 +189,74 @@ impl fmt::Debug for Job {
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Io for T {}
+
+/// The line, with one addition: before the first byte of each request frame is written,
+/// every input byte already waiting is read and thrown away (counted in
+/// [`BusStats::stale_bytes`]). tokio-modbus clears its own buffer before a request; this
+/// clears what sits below it, so that a late answer to an earlier request cannot pass for
+/// the answer to this one, and the line need not be reopened after a timeout.
+#[derive(Debug)]
+struct Drained {
+    inner: Pin<Box<dyn Io>>,
+    /// A frame is being written: do not drain in the middle of it.
+    mid_frame: bool,
+    stats: Arc<BusStats>,
+}
+
+impl AsyncRead for Drained {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Drained {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        if !self.mid_frame {
+            let mut scratch = [0u8; 256];
+            // Bounded: a line that streams without end must not hold the bus forever.
+            for _ in 0..64 {
+                let mut rb = tokio::io::ReadBuf::new(&mut scratch);
+                match self.inner.as_mut().poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                        let n = rb.filled().len() as u64;
+                        self.stats.stale_bytes.fetch_add(n, Ordering::Relaxed);
+                    }
+                    // End of stream or an error: the write below reports it.
+                    Poll::Ready(_) | Poll::Pending => break,
+                }
+            }
+            self.mid_frame = true;
+        }
+        self.inner.as_mut().poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let done = self.inner.as_mut().poll_flush(cx);
+        if done.is_ready() {
+            self.mid_frame = false;
+        }
+        done
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.as_mut().poll_shutdown(cx)
+    }
+}
 
 impl Bus {
     /// Starts the bus task; it ends when every handle is dropped.
@@ -260,13 +343,54 @@ async fn open(endpoint: &Endpoint) -> std::io::Result<Pin<Box<dyn Io>>> {
 struct LineState {
     ctx: Option<Context>,
     quiet_until: Instant,
+    /// Transactions left before timeouts count ([`WARM_UP_TRANSACTIONS`]).
+    warm_up_left: u32,
+}
+
+/// Opens the line (with [`Drained`] below the RTU client), or says why not.
+async fn open_line(
+    config: &BusConfig,
+    line: &mut LineState,
+    stats: &Arc<BusStats>,
+) -> Result<(), ExceptionCode> {
+    stats.opens.fetch_add(1, Ordering::Relaxed);
+    match timeout(
+        config.timeout.max(Duration::from_secs(1)),
+        open(&config.endpoint),
+    )
+    .await
+    {
+        Ok(Ok(io)) => {
+            info!(bus = %config.endpoint, "serial line open");
+            let drained = Drained {
+                inner: io,
+                mid_frame: false,
+                stats: Arc::clone(stats),
+            };
+            line.ctx = Some(rtu::attach(drained));
+            line.warm_up_left = WARM_UP_TRANSACTIONS;
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            warn!(bus = %config.endpoint, "cannot open the serial line: {e}");
+            Err(ExceptionCode::GatewayPathUnavailable)
+        }
+        Err(_) => {
+            warn!(bus = %config.endpoint, "opening the serial line timed out");
+            Err(ExceptionCode::GatewayPathUnavailable)
+        }
+    }
 }
 
 async fn run(config: BusConfig, mut jobs: mpsc::Receiver<Job>, stats: Arc<BusStats>) {
     let mut line = LineState {
         ctx: None,
         quiet_until: Instant::now(),
+        warm_up_left: 0,
     };
+    // Open at start, not at the first request: the far end gets time to notice us before
+    // anything is asked. A failure here is tried again at the first request.
+    let _ = open_line(&config, &mut line, &stats).await;
     let mut units: std::collections::HashMap<u8, UnitHealth> = std::collections::HashMap::new();
     while let Some(first) = jobs.recv().await {
         // Everything queued now is concurrent with `first`: group identical reads.
@@ -319,10 +443,14 @@ async fn run(config: BusConfig, mut jobs: mpsc::Receiver<Job>, stats: Arc<BusSta
                 continue;
             }
             let timeouts_before = stats.timeouts.load(Ordering::Relaxed);
+            let warming_up = line.warm_up_left > 0;
+            line.warm_up_left = line.warm_up_left.saturating_sub(1);
             let reply = transact(&config, &mut line, &stats, unit, request).await;
             let timed_out = reply == Err(ExceptionCode::GatewayTargetDevice)
                 && stats.timeouts.load(Ordering::Relaxed) > timeouts_before;
-            if timed_out {
+            if timed_out && warming_up {
+                debug!(bus = %config.endpoint, unit, "no answer while the line warms up: not counted");
+            } else if timed_out {
                 health.timeouts_in_a_row += 1;
                 if health.timeouts_in_a_row >= DOWN_AFTER {
                     health.backoff = if health.backoff.is_zero() {
@@ -365,36 +493,17 @@ async fn quiet(until: Instant) {
 async fn transact(
     config: &BusConfig,
     line: &mut LineState,
-    stats: &BusStats,
+    stats: &Arc<BusStats>,
     unit: u8,
     request: Request<'static>,
 ) -> Reply {
     let mut last = ExceptionCode::GatewayPathUnavailable;
     for attempt in 0..=config.retries {
-        let ctx = match &mut line.ctx {
-            Some(ctx) => ctx,
-            None => {
-                stats.opens.fetch_add(1, Ordering::Relaxed);
-                match timeout(
-                    config.timeout.max(Duration::from_secs(1)),
-                    open(&config.endpoint),
-                )
-                .await
-                {
-                    Ok(Ok(io)) => {
-                        info!(bus = %config.endpoint, "serial line open");
-                        line.ctx.insert(rtu::attach(io))
-                    }
-                    Ok(Err(e)) => {
-                        warn!(bus = %config.endpoint, "cannot open the serial line: {e}");
-                        return Err(ExceptionCode::GatewayPathUnavailable);
-                    }
-                    Err(_) => {
-                        warn!(bus = %config.endpoint, "opening the serial line timed out");
-                        return Err(ExceptionCode::GatewayPathUnavailable);
-                    }
-                }
-            }
+        if line.ctx.is_none() {
+            open_line(config, line, stats).await?;
+        }
+        let Some(ctx) = &mut line.ctx else {
+            return Err(ExceptionCode::GatewayPathUnavailable);
         };
         quiet(line.quiet_until).await;
         ctx.set_slave(Slave(unit));
@@ -418,19 +527,20 @@ async fn transact(
             }
             Ok(Err(e)) => {
                 debug!(bus = %config.endpoint, unit, attempt, "bus error: {e}");
-                // A broken line or a garbled answer: start afresh on a reopened line.
-                line.ctx = None;
                 last = if matches!(e, tokio_modbus::Error::Transport(_)) {
+                    // A broken line: reopen it.
+                    line.ctx = None;
                     ExceptionCode::GatewayPathUnavailable
                 } else {
+                    // A garbled answer: the line is fine; what is left of the answer is
+                    // drained before the next request.
                     ExceptionCode::GatewayTargetDevice
                 };
             }
             Err(_) => {
                 stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 debug!(bus = %config.endpoint, unit, attempt, "no answer in {:?}", config.timeout);
-                // A late answer must not be taken for the next request's: drop the line.
-                line.ctx = None;
+                // The line stays open: a late answer is drained before the next request.
                 last = ExceptionCode::GatewayTargetDevice;
             }
         }

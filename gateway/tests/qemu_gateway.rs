@@ -249,3 +249,100 @@ async fn firmware_through_the_gateway_reads_like_relay_sim() {
         .expect("ok");
     assert_eq!(decode_record(&regs).expect("record").record, expected);
 }
+
+/// Issue 33, item 1: a gateway started on a pty in front of the firmware answers a burst of
+/// reads made at once after its start (no 0x0B: the line is opened at start, and a missed
+/// reply does not reopen it, which made QEMU lose the next requests while it noticed the
+/// pty again), while a unit that really is silent still gets 0x0B within its timeouts, and
+/// then at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_gateway_on_a_pty_answers_at_once_and_a_silent_unit_gets_0x0b() {
+    use gateway::{BusConfig, Endpoint, Line, Parity};
+    let Some(image) = qemu::ready() else {
+        return;
+    };
+    let Some((_qemu, pty)) = qemu::start_pty(&image) else {
+        return qemu::skip_or_fail("QEMU did not start on a pty");
+    };
+    let timeout = Duration::from_millis(500);
+    let retries = 1;
+    let g = gateway::Gateway::bind(gateway::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        bus: Some(BusConfig {
+            endpoint: Endpoint::parse(
+                &pty,
+                Line {
+                    baud: 115_200,
+                    parity: Parity::None,
+                    stop_bits: 1,
+                },
+            ),
+            timeout,
+            retries,
+            silent_interval: Duration::from_micros(1000),
+        }),
+        sync_units: vec![1],
+        ..gateway::Config::default()
+    })
+    .await
+    .expect("binds");
+    let addr = g.local_addr();
+    let stats = g.stats();
+    tokio::spawn(g.run(std::future::pending()));
+    // A burst of reads at once: every one answered.
+    let mut ctx = tcp::connect_slave(addr, Slave(1)).await.expect("connects");
+    for i in 0..10 {
+        let r = ctx
+            .read_input_registers(IDENTITY.start, IDENTITY.len)
+            .await
+            .expect("io");
+        let regs = r.unwrap_or_else(|e| panic!("read {i} right after start: exception {e:?}"));
+        assert_eq!(
+            decode_identity(&regs)
+                .expect("identity")
+                .identity
+                .name
+                .as_str(),
+            "Relay 1"
+        );
+    }
+    // A unit nobody answers for: 0x0B, after its tries and no later.
+    let bound = timeout * (retries + 1) + Duration::from_millis(700);
+    let mut silent = tcp::connect_slave(addr, Slave(9)).await.expect("connects");
+    for _ in 0..3 {
+        let began = Instant::now();
+        let r = silent
+            .read_input_registers(IDENTITY.start, 1)
+            .await
+            .expect("io");
+        assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice));
+        assert!(began.elapsed() <= bound, "0x0B took {:?}", began.elapsed());
+    }
+    // Past the warm-up the silent unit is taken for down: 0x0B at once, without the bus.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for _ in 0..2 {
+        let _ = silent.read_input_registers(IDENTITY.start, 1).await;
+    }
+    let began = Instant::now();
+    let r = silent
+        .read_input_registers(IDENTITY.start, 1)
+        .await
+        .expect("io");
+    assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice));
+    assert!(
+        began.elapsed() < Duration::from_millis(100),
+        "a down unit waits {:?}",
+        began.elapsed()
+    );
+    // The healthy unit still answers, and no timeout ever reopened the line.
+    assert!(ctx
+        .read_input_registers(IDENTITY.start, IDENTITY.len)
+        .await
+        .expect("io")
+        .is_ok());
+    assert_eq!(
+        stats.opens.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the line was reopened"
+    );
+}

@@ -161,6 +161,55 @@ pub fn start_with(
     Some((qemu, addr))
 }
 
+/// Starts QEMU with its UART on a pty (as a board on a serial port), and returns it with
+/// the pty's path, read from QEMU's "char device redirected to /dev/pts/N" line.
+pub fn start_pty(image: &PathBuf) -> Option<(Qemu, String)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("qemu-system-arm")
+        .args([
+            "-machine",
+            "lm3s6965evb",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-kernel",
+        ])
+        .arg(image)
+        .args(["-serial", "pty"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let streams = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ];
+    let qemu = Qemu(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in streams.into_iter().flatten() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("/dev/pts/") {
+                    let path: String = line[at..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    let _ = tx.send(path);
+                }
+            }
+        });
+    }
+    let path = rx.recv_timeout(Duration::from_secs(10)).ok()?;
+    Some((qemu, path))
+}
+
 /// Starts QEMU and connects to its serial port.
 pub fn boot(image: &PathBuf) -> Option<(Qemu, TcpStream)> {
     boot_with(image, None, &[])
