@@ -36,12 +36,12 @@ pub enum Origin {
 
 pub use crate::metrics::Counters;
 
-/// A block to send on to peers ([`crate::peers::send_block`]): how, to whom, its bytes, id
+/// A block to send on to peers ([`crate::gossip::send_block`]): how, to whom, its bytes, id
 /// and miner.
 #[derive(Debug)]
 pub struct Relay {
     /// How to send it.
-    pub sender: crate::peers::Sender,
+    pub sender: crate::gossip::Sender,
     /// To whom.
     pub peers: Vec<String>,
     /// Its bytes.
@@ -55,7 +55,7 @@ pub struct Relay {
 impl Relay {
     /// Sends it, without waiting.
     pub fn send(self) {
-        crate::peers::send_block(
+        crate::gossip::send_block(
             &self.sender,
             &self.peers,
             self.bytes,
@@ -114,7 +114,7 @@ pub struct Core {
     /// The key this node mines with, if it mines.
     pub miner_key: Option<[u8; 32]>,
     /// How blocks go to the peers.
-    pub block_relay: crate::run::BlockRelay,
+    pub block_relay: crate::gossip::BlockRelay,
     /// Which peers already hold which miner's blocks when this node sends them.
     pub fanout: crate::fanout::Fanout,
     /// When the latest blocks arrived here (said in the answer to a copy of one).
@@ -151,16 +151,16 @@ pub struct Core {
 
 /// The digest the witness keeps of a record: SHA-256 of its canonical bytes (without the
 /// relay's signature), cut to
-/// [`crate::store::DIGEST_LEN`] bytes (a 96-bit second preimage stands between a miner and
+/// [`crate::store::kept::DIGEST_LEN`] bytes (a 96-bit second preimage stands between a miner and
 /// a record that passes for this node's read).
 #[must_use]
-pub fn record_digest(record: &MinuteRecord) -> Option<crate::store::Digest> {
+pub fn record_digest(record: &MinuteRecord) -> Option<crate::store::kept::Digest> {
     use sha2::Digest as _;
     // The reading alone, without the relay's signature: a witness vouches for values.
     let mut buf = [0u8; MinuteRecord::MAX_UNSIGNED_LEN];
     let bytes = record.encode_unsigned(&mut buf).ok()?;
     let d = sha2::Sha256::digest(bytes);
-    d[..crate::store::DIGEST_LEN].try_into().ok()
+    d[..crate::store::kept::DIGEST_LEN].try_into().ok()
 }
 
 /// A record on the main chain: its block's height and id, and the record.
@@ -237,7 +237,7 @@ impl Core {
             metrics: crate::metrics::Metrics::default(),
             reorgs: std::collections::VecDeque::new(),
             miner_key: None,
-            block_relay: crate::run::BlockRelay::default(),
+            block_relay: crate::gossip::BlockRelay::default(),
             fanout: crate::fanout::Fanout::default(),
             arrivals: crate::fanout::Arrivals::default(),
             orphans: crate::orphans::Orphans::default(),
@@ -301,10 +301,10 @@ impl Core {
         }
     }
 
-    /// What [`crate::peers::send_block`] needs.
+    /// What [`crate::gossip::send_block`] needs.
     #[must_use]
-    pub fn sender(&self) -> crate::peers::Sender {
-        crate::peers::Sender {
+    pub fn sender(&self) -> crate::gossip::Sender {
+        crate::gossip::Sender {
             client: self.client.clone(),
             own: self.miner_key,
             how: self.block_relay,

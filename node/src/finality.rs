@@ -20,7 +20,8 @@ use crate::chain::merkle::Hash;
 use crate::chain::tlog::Frontier;
 use crate::chain::BlockId;
 use crate::ledger::{Added, Ledger};
-use crate::store::{Finalised, StoreError};
+use crate::store::kept::Finalised;
+use crate::store::StoreError;
 
 /// Votes kept per member to find offences among.
 const RECENT_PER_MEMBER: usize = 64;
@@ -870,7 +871,7 @@ impl Finality {
         let mut subtrees = Vec::new();
         for id in &ids {
             frontier.push_with(id, |level, index, hash| {
-                if level >= crate::store::SUBTREE_LEVEL {
+                if level >= crate::store::kept::SUBTREE_LEVEL {
                     subtrees.push((level, index, *hash));
                 }
             });
@@ -1249,7 +1250,7 @@ pub fn verify_kept(ledger: &Ledger) -> Result<Option<String>, StoreError> {
                 break;
             }
             f.push_with(&id, |level, index, hash| {
-                if level >= crate::store::SUBTREE_LEVEL && bad_subtree.is_none() {
+                if level >= crate::store::kept::SUBTREE_LEVEL && bad_subtree.is_none() {
                     match store.subtree(level, index) {
                         Ok(Some(kept)) if kept != *hash => bad_subtree = Some((level, index)),
                         _ => {}

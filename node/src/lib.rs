@@ -26,6 +26,7 @@ pub mod dispute;
 pub mod export;
 pub mod fanout;
 pub mod finality;
+pub mod gossip;
 pub mod health;
 pub mod keys;
 pub mod ledger;

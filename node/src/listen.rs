@@ -155,7 +155,7 @@ async fn handshake(tls: Arc<Tls>, stream: TcpStream, addr: SocketAddr) -> Option
                 .and_then(|c| crate::tls::subject(c))
                 .map(Arc::from);
             if let Some(s) = &subject {
-                tls.saw_client(s, addr, crate::core::now_ms());
+                tls.saw_client(s, addr, crate::clock::now_ms());
             }
             Some((Io::Tls(Box::new(s)), Remote { addr, subject }))
         }

@@ -110,22 +110,7 @@ pub struct FinalitySettings {
     pub pin: Option<PathBuf>,
 }
 
-/// How a node sends a block it mined or accepted as its best to its peers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BlockRelay {
-    /// Whole to each peer, except the blocks of a miner that the peer kept holding already
-    /// when this node sent them: those are announced ([`crate::fanout`]). About the bytes
-    /// of `announce` and the trips of `push`.
-    #[default]
-    Adaptive,
-    /// `POST /blocks` with the whole block to every peer: one trip per hop; a peer that has
-    /// it already received its bytes for nothing.
-    Push,
-    /// `POST /blocks/announce` with the block id; a peer that lacks it says so and gets
-    /// `POST /blocks`: fewer bytes for large blocks, two more trips per hop.
-    Announce,
-}
+pub use crate::gossip::BlockRelay;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]

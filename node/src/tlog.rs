@@ -7,7 +7,8 @@ use crate::chain::merkle::Hash;
 use crate::chain::tlog::{self, Subtrees};
 use crate::chain::BlockId;
 use crate::ledger::BlockReader;
-use crate::store::{StoreError, SUBTREE_LEVEL};
+use crate::store::kept::SUBTREE_LEVEL;
+use crate::store::StoreError;
 
 /// The tlog of a reader's main chain, for subtrees inside its final part.
 #[derive(Debug)]

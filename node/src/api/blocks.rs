@@ -9,10 +9,11 @@ use serde_json::json;
 
 use axum::body::Bytes;
 
-use super::{wants_raw, ApiError, Shared};
+use super::answer::{wants_raw, ApiError};
 use crate::chain::{Block, BlockId, Change, ValidationError};
 use crate::core::lock;
 use crate::core::Origin;
+use crate::core::Shared;
 use crate::ledger::AddError;
 use crate::render::json_block;
 use crate::wire::{encode_raw_list, MAX_LIMIT, MAX_LIST_BYTES, RAW};
@@ -116,7 +117,7 @@ pub(super) async fn blocks(
     // syncing peer asks for thousands of blocks at a time, and checks every rule itself),
     // read in runs, each in one store transaction, up to the byte cap.
     if wants_raw(&headers) {
-        let read = super::read_off_lock(move || {
+        let read = super::answer::read_off_lock(move || {
             let mut stored = Vec::with_capacity(ids.len());
             let mut bytes = 0usize;
             'runs: for run in ids.chunks(RAW_RUN) {
@@ -140,7 +141,7 @@ pub(super) async fn blocks(
             Err(answer) => answer,
         };
     }
-    let read = super::read_off_lock(move || {
+    let read = super::answer::read_off_lock(move || {
         let mut found = Vec::with_capacity(ids.len());
         let mut bytes = 0usize;
         for (h, id) in ids {
@@ -187,7 +188,7 @@ pub(super) async fn block(
             "no block {key}: give a main-chain height or a known 64-hex-digit id"
         ));
     };
-    match super::read_off_lock(move || reader.block(&id)).await {
+    match super::answer::read_off_lock(move || reader.block(&id)).await {
         Ok(Some(b)) if wants_raw(&headers) => {
             ([(header::CONTENT_TYPE, RAW)], b.to_bytes()).into_response()
         }

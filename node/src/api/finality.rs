@@ -13,8 +13,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, Shared};
+use super::answer::ApiError;
 use crate::chain::BlockId;
+use crate::core::Shared;
 use crate::core::{lock, Core};
 use crate::wire::FinalityView;
 
@@ -165,7 +166,7 @@ pub(super) async fn checkpoint_at(
         }
         core.ledger.reader()
     };
-    match super::read_off_lock(move || reader.store().checkpoint(height)).await {
+    match super::answer::read_off_lock(move || reader.store().checkpoint(height)).await {
         Ok(Some(note)) => note_answer(note),
         Ok(None) => ApiError::not_found(format!(
             "no final checkpoint of height {height} here (GET /checkpoints lists them)"
@@ -190,7 +191,8 @@ pub(super) async fn checkpoints(State(shared): State<Shared>, Query(q): Query<Fr
         core.ledger.reader()
     };
     let from = q.from.unwrap_or(0);
-    match super::read_off_lock(move || reader.store().checkpoint_heights(from, 1000)).await {
+    match super::answer::read_off_lock(move || reader.store().checkpoint_heights(from, 1000)).await
+    {
         Ok(heights) => Json(json!({ "heights": heights })).into_response(),
         Err(answer) => answer,
     }
@@ -246,7 +248,7 @@ pub(super) async fn proof(State(shared): State<Shared>, Query(q): Query<ProofQue
         let note = (size == fin.checkpoint.size).then(|| fin.note.clone());
         (index, id, size, note, core.ledger.reader())
     };
-    let read = super::read_off_lock(move || {
+    let read = super::answer::read_off_lock(move || {
         let note = match note {
             Some(n) if !n.is_empty() => Some(n),
             _ => reader

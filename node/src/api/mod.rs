@@ -32,6 +32,7 @@
 //! | `GET /members`, `GET /evidence` | the members' note verifier keys, origin and quorum; members' offences (double and surround votes, both signed notes) and any safety failure |
 //! | `GET /`, `/relay/{id}`, `/explorer`, `/block/{key}`, `/reading/{relay}/{minute}`, `/ui/…` | the dashboard ([`ui`]): pages drawn from the endpoints above, every asset served by the node |
 
+mod answer;
 mod blocks;
 pub mod cors;
 pub mod finality;
@@ -41,7 +42,7 @@ mod status;
 mod ui;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -50,99 +51,7 @@ use serde_json::json;
 use crate::core::lock;
 pub use crate::core::{Core, Shared};
 pub use crate::wire::{MAX_LIMIT, MAX_LIST_BYTES};
-
-/// Why a request failed: each variant is one HTTP status, and the answer is always
-/// `{"error": reason}`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ApiError {
-    /// 400: the request is malformed (a bad parameter, an undecodable body).
-    #[error("{0}")]
-    BadRequest(String),
-    /// 404: no such block, record or resource.
-    #[error("{0}")]
-    NotFound(String),
-    /// 409: the block's parent is unknown (the node will sync).
-    #[error("{0}")]
-    Conflict(String),
-    /// 413: the body is over the limit.
-    #[error("{0}")]
-    TooLarge(String),
-    /// 422: a block that breaks a rule, or a request that cannot be carried out.
-    #[error("{0}")]
-    Unprocessable(String),
-    /// 500: the node failed (its store).
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl ApiError {
-    /// The HTTP status of this error.
-    #[must_use]
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    pub(crate) fn bad_request(reason: impl std::fmt::Display) -> Response {
-        ApiError::BadRequest(reason.to_string()).into_response()
-    }
-    pub(crate) fn not_found(reason: impl std::fmt::Display) -> Response {
-        ApiError::NotFound(reason.to_string()).into_response()
-    }
-    pub(crate) fn internal(reason: impl std::fmt::Display) -> Response {
-        ApiError::Internal(reason.to_string()).into_response()
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
-    }
-}
-
-impl From<crate::ledger::AddError> for ApiError {
-    fn from(e: crate::ledger::AddError) -> Self {
-        use crate::chain::ValidationError as V;
-        use crate::ledger::AddError as A;
-        match e {
-            A::Invalid(e @ V::Malformed(_)) => ApiError::BadRequest(e.to_string()),
-            A::Invalid(e @ V::UnknownParent(_)) => ApiError::Conflict(e.to_string()),
-            e @ (A::Invalid(_)
-            | A::WitnessConflict { .. }
-            | A::Known(_)
-            | A::BelowFinal { .. }
-            | A::ContradictsFinal) => ApiError::Unprocessable(e.to_string()),
-            A::Store(e) => ApiError::Internal(e.to_string()),
-        }
-    }
-}
-
-/// Runs a store read on a blocking thread (after the core's lock is released): disk reads
-/// never run on the async workers. A failure is a 500.
-async fn read_off_lock<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::internal(e)),
-        Err(e) => Err(ApiError::internal(e)),
-    }
-}
-
-/// True if the client asked for raw bytes (`Accept: application/octet-stream`).
-fn wants_raw(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains(crate::wire::RAW))
-}
+pub use answer::ApiError;
 
 /// The router, with request bodies limited to the network's block size.
 pub fn router(shared: Shared) -> Router {

@@ -8,8 +8,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, Shared};
+use super::answer::ApiError;
 use crate::core::lock;
+use crate::core::Shared;
 
 pub(super) async fn resolve(State(shared): State<Shared>) -> Response {
     let before = lock(&shared).ledger.tree().tip();
@@ -142,7 +143,7 @@ pub(super) async fn nodes_resolve(State(shared): State<Shared>) -> Response {
             .collect();
         (tree.tip() != before, height, ids, core.ledger.reader())
     };
-    let blocks = match super::read_off_lock(move || {
+    let blocks = match super::answer::read_off_lock(move || {
         ids.into_iter()
             .filter_map(|(h, id)| reader.block(&id).transpose().map(|b| b.map(|b| (h, b))))
             .collect::<Result<Vec<_>, _>>()

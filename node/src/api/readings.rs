@@ -7,8 +7,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, Shared};
+use super::answer::ApiError;
 use crate::core::lock;
+use crate::core::Shared;
 use crate::ledger::BlockReader;
 
 /// A minute given as minutes since the epoch or as `YYYY-MM-DDTHH:MM[Z]` (UTC).
@@ -241,7 +242,7 @@ const READ_RUN: usize = 256;
 
 /// The relay's records on the main chain for minutes `from..=to`, in minute order.
 async fn find(reader: BlockReader, relay: u32, from: u32, to: u32) -> Result<Vec<Found>, Response> {
-    super::read_off_lock(move || read_range(&reader, relay, from, to)).await
+    super::answer::read_off_lock(move || read_range(&reader, relay, from, to)).await
 }
 
 /// `/readings` over more than a week, JSON or CSV: the same answer as the buffered one,
@@ -454,7 +455,7 @@ pub(super) async fn proof(
             "no record of relay {relay} at minute {minute} on the chain"
         ));
     };
-    let block = match super::read_off_lock(move || reader.block(&id)).await {
+    let block = match super::answer::read_off_lock(move || reader.block(&id)).await {
         Ok(Some(b)) => b,
         Ok(None) => return ApiError::internal("block missing"),
         Err(answer) => return answer,

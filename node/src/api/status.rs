@@ -7,8 +7,9 @@ use axum::Json;
 
 use std::sync::PoisonError;
 
-use super::{ApiError, Core, Shared};
+use super::answer::ApiError;
 use crate::core::lock;
+use crate::core::{Core, Shared};
 use crate::wire::{DisputeList, DisputeView, Disputes, RelayView, Status};
 
 pub(super) async fn status(State(shared): State<Shared>) -> Response {

@@ -119,7 +119,7 @@ pub(super) async fn page(headers: HeaderMap) -> Response {
 pub(super) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, body)) => serve(content_type, body, &headers),
-        None => super::ApiError::not_found(format!("no asset {name}")),
+        None => super::answer::ApiError::not_found(format!("no asset {name}")),
     }
 }
 

@@ -27,8 +27,7 @@
 //! counts as stored only then, and a crash at any moment leaves either all of it or none of
 //! it (bytes appended but never indexed are cut off at the next open).
 
-mod kept;
-pub use kept::{Digest, Finalised, DIGEST_LEN, SUBTREE_LEVEL};
+pub mod kept;
 
 use std::path::{Path, PathBuf};
 
