@@ -105,6 +105,8 @@ impl Registry {
     /// skipped.
     pub fn parse(text: &str) -> Result<Self, RegistryError> {
         let mut entries = Vec::new();
+        // A file saved by an editor that writes a byte-order mark reads the same.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (n, line) in text.lines().enumerate() {
             let syntax = |why: String| RegistryError::Syntax { line: n + 1, why };
             let line = line.split('#').next().unwrap_or("").trim();
@@ -223,6 +225,9 @@ mod tests {
         assert_eq!(r.key_at(RelayId(9), Minute(100)), Some(&k(3)));
         assert_eq!(r.key_at(RelayId(8), Minute(100)), None, "never registered");
         assert_eq!(Registry::parse(&r.to_text()), Ok(r.clone()));
+        // Windows line ends and a byte-order mark read the same.
+        let crlf = format!("\u{feff}{}", text.replace('\n', "\r\n"));
+        assert_eq!(Registry::parse(&crlf), Ok(r.clone()));
     }
 
     #[test]

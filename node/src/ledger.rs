@@ -484,19 +484,25 @@ impl Ledger {
     pub fn open_with_window(dir: &Path, net: Network, keep: Height) -> Result<Self, StoreError> {
         guard(|| {
             let store = Store::open(dir, &net.name, net.bits, true)?;
-            // The registry this node checks relay signatures with, kept for `verify` and
-            // `export`, which are not given it. A change is said: every node of a network
-            // must run with the same registry, or they disagree on blocks.
+            // The registry this node checks relay signatures with, kept for `verify`,
+            // `export` and `repair`, which are not given it: once the chain has loaded
+            // under it (a start that fails leaves the kept one as it was). A change is said:
+            // every node of a network must run with the same registry, or they disagree on
+            // blocks.
             let text = net.registry.to_text();
-            if let Some(before) = store.relay_registry()?.filter(|b| *b != text) {
-                warn!(
-                    entries_before = before.lines().count(),
-                    entries_now = net.registry.len(),
-                    "the relay registry differs from the one this data dir last ran with: every node of the network must be given the same one (docs/FORMAT.md section 12.4)"
-                );
+            let before = store.relay_registry()?;
+            let ledger = Self::load(store, net, true, &mut |_, _| {}, keep)?;
+            if before.as_deref() != Some(text.as_str()) {
+                if let Some(before) = before {
+                    warn!(
+                        entries_before = before.lines().count(),
+                        entries_now = ledger.network().registry.len(),
+                        "the relay registry differs from the one this data dir last ran with: every node of the network must be given the same one (docs/FORMAT.md section 12.4)"
+                    );
+                }
+                ledger.store().set_relay_registry(&text)?;
             }
-            store.set_relay_registry(&text)?;
-            Self::load(store, net, true, &mut |_, _| {}, keep)
+            Ok(ledger)
         })
     }
 

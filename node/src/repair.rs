@@ -220,6 +220,18 @@ async fn rebuild(
             }
         }
     };
+    // The relay registry the node ran with (docs/FORMAT.md section 12), if the damaged
+    // store still holds it: blocks fetched again are checked against it, and the new store
+    // keeps it.
+    let mut net = net;
+    if let Some(registry) = old
+        .as_ref()
+        .ok()
+        .and_then(|s| guard(|| s.relay_registry()).ok().flatten())
+        .and_then(|text| crate::chain::Registry::parse(&text).ok())
+    {
+        net.registry = registry;
+    }
     let mut ledger = Ledger::open(new_dir, net.clone())?;
     let (salvaged, damage) = match &old {
         Ok(old) => salvage(old, &net, &mut ledger),

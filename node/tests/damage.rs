@@ -254,8 +254,16 @@ async fn repair_brings_a_damaged_node_back_to_its_peers_tip() {
     // (The peer holds its file open; our copy above may be mid-write, so rebuild ours from
     // a clean export of the same blocks instead.)
     let _ = std::fs::remove_file(dir.path().join(DB_FILE));
+    // Our node ran with a relay registry (relay 99, none of whose records are on this
+    // chain): the repaired store keeps it.
+    let mut ours_net = net.clone();
+    ours_net.registry = gridledger::chain::Registry::parse(&format!(
+        "99 {}\n",
+        hex::encode(common::key(9).verifying_key().to_bytes())
+    ))
+    .expect("a registry");
     {
-        let mut ours = Ledger::open(dir.path(), net.clone()).expect("opens");
+        let mut ours = Ledger::open(dir.path(), ours_net.clone()).expect("opens");
         let core = peer.shared.lock().expect("lock");
         for h in 1..=core.ledger.tree().height() {
             let b = core.ledger.block_at(h).expect("read").expect("block");
@@ -328,6 +336,11 @@ async fn repair_brings_a_damaged_node_back_to_its_peers_tip() {
     let repaired = Ledger::open_read_only(dir.path()).expect("opens");
     let s = repaired.summary();
     assert_eq!((s.tip, s.records), (peer_tip, peer_records));
+    assert_eq!(
+        repaired.network().registry,
+        ours_net.registry,
+        "the repaired store keeps the relay registry"
+    );
     peer.stop().await;
 }
 
