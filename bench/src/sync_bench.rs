@@ -8,6 +8,9 @@
 //! core), and the ratio of the two (issue 14's goal: sync at >= 0.5 of verification).
 //!
 //! `cargo run --release -p gridledger-bench --bin sync-bench -- --blocks 20000`
+//! (`--chain-dir DIR` keeps the built chain and reuses it on the next run with the same
+//! `--blocks` and `--signed`: the build, a durable commit per block, takes a minute per
+//! 100 000 blocks, and a profiler then sees the sync alone).
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +30,10 @@ struct Args {
     /// every block then carries two signatures to check.
     #[arg(long)]
     signed: bool,
+    /// Keep the built chain in DIR and, when DIR already holds one of `--blocks` blocks,
+    /// use it instead of building again (profiling the sync alone).
+    #[arg(long, value_name = "DIR")]
+    chain_dir: Option<std::path::PathBuf>,
 }
 
 /// The relay key of `--signed`.
@@ -64,19 +71,32 @@ fn config(dir: &std::path::Path, peers: Vec<String>, signed: bool) -> NodeConfig
     }
 }
 
-async fn run(blocks: u32, signed: bool) -> Result<(), String> {
-    let a = tempfile::tempdir().map_err(|e| e.to_string())?;
+async fn run(
+    blocks: u32,
+    signed: bool,
+    chain_dir: Option<std::path::PathBuf>,
+) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let a_path = chain_dir.unwrap_or_else(|| tmp.path().join("chain"));
     let b = tempfile::tempdir().map_err(|e| e.to_string())?;
     let built = Instant::now();
     let key = relay_key();
-    gridledger::offline::debug_append_with(
-        a.path(),
-        network(signed),
-        signed.then_some(&key),
-        blocks,
-        &mut std::io::sink(),
-    )
-    .map_err(|e| e.to_string())?;
+    let have = gridledger::ledger::Ledger::open_read_only(&a_path)
+        .map(|l| l.tree().height())
+        .unwrap_or(0);
+    if have != blocks {
+        let _ = std::fs::remove_dir_all(&a_path);
+        std::fs::create_dir_all(&a_path).map_err(|e| e.to_string())?;
+        gridledger::offline::debug_append_with(
+            &a_path,
+            network(signed),
+            signed.then_some(&key),
+            blocks,
+            &mut std::io::sink(),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let a = a_path.as_path();
     println!(
         "built {blocks} one-record blocks{} in {:.1} s (not timed below)",
         if signed {
@@ -87,7 +107,7 @@ async fn run(blocks: u32, signed: bool) -> Result<(), String> {
         built.elapsed().as_secs_f64()
     );
     let source = start(
-        config(a.path(), Vec::new(), signed),
+        config(a, Vec::new(), signed),
         gridledger::keys::generate().map_err(|e| e.to_string())?,
     )
     .await
@@ -119,7 +139,7 @@ async fn run(blocks: u32, signed: bool) -> Result<(), String> {
     fresh.stop().await;
     source.stop().await;
     let sync_rate = f64::from(blocks) / secs;
-    let verify_rate = verification_rate(a.path(), blocks)?;
+    let verify_rate = verification_rate(a, blocks)?;
     println!(
         "full verification of the same blocks in memory: {verify_rate:.0} blocks/s\n\
          sync / verification: {:.2} (goal >= 0.50)",
@@ -159,7 +179,7 @@ fn main() -> std::process::ExitCode {
     let Some(rt) = gridledger_bench::runtime("sync-bench") else {
         return std::process::ExitCode::FAILURE;
     };
-    match rt.block_on(run(args.blocks, args.signed)) {
+    match rt.block_on(run(args.blocks, args.signed, args.chain_dir)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sync-bench: {e}");

@@ -31,6 +31,9 @@ const LONG_PULL: u32 = 500;
 /// Fewest blocks asked per request, however slow the link.
 const MIN_LIMIT: u32 = 16;
 
+/// Batches fetched ahead of the one being stored during a pull.
+const PREFETCH: usize = 2;
+
 /// Longest `POST /peers/resolve` waits for any one peer: it answers within this, with a
 /// per-peer result, however slow or hostile a peer is.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -566,19 +569,22 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
     // network, the peer's reads and our verification overlap our commit. `ahead` is that
     // task and the height it asked from; it is dropped (aborted) if the pull stops or steps
     // back.
-    let mut ahead: Option<(u32, Fetching)> = None;
+    let mut ahead: std::collections::VecDeque<(u32, Fetching)> = std::collections::VecDeque::new();
     let result = 'pull: {
         for _ in 0..MAX_BATCHES {
             if !linked {
                 from = our_height.saturating_sub(back).max(1);
             }
-            let fetched = match ahead.take() {
+            let fetched = match ahead.pop_front() {
                 Some((at, task)) if at == from => match task.await {
                     Ok(r) => r,
                     Err(e) => Err(PeerError::BadAnswer(format!("fetch task: {e}"))),
                 },
                 other => {
                     if let Some((_, task)) = other {
+                        task.abort();
+                    }
+                    for (_, task) in ahead.drain(..) {
                         task.abort();
                     }
                     fetch_prechecked(client, peer, from, limit, rules.clone()).await
@@ -600,16 +606,23 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
                 break 'pull Ok(stored);
             }
             let stored_before = stored;
-            // Already linked and the peer has more: fetch the next batch meanwhile.
-            let next = from.saturating_add(count);
-            if linked && count == limit && next <= theirs.height {
-                let (client, peer, rules) = (client.clone(), peer.to_owned(), rules.clone());
-                ahead = Some((
-                    next,
-                    tokio::spawn(async move {
-                        fetch_prechecked(&client, &peer, next, limit, rules).await
-                    }),
-                ));
+            // Already linked and the peer has more: fetch the next batches meanwhile (two
+            // ahead: one on the wire while the other is prechecked).
+            if linked && count == limit {
+                let mut at = ahead
+                    .back()
+                    .map_or(from.saturating_add(count), |(h, _)| h.saturating_add(limit));
+                while ahead.len() < PREFETCH && at <= theirs.height {
+                    let (client, peer, rules) = (client.clone(), peer.to_owned(), rules.clone());
+                    let next = at;
+                    ahead.push_back((
+                        next,
+                        tokio::spawn(async move {
+                            fetch_prechecked(&client, &peer, next, limit, rules).await
+                        }),
+                    ));
+                    at = at.saturating_add(limit);
+                }
             }
             // The links, the duplicate checks and one durable commit for the whole batch,
             // under the lock, off the async workers.
@@ -673,7 +686,7 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
         }
         Ok(stored)
     };
-    if let Some((_, task)) = ahead {
+    for (_, task) in ahead {
         task.abort();
     }
     if long {
