@@ -172,6 +172,9 @@ pub struct RelayFigures {
     pub missed_minutes: u64,
     /// The last poll was answered.
     pub up: bool,
+    /// Records whose relay signature failed (or was missing where the registry requires
+    /// one): not mined.
+    pub bad_signatures: u64,
 }
 
 /// A per-relay metric: name, help, its value, and whether it is a counter (else a gauge).
@@ -333,7 +336,7 @@ impl Collector for Snapshot {
                 k.encode(encoder.encode_descriptor(name, help, None, k.metric_type())?)?;
             }
         }
-        let per_relay: [PerRelay; 3] = [
+        let per_relay: [PerRelay; 4] = [
             (
                 "gridledger_relay_records",
                 "Records read from the relay.",
@@ -351,6 +354,12 @@ impl Collector for Snapshot {
                 "1 if the last poll of the relay succeeded.",
                 |r| u64::from(r.up),
                 false,
+            ),
+            (
+                "gridledger_relay_bad_signatures",
+                "Records read from the relay whose signature failed or was missing where the relay registry requires one (not mined).",
+                |r| r.bad_signatures,
+                true,
             ),
         ];
         for (name, help, value, counter) in per_relay {

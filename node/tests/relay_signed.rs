@@ -283,5 +283,17 @@ async fn a_relay_whose_signature_fails_is_reported_and_not_mined() {
         hex::encode(relay_key().verifying_key().to_bytes())
     );
     assert_eq!(height(&s), 0, "records of a failing signer were mined: {s}");
+    // And in the metrics, for an alert.
+    let metrics = common::get_text(&client, format!("http://127.0.0.1:{port}/metrics")).await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("gridledger_relay_bad_signatures_total{"))
+        .unwrap_or_else(|| panic!("no bad-signature counter: {metrics}"));
+    let bad: u64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(bad >= 2, "{line}");
     n.stop().await;
 }

@@ -151,6 +151,7 @@ pub(super) async fn metrics(State(shared): State<Shared>) -> Response {
                     records: st.records,
                     missed_minutes: st.missed_minutes,
                     up: st.is_up(),
+                    bad_signatures: st.bad_signatures,
                 })
                 .collect(),
             finality: core.finality.as_ref().map(|f| {
