@@ -1,6 +1,7 @@
 //! `sync-bench`: how fast a fresh node joins a peer that holds a chain.
 //!
-//! Builds a chain of `--blocks` one-record blocks in a data dir (not timed), starts a node
+//! For each `--shapes` (records a block: 1 and 15 by default), builds a chain of `--blocks`
+//! blocks in a data dir (not timed), starts a node
 //! on it, then a fresh node whose only peer it is, and times the fresh node from start to
 //! holding the whole chain, over loopback HTTP (raw block lists, validation of every block
 //! with its signature, durable commits). Then, in the same run, the reference: full
@@ -30,10 +31,14 @@ struct Args {
     /// every block then carries two signatures to check.
     #[arg(long)]
     signed: bool,
-    /// Keep the built chain in DIR and, when DIR already holds one of `--blocks` blocks,
-    /// use it instead of building again (profiling the sync alone).
+    /// Keep the built chains under DIR and, when DIR already holds one of `--blocks` blocks
+    /// of the shape, use it instead of building again (profiling the sync alone).
     #[arg(long, value_name = "DIR")]
     chain_dir: Option<std::path::PathBuf>,
+    /// Records a block, one shape after another (comma-separated): one-record blocks are
+    /// the hard case (the per-block cost of a pull), 15 a consortium's usual block.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u32, 15])]
+    shapes: Vec<u32>,
 }
 
 /// The relay key of `--signed`.
@@ -41,16 +46,17 @@ fn relay_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[9; 32])
 }
 
-/// The bench's network: with `--signed`, relay 1 registered under [`relay_key`].
+/// The bench's network: with `--signed`, relays 1 to 16 registered under [`relay_key`].
 fn network(signed: bool) -> Network {
     let mut net = Network::new(NET, BITS);
     if signed {
-        net.registry = gridledger_chain::Registry::new([gridledger_chain::registry::Entry {
-            relay: relay_core::RelayId(1),
-            from: relay_core::Minute(0),
-            key: relay_key().verifying_key().to_bytes(),
-        }])
-        .unwrap_or_default();
+        net.registry =
+            gridledger_chain::Registry::new((1..=16).map(|r| gridledger_chain::registry::Entry {
+                relay: relay_core::RelayId(r),
+                from: relay_core::Minute(0),
+                key: relay_key().verifying_key().to_bytes(),
+            }))
+            .unwrap_or_default();
     }
     net
 }
@@ -73,11 +79,16 @@ fn config(dir: &std::path::Path, peers: Vec<String>, signed: bool) -> NodeConfig
 
 async fn run(
     blocks: u32,
+    per_block: u32,
     signed: bool,
-    chain_dir: Option<std::path::PathBuf>,
+    chain_dir: Option<&std::path::Path>,
 ) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let a_path = chain_dir.unwrap_or_else(|| tmp.path().join("chain"));
+    let shape = format!(
+        "{per_block}-per-block{}",
+        if signed { "-signed" } else { "" }
+    );
+    let a_path = chain_dir.unwrap_or(tmp.path()).join(shape);
     let b = tempfile::tempdir().map_err(|e| e.to_string())?;
     let built = Instant::now();
     let key = relay_key();
@@ -92,13 +103,14 @@ async fn run(
             network(signed),
             signed.then_some(&key),
             blocks,
+            per_block,
             &mut std::io::sink(),
         )
         .map_err(|e| e.to_string())?;
     }
     let a = a_path.as_path();
     println!(
-        "built {blocks} one-record blocks{} in {:.1} s (not timed below)",
+        "\n[{per_block} record(s) a block] built {blocks} blocks{} in {:.1} s (not timed below)",
         if signed {
             ", each record signed by its registered relay"
         } else {
@@ -179,11 +191,16 @@ fn main() -> std::process::ExitCode {
     let Some(rt) = gridledger_bench::runtime("sync-bench") else {
         return std::process::ExitCode::FAILURE;
     };
-    match rt.block_on(run(args.blocks, args.signed, args.chain_dir)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
+    for per_block in args.shapes {
+        if let Err(e) = rt.block_on(run(
+            args.blocks,
+            per_block,
+            args.signed,
+            args.chain_dir.as_deref(),
+        )) {
             eprintln!("sync-bench: {e}");
-            std::process::ExitCode::FAILURE
+            return std::process::ExitCode::FAILURE;
         }
     }
+    std::process::ExitCode::SUCCESS
 }

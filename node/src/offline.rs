@@ -127,16 +127,18 @@ pub fn debug_append(
     blocks: u32,
     out: &mut dyn Write,
 ) -> Result<(), AppendError> {
-    debug_append_with(dir, Network::new(network, bits), None, blocks, out)
+    debug_append_with(dir, Network::new(network, bits), None, blocks, 1, out)
 }
 
-/// [`debug_append`] on `net`, each record signed by `relay_key` when given (the network's
-/// registry should name it for relay 1, or the blocks are refused).
+/// [`debug_append`] on `net`, with the records of relays 1 to `per_block` (at least 1) in
+/// each block, each signed by `relay_key` when given (the network's registry should name it
+/// for those relays, or the blocks are refused).
 pub fn debug_append_with(
     dir: &Path,
     net: Network,
     relay_key: Option<&ed25519_dalek::SigningKey>,
     blocks: u32,
+    per_block: u32,
     out: &mut dyn Write,
 ) -> Result<(), AppendError> {
     let bits = net.bits;
@@ -147,17 +149,21 @@ pub fn debug_append_with(
     for _ in 0..blocks {
         let parent = ledger.tip_header()?;
         let minute = Minute(29_000_000 + parent.height);
-        let mut record = model.record(RelayId(1), minute, 6, RecordFlags::CLOCK_SET);
-        if let Some(k) = relay_key {
-            use ed25519_dalek::Signer;
-            let mut buf = [0u8; relay_core::MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
-            if let Ok(msg) = record.signing_message(&mut buf) {
-                record.signature = Some(relay_core::RecordSignature(k.sign(msg).to_bytes()));
+        let mut records = Vec::new();
+        for relay in 1..=per_block.max(1) {
+            let mut record = model.record(RelayId(relay), minute, 6, RecordFlags::CLOCK_SET);
+            if let Some(k) = relay_key {
+                use ed25519_dalek::Signer;
+                let mut buf = [0u8; relay_core::MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
+                if let Ok(msg) = record.signing_message(&mut buf) {
+                    record.signature = Some(relay_core::RecordSignature(k.sign(msg).to_bytes()));
+                }
             }
+            records.push(record);
         }
         let now = crate::core::now_ms();
         let time = now.max(ledger.tree().median_time_past(&parent.id()));
-        let Some(block) = assemble(&parent, &[record], &key, time, bits, &cancel) else {
+        let Some(block) = assemble(&parent, &records, &key, time, bits, &cancel) else {
             continue; // never: nothing cancels it
         };
         let added = ledger.add(block, now)?;
