@@ -64,6 +64,29 @@ fn main() {
     relay_signatures(args.blocks / 4, threads, args.miners.max(1));
 }
 
+/// Bare ed25519: `verify_strict` of every `(key, message, signature)`, split over
+/// `threads`; whether all verified, and the seconds it took.
+fn bare_verify<M: AsRef<[u8]> + Sync>(
+    sigs: &[(VerifyingKey, M, Signature)],
+    threads: usize,
+) -> (bool, f64) {
+    let start = Instant::now();
+    let chunk = sigs.len().div_ceil(threads).max(1);
+    let all_ok = std::thread::scope(|s| {
+        sigs.chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .all(|(k, msg, sig)| k.verify_strict(msg.as_ref(), sig).is_ok())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .all(|h| h.join().unwrap_or(false))
+    });
+    (all_ok, start.elapsed().as_secs_f64())
+}
+
 /// A record signed by `key`, as a relay signs it.
 fn signed(mut r: MinuteRecord, key: &SigningKey) -> MinuteRecord {
     use ed25519_dalek::Signer;
@@ -138,21 +161,8 @@ fn relay_signatures(n: u32, threads: usize, miners: u8) {
     let (mut bare_secs, mut full_secs) = (0.0f64, 0.0f64);
     let mut tree = BlockTree::new(&net.genesis().header);
     for (slice, sigs) in blocks.chunks(per).zip(triples.chunks(per * 5)) {
-        let start = Instant::now();
-        let chunk = sigs.len().div_ceil(threads).max(1);
-        let all_ok = std::thread::scope(|s| {
-            sigs.chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .all(|(k, msg, sig)| k.verify_strict(msg, sig).is_ok())
-                    })
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .all(|h| h.join().unwrap_or(false))
-        });
-        bare_secs += start.elapsed().as_secs_f64();
+        let (all_ok, took) = bare_verify(sigs, threads);
+        bare_secs += took;
         assert!(all_ok);
         let copy: Vec<Block> = slice.to_vec();
         let start = Instant::now();
@@ -241,12 +251,12 @@ fn verification(n: u32, threads: usize, miners: u8) {
     // In 5 rounds of n/5 blocks, alternating the baseline and the full verification, so that
     // a noisy machine slows both alike. Baseline: the same signatures with verify_strict,
     // keys decoded beforehand, split over the same threads.
-    let triples: Vec<(VerifyingKey, BlockId, Signature)> = blocks
+    let triples: Vec<(VerifyingKey, [u8; 32], Signature)> = blocks
         .iter()
         .map(|b| {
             (
                 VerifyingKey::from_bytes(&b.header.miner).expect("valid key"),
-                b.id(),
+                b.id().0,
                 Signature::from_bytes(&b.signature),
             )
         })
@@ -256,21 +266,8 @@ fn verification(n: u32, threads: usize, miners: u8) {
     let (mut bare_secs, mut full_secs) = (0.0f64, 0.0f64);
     let mut tree = BlockTree::new(&net.genesis().header);
     for (slice, sigs) in blocks.chunks(per).zip(triples.chunks(per)) {
-        let start = Instant::now();
-        let chunk = sigs.len().div_ceil(threads).max(1);
-        let all_ok = std::thread::scope(|s| {
-            sigs.chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .all(|(k, id, sig)| k.verify_strict(&id.0, sig).is_ok())
-                    })
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .all(|h| h.join().unwrap_or(false))
-        });
-        bare_secs += start.elapsed().as_secs_f64();
+        let (all_ok, took) = bare_verify(sigs, threads);
+        bare_secs += took;
         assert!(all_ok);
 
         let copy: Vec<Block> = slice.to_vec();
@@ -369,22 +366,7 @@ fn cosignatures(n: u32, threads: usize, members: u8) {
                 })
             }))
             .collect();
-        let start = Instant::now();
-        let chunk = block_triples.len().div_ceil(threads).max(1);
-        let ok = std::thread::scope(|s| {
-            block_triples
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .all(|(k, msg, sig)| k.verify_strict(msg, sig).is_ok())
-                    })
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .all(|h| h.join().unwrap_or(false))
-        });
-        let bare_secs = start.elapsed().as_secs_f64();
+        let (ok, bare_secs) = bare_verify(&block_triples, threads);
         assert!(ok);
         // Full: the blocks (every rule) and the notes (parsed, signatures in batches).
         let start = Instant::now();

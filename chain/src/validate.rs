@@ -316,8 +316,19 @@ fn check_body(
                 relay: record.relay,
                 minute: record.minute,
             };
+            // The signed bytes are the entry's, before its 64-byte signature: decode has
+            // checked they are the canonical encoding, so no second encoding is needed.
+            let body = bytes
+                .len()
+                .checked_sub(relay_core::SIGNATURE_LEN)
+                .and_then(|n| bytes.get(..n))
+                .ok_or_else(bad)?;
+            let ctx = relay_core::SIGNING_CONTEXT;
             let mut buf = [0u8; MinuteRecord::MAX_SIGNING_MESSAGE_LEN];
-            let message = record.signing_message(&mut buf).map_err(|_| bad())?;
+            let message = buf.get_mut(..ctx.len() + body.len()).ok_or_else(bad)?;
+            message[..ctx.len()].copy_from_slice(ctx);
+            message[ctx.len()..].copy_from_slice(body);
+            let message = &*message;
             match &mut relay_sigs {
                 RelaySignatures::Now => {
                     signature::verify(key, message, &sig.0).map_err(|_| bad())?;

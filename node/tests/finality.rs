@@ -33,26 +33,6 @@ fn network(name: &str, members: &[u8]) -> Network {
     net
 }
 
-fn config(
-    port: u16,
-    dir: &std::path::Path,
-    net: &Network,
-    relay: Option<SocketAddr>,
-    peers: &[u16],
-) -> NodeConfig {
-    let mut c = common::node_config(
-        dir,
-        net.clone(),
-        &relay.into_iter().collect::<Vec<_>>(),
-        peers
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect(),
-    );
-    c.listen = SocketAddr::from(([127, 0, 0, 1], port));
-    c
-}
-
 /// Members 1, 2 and 3 on loopback ports, a full mesh, each polling `relay`: their ports,
 /// data dirs and nodes.
 async fn honest_members(
@@ -66,7 +46,7 @@ async fn honest_members(
     let mut nodes = Vec::new();
     for i in 0..3 {
         let peers: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
-        let c = config(ports[i], dirs[i].path(), net, Some(relay), &peers);
+        let c = common::node_config_at(ports[i], dirs[i].path(), net, Some(relay), &peers);
         nodes.push(start(c, common::key(i as u8 + 1)).await.expect("starts"));
     }
     (ports, dirs, nodes)
@@ -176,7 +156,7 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
     a.stop().await;
     let peers_a: Vec<u16> = ports[1..].to_vec();
     let a = start(
-        config(ports[0], dirs[0].path(), &net, None, &peers_a),
+        common::node_config_at(ports[0], dirs[0].path(), &net, None, &peers_a),
         common::key(1),
     )
     .await
@@ -214,7 +194,7 @@ async fn a_member_cannot_rewrite_final_history_on_a_restarted_running_or_joining
     let fresh_port = free_port();
     let fresh_dir = tempfile::tempdir().expect("tempdir");
     let fresh = start(
-        config(fresh_port, fresh_dir.path(), &net, None, &[]),
+        common::node_config_at(fresh_port, fresh_dir.path(), &net, None, &[]),
         common::key(4),
     )
     .await
@@ -409,7 +389,7 @@ async fn with_a_third_of_the_members_down_the_chain_grows_and_finality_waits_the
     let configs: Vec<NodeConfig> = (0..4)
         .map(|i| {
             let peers: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
-            config(ports[i], dirs[i].path(), &net, Some(relay), &peers)
+            common::node_config_at(ports[i], dirs[i].path(), &net, Some(relay), &peers)
         })
         .collect();
     let mut nodes = Vec::new();
@@ -497,7 +477,7 @@ async fn a_pinned_checkpoint_holds_on_a_fresh_node_and_a_forged_pin_is_refused()
     // its block contradicts the pin and is dropped; what builds on it is refused.
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = config(port, dir.path(), &net, None, &[]);
+    let mut c = common::node_config_at(port, dir.path(), &net, None, &[]);
     c.finality.pin = Some(pin.clone());
     let fresh = start(c, common::key(1)).await.expect("starts pinned");
     let forged = rewrite(&net, &honest, honest_chain.len(), 5);
@@ -527,7 +507,7 @@ async fn a_pinned_checkpoint_holds_on_a_fresh_node_and_a_forged_pin_is_refused()
     };
     std::fs::write(&pin, &forged_note).expect("write");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = config(free_port(), dir.path(), &net, None, &[]);
+    let mut c = common::node_config_at(free_port(), dir.path(), &net, None, &[]);
     c.finality.pin = Some(pin);
     let e = start(c, common::key(1))
         .await

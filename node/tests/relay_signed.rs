@@ -65,16 +65,7 @@ async fn node(
     peers: &[u16],
     member: u8,
 ) -> RunningNode {
-    let mut c = common::node_config(
-        dir,
-        net.clone(),
-        &relay.into_iter().collect::<Vec<_>>(),
-        peers
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect(),
-    );
-    c.listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let c = common::node_config_at(port, dir, net, relay, peers);
     start(c, key(member)).await.expect("starts")
 }
 

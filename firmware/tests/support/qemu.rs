@@ -113,16 +113,7 @@ pub fn start_with(
         .local_addr()
         .ok()?
         .port();
-    let child = Command::new("qemu-system-arm")
-        .args([
-            "-machine",
-            "lm3s6965evb",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-kernel",
-        ])
-        .arg(image)
+    let child = qemu_command(image)
         .args(
             key.map(|k| {
                 [
@@ -161,20 +152,27 @@ pub fn start_with(
     Some((qemu, addr))
 }
 
+/// `qemu-system-arm` for the LM3S6965 board running `image`, without a monitor or a display
+/// (the serial port and any more arguments are the caller's).
+fn qemu_command(image: &PathBuf) -> Command {
+    let mut cmd = Command::new("qemu-system-arm");
+    cmd.args([
+        "-machine",
+        "lm3s6965evb",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-kernel",
+    ])
+    .arg(image);
+    cmd
+}
+
 /// Starts QEMU with its UART on a pty (as a board on a serial port), and returns it with
 /// the pty's path, read from QEMU's "char device redirected to /dev/pts/N" line.
 pub fn start_pty(image: &PathBuf) -> Option<(Qemu, String)> {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new("qemu-system-arm")
-        .args([
-            "-machine",
-            "lm3s6965evb",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-kernel",
-        ])
-        .arg(image)
+    let mut child = qemu_command(image)
         .args(["-serial", "pty"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

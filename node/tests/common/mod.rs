@@ -222,6 +222,28 @@ pub fn node_config(
     }
 }
 
+/// [`node_config`] listening on loopback `port`, polling `relay` if any, with the nodes on
+/// loopback `peers` as its peers.
+pub fn node_config_at(
+    port: u16,
+    dir: &std::path::Path,
+    net: &Network,
+    relay: Option<std::net::SocketAddr>,
+    peers: &[u16],
+) -> gridledger::run::NodeConfig {
+    let mut c = node_config(
+        dir,
+        net.clone(),
+        &relay.into_iter().collect::<Vec<_>>(),
+        peers
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect(),
+    );
+    c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    c
+}
+
 /// GET a text body (`/metrics`).
 pub async fn get_text(client: &reqwest::Client, url: String) -> String {
     client
