@@ -5,7 +5,7 @@ only: the node's API must agree with what its raw blocks imply.
     python3 tools/check_node.py http://127.0.0.1:5004 [--proofs N] [--registry FILE]
 
 1. Fetches the main chain as raw bytes (`GET /blocks?from=&limit=` with `Accept:
-   application/octet-stream`) and verifies every rule of docs/FORMAT.md with
+   application/octet-stream`) and verifies every rule of docs/book/src/FORMAT.md with
    verify_export.py (genesis, links, proof of work, times, Merkle roots, signatures,
    records, no record twice).
 2. `GET /chain` (the study's view) must render exactly those blocks and records.

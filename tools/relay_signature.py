@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads a relay's last signed minute record over Modbus TCP and checks its signature.
 
-An outside check of docs/registers.md and docs/FORMAT.md section 12, written from those
+An outside check of docs/book/src/registers.md and docs/book/src/FORMAT.md section 12, written from those
 pages alone: pymodbus reads the registers, the record's canonical bytes are rebuilt here,
 and PyNaCl (libsodium) verifies the Ed25519 signature. Nothing of gridledger's code runs.
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An independent verifier for `gridledger export --format json`, written from
-docs/FORMAT.md alone, with the Python standard library only (ed25519 included, after
+docs/book/src/FORMAT.md alone, with the Python standard library only (ed25519 included, after
 RFC 8032 section 6 with the ZIP 215 rules).
 
     python3 tools/verify_export.py [--registry REGISTRY] chain.json
@@ -102,7 +102,7 @@ BASE = (_recover_x(_GY, 0), _GY, 1, _recover_x(_GY, 0) * _GY % P)
 
 
 def ed25519_verify_zip215(public, message, signature):
-    """The chain's signature rule (docs/FORMAT.md section 5): the key is a canonically
+    """The chain's signature rule (docs/book/src/FORMAT.md section 5): the key is a canonically
     encoded point of large order; s is canonical; R is any point encoding; and the
     cofactored equation [8][s]B = [8]R + [8][k]A holds (ZIP 215)."""
     if len(public) != 32 or len(signature) != 64:
@@ -296,7 +296,7 @@ def parse_block(raw):
 
 def verify_blocks(name, bits, raws, now_ms, registry=None):
     """Checks a main chain given as raw blocks (genesis first) against every rule of
-    docs/FORMAT.md (with `registry`, the relay-signature rule of section 12 too); returns
+    docs/book/src/FORMAT.md (with `registry`, the relay-signature rule of section 12 too); returns
     each block rendered as the export renders it, the number of records, and the number
     of records checked against a registered relay key."""
     if not raws or raws[0] != genesis_raw(name, bits):

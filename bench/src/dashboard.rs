@@ -41,7 +41,7 @@ struct Args {
     /// Also write a PNG of each page (its last load) into this directory.
     #[arg(long)]
     screenshots: Option<std::path::PathBuf>,
-    /// With --screenshots: JPEGs at 3/4 scale instead (the README's picture).
+    /// With --screenshots: JPEGs at 3/4 scale instead (the book's picture, docs/book/src/dashboard-relay.jpg).
     #[arg(long)]
     jpeg: bool,
 }

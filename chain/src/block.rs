@@ -1,6 +1,6 @@
 //! Blocks: a fixed 119-byte header, the miner's signature, and a body of minute records.
 //!
-//! The byte layout is the contract of `docs/FORMAT.md`; change both together.
+//! The byte layout is the contract of `docs/book/src/FORMAT.md`; change both together.
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
 //! Finality: the members of a network (the keys of its allow-list) vote on checkpoints of
 //! the chain, and a checkpoint that a quorum has voted for in two rounds is **final**: no
-//! node reorganises below it, whatever the work of another chain. `docs/FORMAT.md`
+//! node reorganises below it, whatever the work of another chain. `docs/book/src/FORMAT.md`
 //! section 11 is the contract; this module is its rules, with no I/O.
 //!
 //! The rounds are Casper FFG's (Buterin and Griffith, 2017) with two epochs per height: a

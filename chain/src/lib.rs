@@ -1,6 +1,6 @@
 //! gridledger's chain: block format, proof of work, Merkle tree, validation rules, genesis,
 //! the block tree with its fork choice, and finality (members' votes on tlog checkpoints of
-//! the chain, as C2SP signed notes), as `docs/FORMAT.md` specifies them.
+//! the chain, as C2SP signed notes), as `docs/book/src/FORMAT.md` specifies them.
 //!
 //! Pure computation: no async runtime, no network, no database. The node (`node/`), the
 //! benches and any light client or outside verifier build on it; the node adds the store,

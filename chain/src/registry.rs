@@ -1,7 +1,7 @@
 //! The relay registry: which key signs each relay's records, from which minute on.
 //!
 //! A network's registry is shared like its allow-list (a file every node is given), and it
-//! is a consensus rule (`docs/FORMAT.md` section 12): a record of a relay the registry names
+//! is a consensus rule (`docs/book/src/FORMAT.md` section 12): a record of a relay the registry names
 //! for the record's minute must carry a valid signature by the key named, or its block is
 //! invalid. The key comes from the registry, never from the data checked: a miner who
 //! invents a reading cannot also invent the key that vouches for it.

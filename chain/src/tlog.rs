@@ -1,5 +1,5 @@
 //! The chain as a transparency log: an RFC 6962 Merkle tree whose leaves are the block ids
-//! of heights `0 … size − 1`, so that a checkpoint (`docs/FORMAT.md` section 11) is a
+//! of heights `0 … size − 1`, so that a checkpoint (`docs/book/src/FORMAT.md` section 11) is a
 //! standard tlog checkpoint, a block's inclusion in a final chain is a standard inclusion
 //! proof, and a later checkpoint extending an earlier one is a standard consistency proof.
 //!

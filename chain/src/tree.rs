@@ -194,7 +194,7 @@ pub enum TieBreak {
     /// The one seen first stays (loading a stored chain: the stored main chain stays).
     #[default]
     FirstSeen,
-    /// The one whose tip has the lower id (docs/FORMAT.md section 3): every node that has
+    /// The one whose tip has the lower id (docs/book/src/FORMAT.md section 3): every node that has
     /// seen both picks the same at once, without waiting for the next block.
     LowerId,
 }

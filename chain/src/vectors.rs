@@ -1,4 +1,4 @@
-//! The test vectors of `docs/FORMAT.md`: a fixed network, key, clock and records, and the
+//! The test vectors of `docs/book/src/FORMAT.md`: a fixed network, key, clock and records, and the
 //! genesis block and two mined blocks they give. Deterministic: ed25519 signatures are
 //! (RFC 8032), and the nonce search starts at 0. `cargo run -p node --example
 //! format-vectors` prints them; `node/tests/format.rs` checks the document against them.

@@ -1,4 +1,4 @@
-//! The relay-signature rule (`docs/FORMAT.md` section 12): every way a miner could put a
+//! The relay-signature rule (`docs/book/src/FORMAT.md` section 12): every way a miner could put a
 //! reading on the chain that its relay did not sign is refused, one block at a time (gossip)
 //! and in batches (sync), each with its named error.
 

@@ -1,5 +1,5 @@
 //! IEC 61850 device profiles: where an IED publishes the ten quantities in its data model,
-//! read over MMS (docs/iec61850.md).
+//! read over MMS (docs/book/src/iec61850.md).
 //!
 //! A profile of `kind = "iec61850"` names, per quantity, an object reference relative to
 //! the IED (`LD0/MMXU1.PPV.phsAB.cVal.mag.f`: logical device instance, logical node, data

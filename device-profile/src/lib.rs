@@ -1,5 +1,5 @@
 //! Device profiles: how to read a maker's Modbus register layout as relay-core's ten
-//! quantities, so that the gateway can record any relay or meter (docs/profiles.md).
+//! quantities, so that the gateway can record any relay or meter (docs/book/src/profiles.md).
 //!
 //! A profile is a TOML file: the device (maker, the document it was written from, unit id,
 //! timeout), where each quantity sits (address, function code, type, word order, scale,

@@ -1,6 +1,6 @@
 //! Board support for the LM3S6965: UART0 and a millisecond clock from SysTick. This module
 //! is the only code that touches hardware registers; porting to another Cortex-M board means
-//! rewriting it (see docs/firmware.md), nothing else.
+//! rewriting it (see docs/book/src/firmware.md), nothing else.
 
 use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
@@ -28,7 +28,7 @@ const FR_RXFE: u32 = 1 << 4;
 const FR_TXFF: u32 = 1 << 5;
 
 /// The key region: the last KiB of flash, kept out of the image by memory.x, where a
-/// signing key is provisioned (docs/firmware.md).
+/// signing key is provisioned (docs/book/src/firmware.md).
 const KEY_REGION: usize = 0x0003_FC00;
 
 fn read(addr: usize) -> u32 {

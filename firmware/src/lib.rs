@@ -203,7 +203,7 @@ impl Relay {
     /// record's sequence number and the time it took by `now_us` (microseconds). Returns
     /// true if it signed.
     ///
-    /// Signing takes a while on a Cortex-M3 (docs/firmware.md), so it is not done inside
+    /// Signing takes a while on a Cortex-M3 (docs/book/src/firmware.md), so it is not done inside
     /// [`Relay::tick`]: the sample of the new minute is published first, and until the
     /// signature is, a reader sees the signature block name the previous record (a torn
     /// pair) and reads again.

@@ -22,7 +22,7 @@ fn main() -> ! {
             cortex_m::asm::nop();
         }
     };
-    // The signing key, if one was provisioned into the key region (docs/firmware.md).
+    // The signing key, if one was provisioned into the key region (docs/book/src/firmware.md).
     if let Some(seed) = firmware::parse_key_region(&board::key_region()) {
         relay.provision(seed);
     }

@@ -157,7 +157,7 @@ fn firmware_in_qemu_serves_the_register_map() {
 /// Issue 30: the firmware signs. A test key is provisioned into the key region by QEMU's
 /// loader (never built into the image); the relay serves its public key, and after the clock
 /// is set and a minute closes, its signature of the record verifies under that key with
-/// ed25519-dalek, over the message docs/FORMAT.md section 12 defines.
+/// ed25519-dalek, over the message docs/book/src/FORMAT.md section 12 defines.
 #[test]
 fn firmware_in_qemu_signs_with_a_provisioned_key() {
     use relay_core::registers::{attach_signature, SIGNATURE, SIGN_TIME};

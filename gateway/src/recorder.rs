@@ -6,7 +6,7 @@
 //! `sample_secs`) it makes the profile's reads, decodes them, and publishes the live block;
 //! at each minute boundary it closes the minute's record. A sample the device did not
 //! answer is never invented: its slot is marked missing in the record (relay-core's
-//! missing-slot mask, `docs/FORMAT.md` section 6), and a minute with no sample at all has
+//! missing-slot mask, `docs/book/src/FORMAT.md` section 6), and a minute with no sample at all has
 //! no record, which the nodes show as a gap. A device that stops answering is retried at
 //! every sample instant and picked up again by itself.
 //!

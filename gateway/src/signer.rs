@@ -1,7 +1,7 @@
 //! Signing keys of recorded devices: the recorder is its device's stand-in (a Modbus meter
 //! or an IEC 61850 IED that cannot sign), so it signs each record it closes with the key
 //! given for that device (`--device ...,key=FILE`), as relay-sim and the firmware sign
-//! theirs (docs/FORMAT.md section 12).
+//! theirs (docs/book/src/FORMAT.md section 12).
 //!
 //! A key file holds the 32-byte Ed25519 secret as 64 hex digits (the format of `gridledger
 //! keygen`). A missing file is created, readable by its owner only, with a fresh key, and

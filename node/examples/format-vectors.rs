@@ -1,4 +1,4 @@
-//! Prints the test vectors of docs/FORMAT.md (section 10).
+//! Prints the test vectors of docs/book/src/FORMAT.md (section 10).
 //!
 //! `cargo run -p node --example format-vectors`
 

@@ -3,7 +3,7 @@
 //!
 //! Why not a redb table: a 2.1 KB block takes a 4 KiB page of its own there (two do not
 //! fit), and randomly keyed pages split half full: `scale` measured the block table at
-//! 1.02 bytes stored + 0.93 fragmented per raw byte (README "Scale"). Appended, a block
+//! 1.02 bytes stored + 0.93 fragmented per raw byte (the book's Benchmarks chapter, "A long chain"). Appended, a block
 //! costs its bytes plus an 8-byte entry header here and about 50 bytes of index in redb.
 //!
 //! An entry is `[len: u32 LE][crc32: u32 LE][bytes]`; the file starts with [`MAGIC`].

@@ -107,7 +107,7 @@ pub struct RunArgs {
     pub allow_list: Option<PathBuf>,
     /// The relay registry: a file of `RELAY_ID PUBLIC_KEY_HEX [FROM_MINUTE]` lines, shared by
     /// every node of the network like the allow-list. A record of a registered relay must
-    /// carry that relay's signature, or its block is refused (docs/FORMAT.md section 12)
+    /// carry that relay's signature, or its block is refused (docs/book/src/FORMAT.md section 12)
     /// [default: no relay registered; records are taken unsigned]
     #[arg(long, env = "GRIDLEDGER_RELAY_REGISTRY")]
     pub relay_registry: Option<PathBuf>,

@@ -497,7 +497,7 @@ impl Ledger {
                     warn!(
                         entries_before = before.lines().count(),
                         entries_now = ledger.network().registry.len(),
-                        "the relay registry differs from the one this data dir last ran with: every node of the network must be given the same one (docs/FORMAT.md section 12.4)"
+                        "the relay registry differs from the one this data dir last ran with: every node of the network must be given the same one (docs/book/src/FORMAT.md section 12.4)"
                     );
                 }
                 ledger.store().set_relay_registry(&text)?;
@@ -670,7 +670,7 @@ impl Ledger {
             ledger.store.check_ids()?;
         }
         ledger.load_side(side)?;
-        // From now on an equal-work rival with a lower tip id wins (docs/FORMAT.md
+        // From now on an equal-work rival with a lower tip id wins (docs/book/src/FORMAT.md
         // section 3); the stored chain itself was chosen when its blocks arrived.
         ledger.tree.set_tie_break(crate::chain::TieBreak::LowerId);
         Ok(ledger)

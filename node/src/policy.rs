@@ -24,7 +24,7 @@
 //! The turn changes no block format and no rule: it is each honest node's own restraint,
 //! and a node that ignores it gains nothing but a race its block may lose. Ties that still
 //! happen (two nodes both out of turn, a slot too short for a slow link) are settled by
-//! fork choice: between equal work, the lower tip id (docs/FORMAT.md section 3).
+//! fork choice: between equal work, the lower tip id (docs/book/src/FORMAT.md section 3).
 
 use std::time::Duration;
 

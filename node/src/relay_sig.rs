@@ -1,7 +1,7 @@
 //! Relay signatures as the node sees them: whether a reading on the chain is signed by its
 //! relay, and whether a record just read from a relay is fit to mine.
 //!
-//! The rule itself is the chain's (`gridledger_chain::registry`, `docs/FORMAT.md`
+//! The rule itself is the chain's (`gridledger_chain::registry`, `docs/book/src/FORMAT.md`
 //! section 12): a registered relay's record on the chain always carries a valid signature by
 //! the registered key. This module names what that means for one record, for the API, the
 //! export and the dashboard, and checks reads before they are mined, so that a relay whose

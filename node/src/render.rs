@@ -3,7 +3,7 @@
 //! (`Vab_kV` … `Q_kvar`) and the exact decimals live here and nowhere else.
 //!
 //! JSON: a sample is an object of the ten quantities in register-map order, each the stored
-//! integer ÷ 1000 as a JSON number (`docs/FORMAT.md` section 9). CSV: one row per sample,
+//! integer ÷ 1000 as a JSON number (`docs/book/src/FORMAT.md` section 9). CSV: one row per sample,
 //! the same names, exact decimals with three places.
 
 use std::io::{self, Write};
@@ -181,7 +181,7 @@ struct JsonRecord {
     /// The record's canonical postcard bytes: the Merkle leaf.
     raw: String,
     samples: Vec<SampleJson>,
-    /// The second of the minute of each sample (docs/FORMAT.md section 6).
+    /// The second of the minute of each sample (docs/book/src/FORMAT.md section 6).
     seconds: Vec<u16>,
     /// The relay's signature (hex, the last 64 bytes of `raw`), or null: unsigned.
     signature: Option<String>,
@@ -220,12 +220,12 @@ struct JsonBlock {
     miner: String,
     nonce: u64,
     signature: String,
-    /// The block exactly as stored and sent: header, signature, records (docs/FORMAT.md).
+    /// The block exactly as stored and sent: header, signature, records (docs/book/src/FORMAT.md).
     raw: String,
     records: Vec<JsonRecord>,
 }
 
-/// A block as the export and `/chain` write it (`docs/FORMAT.md` section 9).
+/// A block as the export and `/chain` write it (`docs/book/src/FORMAT.md` section 9).
 pub fn json_block(height: u32, b: &Block) -> impl Serialize {
     let h = &b.header;
     JsonBlock {

@@ -220,7 +220,7 @@ async fn rebuild(
             }
         }
     };
-    // The relay registry the node ran with (docs/FORMAT.md section 12), if the damaged
+    // The relay registry the node ran with (docs/book/src/FORMAT.md section 12), if the damaged
     // store still holds it: blocks fetched again are checked against it, and the new store
     // keeps it.
     let mut net = net;

@@ -1,7 +1,7 @@
 //! The peer protocol: what nodes send each other over HTTP, in one place for both sides.
 //!
 //! - The raw block list of `GET /blocks?from=H&limit=N` with `Accept:
-//!   application/octet-stream` (`docs/FORMAT.md` section 9a): a varint count, then each block
+//!   application/octet-stream` (`docs/book/src/FORMAT.md` section 9a): a varint count, then each block
 //!   as varint length + bytes. [`encode_list`] writes it (the API), [`decode_list`] reads it
 //!   (the peer client), with the limits both sides share.
 //! - The typed answers a peer reads: [`Status`] (`GET /status`), and those of `/peers` and
@@ -29,7 +29,7 @@ pub const SENDER_HEADER: &str = "gridledger-sender";
 /// `Preference-Applied: return=minimal` instead of a JSON body, since the pushing node only
 /// reads the status; a refusal keeps its JSON reason. Without it (people, tools) the
 /// answer is JSON as before. Per relayed block this saves the ~130 bytes of that body on
-/// every link it crosses (measured on the testbed, README "Wide area").
+/// every link it crosses (measured on the testbed, the book's Benchmarks chapter, "Wide area").
 pub const PREFER_MINIMAL: &str = "return=minimal";
 /// The header of such a 204: `added` or `known` (the receiver already held the block), which
 /// the sender learns from ([`crate::fanout`]).

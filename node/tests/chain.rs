@@ -778,7 +778,7 @@ fn a_batch_ends_where_one_block_at_a_time_ends() {
 }
 
 /// Between two blocks of equal work, every node picks the lower id, whichever it saw first
-/// (docs/FORMAT.md section 3), and keeps it across a restart.
+/// (docs/book/src/FORMAT.md section 3), and keeps it across a restart.
 #[test]
 fn equal_work_goes_to_the_lower_id_in_either_order() {
     let net = net();

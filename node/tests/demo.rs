@@ -1,4 +1,4 @@
-//! `gridledger demo --fast`, as the README runs it (on free ports and a temporary data
+//! `gridledger demo --fast`, as the book's Getting started runs it (on free ports and a temporary data
 //! dir): the nodes agree on one chain, Ctrl-C stops it all cleanly, a second run resumes
 //! the same chains (even when a hostile block of another relay sits on them), and every
 //! data dir verifies afterwards.

@@ -1,4 +1,4 @@
-//! The test vectors of docs/FORMAT.md: the document's bytes are what the code produces and
+//! The test vectors of docs/book/src/FORMAT.md: the document's bytes are what the code produces and
 //! accepts.
 
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use gridledger::chain::{Block, Network};
 use gridledger::ledger::Ledger;
 
 fn vectors() -> HashMap<String, String> {
-    let doc = include_str!("../../docs/FORMAT.md");
+    let doc = include_str!("../../docs/book/src/FORMAT.md");
     let section = doc
         .split("## 10. Test vectors")
         .nth(1)
@@ -191,7 +191,7 @@ fn format_vectors_match_the_code() {
 fn finality_vectors_match_the_code() {
     use gridledger::chain::finality::{self, Checkpoint, Kind, Members, Source, Vote};
     use gridledger::chain::tlog;
-    let doc = include_str!("../../docs/FORMAT.md");
+    let doc = include_str!("../../docs/book/src/FORMAT.md");
     let section = doc
         .split("### 11.8 Test vectors")
         .nth(1)

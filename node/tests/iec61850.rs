@@ -261,7 +261,7 @@ impl Drop for ForeignIed {
     }
 }
 
-/// A profile for the foreign IED, derived from its model as docs/iec61850.md describes:
+/// A profile for the foreign IED, derived from its model as docs/book/src/iec61850.md describes:
 /// logical device PROT, voltages in kV and powers in kW/kvar (multiplier 3).
 const FOREIGN_PROFILE: &str = r#"
 [device]

@@ -1,4 +1,4 @@
-//! The independent verifier (tools/verify_export.py, written from docs/FORMAT.md with the
+//! The independent verifier (tools/verify_export.py, written from docs/book/src/FORMAT.md with the
 //! Python standard library) accepts what `gridledger export` writes and rejects it after a
 //! single-byte change anywhere.
 //!

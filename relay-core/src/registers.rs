@@ -1,6 +1,6 @@
 //! The Modbus register map, both directions, and the rules for reading it.
 //!
-//! `docs/registers.md` is the human version of this module; the two must agree. The map is
+//! `docs/book/src/registers.md` is the human version of this module; the two must agree. The map is
 //! one flat image of [`MAP_LEN`] 16-bit registers per relay, served identically as input
 //! registers (FC04) and read-only holding registers (FC03). It has five blocks:
 //!

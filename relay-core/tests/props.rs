@@ -233,7 +233,7 @@ fn typical_record_size() {
     );
     let mut buf = [0u8; MinuteRecord::MAX_ENCODED_LEN];
     let len = rec.encode(&mut buf).expect("fits").len();
-    // Documented in docs/registers.md ("The record as bytes"): 112 to 135 bytes.
+    // Documented in docs/book/src/registers.md ("The record as bytes"): 112 to 135 bytes.
     assert!(
         (100..=150).contains(&len),
         "realistic record is {len} bytes"

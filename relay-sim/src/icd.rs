@@ -87,7 +87,7 @@ pub fn icd(relays: &[IcdRelay], substation: &str, port: u16) -> String {
   relay-sim's IEC 61850 model (written by relay-sim with its write-icd flag): one logical device per
   simulated relay. MMS domain = IED name + LD inst ("{ied}LD0"). Measured values are in SI
   units with multiplier 0; PhV is derived (line-to-line / sqrt 3), everything else is the
-  relay's own measurement. See docs/iec61850.md.
+  relay's own measurement. See docs/book/src/iec61850.md.
 -->
 <SCL xmlns="http://www.iec.ch/61850/2003/SCL" version="2007" revision="B" release="4">
   <Header id="{ied}" nameStructure="IEDName" version="1" revision="1" toolID="relay-sim {version}"/>

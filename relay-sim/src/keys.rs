@@ -1,5 +1,5 @@
 //! Relay signing keys: each simulated relay signs the records it closes with its own
-//! Ed25519 key, as a signing meter does (docs/FORMAT.md section 12).
+//! Ed25519 key, as a signing meter does (docs/book/src/FORMAT.md section 12).
 //!
 //! The key file holds one relay a line, `RELAY_ID SECRET_KEY_HEX` (the 32-byte seed as 64
 //! hex digits); blank lines and text after `#` are skipped. A relay without a line does not

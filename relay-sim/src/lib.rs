@@ -1,6 +1,6 @@
 //! `relay-sim`: a simulated substation protection relay on Modbus TCP.
 //!
-//! It serves the register map of `relay-core` (see `docs/registers.md`): identity, the
+//! It serves the register map of `relay-core` (see `docs/book/src/registers.md`): identity, the
 //! live sample as float32, and the last closed minute record, for one or many relays
 //! behind consecutive unit ids. Values come from `relay-core`'s deterministic signal model,
 //! so the same seed gives the same records on every run and on the firmware.

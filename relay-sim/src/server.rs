@@ -34,7 +34,7 @@ impl tokio_modbus::server::Service for RelayService {
     }
 }
 
-/// The whole request policy, in one place (documented in `docs/registers.md`):
+/// The whole request policy, in one place (documented in `docs/book/src/registers.md`):
 /// unit 0 (broadcast) is never answered; an unknown unit gets 0x0B; FC03 and FC04 read the
 /// same image; every other function, writes included, gets 0x01.
 fn answer(bank: &Bank, unit: u8, request: &Request<'_>) -> Result<Option<Response>, ExceptionCode> {

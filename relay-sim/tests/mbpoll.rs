@@ -1,5 +1,5 @@
 //! An outside Modbus client (Debian's `mbpoll`) reads the relay-sim *binary* following
-//! only `docs/registers.md`, and what it prints matches the register map's decoding.
+//! only `docs/book/src/registers.md`, and what it prints matches the register map's decoding.
 //!
 //! When mbpoll is not installed the test says so loudly and skips; with
 //! `GRIDLEDGER_REQUIRE_TOOLS=1` (CI sets it) a missing mbpoll fails the test instead.
@@ -124,7 +124,7 @@ async fn mbpoll_reads_what_the_map_says() {
     assert_eq!(values[0], (1, "0x0002".to_owned()));
     assert_eq!(values[8], (9, "0x5265".to_owned()), "'Re' of 'Relay 1'");
 
-    // Live floats, command line from docs/registers.md. The values change every sample
+    // Live floats, command line from docs/book/src/registers.md. The values change every sample
     // (1/3 s here), so compare only when a read before and after mbpoll agree.
     let mut compared = false;
     for _ in 0..20 {
@@ -209,20 +209,23 @@ async fn mbpoll_reads_what_the_map_says() {
     assert!(!ok && err.contains("Illegal function"), "{err}");
 }
 
-/// Every mbpoll command line in docs/registers.md runs and prints values against the
+/// Every mbpoll command line in docs/book/src/registers.md runs and prints values against the
 /// relay-sim binary (with the documented port swapped for the test's).
 #[test]
 fn documented_mbpoll_lines_work() {
     if !mbpoll_available() {
         return;
     }
-    let doc = include_str!("../../docs/registers.md");
+    let doc = include_str!("../../docs/book/src/registers.md");
     let lines: Vec<&str> = doc
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with("mbpoll "))
         .collect();
-    assert!(lines.len() >= 4, "docs/registers.md lost its mbpoll lines");
+    assert!(
+        lines.len() >= 4,
+        "docs/book/src/registers.md lost its mbpoll lines"
+    );
     let (_sim, addr) = start_sim(&["--minute-secs", "2"]);
     // The record lines need a closed record: wait for the first one.
     std::thread::sleep(Duration::from_millis(2500));
@@ -259,7 +262,7 @@ fn documented_mbpoll_lines_work() {
     }
 }
 
-/// A signing relay, read as docs/registers.md says: the key at references 57-72 is the one
+/// A signing relay, read as docs/book/src/registers.md says: the key at references 57-72 is the one
 /// `--print-registry` gives, and the signature block names the record's sequence number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mbpoll_reads_the_relays_key_and_signature() {

@@ -1,6 +1,6 @@
 //! Issue 30's outside check: relay-sim's signed record, read over Modbus TCP by pymodbus and
 //! verified by PyNaCl (libsodium), through `tools/relay_signature.py`, which rebuilds the
-//! record's canonical bytes from `docs/registers.md` alone. No gridledger code checks it.
+//! record's canonical bytes from `docs/book/src/registers.md` alone. No gridledger code checks it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -89,7 +89,7 @@ pub fn start(image: &PathBuf) -> Option<(Qemu, SocketAddr)> {
 /// provisioned, apart from the image.
 pub const KEY_REGION: u32 = 0x0003_FC00;
 
-/// Writes a key region blob (`GLK1` and the 32-byte seed, docs/firmware.md) for `seed`
+/// Writes a key region blob (`GLK1` and the 32-byte seed, docs/book/src/firmware.md) for `seed`
 /// into `dir`, for [`start_with`].
 pub fn key_blob(dir: &std::path::Path, seed: &[u8; 32]) -> PathBuf {
     let path = dir.join("relay-key.bin");

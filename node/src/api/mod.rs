@@ -26,7 +26,7 @@
 //! [`ApiError`]; peers' answers are the typed structs of [`crate::wire`]; records render
 //! through [`crate::render`].
 //! | `GET /forks` | side-branch blocks among the latest 10 000 known, and the reorgs since start |
-//! | `POST /votes`, `GET /votes?above=SIZE` | members' finality votes, back to back in their wire form (docs/FORMAT.md section 11): taken (204; 400 malformed), or those held above a checkpoint size |
+//! | `POST /votes`, `GET /votes?above=SIZE` | members' finality votes, back to back in their wire form (docs/book/src/FORMAT.md section 11): taken (204; 400 malformed), or those held above a checkpoint size |
 //! | `GET /checkpoint`, `GET /checkpoints?from=H`, `GET /checkpoints/{height}` | the latest final checkpoint, a C2SP signed note cosigned by a quorum of members (text); the heights kept; one by height |
 //! | `GET /checkpoint/proof?height=H\|block=ID[&checkpoint=C]` | a final block's RFC 6962 inclusion proof in a final checkpoint, with the note |
 //! | `GET /members`, `GET /evidence` | the members' note verifier keys, origin and quorum; members' offences (double and surround votes, both signed notes) and any safety failure |

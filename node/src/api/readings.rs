@@ -482,7 +482,7 @@ pub(super) async fn proof(
         "size": p.size,
         "path": p.path.iter().map(hex::encode).collect::<Vec<_>>(),
         "relay_signature": relay_signature_json(&record, &registry),
-        "how_to_verify": "SHA-256(header) = block_id; the record's leaf hash SHA-256(0x00 || record) climbs the RFC 6962 audit path to header bytes 38..70 (docs/FORMAT.md); a signed record's last 64 bytes are the relay's Ed25519 signature of \"gridledger record v1\\n\" || the bytes before them, checked with the key the relay registry names for the relay and minute, never a key taken from the record (docs/FORMAT.md section 12)",
+        "how_to_verify": "SHA-256(header) = block_id; the record's leaf hash SHA-256(0x00 || record) climbs the RFC 6962 audit path to header bytes 38..70 (docs/book/src/FORMAT.md); a signed record's last 64 bytes are the relay's Ed25519 signature of \"gridledger record v1\\n\" || the bytes before them, checked with the key the relay registry names for the relay and minute, never a key taken from the record (docs/book/src/FORMAT.md section 12)",
     }))
     .into_response()
 }

@@ -5,7 +5,7 @@
 //! node's name, `localhost`, `127.0.0.1` and `::1`, and any extra host given), and carries
 //! both the `serverAuth` and `clientAuth` usages: a node serves it and presents it to peers
 //! that ask for mutual TLS. Keys are ECDSA P-256. A production consortium uses its own PKI;
-//! this is for labs, tests and the README's three-node setup.
+//! this is for labs, tests and the book's three-node setup (Running a consortium, TLS).
 
 use std::path::{Path, PathBuf};
 

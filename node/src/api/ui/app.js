@@ -644,7 +644,7 @@
   }
 
   // Ed25519 verification in script (RFC 8032 section 5.1.7 with the ZIP 215 rules of
-  // docs/FORMAT.md section 5: key canonical and of large order, S canonical, R any point
+  // docs/book/src/FORMAT.md section 5: key canonical and of large order, S canonical, R any point
   // encoding, the cofactored equation), as tools/verify_export.py does it: the relay's
   // signature of a record is checked here, not taken from the node.
   const ed25519 = (() => {
@@ -723,7 +723,7 @@
   })();
   gl.ed25519 = async (pub, msg, sig) => ed25519(hex2bytes(pub), hex2bytes(msg), hex2bytes(sig));
 
-  // A record's canonical encoding (docs/FORMAT.md section 6), decoded here so that the
+  // A record's canonical encoding (docs/book/src/FORMAT.md section 6), decoded here so that the
   // values shown are the bytes the proof covers, not what the node says they are.
   const FIELDS = [["Vab", "kV"], ["Vbc", "kV"], ["Vca", "kV"], ["Ia", "A"], ["Ib", "A"], ["Ic", "A"], ["f", "Hz"], ["PF", ""], ["P", "kW"], ["Q", "kvar"]];
   function decodeRecord(b) {
