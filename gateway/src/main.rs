@@ -19,7 +19,13 @@ use tracing_subscriber::EnvFilter;
 /// the host's UTC time is written into each --sync-unit's clock block (registers 400-403)
 /// at start and every hour. Every flag can also be set by the environment variable shown.
 #[derive(Debug, Parser)]
-#[command(name = "gateway", version, about, long_about)]
+#[command(
+    name = "gateway",
+    version,
+    about,
+    long_about,
+    after_help = "Read: docs/book/src/gateway.md (mdbook serve docs/book)"
+)]
 struct Args {
     /// The serial bus: a device path (/dev/ttyUSB0, a pty) or tcp://HOST:PORT (serial
     /// tunnelled over TCP, such as QEMU's -serial tcp:…). Optional when every --device is
@@ -95,7 +101,7 @@ struct Args {
     /// records carry, device-unit its own unit id (the profile's by default), upstream a
     /// Modbus TCP device (tcp://H:P; the serial bus by default) or, for an IEC 61850
     /// profile, an IED over MMS (mms://H[:P], port 102 by default), ied the IED's name
-    /// (asked of the IED by default; docs/iec61850.md), key the Ed25519 key the recorder
+    /// (asked of the IED by default; docs/book/src/iec61850.md), key the Ed25519 key the recorder
     /// signs the device's records with (64 hex digits; created if absent; the device is
     /// unsigned without it). Repeat for several devices.
     #[arg(long = "device", env = "GATEWAY_DEVICES", value_delimiter = ';')]

@@ -14,10 +14,16 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Serves identity, live measurements (float32) and the last closed minute record on input
 /// registers (FC04) and, read-only, holding registers (FC03). The register map, with
-/// modpoll and mbpoll command lines, is in docs/registers.md. Every flag can also be set
+/// modpoll and mbpoll command lines, is in docs/book/src/registers.md. Every flag can also be set
 /// by the environment variable shown. Logs go to stderr; set RUST_LOG (e.g. debug) for more.
 #[derive(Debug, Parser)]
-#[command(name = "relay-sim", version, about, long_about)]
+#[command(
+    name = "relay-sim",
+    version,
+    about,
+    long_about,
+    after_help = "Read: docs/book/src/relay-sim.md (mdbook serve docs/book)"
+)]
 struct Args {
     /// Address to serve Modbus TCP on.
     #[arg(long, env = "RELAY_SIM_LISTEN", default_value = "127.0.0.1:5010")]
@@ -94,13 +100,13 @@ struct Args {
     threads: u16,
 
     /// Play a foreign device: serve the live values in this device profile's register
-    /// layout (see docs/profiles.md) instead of the gridledger map, on every unit
+    /// layout (see docs/book/src/profiles.md) instead of the gridledger map, on every unit
     #[arg(long, env = "RELAY_SIM_LAYOUT")]
     layout: Option<std::path::PathBuf>,
 
     /// Serve IEC 61850 MMS on this address as well (ISO on TCP; port 102 is the standard
     /// one and needs privileges): the same measurements as an IED with MMXU1, XCBR1 and
-    /// PTRC1 per relay (docs/iec61850.md).
+    /// PTRC1 per relay (docs/book/src/iec61850.md).
     #[arg(long, env = "RELAY_SIM_IEC61850")]
     iec61850: Option<SocketAddr>,
 
@@ -111,7 +117,7 @@ struct Args {
 
     /// The relays' Ed25519 signing keys, `RELAY_ID SECRET_KEY_HEX` a line: each relay with
     /// a key serves its public key (identity registers 56..71) and signs every record it
-    /// closes (signature block 320..352; docs/registers.md). Created, owner-readable only,
+    /// closes (signature block 320..352; docs/book/src/registers.md). Created, owner-readable only,
     /// with a fresh key for every relay served if the file does not exist [default: the
     /// relays do not sign]
     #[arg(long, env = "RELAY_SIM_KEY_FILE", value_name = "FILE")]
