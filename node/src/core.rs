@@ -435,7 +435,7 @@ impl Core {
             self.witness_main(key);
             return false;
         }
-        let new = self.mempool.add(record);
+        let new = self.mempool.add_at(record, now_ms());
         if new {
             tracing::debug!(target: TRACE, at_ms = now_ms(), relay = key.relay.0, minute = key.minute.0, "read");
         }
@@ -671,7 +671,7 @@ impl Core {
             // Back to the mempool, but as this node read it, if it did: a record that left
             // the main chain may be one that this node disputes.
             let own = self.witness.get(&RecordKey::of(&r)).cloned();
-            self.mempool.add(own.unwrap_or(r));
+            self.mempool.add_at(own.unwrap_or(r), now_ms());
         }
         // Blocks a reorg brought onto the main chain were stored earlier, perhaps before this
         // node read their minutes: their records against this node's reads, each block read

@@ -15,34 +15,26 @@ use tracing_subscriber::EnvFilter;
 /// Every flag can also be set by the environment variable shown in its help. Logs go to
 /// stderr; RUST_LOG sets the level (default info).
 #[derive(Debug, Parser)]
-#[command(name = "gridledger", version, about, long_about, after_help = BOOK)]
+#[command(name = "gridledger", version, about, long_about, after_help = gridledger::book::MANUAL)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-/// Where to read on: the book's chapter for each command (`mdbook serve docs/book`, or the
-/// Markdown under docs/book/src). `node/tests/book.rs` checks that each exists.
-const BOOK: &str = "The manual: docs/book/src/introduction.md (mdbook serve docs/book)";
-const BOOK_RUN: &str = "Read: docs/book/src/consortium.md (flags, config file, finality, TLS)";
-const BOOK_DEMO: &str = "Read: docs/book/src/getting-started.md";
-const BOOK_OFFLINE: &str = "Read: docs/book/src/operating.md (exit codes, repair)";
-const BOOK_TLS: &str = "Read: docs/book/src/consortium.md#tls";
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs a node: polls the relays, mines their records into blocks, exchanges blocks
     /// with the peers, and serves the HTTP API (GET /status, /chain, /blocks, POST /blocks).
-    #[command(after_help = BOOK_RUN)]
+    #[command(after_help = gridledger::book::RUN)]
     Run(Box<RunArgs>),
     /// Starts the testbed of the published study, improved: relay-sim on 127.0.0.1:5010 and
     /// N nodes on 127.0.0.1:5004 onwards, each with its own data dir and key under
     /// --data-dir. Ctrl-C stops it all; a second run resumes the same chains.
-    #[command(after_help = BOOK_DEMO)]
+    #[command(after_help = gridledger::book::DEMO)]
     Demo(gridledger::demo::DemoConfig),
     /// Creates a miner key: an ed25519 secret key, written as 64 hex digits, readable by
     /// its owner only. Prints the public key, which is what an allow-list holds.
-    #[command(after_help = BOOK_RUN)]
+    #[command(after_help = gridledger::book::RUN)]
     Keygen {
         /// Where to write the key.
         #[arg(long, env = "GRIDLEDGER_KEY_FILE", default_value = "gridledger.key")]
@@ -55,7 +47,7 @@ enum Command {
     /// signatures, the links and the record index. Exits 0 if all is well; 2 with a one-line
     /// reason (the first bad height where known) if the data dir is damaged; 1 on any other
     /// error (no chain there, no permission, in use by a running node).
-    #[command(after_help = BOOK_OFFLINE)]
+    #[command(after_help = gridledger::book::OFFLINE)]
     Verify {
         /// The node's data dir.
         #[arg(long, env = "GRIDLEDGER_DATA_DIR")]
@@ -65,15 +57,15 @@ enum Command {
     /// order, up to the first damaged one, then fetches the rest from --from-peer (every
     /// block verified as if it came over the network). The damaged file is kept beside the
     /// new one as chain.redb.damaged-UNIXTIME. Stop the node first.
-    #[command(after_help = BOOK_OFFLINE)]
+    #[command(after_help = gridledger::book::OFFLINE)]
     Repair(gridledger::repair::RepairArgs),
     /// Writes the main chain to stdout (or --out): `json` gives whole blocks with their raw
     /// bytes and decoded records (genesis included), `csv` one row per sample.
-    #[command(after_help = BOOK_OFFLINE)]
+    #[command(after_help = gridledger::book::OFFLINE)]
     Export(gridledger::offline::ExportArgs),
     /// Certificates for a test consortium (a small CA and node certificates); a
     /// production consortium uses its own PKI.
-    #[command(subcommand, after_help = BOOK_TLS)]
+    #[command(subcommand, after_help = gridledger::book::TLS)]
     Tls(gridledger::tls::cli::TlsCommand),
     /// Test support: mines and stores blocks of simulated records in a loop, printing
     /// `stored HEIGHT ID` after each durable commit.

@@ -17,6 +17,7 @@ const CRATES: &[&str] = &[
     "firmware",
     "gateway",
     "chain",
+    "core",
     "node",
     "bench",
     "tests",
@@ -273,4 +274,73 @@ fn a_planted_cycle_is_found() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("p::c"), "{found:?}");
+}
+
+/// The list above is the workspace's: a crate added to `Cargo.toml` is checked too.
+#[test]
+fn every_workspace_crate_is_checked() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .expect("a members list");
+    let members: BTreeSet<&str> = members
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+        .collect();
+    let checked: BTreeSet<&str> = CRATES.iter().copied().collect();
+    assert_eq!(members, checked, "CRATES must list every workspace member");
+}
+
+/// The core crate (`gridledger-core`) has no I/O: no async runtime, HTTP, database or
+/// clock among its dependencies, and none reached for in its code (issue 31).
+#[test]
+fn the_core_crate_has_no_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("core");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("core/Cargo.toml");
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|s| s.split("\n[").next())
+        .expect("core has a [dependencies] table");
+    for banned in [
+        "tokio",
+        "axum",
+        "reqwest",
+        "hyper",
+        "redb",
+        "mio",
+        "rustls",
+        "getrandom",
+    ] {
+        assert!(
+            !deps.lines().any(|l| l.trim_start().starts_with(banned)),
+            "gridledger-core depends on {banned}"
+        );
+    }
+    let mut list = Vec::new();
+    files(&root.join("src"), &mut list);
+    assert!(list.len() >= 7, "core/src lost its modules: {list:?}");
+    for f in list {
+        let text = std::fs::read_to_string(&f).expect("read");
+        for banned in [
+            "SystemTime",
+            "Instant::now",
+            "std::fs",
+            "std::net",
+            "std::thread::spawn",
+            "std::process",
+        ] {
+            assert!(
+                !code(&text).contains(banned),
+                "{} uses {banned}: the core takes time and data as arguments",
+                f.display()
+            );
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum TlsCommand {
     /// Makes DIR/ca.pem and DIR/ca.key (never overwritten), and NODE.pem and NODE.key for
     /// each --node, valid for the node's name, localhost, 127.0.0.1, ::1 and each --san.
-    #[command(after_help = "Read: docs/book/src/consortium.md#tls")]
+    #[command(after_help = crate::book::TLS)]
     Init {
         /// Where to write the files.
         #[arg(long)]
@@ -27,7 +27,7 @@ pub enum TlsCommand {
     },
     /// Makes (or renews, replacing NODE.pem and NODE.key) one node's certificate from the
     /// CA in DIR. A node using the files picks the new ones up within a second.
-    #[command(after_help = "Read: docs/book/src/consortium.md#tls")]
+    #[command(after_help = crate::book::TLS)]
     Issue {
         /// The directory of `tls init`.
         #[arg(long)]

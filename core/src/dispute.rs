@@ -23,7 +23,7 @@ pub struct Dispute {
 impl Dispute {
     /// The bytes it is kept as: height (u32 BE), block id (32), found_ms (u64 BE), the
     /// chain's record's length (u16 BE) and bytes, then this node's read's bytes.
-    pub(crate) fn to_bytes(&self) -> Option<Vec<u8>> {
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
         let mut a = [0u8; MinuteRecord::MAX_ENCODED_LEN];
         let mut b = [0u8; MinuteRecord::MAX_ENCODED_LEN];
         let on_chain = self.on_chain.encode(&mut a).ok()?;
@@ -38,7 +38,9 @@ impl Dispute {
         Some(out)
     }
 
-    pub(crate) fn from_bytes(b: &[u8]) -> Option<Self> {
+    /// A dispute from the bytes [`Dispute::to_bytes`] wrote; `None` for anything else (a
+    /// damaged row is skipped, never a panic).
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
         let height = u32::from_be_bytes(b.get(0..4)?.try_into().ok()?);
         let block = gridledger_chain::BlockId(b.get(4..36)?.try_into().ok()?);
         let found_ms = u64::from_be_bytes(b.get(36..44)?.try_into().ok()?);
@@ -52,5 +54,45 @@ impl Dispute {
             read,
             found_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::signal::{Profile, SignalModel};
+    use relay_core::{Minute, RecordFlags, RelayId};
+
+    fn dispute() -> Dispute {
+        let model = SignalModel::new(7, Profile::Realistic);
+        let read = model.record(RelayId(3), Minute(29_000_000), 6, RecordFlags(0));
+        let on_chain = model.record(RelayId(3), Minute(29_000_000), 6, RecordFlags(1));
+        Dispute {
+            height: 41,
+            block: gridledger_chain::BlockId([9; 32]),
+            on_chain,
+            read,
+            found_ms: 1_796_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_dispute_round_trips_through_its_bytes() {
+        let d = dispute();
+        let bytes = d.to_bytes().expect("encodes");
+        assert_eq!(Dispute::from_bytes(&bytes), Some(d));
+    }
+
+    #[test]
+    fn damaged_bytes_are_none_never_a_panic() {
+        let bytes = dispute().to_bytes().expect("encodes");
+        for cut in 0..bytes.len() {
+            let _ = Dispute::from_bytes(&bytes[..cut]);
+        }
+        assert_eq!(Dispute::from_bytes(&bytes[..45]), None);
+        let mut long = bytes.clone();
+        long[44] = 0xff;
+        long[45] = 0xff;
+        assert_eq!(Dispute::from_bytes(&long), None);
     }
 }

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 
-use crate::chain::BlockId;
+use gridledger_chain::BlockId;
 
 /// Most blocks kept at once.
 pub const MAX_KEPT: usize = 64;
@@ -38,7 +38,7 @@ pub struct Orphan {
     /// Its id.
     pub id: BlockId,
     /// Its bytes, as pushed.
-    pub bytes: axum::body::Bytes,
+    pub bytes: bytes::Bytes,
     /// The key of the peer that pushed it, if it said.
     pub sender: Option<[u8; 32]>,
     /// When it arrived (Unix ms).
@@ -58,7 +58,7 @@ impl Orphans {
         &mut self,
         id: BlockId,
         parent: BlockId,
-        bytes: axum::body::Bytes,
+        bytes: bytes::Bytes,
         sender: Option<[u8; 32]>,
         now_ms: u64,
     ) {
@@ -130,16 +130,16 @@ mod tests {
     #[test]
     fn children_come_out_by_their_parent() {
         let mut o = Orphans::default();
-        o.keep(id(2), id(1), axum::body::Bytes::from_static(b"a"), None, 10);
-        o.keep(id(3), id(9), axum::body::Bytes::from_static(b"b"), None, 11);
+        o.keep(id(2), id(1), bytes::Bytes::from_static(b"a"), None, 10);
+        o.keep(id(3), id(9), bytes::Bytes::from_static(b"b"), None, 11);
         o.keep(
             id(4),
             id(1),
-            axum::body::Bytes::from_static(b"c"),
+            bytes::Bytes::from_static(b"c"),
             Some([7; 32]),
             12,
         );
-        o.keep(id(2), id(1), axum::body::Bytes::from_static(b"a"), None, 13);
+        o.keep(id(2), id(1), bytes::Bytes::from_static(b"a"), None, 13);
         assert_eq!(o.len(), 3, "a block kept twice is kept once");
         let c = o.children_of(&id(1), 20);
         assert_eq!(
@@ -157,7 +157,7 @@ mod tests {
     fn the_pool_is_bounded_in_count_and_time() {
         let mut o = Orphans::default();
         for i in 0..(MAX_KEPT as u32 + 5) {
-            o.keep(id(i + 100), id(i), axum::body::Bytes::new(), None, 1_000);
+            o.keep(id(i + 100), id(i), bytes::Bytes::new(), None, 1_000);
         }
         assert_eq!(o.len(), MAX_KEPT);
         assert!(!o.holds(&id(100)) && o.holds(&id(MAX_KEPT as u32 + 104)));
@@ -165,7 +165,7 @@ mod tests {
         o.keep(
             id(1),
             id(0),
-            axum::body::Bytes::new(),
+            bytes::Bytes::new(),
             None,
             1_000 + KEPT_FOR_MS + 1,
         );

@@ -50,17 +50,17 @@ pub const LONG_TRIP_MS: u64 = 400;
 pub const ARRIVALS_KEPT: usize = 4096;
 
 /// When this node took in its latest blocks, so that its answer to a copy it already holds
-/// can say for how long (the `gridledger-held-ms` header, [`crate::wire::HELD_HEADER`]).
+/// can say for how long (the `gridledger-held-ms` header, `gridledger::wire::HELD_HEADER` in the node).
 #[derive(Debug, Default)]
 pub struct Arrivals {
-    order: std::collections::VecDeque<crate::chain::BlockId>,
-    at: HashMap<crate::chain::BlockId, u64>,
+    order: std::collections::VecDeque<gridledger_chain::BlockId>,
+    at: HashMap<gridledger_chain::BlockId, u64>,
 }
 
 impl Arrivals {
     /// `id` arrived at `now_ms` (the first arrival counts); the oldest past
     /// [`ARRIVALS_KEPT`] is forgotten.
-    pub fn note(&mut self, id: crate::chain::BlockId, now_ms: u64) {
+    pub fn note(&mut self, id: gridledger_chain::BlockId, now_ms: u64) {
         if let std::collections::hash_map::Entry::Vacant(e) = self.at.entry(id) {
             e.insert(now_ms);
             self.order.push_back(id);
@@ -74,7 +74,7 @@ impl Arrivals {
 
     /// Milliseconds since `id` arrived, if it is among the latest.
     #[must_use]
-    pub fn held_ms(&self, id: &crate::chain::BlockId, now_ms: u64) -> Option<u64> {
+    pub fn held_ms(&self, id: &gridledger_chain::BlockId, now_ms: u64) -> Option<u64> {
         self.at.get(id).map(|t| now_ms.saturating_sub(*t))
     }
 }
@@ -167,7 +167,7 @@ mod tests {
         let id = |i: u32| {
             let mut b = [0; 32];
             b[..4].copy_from_slice(&i.to_le_bytes());
-            crate::chain::BlockId(b)
+            gridledger_chain::BlockId(b)
         };
         a.note(id(0), 1_000);
         a.note(id(0), 5_000);

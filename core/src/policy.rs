@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::chain::RecordKey;
+use gridledger_chain::RecordKey;
 
 /// The newest main-chain blocks left out when learning who mines: two nodes whose tips
 /// differ (a race being settled, a block still in flight) still agree on the members, and

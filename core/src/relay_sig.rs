@@ -9,8 +9,8 @@
 
 use relay_core::MinuteRecord;
 
-use crate::chain::registry::Registry;
-use crate::chain::signature;
+use gridledger_chain::registry::Registry;
+use gridledger_chain::signature;
 
 /// Who vouches for a reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +146,7 @@ mod tests {
     use relay_core::signal::{Profile, SignalModel};
     use relay_core::{Minute, RecordFlags, RecordSignature, RelayId};
 
-    use crate::chain::registry::Entry;
+    use gridledger_chain::registry::Entry;
 
     fn record() -> MinuteRecord {
         SignalModel::new(1, Profile::Realistic).record(

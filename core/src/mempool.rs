@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use relay_core::MinuteRecord;
 
-use crate::chain::RecordKey;
+use gridledger_chain::RecordKey;
 
 /// Pending records, oldest minute first, each with when it arrived (Unix ms).
 #[derive(Debug, Default)]
@@ -20,12 +20,6 @@ impl Mempool {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Adds a record, arrived now; false if one for the same relay and minute is already
-    /// pending.
-    pub fn add(&mut self, record: MinuteRecord) -> bool {
-        self.add_at(record, crate::clock::now_ms())
     }
 
     /// Adds a record that arrived at `at_ms`; false if one for the same relay and minute is

@@ -1,0 +1,19 @@
+//! The gridledger node's decisions, without I/O: what waits for a block ([`mempool`]), a
+//! record on the chain that differs from this node's own read ([`dispute`]), whose turn it
+//! is to mine a minute ([`policy`]), blocks that came before their parent ([`orphans`]), how
+//! each peer behaves ([`health`]), which peers already hold which miner's blocks
+//! ([`fanout`]), and what a relay's signature means for a record ([`relay_sig`]).
+//!
+//! The floor between `gridledger-chain` (what a block is, how it is checked and chosen) and
+//! the node's runtime (`node/`: sockets, tasks, the store, the API). Nothing here opens a
+//! socket, spawns a task, touches a disk or reads a clock: time comes in as `now_ms`
+//! arguments, so every decision can be driven by a test, or a simulator, event by event.
+#![forbid(unsafe_code)]
+
+pub mod dispute;
+pub mod fanout;
+pub mod health;
+pub mod mempool;
+pub mod orphans;
+pub mod policy;
+pub mod relay_sig;
