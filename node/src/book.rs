@@ -12,3 +12,5 @@ pub const DEMO: &str = "Read: docs/book/src/getting-started.md";
 pub const OFFLINE: &str = "Read: docs/book/src/operating.md (exit codes, repair)";
 /// `gridledger tls` and its subcommands.
 pub const TLS: &str = "Read: docs/book/src/consortium.md#tls";
+/// `gridledger sink`.
+pub const HISTORIAN: &str = "Read: docs/book/src/historian.md (schema, queries, Grafana)";

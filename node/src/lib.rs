@@ -43,6 +43,7 @@ pub mod progress;
 pub mod render;
 pub mod repair;
 pub mod run;
+pub mod sink;
 pub mod store;
 pub mod tlog;
 pub mod tls;

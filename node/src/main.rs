@@ -65,6 +65,10 @@ enum Command {
     Export(gridledger::offline::ExportArgs),
     /// Certificates for a test consortium (a small CA and node certificates); a
     /// production consortium uses its own PKI.
+    /// Streams the node's final blocks into PostgreSQL (the historian): blocks, records and
+    /// one row per sample, each exactly once; resumes where it stopped.
+    #[command(after_help = gridledger::book::HISTORIAN)]
+    Sink(gridledger::sink::SinkArgs),
     #[command(subcommand, after_help = gridledger::book::TLS)]
     Tls(gridledger::tls::cli::TlsCommand),
     /// Test support: mines and stores blocks of simulated records in a loop, printing
@@ -91,6 +95,10 @@ fn main() -> ExitCode {
             }
         }),
         Command::Keygen { out, force } => keygen(&out, force),
+        Command::Sink(args) => on_runtime(|| async move {
+            let said = gridledger::sink::run(args).await.map(|s| println!("{s}"));
+            said.map_or_else(fail, |()| ExitCode::SUCCESS)
+        }),
         Command::Verify { data_dir } => {
             quiet_panics();
             match gridledger::offline::verify(&data_dir) {

@@ -348,7 +348,9 @@ fn our_command(cmd: &str) -> Option<(&'static str, Vec<String>)> {
 fn every_flag_the_book_names_exists() {
     let dir = bin_dir();
     let gridledger = PathBuf::from(BIN);
-    let subs = ["run", "demo", "keygen", "verify", "export", "repair", "tls"];
+    let subs = [
+        "run", "demo", "keygen", "verify", "export", "repair", "sink", "tls",
+    ];
     let mut helps: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut all: BTreeSet<String> = BTreeSet::new();
     for sub in subs {
@@ -771,7 +773,9 @@ fn every_help_ends_with_a_chapter_that_exists() {
     let gridledger = PathBuf::from(BIN);
     let dir = bin_dir();
     let mut cases: Vec<(PathBuf, Vec<&str>)> = vec![(gridledger.clone(), vec![])];
-    for sub in ["run", "demo", "keygen", "verify", "export", "repair", "tls"] {
+    for sub in [
+        "run", "demo", "keygen", "verify", "export", "repair", "sink", "tls",
+    ] {
         cases.push((gridledger.clone(), vec![sub]));
     }
     cases.push((gridledger.clone(), vec!["tls", "init"]));
