@@ -93,6 +93,7 @@ async fn main() -> Result<(), String> {
         batch_blocks: 500,
         poll_ms: 500,
         once,
+        tls_ca: None,
     };
 
     // Back-fill.

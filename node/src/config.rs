@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// (`listen`, `data_dir`, `network`, `difficulty_bits`, `relays = [..]`, `peers = [..]`,
     /// `poll_secs`, `mining_slot_secs`, `sync_secs`, `block_relay`, `key_file`, `allow_list`, `relay_registry`, `quorum`,
     /// `finality_interval_secs`, `pin_checkpoint`, `admin_token_file`,
-    /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `cors_origins = [..]`). Flags and env vars
+    /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `cors_origins = [..]`, and a `[sink]` section with `to` and `depth`). Flags and env vars
     /// override it.
     #[arg(long, env = "GRIDLEDGER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -153,6 +153,22 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// Feed a PostgreSQL historian from this node: the database, as a libpq connection
+    /// string or URL (`[sink] to = ".."` in the file; see `gridledger sink`) [default: none]
+    #[arg(long, env = "GRIDLEDGER_SINK_TO")]
+    pub sink_to: Option<String>,
+    /// With --sink-to, on a network without finality: write blocks this far below the tip
+    /// (`[sink] depth`) [default: 6]
+    #[arg(long, env = "GRIDLEDGER_SINK_DEPTH")]
+    pub sink_depth: Option<u32>,
+}
+
+/// The `[sink]` section of the `--config` file: the historian this node feeds.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkFile {
+    to: Option<String>,
+    depth: Option<u32>,
 }
 
 /// The `--config` file of `gridledger run`: the same settings as the flags.
@@ -184,6 +200,8 @@ struct RunFile {
     tls_client_ca: Option<PathBuf>,
     #[serde(default)]
     cors_origins: Vec<String>,
+    #[serde(default)]
+    sink: SinkFile,
 }
 
 /// `gridledger run`'s settings once flags, env vars, the file and defaults are merged.
@@ -208,6 +226,9 @@ pub struct RunSettings {
     pub admin_token_file: Option<PathBuf>,
     pub tls: crate::tls::TlsFiles,
     pub cors_origins: Vec<String>,
+    /// The historian this node feeds, if any, and its depth without finality.
+    pub sink_to: Option<String>,
+    pub sink_depth: u32,
 }
 
 /// Checks a CORS origin: `http://` or `https://`, a host, an optional port, no path.
@@ -307,11 +328,29 @@ impl RunArgs {
             .iter()
             .map(|o| cors_origin(o))
             .collect::<Result<_, _>>()?,
+            sink_to: self.sink_to.or(file.sink.to),
+            sink_depth: self.sink_depth.or(file.sink.depth).unwrap_or(6),
         })
     }
 }
 
 impl RunSettings {
+    /// The historian this node feeds (`--sink-to`, `[sink]`), as `gridledger sink` would
+    /// run it; its `from` is set to the node itself once it listens
+    /// ([`crate::sink::beside`]).
+    #[must_use]
+    pub fn sink(&self) -> Option<crate::sink::SinkArgs> {
+        self.sink_to.as_ref().map(|to| crate::sink::SinkArgs {
+            from: String::new(),
+            to: to.clone(),
+            depth: self.sink_depth,
+            batch_blocks: 500,
+            poll_ms: 500,
+            once: false,
+            tls_ca: self.tls.ca.clone(),
+        })
+    }
+
     /// The node's configuration and miner key (created if the key file does not exist).
     pub fn node_config(self) -> Result<(NodeConfig, SigningKey), ConfigError> {
         let key = crate::keys::load_or_create(&self.key_file)?;

@@ -129,3 +129,11 @@ pub fn allow_list(path: &Path) -> Result<Vec<[u8; 32]>, KeyError> {
     }
     Ok(keys)
 }
+
+/// `gridledger keygen`: a new key written to `out` (an existing file only with `force`);
+/// returns the public key, hex, which is what an allow-list holds.
+pub fn keygen(out: &Path, force: bool) -> Result<String, KeyError> {
+    let key = generate()?;
+    save(&key, out, force)?;
+    Ok(hex::encode(key.verifying_key().to_bytes()))
+}

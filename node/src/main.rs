@@ -133,15 +133,7 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Command::DebugAppend(a) => {
-            let mut out = std::io::stdout().lock();
-            let r = gridledger::offline::debug_append(
-                &a.data_dir,
-                &a.network,
-                a.difficulty_bits,
-                a.blocks,
-                &mut out,
-            );
-            r.map_or_else(fail, |()| ExitCode::SUCCESS)
+            gridledger::offline::debug_append_cmd(&a).map_or_else(fail, |()| ExitCode::SUCCESS)
         }
     }
 }
@@ -171,19 +163,17 @@ fn quiet_panics() {
 }
 
 fn keygen(out: &std::path::Path, force: bool) -> ExitCode {
-    let key = match gridledger::keys::generate() {
-        Ok(k) => k,
-        Err(e) => return fail(e),
+    let public = gridledger::keys::keygen(out, force).map(|k| println!("{k}"));
+    let done = || {
+        eprintln!(
+            "gridledger: wrote the secret key to {}; the line above is its public key",
+            out.display()
+        )
     };
-    if let Err(e) = gridledger::keys::save(&key, out, force) {
-        return fail(e);
-    }
-    println!("{}", hex::encode(key.verifying_key().to_bytes()));
-    eprintln!(
-        "gridledger: wrote the secret key to {}; the line above is its public key",
-        out.display()
-    );
-    ExitCode::SUCCESS
+    public.map_or_else(fail, |()| {
+        done();
+        ExitCode::SUCCESS
+    })
 }
 
 fn repair(args: gridledger::repair::RepairArgs) -> ExitCode {
@@ -216,7 +206,12 @@ fn on_runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) 
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let (config, key) = match args.settings().and_then(|s| s.node_config()) {
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let sink = settings.sink();
+    let (config, key) = match settings.node_config() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -236,6 +231,9 @@ fn run(args: RunArgs) -> ExitCode {
             Err(e) => return fail(e),
         };
         let scheme = if tls_on { "https" } else { "http" };
+        if let Some(sink) = sink {
+            gridledger::sink::beside(&node, sink, scheme);
+        }
         eprintln!(
             "gridledger: node on {scheme}://{}/ (dashboard) and /status; Ctrl-C or SIGTERM stops it",
             node.addr

@@ -13,7 +13,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -89,6 +89,21 @@ pub struct Metrics {
     /// Bytes of finality votes received (bodies of `POST /votes` and of `GET /votes`
     /// answers): the checkpoint traffic.
     pub vote_bytes_received: Counter,
+    /// The historian this node feeds (`--sink-to`), if any.
+    pub sink: SinkMetrics,
+}
+
+/// The historian's progress, for the node that feeds one (`gridledger run --sink-to`).
+#[derive(Clone, Debug, Default)]
+pub struct SinkMetrics {
+    /// The height of the last block in the database.
+    pub height: Gauge,
+    /// Blocks that may be written and are not yet.
+    pub behind: Gauge,
+    /// Samples written since the node started.
+    pub samples: Counter,
+    /// Failures (a lost connection, a refused write), each retried.
+    pub failures: Counter,
 }
 
 /// A block sent to a peer, for [`Metrics::sent`].
@@ -128,6 +143,7 @@ impl Default for Metrics {
             blocks_sent: Family::default(),
             blocks_sent_held: Family::default(),
             vote_bytes_received: Counter::default(),
+            sink: SinkMetrics::default(),
         }
     }
 }
@@ -437,6 +453,36 @@ pub fn render(snapshot: Snapshot, metrics: &Metrics) -> Result<String, std::fmt:
         "Bytes of members' votes received (bodies of POST /votes and GET /votes answers)",
         metrics.vote_bytes_received.clone(),
     );
+    let sink_gauges = [
+        (
+            "gridledger_sink_height",
+            "The historian (--sink-to): height of the last block in the database",
+            &metrics.sink.height,
+        ),
+        (
+            "gridledger_sink_blocks_behind",
+            "The historian (--sink-to): blocks that may be written and are not yet",
+            &metrics.sink.behind,
+        ),
+    ];
+    for (name, help, g) in sink_gauges {
+        registry.register(name, help, g.clone());
+    }
+    let sink_counters = [
+        (
+            "gridledger_sink_samples",
+            "The historian (--sink-to): samples written since the node started",
+            &metrics.sink.samples,
+        ),
+        (
+            "gridledger_sink_failures",
+            "The historian (--sink-to): failures, each retried (a lost connection, a refused write)",
+            &metrics.sink.failures,
+        ),
+    ];
+    for (name, help, c) in sink_counters {
+        registry.register(name, help, c.clone());
+    }
     registry.register(
         "gridledger_blocks_sent_held",
         "Blocks sent to peers that already held them (a whole block answered known, an id not wanted)",

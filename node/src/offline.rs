@@ -130,6 +130,18 @@ pub fn debug_append(
     debug_append_with(dir, Network::new(network, bits), None, blocks, 1, out)
 }
 
+/// `gridledger debug-append` as its flags say, printing to stdout.
+pub fn debug_append_cmd(a: &AppendArgs) -> Result<(), AppendError> {
+    let mut out = std::io::stdout().lock();
+    debug_append(
+        &a.data_dir,
+        &a.network,
+        a.difficulty_bits,
+        a.blocks,
+        &mut out,
+    )
+}
+
 /// [`debug_append`] on `net`, with the records of relays 1 to `per_block` (at least 1) in
 /// each block, each signed by `relay_key` when given (the network's registry should name it
 /// for those relays, or the blocks are refused).

@@ -46,6 +46,15 @@ fn get_json(url: &str) -> Option<serde_json::Value> {
 const NET: [&str; 4] = ["--network", "historian-test", "--difficulty-bits", "4"];
 
 fn node_with_chain(dir: &Path, blocks: u32) -> (Proc, String, impl Fn() -> Proc) {
+    node_with_chain_and(dir, blocks, Vec::new())
+}
+
+/// [`node_with_chain`], the node run with `extra` flags.
+fn node_with_chain_and(
+    dir: &Path,
+    blocks: u32,
+    extra: Vec<String>,
+) -> (Proc, String, impl Fn() -> Proc) {
     let data = dir.join("chain");
     let out = Command::new(BIN)
         .arg("debug-append")
@@ -74,6 +83,7 @@ fn node_with_chain(dir: &Path, blocks: u32) -> (Proc, String, impl Fn() -> Proc)
                     .arg("--data-dir")
                     .arg(&data)
                     .args(["--listen", &format!("127.0.0.1:{port}")])
+                    .args(&extra)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -255,6 +265,80 @@ fn a_demo_chain_lands_in_postgres_as_the_export_has_it() {
             "the book's query {i} answered nothing:\n{sql}"
         );
     }
+    // So do the Grafana dashboard's, with its macros as Grafana expands them over all time.
+    for (what, sql) in grafana_queries() {
+        let out = pg.psql(&sql);
+        assert!(
+            !out.trim().is_empty(),
+            "Grafana's {what} answered nothing:\n{sql}"
+        );
+    }
+}
+
+/// The SQL of every panel and variable of `docs/grafana/historian.json`, its macros expanded
+/// as Grafana does for a range covering all time and every relay; and the provisioned
+/// data source is the one the panels name.
+fn grafana_queries() -> Vec<(String, String)> {
+    let dash: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/grafana/historian.json")).expect("JSON");
+    let provisioned = include_str!("../../docs/grafana/provisioning/datasources/historian.yml");
+    let expand = |sql: &str| -> String {
+        let mut s = sql.replace("$relay", "SELECT DISTINCT relay FROM records");
+        while let Some(at) = s.find("$__timeFilter(") {
+            let rest = &s[at + "$__timeFilter(".len()..];
+            let end = rest.find(')').expect("a closing parenthesis");
+            let col = rest[..end].to_owned();
+            s = format!(
+                "{}{col} BETWEEN '-infinity' AND 'infinity'{}",
+                &s[..at],
+                &rest[end + 1..]
+            );
+        }
+        while let Some(at) = s.find("$__timeGroupAlias(") {
+            let rest = &s[at + "$__timeGroupAlias(".len()..];
+            let end = rest.find(')').expect("a closing parenthesis");
+            let col = rest[..end]
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            s = format!(
+                "{}date_trunc('day', {col}) AS time{}",
+                &s[..at],
+                &rest[end + 1..]
+            );
+        }
+        assert!(
+            !s.contains("$__"),
+            "a Grafana macro this test does not know: {s}"
+        );
+        s
+    };
+    let mut out = Vec::new();
+    for v in dash["templating"]["list"].as_array().expect("variables") {
+        out.push((
+            format!("variable {}", v["name"]),
+            expand(v["query"].as_str().expect("a query")),
+        ));
+    }
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 6, "the dashboard lost panels");
+    for p in panels {
+        let uid = p["datasource"]["uid"].as_str().expect("a data source");
+        assert!(
+            provisioned.contains(&format!("uid: {uid}")),
+            "panel {} names data source {uid}, which is not provisioned",
+            p["title"]
+        );
+        for target in p["targets"].as_array().expect("targets") {
+            out.push((
+                format!("panel {}", p["title"]),
+                expand(target["rawSql"].as_str().expect("SQL")),
+            ));
+        }
+    }
+    out
 }
 
 /// The SQL blocks of the historian chapter (`docs/book/src/historian.md`).
@@ -494,4 +578,61 @@ fn bad_databases_get_a_clear_error_and_nothing_is_written_twice() {
         before,
         "nothing written"
     );
+}
+
+/// A node fed its own historian (`[sink]` in its config file): the database fills, and the
+/// node's `/metrics` says how far.
+#[test]
+fn a_node_feeds_its_own_historian_and_says_so_in_metrics() {
+    let pg = match Pg::start() {
+        Ok(pg) => pg,
+        Err(why) => return skip_or_fail(&why),
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[sink]\nto = \"{}\"\ndepth = 0\n", pg.url()),
+    )
+    .expect("write");
+    let blocks = 200;
+    let (_node, url, _) = node_with_chain_and(
+        tmp.path(),
+        blocks,
+        vec!["--config".into(), config.display().to_string()],
+    );
+    let until = Instant::now() + Duration::from_secs(60);
+    let metric = |name: &str| -> Option<f64> {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", &format!("{url}/metrics")])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    loop {
+        if metric("gridledger_sink_height") == Some(f64::from(blocks)) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the node's historian did not reach {blocks} (metrics say {:?})",
+            metric("gridledger_sink_height")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        pg.psql("SELECT height FROM gridledger_sink").trim(),
+        blocks.to_string()
+    );
+    let samples: f64 = pg
+        .psql("SELECT count(*) FROM samples")
+        .trim()
+        .parse()
+        .expect("count");
+    assert_eq!(metric("gridledger_sink_samples_total"), Some(samples));
+    assert_eq!(metric("gridledger_sink_blocks_behind"), Some(0.0));
 }

@@ -49,6 +49,10 @@ pub struct SinkArgs {
     /// Stop once caught up (for a back-fill from cron, or a test), instead of following.
     #[arg(long)]
     pub once: bool,
+    /// CA certificate(s) (PEM) that an https:// node's certificate must chain to
+    /// [default: the system's roots]
+    #[arg(long, env = "GRIDLEDGER_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Why the sink stopped.
@@ -316,6 +320,7 @@ async fn session(
     total: &mut Summary,
     progress: &mut Option<(crate::progress::Progress, u32)>,
     connected: &mut bool,
+    metrics: Option<&crate::metrics::SinkMetrics>,
 ) -> Result<(), SinkError> {
     let mut client = connect(args).await?;
     *connected = true;
@@ -326,6 +331,11 @@ async fn session(
     let mut ahead: Option<Batch> = None;
     loop {
         total.height = cursor.height;
+        if let Some(m) = metrics {
+            m.height.set(i64::from(cursor.height));
+            m.behind
+                .set(i64::from(view.writable.saturating_sub(cursor.height)));
+        }
         if cursor.height >= view.writable {
             if args.once {
                 return Ok(());
@@ -367,6 +377,9 @@ async fn session(
         let next = written?;
         ahead = fetched?;
         let rows = &batch.rows;
+        if let Some(m) = metrics {
+            m.samples.inc_by(rows.sample_count);
+        }
         total.blocks += u64::from(next.height - cursor.height);
         total.records += rows.record_count;
         total.samples += rows.sample_count;
@@ -381,19 +394,47 @@ async fn session(
 /// Runs the sink: sessions one after another, a transient failure (a lost connection, a
 /// node restarting) retried after 1 s, doubling to 30 s; any other ends it.
 pub async fn run(args: SinkArgs) -> Result<Summary, SinkError> {
-    let http = crate::wire::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| SinkError::Node {
-            url: args.from.clone(),
-            why: e.to_string(),
-        })?;
+    run_with(args, None).await
+}
+
+/// The HTTP client for the node: the system's roots, or `--tls-ca`.
+fn http_client(args: &SinkArgs) -> Result<reqwest::Client, SinkError> {
+    let err = |why: String| SinkError::Node {
+        url: args.from.clone(),
+        why,
+    };
+    let mut b = crate::wire::builder().timeout(Duration::from_secs(60));
+    if let Some(path) = &args.tls_ca {
+        let pem = std::fs::read(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?
+        {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| err(e.to_string()))
+}
+
+/// [`run`], reporting its progress in `metrics` (a node feeding its own historian).
+pub async fn run_with(
+    args: SinkArgs,
+    metrics: Option<crate::metrics::SinkMetrics>,
+) -> Result<Summary, SinkError> {
+    let http = http_client(&args)?;
     let mut total = Summary::default();
     let mut progress = None;
     let mut wait = Duration::from_secs(1);
     let mut connected = false;
     loop {
-        let r = session(&args, &http, &mut total, &mut progress, &mut connected).await;
+        let r = session(
+            &args,
+            &http,
+            &mut total,
+            &mut progress,
+            &mut connected,
+            metrics.as_ref(),
+        )
+        .await;
         match r {
             Ok(()) => {
                 if let Some((p, from)) = progress.take() {
@@ -404,6 +445,9 @@ pub async fn run(args: SinkArgs) -> Result<Summary, SinkError> {
             // A database that cannot be reached at the very start is a setting to fix, not
             // to wait for: said at once. Once it was reached, a lost connection is waited out.
             Err(e) if e.transient() && (connected || !matches!(e, SinkError::Db(_))) => {
+                if let Some(m) = &metrics {
+                    m.failures.inc();
+                }
                 tracing::warn!("sink: {e}; trying again in {} s", wait.as_secs());
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(30));
@@ -411,4 +455,30 @@ pub async fn run(args: SinkArgs) -> Result<Summary, SinkError> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Feeds the historian `args.to` from `node` itself, on a task of its own, with its progress
+/// in the node's `/metrics` (`gridledger_sink_*`). An error a retry cannot fix (a wrong
+/// password, a foreign schema) is logged and tried again every minute: the node records on,
+/// whatever its historian does.
+pub fn beside(node: &crate::run::RunningNode, mut args: SinkArgs, scheme: &str) {
+    let mut addr = node.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    args.from = format!("{scheme}://{addr}");
+    let metrics = crate::core::lock(&node.shared).metrics.sink.clone();
+    tracing::info!(from = %args.from, "feeding the historian (--sink-to)");
+    tokio::spawn(async move {
+        loop {
+            match run_with(args.clone(), Some(metrics.clone())).await {
+                Ok(_) => return,
+                Err(e) => {
+                    metrics.failures.inc();
+                    tracing::error!("the historian (--sink-to): {e}; trying again in 60 s");
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+            }
+        }
+    });
 }
