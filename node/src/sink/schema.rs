@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::SinkError;
+use super::error::SinkError;
 
 /// The schema this sink writes. A database made by another version is refused.
 pub const VERSION: i32 = 1;
