@@ -191,6 +191,10 @@ pub struct RelayFigures {
     /// Records whose relay signature failed (or was missing where the registry requires
     /// one): not mined.
     pub bad_signatures: u64,
+    /// How far the relay's clock ran ahead of this node's at the last record, ms.
+    pub clock_ahead_ms: u64,
+    /// Records refused because the relay's clock was not set.
+    pub clock_not_set: u64,
 }
 
 /// A per-relay metric: name, help, its value, and whether it is a counter (else a gauge).
@@ -352,7 +356,7 @@ impl Collector for Snapshot {
                 k.encode(encoder.encode_descriptor(name, help, None, k.metric_type())?)?;
             }
         }
-        let per_relay: [PerRelay; 4] = [
+        let per_relay: [PerRelay; 6] = [
             (
                 "gridledger_relay_records",
                 "Records read from the relay.",
@@ -375,6 +379,18 @@ impl Collector for Snapshot {
                 "gridledger_relay_bad_signatures",
                 "Records read from the relay whose signature failed or was missing where the relay registry requires one (not mined).",
                 |r| r.bad_signatures,
+                true,
+            ),
+            (
+                "gridledger_relay_clock_ahead_seconds",
+                "How far the relay's clock ran ahead of this node's at its last record, whole seconds (5 or more is a clock problem).",
+                |r| r.clock_ahead_ms / 1000,
+                false,
+            ),
+            (
+                "gridledger_relay_clock_not_set",
+                "Records refused because the relay's clock was not set.",
+                |r| r.clock_not_set,
                 true,
             ),
         ];

@@ -520,7 +520,7 @@ fn q(s: &str) -> String {
 
 #[test]
 fn the_books_commands_run_against_a_demo() {
-    for tool in ["ip", "curl", "mbpoll", "python3", "go"] {
+    for tool in ["ip", "curl", "mbpoll", "python3", "go", "promtool"] {
         if !have(tool) {
             return skip_or_fail(&format!("{tool} is not installed"));
         }

@@ -152,6 +152,8 @@ pub(super) async fn metrics(State(shared): State<Shared>) -> Response {
                     missed_minutes: st.missed_minutes,
                     up: st.is_up(),
                     bad_signatures: st.bad_signatures,
+                    clock_ahead_ms: st.clock_ahead_ms,
+                    clock_not_set: st.clock_not_set,
                 })
                 .collect(),
             finality: core.finality.as_ref().map(|f| {
