@@ -551,7 +551,7 @@ fn the_books_commands_run_against_a_demo() {
     for d in [&sandbox, &shims, &blocks_dir] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
-    for link in ["tools", "profiles"] {
+    for link in ["tools", "profiles", "packaging", "docs"] {
         std::os::unix::fs::symlink(repo().join(link), sandbox.join(link)).expect("symlink");
     }
     let real_curl = String::from_utf8_lossy(

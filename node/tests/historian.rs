@@ -175,6 +175,7 @@ fn a_demo_chain_lands_in_postgres_as_the_export_has_it() {
     );
     let target = final_height(&url) + 3;
     let until = Instant::now() + Duration::from_secs(120);
+    let mut killed_live = false;
     loop {
         let at: u64 = pg
             .psql("SELECT height FROM gridledger_sink")
@@ -183,6 +184,17 @@ fn a_demo_chain_lands_in_postgres_as_the_export_has_it() {
             .unwrap_or(0);
         if at >= target {
             break;
+        }
+        // Killed once while following, and started again: it goes on from its cursor.
+        if !killed_live && at > cursor {
+            killed_live = true;
+            drop(live);
+            live = Proc(
+                sink(&url, &pg.url(), &[])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("sink"),
+            );
         }
         assert!(
             Instant::now() < until,
@@ -194,6 +206,7 @@ fn a_demo_chain_lands_in_postgres_as_the_export_has_it() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert!(killed_live, "the live sink was never killed");
     drop(live);
     // Stop the demo, and compare row by row with what `gridledger export` says of node 1.
     let mut demo = demo;

@@ -235,8 +235,7 @@ fn prometheus_scrapes_a_demo_node_and_every_series_the_rules_use_exists() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    // The rules loaded and evaluate without error; a healthy demo fires none of the
-    // gridledger alerts that need no time to fire.
+    // The rules loaded and evaluate without error, and a healthy demo fires none.
     let rules_state = get(&format!("{api}/rules")).expect("/api/v1/rules");
     let v: serde_json::Value = serde_json::from_str(&rules_state).expect("JSON");
     let groups = v["data"]["groups"].as_array().expect("groups");
@@ -252,7 +251,10 @@ fn prometheus_scrapes_a_demo_node_and_every_series_the_rules_use_exists() {
         .as_array()
         .expect("alerts")
         .iter()
+        .filter(|a| a["state"] == "firing")
         .filter_map(|a| a["labels"]["alertname"].as_str())
         .collect();
+    // (Pending ones may be: a series seconds old has not changed yet, and `for:` is what
+    // keeps that from paging anyone.)
     assert!(names.is_empty(), "a healthy demo fires {names:?}");
 }
