@@ -459,6 +459,55 @@ mod help_tests {
         args: RunArgs,
     }
 
+    /// The sample configuration (`gridledger print config`) names every setting of
+    /// `gridledger run`, and with every commented line taken in it is a valid file: a
+    /// renamed setting fails here.
+    #[test]
+    fn the_sample_config_names_every_setting_and_parses() {
+        let sample = crate::print::CONFIG;
+        let uncommented: String = sample
+            .lines()
+            .map(|l| {
+                let body = l.strip_prefix("# ").unwrap_or(l);
+                let key = body.split(" = ").next().unwrap_or("");
+                let setting =
+                    key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && body.contains(" = ");
+                if setting || body == "[sink]" {
+                    body.to_owned()
+                } else {
+                    String::new()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: RunFile = toml::from_str(&uncommented)
+            .unwrap_or_else(|e| panic!("the sample config, uncommented: {e}\n{uncommented}"));
+        assert!(
+            file.sink.to.is_some() && file.listen.is_some(),
+            "{uncommented}"
+        );
+        for arg in Run::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "config" | "help") {
+                continue;
+            }
+            let key = match long {
+                "relay" => "relays".to_owned(),
+                "peer" => "peers".to_owned(),
+                "cors-origin" => "cors_origins".to_owned(),
+                "sink-to" => "to".to_owned(),
+                "sink-depth" => "depth".to_owned(),
+                other => other.replace('-', "_"),
+            };
+            assert!(
+                uncommented
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{key} = "))),
+                "the sample config does not name --{long} ({key})"
+            );
+        }
+    }
+
     /// Every `[default: X]` that `gridledger run --help` states for a setting with a value
     /// (not prose) is the value the code takes when the flag, its env var and the config
     /// file are all absent.

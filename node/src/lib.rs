@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod offline;
 pub mod peers;
 pub mod poll;
+pub mod print;
 pub mod progress;
 pub mod render;
 pub mod repair;

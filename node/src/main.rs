@@ -69,6 +69,13 @@ enum Command {
     /// one row per sample, each exactly once; resumes where it stopped.
     #[command(after_help = gridledger::book::HISTORIAN)]
     Sink(gridledger::sink::SinkArgs),
+    /// Prints a file an installation needs, as this version has it: the systemd unit
+    /// (`unit`) or the sample configuration with every setting commented (`config`).
+    #[command(after_help = gridledger::book::OFFLINE)]
+    Print {
+        #[arg(value_enum)]
+        what: gridledger::print::What,
+    },
     #[command(subcommand, after_help = gridledger::book::TLS)]
     Tls(gridledger::tls::cli::TlsCommand),
     /// Test support: mines and stores blocks of simulated records in a loop, printing
@@ -95,6 +102,10 @@ fn main() -> ExitCode {
             }
         }),
         Command::Keygen { out, force } => keygen(&out, force),
+        Command::Print { what } => {
+            print!("{}", gridledger::print::text(what));
+            ExitCode::SUCCESS
+        }
         Command::Sink(args) => on_runtime(|| async move {
             let said = gridledger::sink::run(args).await.map(|s| println!("{s}"));
             said.map_or_else(fail, |()| ExitCode::SUCCESS)
@@ -178,19 +189,11 @@ fn keygen(out: &std::path::Path, force: bool) -> ExitCode {
 
 fn repair(args: gridledger::repair::RepairArgs) -> ExitCode {
     quiet_panics();
-    let network = args.network();
-    let client = match args.client() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
     on_runtime(|| async move {
-        match gridledger::repair::repair(&args.data_dir, network, &args.from_peer, client).await {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        }
+        let said = gridledger::repair::repair_as(args)
+            .await
+            .map(|r| println!("{r}"));
+        said.map_or_else(fail, |()| ExitCode::SUCCESS)
     })
 }
 

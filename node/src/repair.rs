@@ -151,6 +151,12 @@ impl fmt::Display for Report {
 
 /// Repairs the data dir `dir`; `network` is needed only if the damage took the store's
 /// network stamp with it. See the module doc.
+/// `gridledger repair` as its flags say.
+pub async fn repair_as(args: RepairArgs) -> Result<Report, RepairError> {
+    let client = args.client()?;
+    repair(&args.data_dir, args.network(), &args.from_peer, client).await
+}
+
 pub async fn repair(
     dir: &Path,
     network: Option<Network>,

@@ -349,7 +349,7 @@ fn every_flag_the_book_names_exists() {
     let dir = bin_dir();
     let gridledger = PathBuf::from(BIN);
     let subs = [
-        "run", "demo", "keygen", "verify", "export", "repair", "sink", "tls",
+        "run", "demo", "keygen", "verify", "export", "repair", "sink", "print", "tls",
     ];
     let mut helps: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut all: BTreeSet<String> = BTreeSet::new();
@@ -774,7 +774,7 @@ fn every_help_ends_with_a_chapter_that_exists() {
     let dir = bin_dir();
     let mut cases: Vec<(PathBuf, Vec<&str>)> = vec![(gridledger.clone(), vec![])];
     for sub in [
-        "run", "demo", "keygen", "verify", "export", "repair", "sink", "tls",
+        "run", "demo", "keygen", "verify", "export", "repair", "sink", "print", "tls",
     ] {
         cases.push((gridledger.clone(), vec![sub]));
     }
