@@ -59,6 +59,15 @@ const VERIFIED: &str = "verified";
 const DEEP: &str = "deep";
 /// The `META` key of the block file's committed end (u64, little-endian).
 const BLOCKFILE_END: &str = "blockfile-end";
+/// The `META` key of the data dir's format version (u32, little-endian): what this binary
+/// writes is [`FORMAT`]. A data dir without it was written before formats were numbered
+/// (0.1.0 and earlier) and is the same format as 1; a writable open stamps it.
+const FORMAT_KEY: &str = "format";
+/// The data dir format this binary reads and writes. A data dir of a higher format was
+/// written by a newer gridledger and is refused, never guessed at
+/// ([`StoreError::NewerFormat`]); a lower one is migrated when opened for writing.
+pub const FORMAT: u32 = 1;
+
 /// Blocks moved from an old data dir's `blocks` table to the block file per transaction.
 const MIGRATE_BATCH: usize = 10_000;
 
@@ -97,6 +106,20 @@ pub enum StoreError {
         found: String,
         /// What was asked for.
         expected: String,
+    },
+    /// The data dir was written by a newer gridledger, in a format this one does not know.
+    #[error(
+        "data dir {path} is format {found}, written by a newer gridledger; this one reads \
+         format {supported} and older: run the newer version, or restore a backup made for \
+         this one (docs/book/src/operating.md)"
+    )]
+    NewerFormat {
+        /// The data dir.
+        path: PathBuf,
+        /// Its format.
+        found: u32,
+        /// The newest this binary reads.
+        supported: u32,
     },
     /// Another process (or another ledger in this one) has the data dir open.
     #[error("data dir {0} is in use by another gridledger process")]
@@ -155,6 +178,7 @@ impl StoreError {
             },
             StoreError::Dir { .. }
             | StoreError::NetworkMismatch { .. }
+            | StoreError::NewerFormat { .. }
             | StoreError::InUse(_)
             | StoreError::NoChain(_)
             | StoreError::Poisoned
@@ -458,6 +482,7 @@ impl Store {
     /// read-only open of a data dir from before the block file reads the old table.
     fn with_file(mut self, dir: &Path) -> Result<Self, StoreError> {
         use crate::blockfile::{BlockFile, BlockFileError};
+        self.check_format(dir)?;
         let committed = self
             .meta(BLOCKFILE_END)?
             .and_then(|v| crate::blockfile::Committed::from_bytes(&v));
@@ -1239,6 +1264,47 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))?;
         file.committed(end);
         Ok(())
+    }
+
+    /// The data dir's format ([`FORMAT`]); 0 for one written before formats were numbered.
+    pub fn format(&self) -> Result<u32, StoreError> {
+        Ok(self
+            .meta(FORMAT_KEY)?
+            .and_then(|v| v.try_into().ok().map(u32::from_le_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Refuses a data dir of a newer format; stamps an older one (writable opens only).
+    fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
+        let found = self.format()?;
+        if found > FORMAT {
+            return Err(StoreError::NewerFormat {
+                path: dir.to_owned(),
+                found,
+                supported: FORMAT,
+            });
+        }
+        if found < FORMAT && self.writable() {
+            // Format 0 and 1 have the same layout: the migrations within it (the block
+            // file, rows with locations) run by themselves, resumably, as they always did.
+            self.set_format(FORMAT)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the data dir's format stamp. (`run` keeps it at [`FORMAT`]; a test or a
+    /// migration tool may set another.)
+    pub fn set_format(&self, format: u32) -> Result<(), StoreError> {
+        let Db::Write(db) = &self.db else {
+            return Err(StoreError::ReadOnly);
+        };
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(FORMAT_KEY, format.to_le_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// The `META` value under `key`; `None` if absent (or the table is: an old data dir).
