@@ -69,8 +69,7 @@ enum Command {
     /// one row per sample, each exactly once; resumes where it stopped.
     #[command(after_help = gridledger::book::HISTORIAN)]
     Sink(gridledger::sink::SinkArgs),
-    /// Prints a file an installation needs, as this version has it: the systemd unit
-    /// (`unit`) or the sample configuration with every setting commented (`config`).
+    /// Prints a file an installation needs, as this version has it (unit, config, man...).
     #[command(after_help = gridledger::book::OFFLINE)]
     Print {
         #[arg(value_enum)]
@@ -103,8 +102,9 @@ fn main() -> ExitCode {
         }),
         Command::Keygen { out, force } => keygen(&out, force),
         Command::Print { what } => {
-            print!("{}", gridledger::print::text(what));
-            ExitCode::SUCCESS
+            let text = gridledger::print::text(what, <Cli as clap::CommandFactory>::command());
+            let out = text.and_then(|t| std::io::Write::write_all(&mut std::io::stdout(), &t));
+            out.map_or_else(fail, |()| ExitCode::SUCCESS)
         }
         Command::Sink(args) => on_runtime(|| async move {
             let said = gridledger::sink::run(args).await.map(|s| println!("{s}"));

@@ -227,3 +227,74 @@ fn the_node_starts_as_the_unit_says_with_the_sample_config() {
     assert!(state.join("miner.key").exists());
     assert!(state.join("chain.redb").exists());
 }
+
+/// The manual page renders with `man`, and the shell completions are valid and know every
+/// subcommand: both are made from the command line the binary parses.
+#[test]
+fn the_manual_page_and_completions_come_from_the_command_line() {
+    let subcommands = [
+        "run", "demo", "keygen", "verify", "repair", "export", "sink", "print", "tls",
+    ];
+    let man = print("man");
+    assert!(man.contains(".TH gridledger 1"), "{man}");
+    for s in subcommands {
+        assert!(
+            man.contains(&format!("gridledger\\-{s}")) || man.contains(s),
+            "man lacks {s}"
+        );
+    }
+    let bash = print("completions-bash");
+    for s in subcommands {
+        assert!(bash.contains(s), "bash completions lack {s}");
+    }
+    assert!(
+        bash.contains("--sink-to"),
+        "bash completions lack run's flags"
+    );
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().expect("stdin").write_all(bash.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("bash -n");
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    assert!(print("completions-zsh").contains("#compdef gridledger"));
+    assert!(print("completions-fish").contains("complete -c gridledger"));
+    if Command::new("man").arg("--version").output().is_err() {
+        return skip_or_fail("man is not installed (the page's rendering is not checked)");
+    }
+    let rendered = Command::new("man")
+        .args(["-l", "-"])
+        .env("MANWIDTH", "100")
+        .env("MANPAGER", "cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().expect("stdin").write_all(man.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("man -l");
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert!(
+        text.contains("SUBCOMMANDS") && text.contains("docs/book/src/introduction.md"),
+        "{text}"
+    );
+}
