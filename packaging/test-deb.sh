@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The package as an operations team meets it (run by .ci/run, as root, on a machine it may
+# change): dpkg -i puts every file where the operating chapter says, the unit verifies, the
+# node starts exactly as the unit's ExecStart says, as the package's user, with the sample
+# configuration, and answers /status; reinstalling (an upgrade) keeps the data and the key;
+# dpkg -r keeps the configuration and the data; dpkg -P removes the configuration, keeps the
+# data, and says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deb=$(ls -t target/debian/gridledger_*.deb | head -n 1)
+fail() { echo "test-deb: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || fail "needs root (it installs a package)"
+
+echo "== dpkg -i $deb"
+dpkg -i "$deb"
+for f in /usr/bin/gridledger /lib/systemd/system/gridledger.service /etc/gridledger/gridledger.toml \
+         /usr/share/man/man1/gridledger.1.gz /usr/share/bash-completion/completions/gridledger \
+         /usr/share/doc/gridledger/prometheus/gridledger.rules.yml; do
+  [ -e "$f" ] || fail "$f is not installed"
+done
+getent passwd gridledger >/dev/null || fail "no user gridledger"
+[ "$(stat -c %U:%a /var/lib/gridledger)" = gridledger:750 ] || fail "/var/lib/gridledger: $(stat -c %U:%a /var/lib/gridledger)"
+[ "$(stat -c %G:%a /etc/gridledger/gridledger.toml)" = gridledger:640 ] || fail "config: $(stat -c %G:%a /etc/gridledger/gridledger.toml)"
+cmp -s /etc/gridledger/gridledger.toml <(/usr/bin/gridledger print config) || fail "the installed config is not the binary's"
+systemd-analyze verify /lib/systemd/system/gridledger.service
+echo "systemd-analyze security: $(systemd-analyze security --offline=true --no-pager /lib/systemd/system/gridledger.service | tail -n 1)"
+MANPAGER=cat man gridledger | grep -q SUBCOMMANDS || fail "man gridledger does not render"
+
+start_node() {
+  # ExecStart, word for word, as the unit's user, in its working directory.
+  local exec
+  exec=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/gridledger.service)
+  (cd /var/lib/gridledger && exec runuser -u gridledger -- env GRIDLEDGER_LISTEN=127.0.0.1:5904 $exec) \
+    > /tmp/test-deb-node.log 2>&1 &
+  node=$!
+  for _ in $(seq 1 100); do
+    if curl -sf http://127.0.0.1:5904/status | grep -q '"height"'; then return 0; fi
+    sleep 0.2
+  done
+  cat /tmp/test-deb-node.log >&2
+  fail "the node did not answer /status"
+}
+stop_node() { kill "$node"; wait "$node" || true; }
+
+echo "== the node, as the unit starts it"
+start_node
+stop_node
+[ -s /var/lib/gridledger/miner.key ] || fail "no miner key in /var/lib/gridledger"
+[ "$(stat -c %U /var/lib/gridledger/chain.redb)" = gridledger ] || fail "the chain is not the service user's"
+key=$(sha256sum /var/lib/gridledger/miner.key)
+
+echo "== an upgrade (the package installed again) keeps the data and the key"
+dpkg -i "$deb"
+[ "$(sha256sum /var/lib/gridledger/miner.key)" = "$key" ] || fail "the upgrade changed the key"
+start_node
+stop_node
+
+echo "== dpkg -r: the binary goes, the configuration and the data stay"
+dpkg -r gridledger
+[ ! -e /usr/bin/gridledger ] || fail "/usr/bin/gridledger is still there"
+[ -e /etc/gridledger/gridledger.toml ] || fail "dpkg -r removed the configuration"
+[ -e /var/lib/gridledger/miner.key ] || fail "dpkg -r removed the data"
+
+echo "== dpkg -P: the configuration goes, the data stays, and it says so"
+said=$(dpkg -P gridledger 2>&1)
+echo "$said"
+[ ! -e /etc/gridledger ] || fail "dpkg -P left /etc/gridledger"
+[ -e /var/lib/gridledger/miner.key ] || fail "dpkg -P removed the data"
+echo "$said" | grep -q "left /var/lib/gridledger" || fail "dpkg -P did not say what it left"
+rm -rf /var/lib/gridledger
+echo "test-deb: ok"
