@@ -15,7 +15,8 @@ echo "== dpkg -i $deb"
 dpkg -i "$deb"
 for f in /usr/bin/gridledger /lib/systemd/system/gridledger.service /etc/gridledger/gridledger.toml \
          /usr/share/man/man1/gridledger.1.gz /usr/share/bash-completion/completions/gridledger \
-         /usr/share/doc/gridledger/prometheus/gridledger.rules.yml; do
+         /usr/share/doc/gridledger/prometheus/gridledger.rules.yml \
+         /usr/share/doc/gridledger/grafana/gridledger-nodes.json; do
   [ -e "$f" ] || fail "$f is not installed"
 done
 getent passwd gridledger >/dev/null || fail "no user gridledger"

@@ -235,6 +235,56 @@ fn prometheus_scrapes_a_demo_node_and_every_series_the_rules_use_exists() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // The Grafana dashboard's queries run in this Prometheus, each panel on the provisioned
+    // data source; those of series a demo has answer with data.
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("packaging/grafana/gridledger-nodes.json"))
+            .expect("the dashboard"),
+    )
+    .expect("JSON");
+    let provisioned = std::fs::read_to_string(
+        repo().join("packaging/grafana/provisioning/datasources/prometheus.yml"),
+    )
+    .expect("the data source");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10, "the dashboard lost panels");
+    for p in panels {
+        let uid = p["datasource"]["uid"].as_str().expect("a data source");
+        assert!(
+            provisioned.contains(&format!("uid: {uid}")),
+            "panel {} names data source {uid}, which is not provisioned",
+            p["title"]
+        );
+        for target in p["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expression");
+            let out = Command::new("curl")
+                .args(["-s", "--fail-with-body", "--max-time", "5", "-G"])
+                .arg(format!("{api}/query"))
+                .arg("--data-urlencode")
+                .arg(format!("query={expr}"))
+                .output()
+                .expect("curl");
+            let body = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && body.contains("\"status\":\"success\""),
+                "panel {}: {expr}: {body}",
+                p["title"]
+            );
+            if [
+                "gridledger_height",
+                "gridledger_relay_up",
+                "gridledger_mempool_records",
+            ]
+            .contains(&expr)
+            {
+                assert!(
+                    body.contains("\"value\""),
+                    "panel {}: {expr} is empty: {body}",
+                    p["title"]
+                );
+            }
+        }
+    }
     // The rules loaded and evaluate without error, and a healthy demo fires none.
     let rules_state = get(&format!("{api}/rules")).expect("/api/v1/rules");
     let v: serde_json::Value = serde_json::from_str(&rules_state).expect("JSON");
