@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deb=$(ls -t target/debian/gridledger_*.deb | head -n 1)
+gw=$(ls -t target/debian/gridledger-gateway_*.deb | head -n 1)
+sim=$(ls -t target/debian/gridledger-relay-sim_*.deb | head -n 1)
 fail() { echo "test-deb: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "needs root (it installs a package)"
 
@@ -68,5 +70,44 @@ echo "$said"
 [ ! -e /etc/gridledger ] || fail "dpkg -P left /etc/gridledger"
 [ -e /var/lib/gridledger/miner.key ] || fail "dpkg -P removed the data"
 echo "$said" | grep -q "left /var/lib/gridledger" || fail "dpkg -P did not say what it left"
+
+echo "== the gateway's and relay-sim's packages"
+dpkg -i "$sim" "$gw"
+for f in /usr/bin/gridledger-gateway /usr/bin/gridledger-relay-sim /etc/gridledger/gateway.env \
+         /etc/gridledger/relay-sim.env /lib/systemd/system/gridledger-gateway.service \
+         /lib/systemd/system/gridledger-relay-sim.service; do
+  [ -e "$f" ] || fail "$f is not installed"
+done
+id -nG gridledger | grep -qw dialout || fail "the gateway's user is not in dialout"
+for u in gridledger-gateway gridledger-relay-sim; do
+  systemd-analyze verify /lib/systemd/system/$u.service
+  echo "systemd-analyze security $u: $(systemd-analyze security --offline=true --no-pager /lib/systemd/system/$u.service | tail -n 1)"
+done
+# Each started as its unit says (ExecStart, the user, the settings file with a setting
+# uncommented), and read with mbpoll: relay-sim, then the gateway recording it by profile.
+unit_exec() { sed -n 's/^ExecStart=//p' "/lib/systemd/system/$1.service"; }
+sed -i 's/^#RELAY_SIM_LISTEN=.*/RELAY_SIM_LISTEN=127.0.0.1:5910/' /etc/gridledger/relay-sim.env
+(set -a; . /etc/gridledger/relay-sim.env; set +a; cd /var/lib/gridledger && exec runuser -u gridledger -- $(unit_exec gridledger-relay-sim)) \
+  > /tmp/test-deb-sim.log 2>&1 &
+sim_pid=$!
+cp profiles/relay-sim-live.toml /etc/gridledger/ && chmod 0644 /etc/gridledger/relay-sim-live.toml
+sed -i 's/^#GATEWAY_LISTEN=.*/GATEWAY_LISTEN=127.0.0.1:5911/' /etc/gridledger/gateway.env
+echo "GATEWAY_DEVICES=/etc/gridledger/relay-sim-live.toml,unit=1,relay=9,upstream=tcp://127.0.0.1:5910" >> /etc/gridledger/gateway.env
+sleep 1
+(set -a; . /etc/gridledger/gateway.env; set +a; cd /var/lib/gridledger && exec runuser -u gridledger -- $(unit_exec gridledger-gateway)) \
+  > /tmp/test-deb-gw.log 2>&1 &
+gw_pid=$!
+ok=no
+for _ in $(seq 1 50); do
+  if mbpoll -m tcp -p 5910 -a 1 -t 3 -r 1 -c 6 -1 127.0.0.1 >/dev/null 2>&1 \
+     && mbpoll -m tcp -p 5911 -a 1 -t 3 -r 1 -c 6 -1 127.0.0.1 >/dev/null 2>&1; then ok=yes; break; fi
+  sleep 0.2
+done
+kill "$sim_pid" "$gw_pid"; wait "$sim_pid" "$gw_pid" || true
+[ $ok = yes ] || { cat /tmp/test-deb-sim.log /tmp/test-deb-gw.log >&2; fail "relay-sim or the gateway did not answer mbpoll"; }
+rm -f /etc/gridledger/relay-sim-live.toml
+dpkg -P gridledger-gateway gridledger-relay-sim
+[ ! -e /etc/gridledger ] || fail "purging left /etc/gridledger: $(ls /etc/gridledger)"
+[ ! -e /usr/bin/gridledger-gateway ] || fail "purging left the gateway"
 rm -rf /var/lib/gridledger
 echo "test-deb: ok"

@@ -298,3 +298,42 @@ fn the_manual_page_and_completions_come_from_the_command_line() {
         "{text}"
     );
 }
+
+/// The gateway's and relay-sim's settings files (their units' EnvironmentFile) name every
+/// environment variable their `--help` gives, and nothing else: a renamed one fails here.
+#[test]
+fn the_env_samples_name_every_variable() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin_dir = std::path::Path::new(BIN).parent().expect("a target dir");
+    for (bin, file) in [("relay-sim", "relay-sim.env"), ("gateway", "gateway.env")] {
+        let path = bin_dir.join(bin);
+        assert!(
+            path.exists(),
+            "{} is not built: run the tests with `cargo test --workspace`",
+            path.display()
+        );
+        let help = Command::new(&path).arg("--help").output().expect("--help");
+        let help = String::from_utf8_lossy(&help.stdout);
+        let vars: std::collections::BTreeSet<&str> = help
+            .split("[env: ")
+            .skip(1)
+            .filter_map(|s| s.split('=').next())
+            .collect();
+        assert!(vars.len() >= 10, "{bin}: {vars:?}");
+        let sample = std::fs::read_to_string(root.join("packaging").join(file)).expect("sample");
+        let named: std::collections::BTreeSet<&str> = sample
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .filter(|k| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            .collect();
+        assert_eq!(
+            named, vars,
+            "{file} and `{bin} --help` name different variables"
+        );
+    }
+}
