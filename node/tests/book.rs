@@ -22,12 +22,9 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
+mod common;
+
+use common::repo;
 
 fn book_src() -> PathBuf {
     repo().join("docs/book/src")

@@ -6,12 +6,15 @@
 
 use std::io::Read as _;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
 
+mod common;
 mod pg;
+
+use common::{http_get, Proc};
 
 use pg::{free_port, Pg};
 
@@ -22,22 +25,8 @@ fn skip_or_fail(why: &str) {
     eprintln!("SKIPPED: historian test: {why}");
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn get_json(url: &str) -> Option<serde_json::Value> {
-    let out = Command::new("curl")
-        .args(["-s", "--fail", "--max-time", "5", url])
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
+    serde_json::from_str(&http_get(url)?).ok()
 }
 
 /// A node holding a chain of `blocks` blocks (one record each) that `debug-append` made, on a

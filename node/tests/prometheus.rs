@@ -7,18 +7,15 @@
 //! GRIDLEDGER_REQUIRE_TOOLS=1 (CI) makes that a failure.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
+mod common;
+
+use common::{free_port, http_get, repo, Proc};
 
 fn rules() -> PathBuf {
     repo().join("packaging/prometheus/gridledger.rules.yml")
@@ -33,33 +30,6 @@ fn skip_or_fail(why: &str) {
         panic!("the Prometheus tests cannot run: {why} (GRIDLEDGER_REQUIRE_TOOLS is set)");
     }
     eprintln!("SKIPPED: Prometheus test: {why}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn get(url: &str) -> Option<String> {
-    let out = Command::new("curl")
-        .args(["-s", "--fail", "--max-time", "5", url])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The alert names and every series name the rules' expressions use.
@@ -169,7 +139,7 @@ fn prometheus_scrapes_a_demo_node_and_every_series_the_rules_use_exists() {
     let node = format!("http://127.0.0.1:{base}");
     let until = Instant::now() + Duration::from_secs(90);
     let metrics = loop {
-        if let Some(m) = get(&format!("{node}/metrics")) {
+        if let Some(m) = http_get(&format!("{node}/metrics")) {
             if m.contains("gridledger_final_height ") && !m.contains("gridledger_height 0\n") {
                 break m;
             }
@@ -217,7 +187,7 @@ fn prometheus_scrapes_a_demo_node_and_every_series_the_rules_use_exists() {
     );
     let api = format!("http://127.0.0.1:{web}/api/v1");
     let query = |q: &str| -> Option<f64> {
-        let body = get(&format!("{api}/query?query={q}"))?;
+        let body = http_get(&format!("{api}/query?query={q}"))?;
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     };
@@ -286,7 +256,7 @@ fn prometheus_scrapes_a_demo_node_and_every_series_the_rules_use_exists() {
         }
     }
     // The rules loaded and evaluate without error, and a healthy demo fires none.
-    let rules_state = get(&format!("{api}/rules")).expect("/api/v1/rules");
+    let rules_state = http_get(&format!("{api}/rules")).expect("/api/v1/rules");
     let v: serde_json::Value = serde_json::from_str(&rules_state).expect("JSON");
     let groups = v["data"]["groups"].as_array().expect("groups");
     assert_eq!(groups.len(), 2, "{rules_state}");
@@ -295,7 +265,7 @@ fn prometheus_scrapes_a_demo_node_and_every_series_the_rules_use_exists() {
             assert_eq!(r["health"], "ok", "rule {} is not healthy: {r}", r["name"]);
         }
     }
-    let firing = get(&format!("{api}/alerts")).expect("/api/v1/alerts");
+    let firing = http_get(&format!("{api}/alerts")).expect("/api/v1/alerts");
     let v: serde_json::Value = serde_json::from_str(&firing).expect("JSON");
     let names: Vec<&str> = v["data"]["alerts"]
         .as_array()

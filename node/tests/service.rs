@@ -6,10 +6,14 @@
 //! Needs `systemd-analyze` (systemd 252 or later, for `--offline`); without it it says so
 //! loudly and skips, and GRIDLEDGER_REQUIRE_TOOLS=1 (CI) makes that a failure.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
+
+mod common;
+
+use common::Proc;
 
 fn skip_or_fail(why: &str) {
     if std::env::var_os("GRIDLEDGER_REQUIRE_TOOLS").is_some() {
@@ -124,16 +128,6 @@ fn the_unit_verifies_and_is_hardened() {
         .and_then(|v| v.parse().ok())
         .expect("an exposure level");
     assert!(worse > exposure, "{worse} is not above {exposure}");
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The uid and gid of `nobody` when this runs as root (else: run as whoever this is).

@@ -4,12 +4,16 @@
 //! dir of a newer format is refused by this one with a clear message, never guessed at.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gridledger::store::{Store, FORMAT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
+
+mod common;
+
+use common::Proc;
 
 fn copy_fixture(to: &Path) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.0-datadir");
@@ -17,16 +21,6 @@ fn copy_fixture(to: &Path) {
     for e in std::fs::read_dir(&from).expect("the fixture") {
         let e = e.expect("entry");
         std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-    }
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -382,3 +382,23 @@ pub fn reseal_block_file(dir: &std::path::Path) {
     }
     std::fs::write(&file, &raw).expect("written");
 }
+
+/// The workspace's root (where `docs/`, `packaging/` and `tools/` are).
+#[must_use]
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The body of a GET of `url` with curl (5 s at most), if it answered 2xx.
+pub fn http_get(url: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--fail", "--max-time", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
