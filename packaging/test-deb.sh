@@ -58,6 +58,23 @@ dpkg -i "$deb"
 start_node
 stop_node
 
+echo "== a backup of the running node, as its user; a restore as root; the node starts on it"
+start_node
+rm -f /tmp/test-deb.backup
+runuser -u gridledger -- gridledger backup --data-dir /var/lib/gridledger --out /tmp/test-deb.backup --with-key \
+  | tee /tmp/test-deb-backup.log
+grep -q "copied from the running node" /tmp/test-deb-backup.log || fail "the backup did not go through the node's control socket"
+stop_node
+gridledger restore --from /tmp/test-deb.backup --data-dir /var/lib/gridledger --force | tee /tmp/test-deb-restore.log
+grep -q "^ok: " /tmp/test-deb-restore.log || fail "the restore did not verify"
+for f in chain.redb blocks.dat miner.key; do
+  [ "$(stat -c %U /var/lib/gridledger/$f)" = gridledger ] || fail "restored $f is not the service user's"
+done
+[ "$(sha256sum /var/lib/gridledger/miner.key)" = "$key" ] || fail "the restore changed the key"
+start_node
+stop_node
+rm -f /tmp/test-deb.backup /var/lib/gridledger/*.replaced-*
+
 echo "== dpkg -r: the binary goes, the configuration and the data stay"
 dpkg -r gridledger
 [ ! -e /usr/bin/gridledger ] || fail "/usr/bin/gridledger is still there"

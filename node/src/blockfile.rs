@@ -103,6 +103,17 @@ impl Committed {
     }
 }
 
+/// Why [`BlockFile::copy_prefix`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// Reading the block file failed.
+    #[error(transparent)]
+    Read(BlockFileError),
+    /// The receiver of the bytes failed.
+    #[error(transparent)]
+    Write(std::io::Error),
+}
+
 /// What can go wrong with the block file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -396,6 +407,27 @@ impl BlockFile {
             return Err(damaged("its checksum does not match"));
         }
         Ok(body)
+    }
+
+    /// Hands the file's first `end` bytes (its magic and every entry below `end`) to `out`
+    /// in pieces of at most [`MAX_SPAN`]: what a backup copies. Bytes below a committed end
+    /// never change (the file is only appended to), so a copy taken while the node appends
+    /// is whole up to `end`.
+    pub fn copy_prefix(
+        &self,
+        end: u64,
+        out: &mut dyn FnMut(&[u8]) -> Result<(), std::io::Error>,
+    ) -> Result<(), CopyError> {
+        let mut buf = vec![0; MAX_SPAN as usize];
+        let mut at = 0;
+        while at < end {
+            let n = usize::try_from((end - at).min(MAX_SPAN)).unwrap_or(buf.len());
+            let piece = &mut buf[..n];
+            self.read_at(piece, at).map_err(CopyError::Read)?;
+            out(piece).map_err(CopyError::Write)?;
+            at += n as u64;
+        }
+        Ok(())
     }
 
     /// Bytes of the file up to the committed end.

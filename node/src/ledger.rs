@@ -219,6 +219,12 @@ impl BlockReader {
         &self.store
     }
 
+    /// A handle to the store it reads, for work that outlives a request (a backup).
+    #[must_use]
+    pub fn store_handle(&self) -> std::sync::Arc<Store> {
+        std::sync::Arc::clone(&self.store)
+    }
+
     /// The genesis block's id.
     #[must_use]
     pub fn genesis_id(&self) -> BlockId {

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod backup;
 pub mod blockfile;
 pub mod book;
 pub mod clock;
@@ -29,6 +30,7 @@ pub use gridledger_chain as chain;
 pub use gridledger_core::{dispute, fanout, health, mempool, orphans, policy, relay_sig};
 pub mod core;
 pub mod demo;
+pub mod exit;
 pub mod export;
 pub mod finality;
 pub mod gossip;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gridledger::config::RunArgs;
+use gridledger::exit::{fail, on_runtime, quiet_panics, said, store_fail};
 use gridledger::export::ExportError;
-use gridledger::store::StoreError;
 use tracing_subscriber::EnvFilter;
 
 /// A proof-of-work ledger of substation relay minute records.
@@ -63,18 +63,26 @@ enum Command {
     /// bytes and decoded records (genesis included), `csv` one row per sample.
     #[command(after_help = gridledger::book::OFFLINE)]
     Export(gridledger::offline::ExportArgs),
-    /// Certificates for a test consortium (a small CA and node certificates); a
-    /// production consortium uses its own PKI.
     /// Streams the node's final blocks into PostgreSQL (the historian): blocks, records and
     /// one row per sample, each exactly once; resumes where it stopped.
     #[command(after_help = gridledger::book::HISTORIAN)]
     Sink(gridledger::sink::SinkArgs),
+    /// Copies a data dir into one file, while its node runs (through the node's control
+    /// socket) or not: chain, witness, disputes, finality, peers; the key only if asked.
+    #[command(after_help = gridledger::book::OFFLINE)]
+    Backup(gridledger::backup::BackupArgs),
+    /// Brings a data dir back from a backup: checks the whole file first, then verifies the
+    /// restored chain as `verify` does. Exits 2 if the backup is damaged.
+    #[command(after_help = gridledger::book::OFFLINE)]
+    Restore(gridledger::backup::RestoreArgs),
     /// Prints a file an installation needs, as this version has it (unit, config, man...).
     #[command(after_help = gridledger::book::OFFLINE)]
     Print {
         #[arg(value_enum)]
         what: gridledger::print::What,
     },
+    /// Certificates for a test consortium (a small CA and node certificates); a
+    /// production consortium uses its own PKI.
     #[command(subcommand, after_help = gridledger::book::TLS)]
     Tls(gridledger::tls::cli::TlsCommand),
     /// Test support: mines and stores blocks of simulated records in a loop, printing
@@ -110,6 +118,16 @@ fn main() -> ExitCode {
             let said = gridledger::sink::run(args).await.map(|s| println!("{s}"));
             said.map_or_else(fail, |()| ExitCode::SUCCESS)
         }),
+        Command::Backup(a) => said(gridledger::backup::backup(&a).map(|d| {
+            let line = format!("backup written to {}: {d}", a.out.display());
+            (line, a.out.as_os_str() == "-")
+        })),
+        Command::Restore(a) => said(gridledger::backup::restore(&a).map(|(d, v)| {
+            (
+                format!("restored {}: {d}\n{v}", a.data_dir.display()),
+                false,
+            )
+        })),
         Command::Verify { data_dir } => {
             quiet_panics();
             match gridledger::offline::verify(&data_dir) {
@@ -149,40 +167,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("gridledger: {message}");
-    ExitCode::FAILURE
-}
-
-/// Exit code and one-line message for a store error: 2 for a damaged data dir, 1 otherwise.
-/// One line, so that a script reads it whole; a damaged data dir's names the chapter on
-/// repairing it.
-fn store_fail(e: &StoreError) -> ExitCode {
-    if e.is_corruption() {
-        eprintln!("gridledger: {e} (damaged data dir: see docs/book/src/operating.md)");
-        ExitCode::from(2)
-    } else {
-        eprintln!("gridledger: {e}");
-        ExitCode::FAILURE
-    }
-}
-
-/// The offline tools report a panic inside the storage engine as one line of their own
-/// (see `ledger::guard`), not as a Rust backtrace.
-fn quiet_panics() {
-    std::panic::set_hook(Box::new(|_| {}));
-}
-
 fn keygen(out: &std::path::Path, force: bool) -> ExitCode {
-    let public = gridledger::keys::keygen(out, force).map(|k| println!("{k}"));
-    let done = || {
-        eprintln!(
-            "gridledger: wrote the secret key to {}; the line above is its public key",
-            out.display()
-        )
-    };
-    public.map_or_else(fail, |()| {
-        done();
+    let said = gridledger::keys::keygen(out, force).map(|k| println!("{k}"));
+    said.map_or_else(fail, |()| {
+        let path = out.display();
+        eprintln!("gridledger: wrote the secret key to {path}; the line above is its public key");
         ExitCode::SUCCESS
     })
 }
@@ -195,17 +184,6 @@ fn repair(args: gridledger::repair::RepairArgs) -> ExitCode {
             .map(|r| println!("{r}"));
         said.map_or_else(fail, |()| ExitCode::SUCCESS)
     })
-}
-
-/// Runs `f`'s future on a new multi-threaded runtime.
-fn on_runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(f()),
-        Err(e) => fail(format!("cannot start the async runtime: {e}")),
-    }
 }
 
 fn run(args: RunArgs) -> ExitCode {

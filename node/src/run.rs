@@ -210,6 +210,8 @@ pub struct RunningNode {
     pub relays: Vec<Arc<Mutex<RelayStatus>>>,
     stop: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The control socket (`gridledger backup` of the running node); closed on stop.
+    control: Option<crate::backup::control::Control>,
 }
 
 /// How long [`RunningNode::stop`] waits for a pull in flight to let the ledger go: past
@@ -221,7 +223,8 @@ impl RunningNode {
     /// handle to it goes. Pulls run on tasks of their own that end by their timeouts: this
     /// waits for them, up to [`STOP_WAIT`], so that the data dir can be opened again at
     /// once (redb refuses a database still open).
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        drop(self.control.take());
         self.stop.notify_waiters();
         for t in self.tasks {
             t.abort();
@@ -303,6 +306,8 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     }
     drop(tx);
     core.relays = relays.clone();
+    let control =
+        crate::backup::control::serve(&config.data_dir, core.ledger.reader().store_handle());
     let shared: Shared = Arc::new(Mutex::new(core));
 
     // HTTP API.
@@ -503,6 +508,7 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
         relays,
         stop,
         tasks,
+        control,
     })
 }
 

@@ -346,7 +346,8 @@ fn every_flag_the_book_names_exists() {
     let dir = bin_dir();
     let gridledger = PathBuf::from(BIN);
     let subs = [
-        "run", "demo", "keygen", "verify", "export", "repair", "sink", "print", "tls",
+        "run", "demo", "keygen", "verify", "export", "repair", "backup", "restore", "sink",
+        "print", "tls",
     ];
     let mut helps: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut all: BTreeSet<String> = BTreeSet::new();

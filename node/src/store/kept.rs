@@ -23,12 +23,13 @@ use super::{Store, StoreError};
 use crate::chain::merkle::Hash;
 use crate::chain::{Height, RecordKey};
 
-const WITNESS: TableDefinition<u64, &[u8]> = TableDefinition::new("witness");
-const WITNESS_RANGE: TableDefinition<u32, (u32, u32)> = TableDefinition::new("witness_range");
-const FINALITY: TableDefinition<&str, &[u8]> = TableDefinition::new("finality");
-const CHECKPOINTS: TableDefinition<u32, &[u8]> = TableDefinition::new("checkpoints");
-const TLOG: TableDefinition<u64, [u8; 32]> = TableDefinition::new("tlog");
-const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
+pub(super) const WITNESS: TableDefinition<u64, &[u8]> = TableDefinition::new("witness");
+pub(super) const WITNESS_RANGE: TableDefinition<u32, (u32, u32)> =
+    TableDefinition::new("witness_range");
+pub(super) const FINALITY: TableDefinition<&str, &[u8]> = TableDefinition::new("finality");
+pub(super) const CHECKPOINTS: TableDefinition<u32, &[u8]> = TableDefinition::new("checkpoints");
+pub(super) const TLOG: TableDefinition<u64, [u8; 32]> = TableDefinition::new("tlog");
+pub(super) const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
 
 /// Bytes of a record's digest in the witness.
 pub const DIGEST_LEN: usize = 12;

@@ -27,6 +27,7 @@
 //! counts as stored only then, and a crash at any moment leaves either all of it or none of
 //! it (bytes appended but never indexed are cut off at the next open).
 
+pub mod dump;
 pub mod kept;
 
 use std::path::{Path, PathBuf};
