@@ -1,5 +1,14 @@
 //! What the bench binaries share.
 
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use gridledger::ledger::Ledger;
+use gridledger_chain::assemble;
+use relay_core::signal::{Profile, SignalModel};
+use relay_core::{Minute, RecordFlags, RelayId};
+
 /// A multi-threaded tokio runtime, or `None` after saying why on stderr (`name: error`).
 #[must_use]
 pub fn runtime(name: &str) -> Option<tokio::runtime::Runtime> {
@@ -74,4 +83,71 @@ pub async fn post_block(
         return Err(format!("a block was refused: {}", r.status()));
     }
     Ok(())
+}
+
+/// Minute of the first record of the chains [`build_to`] builds.
+pub const FIRST_MINUTE: u32 = 26_000_000;
+
+/// Extends the chain (one key, `per_block` relays' records a block, low difficulty,
+/// real signatures, committed 1 000 blocks a batch) in `dir` to `target` blocks; returns the raw bytes of the blocks added.
+pub fn build_to(
+    dir: &Path,
+    network: &gridledger_chain::Network,
+    target: u32,
+    per_block: u32,
+) -> Result<u64, String> {
+    let mut ledger = Ledger::open(dir, network.clone()).map_err(|e| e.to_string())?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let model = SignalModel::new(1, Profile::Realistic);
+    let cancel = AtomicBool::new(false);
+    let mut parent = ledger.tip_header().map_err(|e| e.to_string())?;
+    let mut raw = 0u64;
+    let t = Instant::now();
+    while parent.height < target {
+        let mut batch = Vec::with_capacity(1000);
+        while batch.len() < 1000 && parent.height < target {
+            let minute = Minute(FIRST_MINUTE + parent.height);
+            let records: Vec<_> = (1..=per_block)
+                .map(|r| model.record(RelayId(r), minute, 6, RecordFlags::CLOCK_SET))
+                .collect();
+            // Stamped when its records' minute has closed (rule 9), as a miner does.
+            let time = gridledger::run::block_time(parent.time_ms + 1000, 0, &records);
+            let block =
+                assemble(&parent, &records, &key, time, 0, &cancel).ok_or("assembly failed")?;
+            raw += block.to_bytes().len() as u64;
+            parent = block.header;
+            batch.push(block);
+        }
+        for r in ledger.add_batch(batch, u64::MAX / 2) {
+            r.map_err(|e| e.to_string())?;
+        }
+    }
+    eprintln!(
+        "  (built to {target} blocks in {:.0} s)",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(raw)
+}
+
+/// `n` blocks on `parent`, made as [`build_to`] makes them (same key, next minutes).
+pub fn next_blocks(
+    mut parent: gridledger_chain::Header,
+    n: u32,
+    per_block: u32,
+) -> Result<Vec<gridledger_chain::Block>, String> {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let model = SignalModel::new(1, Profile::Realistic);
+    let cancel = AtomicBool::new(false);
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let minute = Minute(FIRST_MINUTE + parent.height);
+        let records: Vec<_> = (1..=per_block)
+            .map(|r| model.record(RelayId(r), minute, 6, RecordFlags::CLOCK_SET))
+            .collect();
+        let time = gridledger::run::block_time(parent.time_ms + 1000, 0, &records);
+        let block = assemble(&parent, &records, &key, time, 0, &cancel).ok_or("assembly failed")?;
+        parent = block.header;
+        out.push(block);
+    }
+    Ok(out)
 }

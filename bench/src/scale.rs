@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use gridledger::ledger::Ledger;
 use gridledger::run::{start, NodeConfig};
-use gridledger_chain::{assemble, Network};
+use gridledger_chain::Network;
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, RecordFlags, RelayId};
 
@@ -62,7 +62,7 @@ struct Args {
 
 const NETWORK: &str = "scale-bench";
 /// Minute of the first block's records.
-const FIRST_MINUTE: u32 = 26_000_000;
+use gridledger_bench::FIRST_MINUTE;
 
 fn network() -> Network {
     Network::new(NETWORK, 0)
@@ -73,41 +73,6 @@ fn config(dir: &Path, peers: Vec<String>) -> NodeConfig {
         sync_every: Duration::from_millis(100),
         ..gridledger_bench::node_config(dir, network(), peers)
     }
-}
-
-/// Extends the chain in `dir` to `target` blocks; returns the raw bytes of the blocks added.
-fn build_to(dir: &Path, target: u32, per_block: u32) -> Result<u64, String> {
-    let mut ledger = Ledger::open(dir, network()).map_err(|e| e.to_string())?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let model = SignalModel::new(1, Profile::Realistic);
-    let cancel = AtomicBool::new(false);
-    let mut parent = ledger.tip_header().map_err(|e| e.to_string())?;
-    let mut raw = 0u64;
-    let t = Instant::now();
-    while parent.height < target {
-        let mut batch = Vec::with_capacity(1000);
-        while batch.len() < 1000 && parent.height < target {
-            let minute = Minute(FIRST_MINUTE + parent.height);
-            let records: Vec<_> = (1..=per_block)
-                .map(|r| model.record(RelayId(r), minute, 6, RecordFlags::CLOCK_SET))
-                .collect();
-            // Stamped when its records' minute has closed (rule 9), as a miner does.
-            let time = gridledger::run::block_time(parent.time_ms + 1000, 0, &records);
-            let block =
-                assemble(&parent, &records, &key, time, 0, &cancel).ok_or("assembly failed")?;
-            raw += block.to_bytes().len() as u64;
-            parent = block.header;
-            batch.push(block);
-        }
-        for r in ledger.add_batch(batch, u64::MAX / 2) {
-            r.map_err(|e| e.to_string())?;
-        }
-    }
-    eprintln!(
-        "  (built to {target} blocks in {:.0} s)",
-        t.elapsed().as_secs_f64()
-    );
-    Ok(raw)
 }
 
 /// The raw bytes of every main-chain block in `dir` (for a chain this run did not build).
@@ -271,7 +236,7 @@ async fn sync_and_query(
         .ledger
         .tip_header()
         .map_err(|e| e.to_string())?;
-    let next = next_blocks(tip, ACCEPT_RATE * ACCEPT_SECS, per_block)?;
+    let next = gridledger_bench::next_blocks(tip, ACCEPT_RATE * ACCEPT_SECS, per_block)?;
     let fresh_base = format!("http://{}", fresh.addr);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let reads = {
@@ -303,29 +268,6 @@ async fn sync_and_query(
         serving,
         accepting: (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99)),
     })
-}
-
-/// `n` blocks on `parent`, made as [`build_to`] makes them (same key, next minutes).
-fn next_blocks(
-    mut parent: gridledger_chain::Header,
-    n: u32,
-    per_block: u32,
-) -> Result<Vec<gridledger_chain::Block>, String> {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let model = SignalModel::new(1, Profile::Realistic);
-    let cancel = AtomicBool::new(false);
-    let mut out = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let minute = Minute(FIRST_MINUTE + parent.height);
-        let records: Vec<_> = (1..=per_block)
-            .map(|r| model.record(RelayId(r), minute, 6, RecordFlags::CLOCK_SET))
-            .collect();
-        let time = gridledger::run::block_time(parent.time_ms + 1000, 0, &records);
-        let block = assemble(&parent, &records, &key, time, 0, &cancel).ok_or("assembly failed")?;
-        parent = block.header;
-        out.push(block);
-    }
-    Ok(out)
 }
 
 /// Where the file's bytes go, per table, against the raw blocks: what the disk figure is
@@ -523,7 +465,7 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let mut rows = Vec::new();
     for &size in &args.sizes {
-        raw += build_to(&dir, size, per_block)?;
+        raw += gridledger_bench::build_to(&dir, &network(), size, per_block)?;
         let row = measure(
             &dir,
             size,
