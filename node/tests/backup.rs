@@ -562,3 +562,21 @@ fn a_table_the_backup_does_not_know_fails_the_backup_rather_than_being_left_out(
         "no partial file is left"
     );
 }
+
+#[test]
+fn a_node_that_never_mined_backs_up_and_restores() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("empty");
+    build(&dir, &Network::new("never-mined", 0), 0);
+    let out = tmp.path().join("empty.backup");
+    let o = cli(&["backup", "--data-dir", s(&dir), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let restored = tmp.path().join("restored");
+    let o = cli(&["restore", "--from", s(&out), "--data-dir", s(&restored)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ok: network 'never-mined' (0 bits), height 0"),
+        "{}",
+        text(&o)
+    );
+}

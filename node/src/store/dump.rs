@@ -381,6 +381,17 @@ impl Restorer {
 
     /// Writes what is buffered and makes it all durable; the database is closed on return.
     pub fn finish(mut self) -> Result<(), DumpError> {
+        // A table without rows has none in the dump, yet readers expect it: a node that
+        // never mined has an empty `main`. Every table a store makes is made (not the old
+        // `blocks`, whose presence would mean blocks to move).
+        self.flush(false)?;
+        for table in TABLES.iter().filter(|t| **t != "blocks") {
+            if !self.seen.iter().any(|s| s == table) {
+                self.table = Some((*table).to_owned());
+                self.flush(false)?;
+            }
+        }
+        self.table = None;
         self.flush(true)?;
         if !self.seen.iter().any(|t| t == "meta") {
             return Err(DumpError::BadRow {
