@@ -146,3 +146,39 @@ fn a_newer_format_is_refused_with_a_clear_message() {
         other => panic!("a newer data dir opened: {other:?}"),
     }
 }
+
+#[test]
+fn a_damaged_format_stamp_is_damage_not_an_unstamped_data_dir() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    copy_fixture(&dir);
+    {
+        let db = redb::Database::open(dir.join("chain.redb")).expect("opens");
+        let txn = db.begin_write().expect("txn");
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut t = txn.open_table(meta).expect("meta");
+            t.insert("format", [2u8, 0, 0].as_slice()).expect("row");
+        }
+        txn.commit().expect("commits");
+    }
+    let out = Command::new(BIN)
+        .args(["verify", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("gridledger");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("format stamp is 3 bytes"), "{err}");
+    // A writable open refuses it too, and leaves the stamp as it was.
+    assert!(matches!(
+        Store::open_existing(&dir),
+        Err(gridledger::store::StoreError::BadStamp(_))
+    ));
+    let db = redb::Database::open(dir.join("chain.redb")).expect("opens");
+    let txn = redb::ReadableDatabase::begin_read(&db).expect("txn");
+    let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let t = txn.open_table(meta).expect("meta");
+    let v = t.get("format").expect("get").expect("still there");
+    assert_eq!(v.value(), [2u8, 0, 0].as_slice());
+}

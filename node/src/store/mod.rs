@@ -143,6 +143,9 @@ pub enum StoreError {
     /// The store was opened read-only (`verify`, `export`).
     #[error("the store is open read-only")]
     ReadOnly,
+    /// A stamp the data dir carries (its format) is unreadable: damage, never guessed at.
+    #[error("the data dir's stamp is damaged: {0}")]
+    BadStamp(String),
     /// The storage engine panicked on the file: its own structures are damaged in a way it
     /// does not check for.
     #[error("the database file is damaged: the storage engine failed ({0})")]
@@ -159,7 +162,9 @@ impl StoreError {
     #[must_use]
     pub fn is_corruption(&self) -> bool {
         match self {
-            StoreError::Corrupt { .. } | StoreError::EnginePanic(_) => true,
+            StoreError::Corrupt { .. } | StoreError::EnginePanic(_) | StoreError::BadStamp(_) => {
+                true
+            }
             StoreError::BlockFile(e) => !matches!(e, crate::blockfile::BlockFileError::Io { .. }),
             StoreError::Db { source, .. } => match source.as_ref() {
                 redb::Error::Io(e) => matches!(
@@ -1269,10 +1274,18 @@ impl Store {
 
     /// The data dir's format ([`FORMAT`]); 0 for one written before formats were numbered.
     pub fn format(&self) -> Result<u32, StoreError> {
-        Ok(self
-            .meta(FORMAT_KEY)?
-            .and_then(|v| v.try_into().ok().map(u32::from_le_bytes))
-            .unwrap_or(0))
+        match self.meta(FORMAT_KEY)? {
+            None => Ok(0),
+            Some(v) => match <[u8; 4]>::try_from(v.as_slice()) {
+                Ok(b) => Ok(u32::from_le_bytes(b)),
+                // Never taken as "unstamped" and stamped over: that would let a damaged
+                // file, or one of a format still to come, be written as this one.
+                Err(_) => Err(StoreError::BadStamp(format!(
+                    "its format stamp is {} bytes, not 4",
+                    v.len()
+                ))),
+            },
+        }
     }
 
     /// Refuses a data dir of a newer format; stamps an older one (writable opens only).
