@@ -580,3 +580,74 @@ fn a_node_that_never_mined_backs_up_and_restores() {
         text(&o)
     );
 }
+
+#[test]
+fn a_client_that_stops_reading_loses_its_copy_and_frees_the_node_for_the_next() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("node");
+    // Bigger than a socket's buffers: the node must block on a client that reads nothing.
+    build(&dir, &Network::new("stall", 0), 2000);
+    let port = common::free_port();
+    let _node = common::Proc(
+        Command::new(BIN)
+            .args([
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                s(&dir),
+            ])
+            .args(["--network", "stall", "--difficulty-bits", "0"])
+            .env("GRIDLEDGER_BACKUP_STALL_SECS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
+    let socket = dir.join("control.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stalled = loop {
+        if let Ok(c) = std::os::unix::net::UnixStream::connect(&socket) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no control socket");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stalled.write_all(b"backup 1\n").expect("request");
+    let mut head = [0u8; 8];
+    stalled.read_exact(&mut head).expect("the copy starts");
+    assert_eq!(&head, b"GLBACKUP");
+    // While the stalled copy holds the slot, another is refused, and says why.
+    let out = tmp.path().join("b");
+    let o = cli(&["backup", "--data-dir", s(&dir), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already being made"),
+        "{}",
+        text(&o)
+    );
+    // Past the stall limit the node gives up on it, and the next copy is whole. (The limit
+    // holds for each write, and the write blocked on may have sent part of its bytes
+    // first: up to twice the limit.)
+    std::thread::sleep(Duration::from_secs(7));
+    let o = cli(&["backup", "--data-dir", s(&dir), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("height 2000"),
+        "{}",
+        text(&o)
+    );
+    // The stalled client's copy ends short of its seal: never a whole-looking backup.
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    let mut all = head.to_vec();
+    all.extend_from_slice(&rest);
+    let mut r = Reader::new(all.as_slice()).expect("a backup's header");
+    let mut end = Ok(Some(()));
+    while let Ok(Some(_)) = end {
+        end = r.next_frame().map(|f| f.map(|_| ()));
+    }
+    assert!(end.is_err(), "the stalled copy read as whole");
+}

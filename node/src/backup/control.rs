@@ -59,6 +59,19 @@ impl Pace {
 }
 /// How long a client may take to send its request line.
 const REQUEST_WAIT: Duration = Duration::from_secs(5);
+/// How long the node waits on a client that stops reading (suspended, or hostile) before it
+/// ends the copy: meanwhile the copy holds a read transaction, whose pages the database
+/// cannot reuse, and the one backup slot. The limit holds for each write, and a write may
+/// send part of its bytes before it blocks: up to twice this in all.
+/// `GRIDLEDGER_BACKUP_STALL_SECS` changes it.
+const STALL: Duration = Duration::from_secs(30);
+
+fn stall() -> Duration {
+    std::env::var("GRIDLEDGER_BACKUP_STALL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(STALL, Duration::from_secs)
+}
 
 /// A dump written as a backup: the sink both the node and an offline backup use.
 #[derive(Debug)]
@@ -187,7 +200,10 @@ fn answer(
     let refuse = |mut c: &std::os::unix::net::UnixStream, why: &str| {
         let _ = writeln!(c, "ERR {why}");
     };
-    if conn.set_nonblocking(false).is_err() || conn.set_read_timeout(Some(REQUEST_WAIT)).is_err() {
+    if conn.set_nonblocking(false).is_err()
+        || conn.set_read_timeout(Some(REQUEST_WAIT)).is_err()
+        || conn.set_write_timeout(Some(stall())).is_err()
+    {
         return;
     }
     let mut line = String::new();
