@@ -44,6 +44,73 @@ pub const TABLES: &[&str] = &[
     "evidence",
 ];
 
+/// Runs `$body` with `$def` bound to the definition of the table named `$name`, and `$text`
+/// to whether its key is text; `$other` for a name not in [`TABLES`]. The one place a name
+/// meets its table, for the dump and the restore alike.
+macro_rules! by_name {
+    ($name:expr, |$def:ident, $text:ident| $body:expr, $other:expr) => {
+        match $name {
+            "meta" => {
+                let ($def, $text) = (META, true);
+                $body
+            }
+            "main" => {
+                let ($def, $text) = (MAIN, false);
+                $body
+            }
+            "ids" => {
+                let ($def, $text) = (IDS, false);
+                $body
+            }
+            "locs" => {
+                let ($def, $text) = (LOCS, false);
+                $body
+            }
+            "side" => {
+                let ($def, $text) = (SIDE, false);
+                $body
+            }
+            "records" => {
+                let ($def, $text) = (RECORDS, false);
+                $body
+            }
+            "blocks" => {
+                let ($def, $text) = (BLOCKS, false);
+                $body
+            }
+            "disputes" => {
+                let ($def, $text) = (DISPUTES, false);
+                $body
+            }
+            "witness" => {
+                let ($def, $text) = (WITNESS, false);
+                $body
+            }
+            "witness_range" => {
+                let ($def, $text) = (WITNESS_RANGE, false);
+                $body
+            }
+            "finality" => {
+                let ($def, $text) = (FINALITY, true);
+                $body
+            }
+            "checkpoints" => {
+                let ($def, $text) = (CHECKPOINTS, false);
+                $body
+            }
+            "tlog" => {
+                let ($def, $text) = (TLOG, false);
+                $body
+            }
+            "evidence" => {
+                let ($def, $text) = (EVIDENCE, false);
+                $body
+            }
+            _ => $other,
+        }
+    };
+}
+
 /// Rows a [`Restorer`] writes per transaction.
 const BATCH: usize = 200_000;
 
@@ -194,23 +261,11 @@ impl Store {
         out.begin(&snapshot).map_err(DumpError::Out)?;
         let mut rows = 0;
         for name in TABLES {
-            rows += match *name {
-                "meta" => copy_rows(&txn, META, out, cancel, &err)?,
-                "main" => copy_rows(&txn, MAIN, out, cancel, &err)?,
-                "ids" => copy_rows(&txn, IDS, out, cancel, &err)?,
-                "locs" => copy_rows(&txn, LOCS, out, cancel, &err)?,
-                "side" => copy_rows(&txn, SIDE, out, cancel, &err)?,
-                "records" => copy_rows(&txn, RECORDS, out, cancel, &err)?,
-                "blocks" => copy_rows(&txn, BLOCKS, out, cancel, &err)?,
-                "disputes" => copy_rows(&txn, DISPUTES, out, cancel, &err)?,
-                "witness" => copy_rows(&txn, WITNESS, out, cancel, &err)?,
-                "witness_range" => copy_rows(&txn, WITNESS_RANGE, out, cancel, &err)?,
-                "finality" => copy_rows(&txn, FINALITY, out, cancel, &err)?,
-                "checkpoints" => copy_rows(&txn, CHECKPOINTS, out, cancel, &err)?,
-                "tlog" => copy_rows(&txn, TLOG, out, cancel, &err)?,
-                "evidence" => copy_rows(&txn, EVIDENCE, out, cancel, &err)?,
-                other => return Err(DumpError::UnknownTable((*other).to_owned())),
-            };
+            rows += by_name!(
+                *name,
+                |def, _text| copy_rows(&txn, def, out, cancel, &err)?,
+                return Err(DumpError::UnknownTable((*name).to_owned()))
+            );
         }
         drop(txn);
         if blockfile_end > 0 {
@@ -358,23 +413,11 @@ impl Restorer {
         }
         let rows = std::mem::take(&mut self.rows);
         if let Some(table) = self.table.as_deref() {
-            match table {
-                "meta" => put_rows(&txn, META, &rows, true)?,
-                "main" => put_rows(&txn, MAIN, &rows, false)?,
-                "ids" => put_rows(&txn, IDS, &rows, false)?,
-                "locs" => put_rows(&txn, LOCS, &rows, false)?,
-                "side" => put_rows(&txn, SIDE, &rows, false)?,
-                "records" => put_rows(&txn, RECORDS, &rows, false)?,
-                "blocks" => put_rows(&txn, BLOCKS, &rows, false)?,
-                "disputes" => put_rows(&txn, DISPUTES, &rows, false)?,
-                "witness" => put_rows(&txn, WITNESS, &rows, false)?,
-                "witness_range" => put_rows(&txn, WITNESS_RANGE, &rows, false)?,
-                "finality" => put_rows(&txn, FINALITY, &rows, true)?,
-                "checkpoints" => put_rows(&txn, CHECKPOINTS, &rows, false)?,
-                "tlog" => put_rows(&txn, TLOG, &rows, false)?,
-                "evidence" => put_rows(&txn, EVIDENCE, &rows, false)?,
-                other => return Err(DumpError::UnknownTable(other.to_owned())),
-            }
+            by_name!(
+                table,
+                |def, text| put_rows(&txn, def, &rows, text)?,
+                return Err(DumpError::UnknownTable(table.to_owned()))
+            );
         }
         txn.commit().map_err(|e| self.db_err(e))
     }
