@@ -6,7 +6,8 @@
 //! holding the whole chain, over loopback HTTP (raw block lists, validation of every block
 //! with its signature, durable commits). Then, in the same run, the reference: full
 //! verification of the same blocks in memory (`validate::verify_run`, every rule, on every
-//! core), and the ratio of the two (issue 14's goal: sync at >= 0.5 of verification).
+//! core), and the ratio of the two (issue 14's goal: sync at >= 0.5 of verification;
+//! issue 33's for one-record blocks: >= 0.6).
 //!
 //! `cargo run --release -p gridledger-bench --bin sync-bench -- --blocks 20000`
 //! (`--chain-dir DIR` keeps the built chain and reuses it on the next run with the same
@@ -152,9 +153,12 @@ async fn run(
     source.stop().await;
     let sync_rate = f64::from(blocks) / secs;
     let verify_rate = verification_rate(a, blocks)?;
+    // Issue 14's goal, and issue 33's for one-record blocks, where a pull's per-block cost
+    // (HTTP, the commit's index rows) weighs most.
+    let goal = if per_block == 1 { 0.60 } else { 0.50 };
     println!(
         "full verification of the same blocks in memory: {verify_rate:.0} blocks/s\n\
-         sync / verification: {:.2} (goal >= 0.50)",
+         sync / verification: {:.2} (goal >= {goal:.2})",
         sync_rate / verify_rate
     );
     Ok(())

@@ -103,6 +103,13 @@ impl Incoming {
             })
     }
 
+    /// Adds `later`'s blocks after these: batches fetched one after the other, committed
+    /// as one.
+    pub fn append(&mut self, later: Incoming) {
+        self.items.extend(later.items);
+        self.spent += later.spent;
+    }
+
     /// Keeps the first `n` blocks.
     pub fn truncate(&mut self, n: usize) {
         self.items.truncate(n);

@@ -570,30 +570,36 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
     // task and the height it asked from; it is dropped (aborted) if the pull stops or steps
     // back.
     let mut ahead: std::collections::VecDeque<(u32, Fetching)> = std::collections::VecDeque::new();
+    // A batch taken from `ahead` to join a commit that turned out empty or failed: the
+    // next round's.
+    let mut pending: Option<(u32, Result<Fetched, PeerError>)> = None;
     let result = 'pull: {
         for _ in 0..MAX_BATCHES {
             if !linked {
                 from = our_height.saturating_sub(back).max(1);
             }
-            let fetched = match ahead.pop_front() {
-                Some((at, task)) if at == from => match task.await {
-                    Ok(r) => r,
-                    Err(e) => Err(PeerError::BadAnswer(format!("fetch task: {e}"))),
+            let fetched = match pending.take() {
+                Some((at, r)) if at == from => r,
+                _ => match ahead.pop_front() {
+                    Some((at, task)) if at == from => match task.await {
+                        Ok(r) => r,
+                        Err(e) => Err(PeerError::BadAnswer(format!("fetch task: {e}"))),
+                    },
+                    other => {
+                        if let Some((_, task)) = other {
+                            task.abort();
+                        }
+                        for (_, task) in ahead.drain(..) {
+                            task.abort();
+                        }
+                        fetch_prechecked(client, peer, from, limit, rules.clone()).await
+                    }
                 },
-                other => {
-                    if let Some((_, task)) = other {
-                        task.abort();
-                    }
-                    for (_, task) in ahead.drain(..) {
-                        task.abort();
-                    }
-                    fetch_prechecked(client, peer, from, limit, rules.clone()).await
-                }
             };
             // A request that timed out is asked again for a quarter as many blocks (a slow
             // link); any other failed fetch (unreachable, malformed, not the blocks asked
             // for) ends the pull with its own error.
-            let Fetched { count, pre } = match fetched {
+            let Fetched { mut count, mut pre } = match fetched {
                 Ok(f) => f,
                 Err(PeerError::Unreachable(e)) if e.is_timeout() && limit > MIN_LIMIT => {
                     limit = (limit / 4).max(MIN_LIMIT);
@@ -606,9 +612,41 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
                 break 'pull Ok(stored);
             }
             let stored_before = stored;
+            let mut full = count == limit;
+            // Batches right behind this one that are fetched and prechecked already join
+            // its commit: one durable commit, and one pass over the index pages their
+            // blocks touch, for up to `PREFETCH + 1` batches. (A failed one is kept for the
+            // next round, which reports it.)
+            while linked && full {
+                let next = from.saturating_add(count);
+                if !ahead
+                    .front()
+                    .is_some_and(|(at, task)| *at == next && task.is_finished())
+                {
+                    break;
+                }
+                let Some((at, task)) = ahead.pop_front() else {
+                    break;
+                };
+                match task.await {
+                    Ok(Ok(more)) if more.count > 0 => {
+                        full = more.count == limit;
+                        count = count.saturating_add(more.count);
+                        pre.append(more.pre);
+                    }
+                    Ok(r) => {
+                        pending = Some((at, r));
+                        break;
+                    }
+                    Err(e) => {
+                        pending = Some((at, Err(PeerError::BadAnswer(format!("fetch task: {e}")))));
+                        break;
+                    }
+                }
+            }
             // Already linked and the peer has more: fetch the next batches meanwhile (two
             // ahead: one on the wire while the other is prechecked).
-            if linked && count == limit {
+            if linked && full {
                 let mut at = ahead
                     .back()
                     .map_or(from.saturating_add(count), |(h, _)| h.saturating_add(limit));

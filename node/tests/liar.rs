@@ -1,7 +1,8 @@
 //! No peer can stall the node: beside an honest peer, a lying one claims enormous work and
 //! answers every `GET /blocks`, slowly, with a block the node already has. The node still
 //! follows the honest peer within two sync periods, `POST /peers/resolve` answers within
-//! its timeout with a result per peer, and `/peers` shows the liar backed off.
+//! its timeout with a result per peer, and `/peers` shows the liar backed off. Then peers
+//! that lie in other ways: a slow link, and a bad batch behind good ones.
 
 mod common;
 
@@ -244,6 +245,102 @@ async fn a_slow_peer_is_asked_for_fewer_blocks_and_the_sync_completes() {
     assert!(
         limits.iter().any(|&l| l > 500) && limits.iter().any(|&l| l <= 500),
         "asked limits {limits:?}"
+    );
+    node.stop().await;
+    honest.stop().await;
+}
+
+/// A peer whose batches of a long sync are right until the third, which starts at height 1
+/// again instead of where it was asked (and is asked again each round): the node keeps the two good batches (whether they
+/// were committed one by one or together), stores nothing of the bad one, and names the
+/// fault. A batch fetched ahead and found bad while the one before it is stored is reported
+/// in its turn, not lost and not skipped over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_batch_behind_good_ones_stops_the_pull_at_it() {
+    use axum::extract::Request;
+    use axum::response::IntoResponse;
+    const GOOD: u32 = 2 * gridledger::wire::MAX_LIMIT;
+    const BLOCKS: u32 = GOOD + gridledger::wire::MAX_LIMIT + 500;
+    let net = Network::new("bad-batch", 0);
+    let (da, db) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    gridledger::offline::debug_append(da.path(), "bad-batch", 0, BLOCKS, &mut std::io::sink())
+        .expect("chain built");
+    let honest = start(
+        common::node_config(da.path(), net.clone(), &[], Vec::new()),
+        common::key(1),
+    )
+    .await
+    .expect("node starts");
+    let upstream = honest.addr;
+    let client = gridledger::wire::builder().build().expect("http client");
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let client = client.clone();
+        async move {
+            let mut path = req
+                .uri()
+                .path_and_query()
+                .map_or("/".to_owned(), ToString::to_string);
+            // Up to GOOD, honest (an answer stops there); above, the blocks from 1.
+            if let Some(q) = path.strip_prefix("/blocks?") {
+                let arg = |name: &str| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix(name))
+                        .and_then(|v| v.parse::<u32>().ok())
+                };
+                let (from, limit) = (arg("from=").unwrap_or(0), arg("limit=").unwrap_or(1));
+                path = if from > GOOD {
+                    format!("/blocks?from=1&limit={limit}")
+                } else {
+                    format!("/blocks?from={from}&limit={}", limit.min(GOOD + 1 - from))
+                };
+            }
+            let mut up = client.get(format!("http://{upstream}{path}"));
+            if let Some(accept) = req.headers().get("accept") {
+                up = up.header("accept", accept.as_bytes());
+            }
+            match up.send().await {
+                Ok(r) => r.bytes().await.unwrap_or_default().to_vec().into_response(),
+                Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+    });
+    let proxy = format!("http://{}", common::serve_router(app).await);
+    let node = start(
+        common::node_config(db.path(), net, &[], vec![proxy.clone()]),
+        common::key(2),
+    )
+    .await
+    .expect("node starts");
+    let wanted = format!("asked for blocks from height {}, got height 1", GOOD + 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (h, error) = {
+            let mut core = node.shared.lock().expect("lock");
+            let error = core.peer_health(&proxy).last_error.clone();
+            (core.ledger.tree().height(), error)
+        };
+        assert!(
+            h <= GOOD,
+            "stored {h} blocks, past the bad batch at {}",
+            GOOD + 1
+        );
+        if h == GOOD && error.as_deref().is_some_and(|e| e.contains(&wanted)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "height {h} of {GOOD}, the peer's last error {error:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two more sync periods: the node asks again, and still stores nothing past it.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        node.shared.lock().expect("lock").ledger.tree().height(),
+        GOOD
     );
     node.stop().await;
     honest.stop().await;

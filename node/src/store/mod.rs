@@ -1255,9 +1255,22 @@ impl Store {
             // Opened once per transaction, not once per block: a sync commits 2 000 blocks
             // at a time.
             let mut tables = Tables::open(&txn).map_err(|e| self.err(e))?;
+            // The `ids` rows of blocks that extend the chain wait, and go in by key: an id
+            // is a hash, so in chain order each row lands on another page of the index (a
+            // page copied, then written, per block); by key, a batch walks the index once.
+            // In a sync of one-record blocks this was a fifth of the node's time.
+            let mut due = Vec::new();
             for ((block, id, change), loc) in items.iter().zip(&locs) {
-                self.apply(&mut tables, block, id, *loc, change, tree)?;
+                if matches!(change, Change::Extended) {
+                    let h = tree.height_of(id).unwrap_or(block.header.height);
+                    self.extend_main(&mut tables, id, h, *loc, tree)?;
+                    due.push((id_key(id), h, **id, *loc));
+                } else {
+                    self.put_ids(&mut tables, &mut due)?;
+                    self.apply(&mut tables, block, id, *loc, change, tree)?;
+                }
             }
+            self.put_ids(&mut tables, &mut due)?;
         }
         // The verified mark, in the same transaction: every block stored passed every
         // rule before it was stored, so the main chain up to the tip is verified.
@@ -1500,6 +1513,50 @@ impl Store {
         Ok(())
     }
 
+    /// A block joins the main chain at `height` as its new tip: its `main` row and its
+    /// records' rows; its `ids` row is the caller's to write ([`Self::put_ids`]).
+    fn extend_main(
+        &self,
+        tables: &mut Tables<'_>,
+        id: &BlockId,
+        height: Height,
+        loc: Location,
+        tree: &BlockTree,
+    ) -> Result<(), StoreError> {
+        tables
+            .main
+            .insert(height, main_value(id, loc).as_slice())
+            .map_err(|e| self.err(e))?;
+        for key in tree.keys_of(id).iter() {
+            tables
+                .records
+                .insert(key.to_u64(), height)
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the `ids` rows of `due` (key, height, id, location; their `main` rows
+    /// written), in key order (blocks of one key in their order), and empties it.
+    fn put_ids(
+        &self,
+        tables: &mut Tables<'_>,
+        due: &mut Vec<(u64, Height, BlockId, Location)>,
+    ) -> Result<(), StoreError> {
+        due.sort_by_key(|d| d.0);
+        for (_, height, id, loc) in due.drain(..) {
+            self.put_id(
+                &mut tables.main,
+                &mut tables.ids,
+                &mut tables.locs,
+                &id,
+                height,
+                loc,
+            )?;
+        }
+        Ok(())
+    }
+
     /// A block joins the main chain at `height`: its `main` and `ids` rows
     /// ([`Self::put_main`]) and its records' rows in the record index.
     #[allow(clippy::too_many_arguments)]
@@ -1537,8 +1594,28 @@ impl Store {
     ) -> Result<(), StoreError> {
         main.insert(height, main_value(id, loc).as_slice())
             .map_err(|e| self.err(e))?;
+        self.put_id(main, ids, locs, id, height, loc)
+    }
+
+    /// Writes the `ids` row of `id`, the main chain's block at `height` (its `main` row
+    /// written), unless another main-chain block holds that key: then its location goes in
+    /// `locs` ([`Self::put_main`]).
+    fn put_id(
+        &self,
+        main: &mut redb::Table<u32, &'static [u8]>,
+        ids: &mut redb::Table<u64, u32>,
+        locs: &mut redb::Table<&'static [u8], &'static [u8]>,
+        id: &BlockId,
+        height: Height,
+        loc: Location,
+    ) -> Result<(), StoreError> {
         let key = id_key(id);
-        let held = ids.get(key).map_err(|e| self.err(e))?.map(|v| v.value());
+        // Written first, and put back if it held another main-chain block's key: one walk
+        // down the index in the usual case, not a read and then a write.
+        let held = ids
+            .insert(key, height)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value());
         if let Some(other) = held.filter(|&h| h != height) {
             let row = main
                 .get(other)
@@ -1547,13 +1624,12 @@ impl Store {
             if let Some(row) = row {
                 let (found, _) = main_row(other, &row)?;
                 if id_key(&found) == key {
+                    ids.insert(key, other).map_err(|e| self.err(e))?;
                     locs.insert(id.0.as_slice(), loc.to_bytes().as_slice())
                         .map_err(|e| self.err(e))?;
-                    return Ok(());
                 }
             }
         }
-        ids.insert(key, height).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -1633,6 +1709,59 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A batch's `ids` rows go in by key, not in chain order: each block is found by its
+    /// id, two whose ids end alike included, the first of them keeping the key.
+    #[test]
+    fn a_batch_of_ids_in_key_order_finds_every_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), "t", 0, true).expect("opens");
+        let a = BlockId([0xa0; 32]);
+        let mut b = BlockId([0xb0; 32]);
+        b.0[24..].copy_from_slice(&a.0[24..]);
+        let c = BlockId([0x01; 32]);
+        let d = BlockId([0xff; 32]);
+        let blocks = [a, b, c, d];
+        let loc = |h: u32| Location {
+            offset: u64::from(h) * 100,
+            len: 50,
+        };
+        let txn = store.begin_write().expect("txn");
+        {
+            let mut tables = Tables::open(&txn).expect("tables");
+            let mut due = Vec::new();
+            for (i, id) in blocks.iter().enumerate() {
+                let h = i as u32 + 1;
+                tables
+                    .main
+                    .insert(h, main_value(id, loc(h)).as_slice())
+                    .expect("main row");
+                due.push((id_key(id), h, *id, loc(h)));
+            }
+            store.put_ids(&mut tables, &mut due).expect("ids");
+            assert!(due.is_empty(), "written and emptied");
+            let held = tables
+                .ids
+                .get(id_key(&a))
+                .expect("reads")
+                .map(|v| v.value());
+            assert_eq!(held, Some(1), "the first block of a key keeps it");
+            assert_eq!(tables.ids.len().expect("len"), 3);
+        }
+        txn.commit().expect("commit");
+        let txn = store.db.begin_read().expect("txn");
+        let main = txn.open_table(MAIN).expect("main");
+        let ids = txn.open_table(IDS).expect("ids");
+        let locs = txn.open_table(LOCS).expect("locs");
+        for (i, id) in blocks.iter().enumerate() {
+            let found = store
+                .locate(&main, Some(&ids), Some(&locs), id)
+                .expect("reads");
+            assert_eq!(found, Some(loc(i as u32 + 1)), "block {i}");
+        }
+        drop((main, ids, locs, txn));
+        store.check_ids().expect("every block found by id");
+    }
+
     /// Two main-chain blocks whose ids end alike (a miner can grind for that at a low
     /// difficulty) are both found by id, each at its own location: the second one's
     /// location goes to `locs`, and a lookup checks the whole id.
@@ -1663,6 +1792,8 @@ mod tests {
                 .put_main(&mut main, &mut ids, &mut locs, &b, 2, lb)
                 .expect("b");
             assert_eq!(locs.len().expect("len"), 1, "b's location, in locs");
+            let held = ids.get(id_key(&a)).expect("reads").map(|v| v.value());
+            assert_eq!(held, Some(1), "the key stays a's");
         }
         txn.commit().expect("commit");
         let txn = store.db.begin_read().expect("txn");
