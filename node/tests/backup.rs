@@ -581,8 +581,11 @@ fn a_node_that_never_mined_backs_up_and_restores() {
     );
 }
 
+/// The control socket is the node's user's alone (mode 0600), but what comes over it is
+/// still checked: garbage is refused by name and takes no slot, and a client that asks for
+/// a copy and then reads nothing loses it after the stall limit, freeing the slot.
 #[test]
-fn a_client_that_stops_reading_loses_its_copy_and_frees_the_node_for_the_next() {
+fn garbage_and_a_client_that_stops_reading_leave_the_node_free_for_the_next() {
     use std::io::{Read, Write};
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("node");
@@ -615,6 +618,23 @@ fn a_client_that_stops_reading_loses_its_copy_and_frees_the_node_for_the_next() 
         assert!(Instant::now() < deadline, "no control socket");
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Garbage on the socket gets a named refusal and takes no slot: a word, a line longer
+    // than any request, a rate that is not a number, bytes that are not UTF-8.
+    for garbage in [
+        &b"hello\n"[..],
+        &[b'x'; 300][..],
+        &b"backup 1 max-rate=fast\n"[..],
+        &b"backup 1\xff\xfe\n"[..],
+    ] {
+        let mut c = std::os::unix::net::UnixStream::connect(&socket).expect("connects");
+        c.write_all(garbage).expect("sent");
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).expect("an answer");
+        assert!(
+            answer.starts_with("ERR unknown request"),
+            "{garbage:?} answered {answer:?}"
+        );
+    }
     stalled.write_all(b"backup 1\n").expect("request");
     let mut head = [0u8; 8];
     stalled.read_exact(&mut head).expect("the copy starts");

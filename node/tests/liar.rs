@@ -172,49 +172,40 @@ async fn a_lying_peer_neither_stalls_sync_nor_resolve() {
     honest.stop().await;
 }
 
-/// A peer behind a link too slow to carry a full batch within the request timeout: a proxy
-/// in front of an honest node holds every `GET /blocks` asking for more than 500 blocks for
-/// longer than the timeout. The syncing node asks again for fewer and takes the whole chain.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_peer_is_asked_for_fewer_blocks_and_the_sync_completes() {
+/// An honest node holding a chain of `blocks` blocks on network `name`, and a proxy in
+/// front of it that passes each request's path and query through `shape` (which may wait,
+/// or ask for something else) before forwarding it. Returns the node, its data dir and
+/// the proxy's URL.
+async fn honest_behind<F, Fut>(
+    name: &str,
+    blocks: u32,
+    shape: F,
+) -> (gridledger::run::RunningNode, tempfile::TempDir, String)
+where
+    F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
     use axum::extract::Request;
     use axum::response::IntoResponse;
-    const BLOCKS: u32 = 1_200;
-    let net = Network::new("slow-link", 0);
-    let (da, db) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-    gridledger::offline::debug_append(da.path(), "slow-link", 0, BLOCKS, &mut std::io::sink())
+    let dir = tempfile::tempdir().expect("tempdir");
+    gridledger::offline::debug_append(dir.path(), name, 0, blocks, &mut std::io::sink())
         .expect("chain built");
     let honest = start(
-        common::node_config(da.path(), net.clone(), &[], Vec::new()),
+        common::node_config(dir.path(), Network::new(name, 0), &[], Vec::new()),
         common::key(1),
     )
     .await
     .expect("node starts");
     let upstream = honest.addr;
-    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
-    let seen = std::sync::Arc::clone(&asked);
     let client = gridledger::wire::builder().build().expect("http client");
     let app = axum::Router::new().fallback(move |req: Request| {
-        let (client, seen) = (client.clone(), std::sync::Arc::clone(&seen));
+        let (client, shape) = (client.clone(), shape.clone());
         async move {
             let path = req
                 .uri()
                 .path_and_query()
                 .map_or("/".to_owned(), ToString::to_string);
-            if path.starts_with("/blocks?") {
-                let limit = path
-                    .split(['?', '&'])
-                    .find_map(|kv| kv.strip_prefix("limit="))
-                    .and_then(|v| v.parse::<u32>().ok())
-                    .unwrap_or(100);
-                seen.lock().expect("lock").push(limit);
-                if limit > 500 {
-                    tokio::time::sleep(gridledger::wire::TIMEOUT + Duration::from_secs(1)).await;
-                }
-            }
+            let path = shape(path).await;
             let mut up = client.get(format!("http://{upstream}{path}"));
             if let Some(accept) = req.headers().get("accept") {
                 up = up.header("accept", accept.as_bytes());
@@ -225,9 +216,42 @@ async fn a_slow_peer_is_asked_for_fewer_blocks_and_the_sync_completes() {
             }
         }
     });
-    let proxy = common::serve_router(app).await;
+    let proxy = format!("http://{}", common::serve_router(app).await);
+    (honest, dir, proxy)
+}
+
+/// The value of `name` (`"limit="`) in a `/blocks?` request's query.
+fn query_arg(path: &str, name: &str) -> Option<u32> {
+    path.strip_prefix("/blocks?")?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A peer behind a link too slow to carry a full batch within the request timeout: a proxy
+/// in front of an honest node holds every `GET /blocks` asking for more than 500 blocks for
+/// longer than the timeout. The syncing node asks again for fewer and takes the whole chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_peer_is_asked_for_fewer_blocks_and_the_sync_completes() {
+    const BLOCKS: u32 = 1_200;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let seen = std::sync::Arc::clone(&asked);
+    let (honest, _da, proxy) = honest_behind("slow-link", BLOCKS, move |path: String| {
+        let seen = std::sync::Arc::clone(&seen);
+        async move {
+            if let Some(limit) = query_arg(&path, "limit=") {
+                seen.lock().expect("lock").push(limit);
+                if limit > 500 {
+                    tokio::time::sleep(gridledger::wire::TIMEOUT + Duration::from_secs(1)).await;
+                }
+            }
+            path
+        }
+    })
+    .await;
+    let db = tempfile::tempdir().expect("tempdir");
     let node = start(
-        common::node_config(db.path(), net, &[], vec![format!("http://{proxy}")]),
+        common::node_config(db.path(), Network::new("slow-link", 0), &[], vec![proxy]),
         common::key(2),
     )
     .await
@@ -257,59 +281,27 @@ async fn a_slow_peer_is_asked_for_fewer_blocks_and_the_sync_completes() {
 /// in its turn, not lost and not skipped over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_batch_behind_good_ones_stops_the_pull_at_it() {
-    use axum::extract::Request;
-    use axum::response::IntoResponse;
     const GOOD: u32 = 2 * gridledger::wire::MAX_LIMIT;
     const BLOCKS: u32 = GOOD + gridledger::wire::MAX_LIMIT + 500;
-    let net = Network::new("bad-batch", 0);
-    let (da, db) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-    gridledger::offline::debug_append(da.path(), "bad-batch", 0, BLOCKS, &mut std::io::sink())
-        .expect("chain built");
-    let honest = start(
-        common::node_config(da.path(), net.clone(), &[], Vec::new()),
-        common::key(1),
-    )
-    .await
-    .expect("node starts");
-    let upstream = honest.addr;
-    let client = gridledger::wire::builder().build().expect("http client");
-    let app = axum::Router::new().fallback(move |req: Request| {
-        let client = client.clone();
-        async move {
-            let mut path = req
-                .uri()
-                .path_and_query()
-                .map_or("/".to_owned(), ToString::to_string);
-            // Up to GOOD, honest (an answer stops there); above, the blocks from 1.
-            if let Some(q) = path.strip_prefix("/blocks?") {
-                let arg = |name: &str| {
-                    q.split('&')
-                        .find_map(|kv| kv.strip_prefix(name))
-                        .and_then(|v| v.parse::<u32>().ok())
-                };
-                let (from, limit) = (arg("from=").unwrap_or(0), arg("limit=").unwrap_or(1));
-                path = if from > GOOD {
-                    format!("/blocks?from=1&limit={limit}")
-                } else {
-                    format!("/blocks?from={from}&limit={}", limit.min(GOOD + 1 - from))
-                };
+    // Up to GOOD, honest (an answer stops there); above, the blocks from 1.
+    let (honest, _da, proxy) = honest_behind("bad-batch", BLOCKS, |path: String| async move {
+        match (query_arg(&path, "from="), query_arg(&path, "limit=")) {
+            (Some(from), Some(limit)) if from > GOOD => format!("/blocks?from=1&limit={limit}"),
+            (Some(from), Some(limit)) => {
+                format!("/blocks?from={from}&limit={}", limit.min(GOOD + 1 - from))
             }
-            let mut up = client.get(format!("http://{upstream}{path}"));
-            if let Some(accept) = req.headers().get("accept") {
-                up = up.header("accept", accept.as_bytes());
-            }
-            match up.send().await {
-                Ok(r) => r.bytes().await.unwrap_or_default().to_vec().into_response(),
-                Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
-            }
+            _ => path,
         }
-    });
-    let proxy = format!("http://{}", common::serve_router(app).await);
+    })
+    .await;
+    let db = tempfile::tempdir().expect("tempdir");
     let node = start(
-        common::node_config(db.path(), net, &[], vec![proxy.clone()]),
+        common::node_config(
+            db.path(),
+            Network::new("bad-batch", 0),
+            &[],
+            vec![proxy.clone()],
+        ),
         common::key(2),
     )
     .await

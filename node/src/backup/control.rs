@@ -197,8 +197,13 @@ fn answer(
     cancel: &AtomicBool,
     busy: &AtomicBool,
 ) {
+    // The answer, then what the client sent past the request read and dropped (a bounded
+    // amount, within the read timeout): closing on unread bytes would reset the connection
+    // and the client would lose the answer.
     let refuse = |mut c: &std::os::unix::net::UnixStream, why: &str| {
         let _ = writeln!(c, "ERR {why}");
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let _ = std::io::copy(&mut std::io::Read::take(c, 1 << 16), &mut std::io::sink());
     };
     if conn.set_nonblocking(false).is_err()
         || conn.set_read_timeout(Some(REQUEST_WAIT)).is_err()

@@ -631,7 +631,9 @@ impl Store {
                     let Tables {
                         main, ids, locs, ..
                     } = &mut tables;
-                    self.put_main(main, ids, locs, &id, h, at)?;
+                    main.insert(h, main_value(&id, at).as_slice())
+                        .map_err(|e| self.err(e))?;
+                    self.put_id(main, ids, locs, &id, h, at)?;
                 }
                 if done {
                     let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -806,7 +808,7 @@ impl Store {
 
     /// Checks the id index against the main chain (`gridledger verify`): each main-chain
     /// block is found by its id at its own height, either through its `ids` row or, when
-    /// another main-chain block's id ends alike (see `put_main`), through `locs`; and `ids`
+    /// another main-chain block's id ends alike (see `put_id`), through `locs`; and `ids`
     /// holds no other row. A data dir from before the index (no [`MAIN_LOCS`]) has
     /// nothing to check. One read transaction, one pass over `main`.
     pub fn check_ids(&self) -> Result<(), StoreError> {
@@ -1558,7 +1560,7 @@ impl Store {
     }
 
     /// A block joins the main chain at `height`: its `main` and `ids` rows
-    /// ([`Self::put_main`]) and its records' rows in the record index.
+    /// ([`Self::put_id`]) and its records' rows in the record index.
     #[allow(clippy::too_many_arguments)]
     fn join_main(
         &self,
@@ -1571,7 +1573,9 @@ impl Store {
         loc: Location,
         tree: &BlockTree,
     ) -> Result<(), StoreError> {
-        self.put_main(main, ids, locs, id, height, loc)?;
+        main.insert(height, main_value(id, loc).as_slice())
+            .map_err(|e| self.err(e))?;
+        self.put_id(main, ids, locs, id, height, loc)?;
         for key in tree.keys_of(id).iter() {
             records
                 .insert(key.to_u64(), height)
@@ -1580,26 +1584,9 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the main-chain row of `id` at `height` with its location, and its `ids` row,
-    /// unless another main-chain block holds that key (two ids alike in their last 8
-    /// bytes, which a miner could grind for): then the location goes in `locs`.
-    fn put_main(
-        &self,
-        main: &mut redb::Table<u32, &'static [u8]>,
-        ids: &mut redb::Table<u64, u32>,
-        locs: &mut redb::Table<&'static [u8], &'static [u8]>,
-        id: &BlockId,
-        height: Height,
-        loc: Location,
-    ) -> Result<(), StoreError> {
-        main.insert(height, main_value(id, loc).as_slice())
-            .map_err(|e| self.err(e))?;
-        self.put_id(main, ids, locs, id, height, loc)
-    }
-
     /// Writes the `ids` row of `id`, the main chain's block at `height` (its `main` row
-    /// written), unless another main-chain block holds that key: then its location goes in
-    /// `locs` ([`Self::put_main`]).
+    /// written), unless another main-chain block holds that key (two ids alike in their
+    /// last 8 bytes, which a miner could grind for): then its location goes in `locs`.
     fn put_id(
         &self,
         main: &mut redb::Table<u32, &'static [u8]>,
@@ -1785,12 +1772,13 @@ mod tests {
             let mut main = txn.open_table(MAIN).expect("main");
             let mut ids = txn.open_table(IDS).expect("ids");
             let mut locs = txn.open_table(LOCS).expect("locs");
-            store
-                .put_main(&mut main, &mut ids, &mut locs, &a, 1, la)
-                .expect("a");
-            store
-                .put_main(&mut main, &mut ids, &mut locs, &b, 2, lb)
-                .expect("b");
+            for (id, h, at) in [(&a, 1, la), (&b, 2, lb)] {
+                main.insert(h, main_value(id, at).as_slice())
+                    .expect("main row");
+                store
+                    .put_id(&mut main, &mut ids, &mut locs, id, h, at)
+                    .expect("ids row");
+            }
             assert_eq!(locs.len().expect("len"), 1, "b's location, in locs");
             let held = ids.get(id_key(&a)).expect("reads").map(|v| v.value());
             assert_eq!(held, Some(1), "the key stays a's");
