@@ -2,7 +2,8 @@
 //! record on the chain that differs from this node's own read ([`dispute`]), whose turn it
 //! is to mine a minute ([`policy`]), blocks that came before their parent ([`orphans`]), how
 //! each peer behaves ([`health`]), which peers already hold which miner's blocks
-//! ([`fanout`]), and what a relay's signature means for a record ([`relay_sig`]).
+//! ([`fanout`]), what a relay's signature means for a record ([`relay_sig`]), and what to
+//! ask a peer for in a pull and what its answers mean ([`pull`]).
 //!
 //! The floor between `gridledger-chain` (what a block is, how it is checked and chosen) and
 //! the node's runtime (`node/`: sockets, tasks, the store, the API). Nothing here opens a
@@ -16,4 +17,5 @@ pub mod health;
 pub mod mempool;
 pub mod orphans;
 pub mod policy;
+pub mod pull;
 pub mod relay_sig;

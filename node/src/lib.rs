@@ -15,7 +15,9 @@
 //!
 //! The decisions that need no I/O ([`mempool`], [`dispute`], [`policy`], [`orphans`],
 //! [`health`], [`fanout`], [`relay_sig`]) live in the `gridledger-core` crate, one floor
-//! below this one, and are re-exported here at the paths they had.
+//! below this one, and are re-exported here at the paths they had; so do a pull's
+//! (`gridledger_core::pull`: what to ask a peer for, what its answers mean), which
+//! [`peers`] carries out.
 #![forbid(unsafe_code)]
 
 pub mod admin;

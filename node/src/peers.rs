@@ -13,10 +13,11 @@ use tracing::{debug, info, warn};
 use crate::chain::{BlockId, ValidationError};
 use crate::core::{lock, now_ms, Origin, Shared};
 use crate::ledger::{AddError, Incoming};
+use gridledger_core::pull::{Claim, Outcome, Pull, Step};
 
 pub use crate::wire::TIMEOUT;
 
-/// Most batches one pull fetches (up to 500 blocks each): a peer cannot keep us busy for
+/// Most batches one pull fetches (up to `wire::MAX_LIMIT` blocks each): a peer cannot keep us busy for
 /// ever.
 const MAX_BATCHES: u32 = 10_000;
 
@@ -27,12 +28,6 @@ pub const PULL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A pull at least this many blocks long reports its progress.
 const LONG_PULL: u32 = 500;
-
-/// Fewest blocks asked per request, however slow the link.
-const MIN_LIMIT: u32 = 16;
-
-/// Batches fetched ahead of the one being stored during a pull.
-const PREFETCH: usize = 2;
 
 /// Longest `POST /peers/resolve` waits for any one peer: it answers within this, with a
 /// per-peer result, however slow or hostile a peer is.
@@ -519,20 +514,16 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
         };
         (tree.height(), tree.tip_work(), known, rules)
     };
-    // A peer with as much work as ours is pulled from too: its branch is stored on the
-    // side, so that its next block connects here and wins, instead of two halves of a
-    // healed partition tying for ever. A peer that does not say its work is judged by
-    // height.
-    let ahead = theirs
-        .work
-        .map_or(theirs.height >= our_height, |w| w >= our_work);
-    if known || !ahead {
+    // Whether to pull, from where, how many, and what each answer means: the core's
+    // (`gridledger_core::pull`); what follows carries it out.
+    let claim = Claim {
+        height: theirs.height,
+        work: theirs.work,
+    };
+    let Some(mut plan) = Pull::wanted(our_height, our_work, claim, known, crate::wire::MAX_LIMIT)
+    else {
         return Ok(0);
-    }
-    // Blocks asked per request: as many as a peer serves (one commit each, so fewer
-    // durable writes per block), fewer on a link too slow to carry that many within the
-    // request timeout.
-    let mut limit = crate::wire::MAX_LIMIT;
+    };
     // A long pull shows its progress: `/status` `sync`, and a log line every few seconds.
     let long = theirs.height.saturating_sub(our_height) >= LONG_PULL;
     let began = std::time::Instant::now();
@@ -559,25 +550,18 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
     if long {
         report(our_height, true);
     }
-    let mut back = 0u32;
-    let mut from = our_height.max(1);
-    let mut stored = 0u32;
-    let mut linked = false;
-    let claimed_more = theirs.work.is_some_and(|w| w > our_work);
-    // Once linked, the next batch is fetched and prechecked (signatures included, on every
-    // core) while this one is placed on the chain and stored under the node's lock: the
-    // network, the peer's reads and our verification overlap our commit. `ahead` is that
-    // task and the height it asked from; it is dropped (aborted) if the pull stops or steps
-    // back.
+    // Once linked, the next batches are fetched and prechecked (signatures included, on
+    // every core) while this one is placed on the chain and stored under the node's lock:
+    // the network, the peer's reads and our verification overlap our commit. `ahead` holds
+    // those tasks and the heights they asked from; they are dropped (aborted) if the pull
+    // stops or steps back.
     let mut ahead: std::collections::VecDeque<(u32, Fetching)> = std::collections::VecDeque::new();
     // A batch taken from `ahead` to join a commit that turned out empty or failed: the
     // next round's.
     let mut pending: Option<(u32, Result<Fetched, PeerError>)> = None;
     let result = 'pull: {
         for _ in 0..MAX_BATCHES {
-            if !linked {
-                from = our_height.saturating_sub(back).max(1);
-            }
+            let (from, limit) = plan.request();
             let fetched = match pending.take() {
                 Some((at, r)) if at == from => r,
                 _ => match ahead.pop_front() {
@@ -596,28 +580,20 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
                     }
                 },
             };
-            // A request that timed out is asked again for a quarter as many blocks (a slow
-            // link); any other failed fetch (unreachable, malformed, not the blocks asked
-            // for) ends the pull with its own error.
             let Fetched { mut count, mut pre } = match fetched {
                 Ok(f) => f,
-                Err(PeerError::Unreachable(e)) if e.is_timeout() && limit > MIN_LIMIT => {
-                    limit = (limit / 4).max(MIN_LIMIT);
-                    info!(%peer, from, limit, "a batch timed out; asking for fewer blocks");
+                Err(PeerError::Unreachable(e)) if e.is_timeout() && plan.timed_out() => {
+                    info!(%peer, from, limit = plan.limit(), "a batch timed out; asking for fewer blocks");
                     continue;
                 }
                 Err(e) => break 'pull Err(e),
             };
-            if count == 0 {
-                break 'pull Ok(stored);
-            }
-            let stored_before = stored;
             let mut full = count == limit;
             // Batches right behind this one that are fetched and prechecked already join
             // its commit: one durable commit, and one pass over the index pages their
-            // blocks touch, for up to `PREFETCH + 1` batches. (A failed one is kept for the
+            // blocks touch, for up to `pull::PREFETCH + 1` batches. (A failed one is kept for the
             // next round, which reports it.)
-            while linked && full {
+            while plan.linked() && full {
                 let next = from.saturating_add(count);
                 if !ahead
                     .front()
@@ -644,27 +620,19 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
                     }
                 }
             }
-            // Already linked and the peer has more: fetch the next batches meanwhile (two
-            // ahead: one on the wire while the other is prechecked).
-            if linked && full {
-                let mut at = ahead
-                    .back()
-                    .map_or(from.saturating_add(count), |(h, _)| h.saturating_add(limit));
-                while ahead.len() < PREFETCH && at <= theirs.height {
-                    let (client, peer, rules) = (client.clone(), peer.to_owned(), rules.clone());
-                    let next = at;
-                    ahead.push_back((
-                        next,
-                        tokio::spawn(async move {
-                            fetch_prechecked(&client, &peer, next, limit, rules).await
-                        }),
-                    ));
-                    at = at.saturating_add(limit);
-                }
+            let last = ahead.back().map(|(h, _)| *h);
+            for next in plan.ahead(count, full, last, ahead.len()) {
+                let (client, peer, rules) = (client.clone(), peer.to_owned(), rules.clone());
+                ahead.push_back((
+                    next,
+                    tokio::spawn(async move {
+                        fetch_prechecked(&client, &peer, next, limit, rules).await
+                    }),
+                ));
             }
             // The links, the duplicate checks and one durable commit for the whole batch,
             // under the lock, off the async workers.
-            let results = {
+            let (results, placed, height_now) = {
                 let shared = std::sync::Arc::clone(shared);
                 tokio::task::spawn_blocking(move || {
                     let mut core = lock(&shared);
@@ -675,54 +643,49 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
                     for added in results.iter().flatten() {
                         placed.extend(core.place_orphans(added.id, now));
                     }
-                    (results, placed)
+                    let height = core.ledger.tree().height();
+                    (results, placed, height)
                 })
                 .await
                 .unwrap_or_default()
             };
-            let (results, placed) = results;
             for relay in placed {
                 relay.send();
             }
-            for result in results {
-                match result {
-                    Ok(_) => {
-                        stored += 1;
-                        linked = true;
+            let outcomes: Vec<Outcome> = results
+                .iter()
+                .map(|r| match r {
+                    Ok(_) => Outcome::Stored,
+                    Err(AddError::Known(_)) => Outcome::Known,
+                    Err(AddError::Invalid(ValidationError::UnknownParent(_))) => {
+                        Outcome::UnknownParent
                     }
-                    Err(AddError::Known(_)) => linked = true,
-                    Err(AddError::Invalid(ValidationError::UnknownParent(_))) if !linked => {
-                        // Forked below `from`: step back further.
-                        if from == 1 {
-                            break 'pull Err(PeerError::NoCommonBlock);
-                        }
-                        back = (back * 2).max(16);
-                        break;
-                    }
-                    Err(e) => break 'pull Err(PeerError::Refused(e)),
+                    Err(_) => Outcome::Refused,
+                })
+                .collect();
+            let stored_before = plan.stored();
+            let step = plan.took(count, &outcomes, height_now);
+            if long && plan.stored() > stored_before {
+                report(height_now, true);
+            }
+            match step {
+                Step::More | Step::Back => {}
+                Step::Done => break 'pull Ok(plan.stored()),
+                Step::NoCommonBlock => break 'pull Err(PeerError::NoCommonBlock),
+                Step::Refused(i) => {
+                    break 'pull Err(match results.into_iter().nth(i) {
+                        Some(Err(e)) => PeerError::Refused(e),
+                        _ => PeerError::BadAnswer(format!("block {i} of a batch refused")),
+                    })
                 }
-            }
-            // Known blocks above our height cannot exist (with one difficulty, a branch that
-            // high would be our main chain): a batch up there that adds nothing is a lie.
-            if linked && stored == stored_before && from > lock(shared).ledger.tree().height() {
-                break 'pull Err(PeerError::NoProgress(format!(
-                    "blocks from height {from} were all known"
-                )));
-            }
-            if long && stored > stored_before {
-                let height = lock(shared).ledger.tree().height();
-                report(height, true);
-            }
-            if linked {
-                // An answer may stop short of `limit` (the peer caps it by bytes): go on until
-                // the peer's height is reached.
-                from += count;
-                if from > theirs.height {
-                    break 'pull Ok(stored);
+                Step::NoProgress(from) => {
+                    break 'pull Err(PeerError::NoProgress(format!(
+                        "blocks from height {from} were all known"
+                    )))
                 }
             }
         }
-        Ok(stored)
+        Ok(plan.stored())
     };
     for (_, task) in ahead {
         task.abort();
@@ -730,22 +693,19 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
     if long {
         let height = lock(shared).ledger.tree().height();
         report(height, false);
-        info!(%peer, height, stored, secs = began.elapsed().as_secs_f64(), "sync ended");
+        info!(%peer, height, stored = plan.stored(), secs = began.elapsed().as_secs_f64(), "sync ended");
     }
     // It said it had more work than ours and gave us nothing: that is a lie (or a chain we
     // refuse), and it is remembered.
-    let claim = theirs.work.unwrap_or(0);
-    let lied = stored == 0
-        && claimed_more
-        && !matches!(result, Err(PeerError::Unreachable(_)))
-        && lock(shared).ledger.tree().tip_work() < claim;
-    if lied {
+    let reachable = !matches!(result, Err(PeerError::Unreachable(_)));
+    if plan.lied(reachable, lock(shared).ledger.tree().tip_work()) {
         let what = match &result {
             Ok(_) => "nothing new".to_owned(),
             Err(e) => e.to_string(),
         };
         return Err(PeerError::NoProgress(format!(
-            "claimed work {claim}, ours is {our_work}; got {what}"
+            "claimed work {}, ours is {our_work}; got {what}",
+            theirs.work.unwrap_or(0)
         )));
     }
     result
