@@ -17,8 +17,8 @@ use gridledger_core::pull::{Claim, Outcome, Pull, Step};
 
 pub use crate::wire::TIMEOUT;
 
-/// Most batches one pull fetches (up to `wire::MAX_LIMIT` blocks each): a peer cannot keep us busy for
-/// ever.
+/// Most batches one pull fetches (up to `wire::MAX_LIMIT` blocks each): a peer cannot keep
+/// us busy for ever.
 const MAX_BATCHES: u32 = 10_000;
 
 /// Longest a pull from one peer may run; what it stored by then stays, and the next sync
@@ -588,11 +588,15 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
                 }
                 Err(e) => break 'pull Err(e),
             };
+            // The peer has nothing from there: the pull ends, with no commit to make.
+            if count == 0 {
+                break 'pull Ok(plan.stored());
+            }
             let mut full = count == limit;
             // Batches right behind this one that are fetched and prechecked already join
             // its commit: one durable commit, and one pass over the index pages their
-            // blocks touch, for up to `pull::PREFETCH + 1` batches. (A failed one is kept for the
-            // next round, which reports it.)
+            // blocks touch, for up to `pull::PREFETCH + 1` batches. (A failed one is kept for
+            // the next round, which reports it.)
             while plan.linked() && full {
                 let next = from.saturating_add(count);
                 if !ahead

@@ -15,8 +15,9 @@ use gridledger::peers::RESOLVE_TIMEOUT;
 use gridledger::run::start;
 
 /// A peer that says it holds height 2^32 − 1 with more work than exists, and answers each
-/// block request after 1.8 s with `known`, the raw bytes of block 1.
-async fn liar(known: Vec<u8>) -> SocketAddr {
+/// block request after `delay` with `known` (the raw bytes of one block), or with an empty
+/// list if `None`.
+async fn liar(known: Option<Vec<u8>>, delay: Duration) -> SocketAddr {
     let status = serde_json::json!({
         "network": "liar",
         "height": u32::MAX,
@@ -34,11 +35,17 @@ async fn liar(known: Vec<u8>) -> SocketAddr {
         .route(
             "/blocks",
             get(move || {
-                let mut body = vec![1u8];
-                body.extend(varint(known.len()));
-                body.extend_from_slice(&known);
+                let body = match &known {
+                    Some(known) => {
+                        let mut body = vec![1u8];
+                        body.extend(varint(known.len()));
+                        body.extend_from_slice(known);
+                        body
+                    }
+                    None => vec![0u8],
+                };
                 async move {
-                    tokio::time::sleep(Duration::from_millis(1800)).await;
+                    tokio::time::sleep(delay).await;
                     body
                 }
             }),
@@ -88,7 +95,7 @@ async fn a_lying_peer_neither_stalls_sync_nor_resolve() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let block1 = common::get_raw(&client, format!("http://{}/blocks/1", honest.addr)).await;
-    let liar = liar(block1).await;
+    let liar = liar(Some(block1), Duration::from_millis(1800)).await;
 
     // The node under test reads no relay, and has the liar listed first.
     let sync_every = Duration::from_secs(1);
@@ -336,4 +343,39 @@ async fn a_bad_batch_behind_good_ones_stops_the_pull_at_it() {
     );
     node.stop().await;
     honest.stop().await;
+}
+
+/// A peer that claims more work than exists and answers every block request with an empty
+/// list: each pull ends at its empty answer, with no commit, and is judged a lie (its claim
+/// stands, our work does not reach it), counted, and named in its health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_claims_more_and_sends_nothing_is_called_a_liar() {
+    let liar = format!("http://{}", liar(None, Duration::ZERO).await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(
+        common::node_config(dir.path(), Network::new("liar", 0), &[], vec![liar.clone()]),
+        common::key(2),
+    )
+    .await
+    .expect("node starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (lies, error, height) = {
+            let mut core = node.shared.lock().expect("lock");
+            let error = core.peer_health(&liar).last_error.clone();
+            (core.counters.peer_lies, error, core.ledger.tree().height())
+        };
+        assert_eq!(height, 0, "nothing was sent, nothing stored");
+        if lies >= 1 {
+            let error = error.unwrap_or_default();
+            assert!(
+                error.contains("claimed more work than ours") && error.contains("nothing new"),
+                "{error}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not called a liar: {error:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.stop().await;
 }
