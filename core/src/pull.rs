@@ -213,18 +213,6 @@ impl Pull {
         self.limit
     }
 
-    /// What the peer said at the start.
-    #[must_use]
-    pub fn theirs(&self) -> Claim {
-        self.theirs
-    }
-
-    /// Our chain's height and work when the pull began.
-    #[must_use]
-    pub fn ours(&self) -> (Height, u128) {
-        (self.our_height, self.our_work)
-    }
-
     /// At the end of the pull: whether the peer lied about its work. It claimed more than
     /// ours, was `reachable` to the end, gave us nothing, and our work (`work_now`) is
     /// still below its claim.

@@ -35,6 +35,26 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Asserts that the command exited with `code` and named `what` on stderr.
+fn refused_saying(o: &Output, code: i32, what: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(what),
+        "wanted '{what}': {}",
+        text(o)
+    );
+}
+
+/// Asserts that the command succeeded and said `what` on stdout.
+fn done_saying(o: &Output, what: &str) {
+    assert!(o.status.success(), "{}", text(o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(what),
+        "wanted '{what}': {}",
+        text(o)
+    );
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -503,12 +523,7 @@ fn cut_altered_and_forged_backups_are_refused_before_anything_changes() {
     let other = tmp.path().join("occupied");
     build(&other, &Network::new("other", 0), 5);
     let o = cli(&["restore", "--from", s(&good), "--data-dir", s(&other)]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("already holds"),
-        "{}",
-        text(&o)
-    );
+    refused_saying(&o, 1, "already holds");
     let o = cli(&[
         "restore",
         "--from",
@@ -550,12 +565,7 @@ fn a_table_the_backup_does_not_know_fails_the_backup_rather_than_being_left_out(
     }
     let out = tmp.path().join("b");
     let o = cli(&["backup", "--data-dir", s(&dir), "--out", s(&out)]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("'mystery'"),
-        "{}",
-        text(&o)
-    );
+    refused_saying(&o, 1, "'mystery'");
     assert!(!out.exists(), "no backup file is left");
     assert!(
         !tmp.path().join("b.partial").exists(),
@@ -573,12 +583,7 @@ fn a_node_that_never_mined_backs_up_and_restores() {
     assert!(o.status.success(), "{}", text(&o));
     let restored = tmp.path().join("restored");
     let o = cli(&["restore", "--from", s(&out), "--data-dir", s(&restored)]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("ok: network 'never-mined' (0 bits), height 0"),
-        "{}",
-        text(&o)
-    );
+    done_saying(&o, "ok: network 'never-mined' (0 bits), height 0");
 }
 
 /// The control socket is the node's user's alone (mode 0600), but what comes over it is
@@ -642,23 +647,13 @@ fn garbage_and_a_client_that_stops_reading_leave_the_node_free_for_the_next() {
     // While the stalled copy holds the slot, another is refused, and says why.
     let out = tmp.path().join("b");
     let o = cli(&["backup", "--data-dir", s(&dir), "--out", s(&out)]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("already being made"),
-        "{}",
-        text(&o)
-    );
+    refused_saying(&o, 1, "already being made");
     // Past the stall limit the node gives up on it, and the next copy is whole. (The limit
     // holds for each write, and the write blocked on may have sent part of its bytes
     // first: up to twice the limit.)
     std::thread::sleep(Duration::from_secs(7));
     let o = cli(&["backup", "--data-dir", s(&dir), "--out", s(&out)]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("height 2000"),
-        "{}",
-        text(&o)
-    );
+    done_saying(&o, "height 2000");
     // The stalled client's copy ends short of its seal: never a whole-looking backup.
     let mut rest = Vec::new();
     let _ = stalled.read_to_end(&mut rest);
