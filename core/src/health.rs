@@ -65,6 +65,16 @@ pub struct PeerHealth {
 pub const MAX_POLLS_SKIPPED: u32 = 3;
 
 impl PeerHealth {
+    /// A peer at `url`, nothing known of it yet but the miner key it says it mines with.
+    #[must_use]
+    pub fn new(url: &str, miner: Option<[u8; 32]>) -> Self {
+        PeerHealth {
+            url: url.to_owned(),
+            miner,
+            ..PeerHealth::default()
+        }
+    }
+
     /// Whether the sync round at `now_ms` (one every `period`) skips polling this peer,
     /// counting the skip. A peer that pushed within the last period told this node its tip
     /// (a node relays each block that becomes its best): a poll would most likely learn
@@ -128,6 +138,50 @@ impl PeerHealth {
                 self.backoff_until_ms = now_ms + u64::try_from(wait.as_millis()).unwrap_or(0);
                 self.last_error = Some(error.clone());
             }
+        }
+    }
+}
+
+/// The peers (of `urls`) a block that became this node's best goes on to: all but the one
+/// that sent it, known by the miner key its `/status` gives (`None`: every peer).
+#[must_use]
+pub fn relay_peers(
+    urls: &[String],
+    health: &std::collections::HashMap<String, PeerHealth>,
+    sender: Option<[u8; 32]>,
+) -> Vec<String> {
+    urls.iter()
+        .filter(|p| sender.is_none() || health.get(*p).and_then(|h| h.miner) != sender)
+        .cloned()
+        .collect()
+}
+
+/// A peer that says it mines with `key` pushed a block at `now_ms` that this node took or
+/// already held: that block was the peer's best (a node relays only its best), and this
+/// node knows it, so the next sync round may skip polling the peer
+/// ([`PeerHealth::skip_poll`]). A false key only delays one peer's poll, by at most
+/// [`MAX_POLLS_SKIPPED`] rounds.
+pub fn pushed(
+    health: &mut std::collections::HashMap<String, PeerHealth>,
+    key: &[u8; 32],
+    now_ms: u64,
+) {
+    for h in health.values_mut() {
+        if h.miner.as_ref() == Some(key) {
+            h.pushed_ms = now_ms;
+        }
+    }
+}
+
+/// A peer that says it mines with `key` just reached this node with a block whose parent
+/// this node lacks: its backoff ends and a recent push no longer skips its poll, so the
+/// next sync round pulls from it (a healed partition mends at the first block across it,
+/// not at the backoff's end). A false key only brings one peer's pull forward.
+pub fn reached(health: &mut std::collections::HashMap<String, PeerHealth>, key: &[u8; 32]) {
+    for h in health.values_mut() {
+        if h.miner.as_ref() == Some(key) {
+            h.backoff_until_ms = 0;
+            h.pushed_ms = 0;
         }
     }
 }

@@ -2,8 +2,10 @@
 //! record on the chain that differs from this node's own read ([`dispute`]), whose turn it
 //! is to mine a minute ([`policy`]), blocks that came before their parent ([`orphans`]), how
 //! each peer behaves ([`health`]), which peers already hold which miner's blocks
-//! ([`fanout`]), what a relay's signature means for a record ([`relay_sig`]), and what to
-//! ask a peer for in a pull and what its answers mean ([`pull`]).
+//! ([`fanout`]), what a relay's signature means for a record ([`relay_sig`]), what to
+//! ask a peer for in a pull and what its answers mean ([`pull`]), and what follows a block
+//! a peer pushed: to whom it goes on, whether it waits for its parent, when to pull
+//! ([`intake`]).
 //!
 //! The floor between `gridledger-chain` (what a block is, how it is checked and chosen) and
 //! the node's runtime (`node/`: sockets, tasks, the store, the API). Nothing here opens a
@@ -14,6 +16,7 @@
 pub mod dispute;
 pub mod fanout;
 pub mod health;
+pub mod intake;
 pub mod mempool;
 pub mod orphans;
 pub mod policy;

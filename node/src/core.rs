@@ -117,10 +117,10 @@ pub struct Core {
     pub block_relay: crate::gossip::BlockRelay,
     /// Which peers already hold which miner's blocks when this node sends them.
     pub fanout: crate::fanout::Fanout,
-    /// When the latest blocks arrived here (said in the answer to a copy of one).
-    pub arrivals: crate::fanout::Arrivals,
-    /// Pushed blocks waiting for their parent.
-    pub orphans: crate::orphans::Orphans,
+    /// Pushed blocks on their way in: when the latest were taken (said in the answer to a
+    /// copy of one), those waiting for their parent, the pulls waiting for a grace
+    /// (`gridledger_core::intake`).
+    pub intake: gridledger_core::intake::Intake,
     /// The latest long pull from a peer (`/status` `sync`).
     pub sync: Option<crate::wire::SyncView>,
     /// The latest reorgs since the node started, oldest first (at most [`REORGS_KEPT`]).
@@ -239,8 +239,7 @@ impl Core {
             miner_key: None,
             block_relay: crate::gossip::BlockRelay::default(),
             fanout: crate::fanout::Fanout::default(),
-            arrivals: crate::fanout::Arrivals::default(),
-            orphans: crate::orphans::Orphans::default(),
+            intake: gridledger_core::intake::Intake::default(),
             sync: None,
             first_pulls: None,
             finality: None,
@@ -275,30 +274,10 @@ impl Core {
         }
     }
 
-    /// A peer that says it mines with `key` just reached this node with a block whose
-    /// parent this node lacks: its backoff ends and a recent push no longer skips its poll,
-    /// so the next sync round pulls from it. (A false key only brings one peer's pull
-    /// forward.)
-    pub fn peer_reached(&mut self, key: &[u8; 32]) {
-        for h in self.peer_health.values_mut() {
-            if h.miner.as_ref() == Some(key) {
-                h.backoff_until_ms = 0;
-                h.pushed_ms = 0;
-            }
-        }
-    }
-
-    /// A peer that says it mines with `key` pushed a block at `now_ms` that this node took
-    /// or already held: that block was the peer's best (a node relays only its best), and
-    /// this node knows it, so the next sync round may skip polling the peer
-    /// ([`crate::peers::sync_round`]). A false key only delays one peer's poll, by at most
-    /// [`crate::health::MAX_POLLS_SKIPPED`] rounds.
+    /// A peer that says it mines with `key` pushed or announced a block at `now_ms` that
+    /// this node held (see [`crate::health::pushed`]).
     pub fn peer_pushed(&mut self, key: &[u8; 32], now_ms: u64) {
-        for h in self.peer_health.values_mut() {
-            if h.miner.as_ref() == Some(key) {
-                h.pushed_ms = now_ms;
-            }
-        }
+        crate::health::pushed(&mut self.peer_health, key, now_ms);
     }
 
     /// What [`crate::gossip::send_block`] needs.
@@ -317,10 +296,7 @@ impl Core {
     pub fn peer_health(&mut self, peer: &str) -> &mut crate::health::PeerHealth {
         self.peer_health
             .entry(peer.to_owned())
-            .or_insert_with(|| crate::health::PeerHealth {
-                url: peer.to_owned(),
-                ..crate::health::PeerHealth::default()
-            })
+            .or_insert_with(|| crate::health::PeerHealth::new(peer, None))
     }
 
     /// Open disputes, oldest minute first.
@@ -508,52 +484,116 @@ impl Core {
         results
     }
 
-    /// The peers a block that became this node's best goes on to: all but the one that
-    /// sent it (known by the miner key its `/status` gives; `None`: every peer).
-    #[must_use]
-    pub fn relay_peers(&self, sender: Option<[u8; 32]>) -> Vec<String> {
-        self.peers
-            .iter()
-            .filter(|p| {
-                sender.is_none() || self.peer_health.get(*p).and_then(|h| h.miner) != sender
-            })
-            .cloned()
-            .collect()
+    /// A block a peer (`sender`, by its own account) pushed, as `bytes`: validated and
+    /// stored ([`Core::accept`]), then what follows of it ([`gridledger_core::intake`]):
+    /// the result for the pusher, since when a known block was held, and what the runtime
+    /// carries out (relays, a pull, a wake for a grace).
+    pub fn on_push(
+        &mut self,
+        bytes: bytes::Bytes,
+        sender: Option<[u8; 32]>,
+        now_ms: u64,
+    ) -> (Result<Added, AddError>, Option<u64>, Intake) {
+        use gridledger_core::intake::{Peers, Pushed};
+        let net = self.ledger.network();
+        let block = match Block::from_bytes(&bytes, net.max_block_bytes, net.max_records) {
+            Ok(b) => b,
+            Err(e) => {
+                self.counters.rejected += 1;
+                return (Err(AddError::Invalid(e.into())), None, Intake::default());
+            }
+        };
+        let pushed = Pushed {
+            id: block.id(),
+            parent: block.header.prev,
+            height: block.header.height,
+            miner: block.header.miner,
+            sender,
+            bytes,
+        };
+        let mut result = self.accept(block, now_ms, Origin::Peer);
+        let verdict = verdict_of(&result);
+        let net = self.ledger.network();
+        let height = self.ledger.tree().height();
+        let peers = Peers {
+            urls: &self.peers,
+            health: &mut self.peer_health,
+        };
+        let arrived = self
+            .intake
+            .pushed(pushed, verdict, height, peers, net, now_ms);
+        if let Some(e) = arrived.refused {
+            result = Err(AddError::Invalid(e));
+        }
+        let out = self.carry_out(arrived.actions.into(), now_ms);
+        (result, arrived.held_ms, out)
     }
 
-    /// Places the pushed blocks that waited for `parent` ([`crate::orphans`]), and theirs
-    /// in turn, as if each had just been pushed by its sender; returns those to relay (each
-    /// that became this node's best).
-    pub fn place_orphans(&mut self, parent: crate::chain::BlockId, now_ms: u64) -> Vec<Relay> {
-        let mut out = Vec::new();
-        let mut parents = vec![parent];
-        while let Some(parent) = parents.pop() {
-            for orphan in self.orphans.children_of(&parent, now_ms) {
-                let net = self.ledger.network();
-                let Ok(block) =
-                    Block::from_bytes(&orphan.bytes, net.max_block_bytes, net.max_records)
-                else {
-                    continue;
-                };
-                let miner = block.header.miner;
-                match self.accept(block, now_ms, Origin::Peer) {
-                    Ok(added) => {
-                        self.counters.placed += 1;
-                        tracing::debug!(block = %added.id, waited_ms = now_ms.saturating_sub(orphan.at_ms), "placed a block that came before its parent");
-                        parents.push(added.id);
-                        if added.change != Change::SideBranch {
-                            out.push(Relay {
-                                sender: self.sender(),
-                                peers: self.relay_peers(orphan.sender),
-                                bytes: orphan.bytes.to_vec(),
-                                id: added.id,
-                                miner,
-                            });
+    /// Blocks stored by a pull: their arrival noted, and the pushed blocks that waited for
+    /// them placed ([`gridledger_core::intake::Intake::stored`]).
+    pub fn after_pull(&mut self, stored: &[crate::chain::BlockId], now_ms: u64) -> Intake {
+        let mut todo = std::collections::VecDeque::new();
+        for id in stored {
+            todo.extend(self.intake.stored(*id, now_ms));
+        }
+        self.carry_out(todo, now_ms)
+    }
+
+    /// The clock reached `now_ms` (a wake the intake asked for).
+    pub fn intake_timer(&mut self, now_ms: u64) -> Intake {
+        let actions = self.intake.timer(now_ms);
+        self.carry_out(actions.into(), now_ms)
+    }
+
+    /// Carries out the intake's actions that need the ledger (a block that waited for its
+    /// parent: validated and stored, its verdict handed back), and gathers the rest for the
+    /// runtime.
+    fn carry_out(
+        &mut self,
+        mut todo: std::collections::VecDeque<gridledger_core::intake::Action>,
+        now_ms: u64,
+    ) -> Intake {
+        use gridledger_core::intake::{Action, Peers};
+        let mut out = Intake::default();
+        while let Some(action) = todo.pop_front() {
+            match action {
+                Action::Relay {
+                    id,
+                    miner,
+                    bytes,
+                    to,
+                } => out.relays.push(Relay {
+                    sender: self.sender(),
+                    peers: to,
+                    bytes: bytes.to_vec(),
+                    id,
+                    miner,
+                }),
+                Action::Pull => out.pull = true,
+                Action::WakeAt(at) => out.wake_at.push(at),
+                Action::Place(orphan) => {
+                    let net = self.ledger.network();
+                    let Ok(block) =
+                        Block::from_bytes(&orphan.bytes, net.max_block_bytes, net.max_records)
+                    else {
+                        continue;
+                    };
+                    let miner = block.header.miner;
+                    let result = self.accept(block, now_ms, Origin::Peer);
+                    match &result {
+                        Ok(added) => {
+                            tracing::debug!(block = %added.id, waited_ms = now_ms.saturating_sub(orphan.at_ms), "placed a block that came before its parent");
+                        }
+                        Err(e) => {
+                            tracing::debug!(block = %orphan.id, "a block that came before its parent: {e}");
                         }
                     }
-                    Err(e) => {
-                        tracing::debug!(block = %orphan.id, "a block that came before its parent: {e}");
-                    }
+                    let verdict = verdict_of(&result);
+                    let peers = Peers {
+                        urls: &self.peers,
+                        health: &mut self.peer_health,
+                    };
+                    todo.extend(self.intake.placed(orphan, miner, verdict, peers, now_ms));
                 }
             }
         }
@@ -611,7 +651,7 @@ impl Core {
             },
             "block"
         );
-        self.arrivals.note(added.id, now_ms());
+        self.intake.note(added.id, now_ms());
         self.metrics
             .validate_seconds
             .observe(added.validate.as_secs_f64());
@@ -861,5 +901,31 @@ impl Core {
             .values()
             .find(|h| h.miner.as_ref() == Some(key))
             .map(|h| h.url.clone())
+    }
+}
+
+/// What the runtime carries out after a push, a pull or a wake
+/// ([`gridledger_core::intake::Action`]s the core left to it).
+#[derive(Debug, Default)]
+pub struct Intake {
+    /// Blocks to send on.
+    pub relays: Vec<Relay>,
+    /// Ask the peers for blocks now.
+    pub pull: bool,
+    /// Call [`Core::intake_timer`] at these times (Unix ms).
+    pub wake_at: Vec<u64>,
+}
+
+/// What the chain said of a block, as the intake reads it.
+fn verdict_of(result: &Result<Added, AddError>) -> gridledger_core::intake::Verdict {
+    use gridledger_core::intake::Verdict;
+    match result {
+        Ok(added) if added.change == Change::SideBranch => Verdict::Side,
+        Ok(_) => Verdict::Best,
+        Err(AddError::Known(_)) => Verdict::Known,
+        Err(AddError::Invalid(crate::chain::ValidationError::UnknownParent(_))) => {
+            Verdict::UnknownParent
+        }
+        Err(_) => Verdict::Refused,
     }
 }

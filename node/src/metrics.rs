@@ -36,7 +36,8 @@ pub struct Counters {
     pub peer_lies: u64,
     /// Admin calls refused (not loopback, no valid token).
     pub admin_refused: u64,
-    /// Pushed blocks that came before their parent and were kept ([`crate::orphans`]).
+    /// Pushed blocks that came before their parent and were kept ([`crate::orphans`]; the
+    /// intake counts them, `gridledger_core::intake::Intake::early`).
     pub early: u64,
     /// Of those, the ones placed when their parent came.
     pub placed: u64,

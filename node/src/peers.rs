@@ -172,6 +172,27 @@ pub use crate::gossip::{send_block, Sender};
 pub use crate::health::PeerHealth;
 pub use crate::wire::client;
 
+/// Carries out what the core left to the runtime after a push, a pull or a wake
+/// ([`crate::core::Intake`]): the relays sent, a pull asked for at once, and for each wake a
+/// task that calls the core back at that time (and carries out what that brings).
+pub fn carry_out(shared: &Shared, next: crate::core::Intake) {
+    for relay in next.relays {
+        relay.send();
+    }
+    if next.pull {
+        lock(shared).sync_wanted.notify_one();
+    }
+    for at in next.wake_at {
+        let shared = std::sync::Arc::clone(shared);
+        tokio::spawn(async move {
+            let wait = at.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let next = lock(&shared).intake_timer(now_ms());
+            carry_out(&shared, next);
+        });
+    }
+}
+
 /// How a pull went, for the peer's health record.
 fn outcome(r: &Result<u32, PeerError>) -> crate::health::Outcome {
     match r {
@@ -643,19 +664,15 @@ pub async fn pull(client: &PeerClient, peer: &str, shared: &Shared) -> Result<u3
                     let now = now_ms();
                     let results = core.accept_incoming(pre, now, Origin::Peer);
                     // Pushed blocks that waited for one of these (`crate::orphans`).
-                    let mut placed = Vec::new();
-                    for added in results.iter().flatten() {
-                        placed.extend(core.place_orphans(added.id, now));
-                    }
+                    let stored: Vec<BlockId> = results.iter().flatten().map(|a| a.id).collect();
+                    let placed = core.after_pull(&stored, now);
                     let height = core.ledger.tree().height();
                     (results, placed, height)
                 })
                 .await
                 .unwrap_or_default()
             };
-            for relay in placed {
-                relay.send();
-            }
+            carry_out(shared, placed);
             let outcomes: Vec<Outcome> = results
                 .iter()
                 .map(|r| match r {

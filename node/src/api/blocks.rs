@@ -10,9 +10,8 @@ use serde_json::json;
 use axum::body::Bytes;
 
 use super::answer::{wants_raw, ApiError};
-use crate::chain::{Block, BlockId, Change, ValidationError};
+use crate::chain::{BlockId, Change};
 use crate::core::lock;
-use crate::core::Origin;
 use crate::core::Shared;
 use crate::ledger::AddError;
 use crate::render::json_block;
@@ -221,107 +220,20 @@ pub(super) async fn post_block(
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case(crate::wire::PREFER_MINIMAL));
     let waiting = std::sync::Arc::clone(&shared);
-    // Validation and a durable commit: off the async workers.
-    let result = tokio::task::spawn_blocking(move || {
-        let mut core = lock(&shared);
-        let net = core.ledger.network().clone();
-        let block = match Block::from_bytes(&body, net.max_block_bytes, net.max_records) {
-            Ok(b) => b,
-            Err(e) => {
-                core.counters.rejected += 1;
-                return (Err(AddError::Invalid(e.into())), None, Vec::new(), None);
-            }
-        };
-        let (miner, id, parent) = (block.header.miner, block.id(), block.header.prev);
-        let height = block.header.height;
-        let mut result = core
-            .accept(block, now, Origin::Peer)
-            .map(|added| (added, miner));
-        // A block whose parent has not come yet (pushed right behind it, or validated
-        // first): kept, if it passes every rule that needs no chain, until the parent is
-        // taken (`crate::orphans`).
-        let mut kept = None;
-        if matches!(
-            &result,
-            Err(AddError::Invalid(ValidationError::UnknownParent(_)))
-        ) {
-            match keep_orphan(&mut core, &body, id, parent, sender, now) {
-                // Two above the tip: the child of a block on its way, most likely (a miner
-                // pushed two in a row); anything else is a branch this node has not seen
-                // (a healed partition), which only a pull brings.
-                Ok(()) => {
-                    kept = Some((id, height == core.ledger.tree().height().saturating_add(2)))
-                }
-                Err(e) => result = Err(AddError::Invalid(e)),
-            }
+    // Validation and a durable commit: off the async workers. What follows of the block
+    // (relays, orphans, pulls, the pusher's answer) is the core's decision
+    // (`gridledger_core::intake`); this only carries it out.
+    let result =
+        tokio::task::spawn_blocking(move || lock(&shared).on_push(body, sender, now)).await;
+    let (result, held) = match result {
+        Ok((r, held, next)) => {
+            crate::peers::carry_out(&waiting, next);
+            (Ok(r), held)
         }
-        // A block a peer relays was its best when it sent it; taken or already held here,
-        // this node knows that tip, so its next poll of the sender may be skipped.
-        if let (Ok(_) | Err(AddError::Known(_)), Some(key)) = (&result, sender) {
-            core.peer_pushed(&key, now);
-        }
-        // A block whose parent we lack: the sync pulls the branch (asked for below, at once
-        // or after the grace). Its sender just reached us, so it is reachable whatever its
-        // backoff says: a healed partition mends at the first block across it, not at the
-        // backoff's end.
-        if let (Err(AddError::Invalid(ValidationError::UnknownParent(_))), Some(key)) =
-            (&result, sender)
-        {
-            core.peer_reached(&key);
-        }
-        // Under the same lock: since when a known block was held (said to a pusher), and
-        // for a new best block, whom to relay it to and how.
-        let held = match &result {
-            Err(AddError::Known(id)) => core.arrivals.held_ms(id, now),
-            _ => None,
-        };
-        //
-        // Block relay: a block that became this node's best goes on to every peer at once
-        // but the one that sent it (known by the miner key its /status gives), so it
-        // crosses a network where not every node is the miner's peer without waiting for a
-        // pull. Each block is accepted, and so relayed, at most once per node; a peer that
-        // has it answers "known", which `fanout` learns from. Then the blocks that were
-        // waiting for this one, after it.
-        let mut relays = Vec::new();
-        if let Ok((added, miner)) = &result {
-            if added.change != Change::SideBranch {
-                relays.push(crate::core::Relay {
-                    sender: core.sender(),
-                    peers: core.relay_peers(sender),
-                    bytes: body.to_vec(),
-                    id: added.id,
-                    miner: *miner,
-                });
-            }
-            relays.extend(core.place_orphans(added.id, now));
-        }
-        (result, held, relays, kept)
-    })
-    .await;
-    let (result, held, relays, kept) = match result {
-        Ok((r, held, relays, kept)) => (Ok(r), held, relays, kept),
-        Err(e) => (Err(e), None, Vec::new(), None),
+        Err(e) => (Err(e), None),
     };
-    for relay in relays {
-        relay.send();
-    }
-    if let Some((id, on_its_way)) = kept {
-        // A parent on its way is a few milliseconds behind: the peers are asked (a pull)
-        // only if it has not come within the grace; for any other block at once.
-        if !on_its_way {
-            lock(&waiting).sync_wanted.notify_one();
-        } else {
-            tokio::spawn(async move {
-                tokio::time::sleep(crate::orphans::GRACE).await;
-                let core = lock(&waiting);
-                if core.orphans.holds(&id) {
-                    core.sync_wanted.notify_one();
-                }
-            });
-        }
-    }
     match result {
-        Ok(Ok((added, _))) => {
+        Ok(Ok(added)) => {
             let change = match &added.change {
                 Change::Extended => "extended",
                 Change::Reorg { .. } => "reorg",
@@ -340,32 +252,6 @@ pub(super) async fn post_block(
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::internal(e),
     }
-}
-
-/// Keeps a pushed block whose parent is unknown here ([`crate::orphans`]) if it passes
-/// every rule that needs no chain (the allow-list included); the broken rule otherwise.
-fn keep_orphan(
-    core: &mut crate::core::Core,
-    bytes: &Bytes,
-    id: BlockId,
-    parent: BlockId,
-    sender: Option<[u8; 32]>,
-    now_ms: u64,
-) -> Result<(), ValidationError> {
-    let net = core.ledger.network();
-    let block = Block::from_bytes(bytes, net.max_block_bytes, net.max_records)?;
-    let miner = block.header.miner;
-    if net.allow_list.as_ref().is_some_and(|a| !a.contains(&miner)) {
-        return Err(ValidationError::MinerNotAllowed(hex::encode(miner)));
-    }
-    crate::chain::validate::precheck(vec![block], net, 1, 0)
-        .pop()
-        .unwrap_or(Err(ValidationError::UnknownParent(parent)))?;
-    if !core.orphans.holds(&id) {
-        core.counters.early += 1;
-    }
-    core.orphans.keep(id, parent, bytes.clone(), sender, now_ms);
-    Ok(())
 }
 
 /// The miner key a pushing or announcing peer names (`gridledger-sender`), if any.

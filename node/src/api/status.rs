@@ -134,7 +134,11 @@ pub(super) async fn metrics(State(shared): State<Shared>) -> Response {
             blocks_known: s.blocks as u64,
             mempool: core.mempool.len() as u64,
             peers: core.peers.len() as u64,
-            counters: core.counters,
+            counters: crate::metrics::Counters {
+                early: core.intake.early(),
+                placed: core.intake.placed_count(),
+                ..core.counters
+            },
             tls: core.tls.as_ref().map(|t| {
                 use std::sync::atomic::Ordering::Relaxed;
                 [
