@@ -3,13 +3,14 @@
 //!
 //! A chain of `--blocks` valid blocks (one record each, 8 miners; built first, not timed)
 //! arrives at a node with `--peers` peers, as gossip brings it: each block pushed by every
-//! peer, the first copy new (the fork choice takes it, its record leaves the mempool, the
-//! intake relays it to every other peer), the others copies it already holds (answered with
+//! peer, the first copy new (its record checked against this node's own read, the fork
+//! choice takes it, its record leaves the mempool, the intake relays it to every other peer), the others copies it already holds (answered with
 //! how long it held them). Every `--early`th block comes before its parent: the intake checks
 //! it by every rule that needs no chain (its signature included) and keeps it, then places
 //! and relays it when the parent comes. One event is one push handed to the core.
 //!
-//! What runs is the real code of `gridledger_core` (`intake`, `mempool`, `health`) and
+//! What runs is the real code of `gridledger_core` (`intake`, `witness`, `mempool`,
+//! `health`) and
 //! `gridledger-chain`'s fork choice (`BlockTree`), in one thread, fed by a loop. Not in it:
 //! the rules that need the chain's blocks (the node's ledger checks a new block's proof of
 //! work, signature and records before the fork choice: `chain-bench` measures those, about
@@ -29,6 +30,7 @@ use gridledger_chain::{assemble, Block, BlockTree, Change, Network, RecordKey};
 use gridledger_core::health::PeerHealth;
 use gridledger_core::intake::{Action, Intake, Peers, Pushed, Verdict};
 use gridledger_core::mempool::Mempool;
+use gridledger_core::witness::Witness;
 use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, MinuteRecord, RecordFlags, RelayId};
 
@@ -136,6 +138,7 @@ struct Node<'a> {
     net: &'a Network,
     tree: BlockTree,
     mempool: Mempool,
+    witness: Witness,
     intake: Intake,
     urls: Vec<String>,
     health: HashMap<String, PeerHealth>,
@@ -143,20 +146,26 @@ struct Node<'a> {
 }
 
 impl Node<'_> {
-    /// What the ledger's fork choice says of `b` (its rules are taken as checked).
+    /// What the node says of `b` (the rules that need its bytes are taken as checked): as
+    /// the node's `Core::accept` does, its records against this node's reads first (a copy
+    /// too), then the fork choice.
     fn verdict(&mut self, b: &Block) -> Verdict {
+        let records: Vec<MinuteRecord> = b
+            .records
+            .iter()
+            .filter_map(|r| MinuteRecord::decode(r).ok())
+            .collect();
+        // This node read every relay: no record differs here, none needs the store.
+        if self.witness.check(&records) != Ok(Vec::new()) {
+            return Verdict::Refused;
+        }
         if self.tree.contains(&b.id()) {
             return Verdict::Known;
         }
         if !self.tree.contains(&b.header.prev) {
             return Verdict::UnknownParent;
         }
-        let keys: Vec<RecordKey> = b
-            .records
-            .iter()
-            .filter_map(|r| MinuteRecord::decode(r).ok())
-            .map(|r| RecordKey::of(&r))
-            .collect();
+        let keys: Vec<RecordKey> = records.iter().map(RecordKey::of).collect();
         let change = self.tree.insert(&b.header, keys.clone());
         if change == Change::SideBranch {
             return Verdict::Side;
@@ -239,12 +248,14 @@ fn arrivals(
         net,
         tree: BlockTree::new(&net.genesis().header),
         mempool: Mempool::new(),
+        witness: Witness::default(),
         intake: Intake::default(),
         urls,
         health,
         counts: Counts::default(),
     };
     for r in records {
+        node.witness.read(r.clone());
         node.mempool.add_at(r.clone(), 0);
     }
     let start = Instant::now();

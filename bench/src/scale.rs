@@ -387,7 +387,7 @@ fn fill_witness(dir: &Path, blocks: u32, per_block: u32) -> Result<u64, String> 
     for relay in 1..=per_block {
         for minute in from.max(FIRST_MINUTE)..FIRST_MINUTE + blocks {
             let r = model.record(RelayId(relay), Minute(minute), 6, RecordFlags::CLOCK_SET);
-            let d = gridledger::core::record_digest(&r).ok_or("a record does not encode")?;
+            let d = gridledger_core::witness::digest(&r).ok_or("a record does not encode")?;
             batch.push((gridledger::chain::RecordKey::of(&r), d));
             if batch.len() == 1 << 16 {
                 store.put_witness_many(&batch).map_err(|e| e.to_string())?;

@@ -5,7 +5,8 @@
 //! ([`fanout`]), what a relay's signature means for a record ([`relay_sig`]), what to
 //! ask a peer for in a pull and what its answers mean ([`pull`]), and what follows a block
 //! a peer pushed: to whom it goes on, whether it waits for its parent, when to pull
-//! ([`intake`]).
+//! ([`intake`]), and what this node read itself, against which peers' records are checked
+//! ([`witness`]).
 //!
 //! The floor between `gridledger-chain` (what a block is, how it is checked and chosen) and
 //! the node's runtime (`node/`: sockets, tasks, the store, the API). Nothing here opens a
@@ -22,3 +23,4 @@ pub mod orphans;
 pub mod policy;
 pub mod pull;
 pub mod relay_sig;
+pub mod witness;

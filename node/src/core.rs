@@ -2,10 +2,10 @@
 //! peers' blocks), the relays' and peers' lists, and counters. The API, the intake, the
 //! miner and the sync loop all work through [`Core::accept`] and friends under one lock.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use gridledger_core::witness::{OnChain, Persist};
 use relay_core::MinuteRecord;
 
 use crate::chain::{Block, Change, RecordKey};
@@ -14,12 +14,6 @@ use crate::mempool::Mempool;
 use crate::poll::RelayStatus;
 
 pub use crate::trace::TRACE;
-
-/// Records this node read itself, kept to check peers' blocks against (most recent first
-/// out when full).
-const WITNESS_CAPACITY: usize = 100_000;
-/// Disputes kept (the oldest minutes go first when full); the counter keeps counting.
-const DISPUTES_CAPACITY: usize = 10_000;
 
 pub use crate::dispute::Dispute;
 
@@ -140,31 +134,10 @@ pub struct Core {
     pub outbox: Vec<(crate::chain::finality::Vote, Option<String>)>,
     /// Woken when votes wait in the outbox.
     pub votes_ready: Arc<tokio::sync::Notify>,
-    /// What this node read from its relays lately, whole (for disputes); older reads are in
-    /// the store as digests ([`crate::store`]'s witness), which the witness check reads.
-    witness: BTreeMap<RecordKey, MinuteRecord>,
-    /// Per relay, the lowest and highest minute the store's witness holds: a record outside
-    /// costs no lookup.
-    witness_ranges: std::collections::HashMap<u32, (u32, u32)>,
-    disputes: BTreeMap<RecordKey, Dispute>,
+    /// What this node read from its relays, and the records on the chain that differ
+    /// (`gridledger_core::witness`; every read is also kept in the store as a digest).
+    witness: gridledger_core::witness::Witness,
 }
-
-/// The digest the witness keeps of a record: SHA-256 of its canonical bytes (without the
-/// relay's signature), cut to
-/// [`crate::store::kept::DIGEST_LEN`] bytes (a 96-bit second preimage stands between a miner and
-/// a record that passes for this node's read).
-#[must_use]
-pub fn record_digest(record: &MinuteRecord) -> Option<crate::store::kept::Digest> {
-    use sha2::Digest as _;
-    // The reading alone, without the relay's signature: a witness vouches for values.
-    let mut buf = [0u8; MinuteRecord::MAX_UNSIGNED_LEN];
-    let bytes = record.encode_unsigned(&mut buf).ok()?;
-    let d = sha2::Sha256::digest(bytes);
-    d[..crate::store::kept::DIGEST_LEN].try_into().ok()
-}
-
-/// A record on the main chain: its block's height and id, and the record.
-type OnChain = (crate::chain::Height, crate::chain::BlockId, MinuteRecord);
 
 /// The longest a started node's miner waits for its first pulls ([`Core::catching_up`]):
 /// a peer that holds a pull open (a black hole, a slow link) does not stop it mining.
@@ -188,17 +161,12 @@ impl Core {
     /// keeps are open again.
     #[must_use]
     pub fn new(ledger: Ledger) -> Self {
-        let mut disputes = BTreeMap::new();
-        let mut witness = BTreeMap::new();
+        let mut disputes = Vec::new();
         match ledger.kept_disputes() {
             Ok(kept) => {
                 for (key, bytes) in kept {
                     match Dispute::from_bytes(&bytes) {
-                        Some(d) => {
-                            // What this node read stays its witness for that minute.
-                            witness.insert(key, d.read.clone());
-                            disputes.insert(key, d);
-                        }
+                        Some(d) => disputes.push((key, d)),
                         None => {
                             tracing::warn!(relay = key.relay.0, minute = %key.minute, "a kept dispute does not decode; ignored")
                         }
@@ -211,16 +179,11 @@ impl Core {
             witness_disputes: disputes.len() as u64,
             ..Counters::default()
         };
-        let witness_ranges = match ledger.store().witness_ranges() {
-            Ok(r) => r
-                .into_iter()
-                .map(|(relay, lo, hi)| (relay, (lo, hi)))
-                .collect(),
-            Err(e) => {
-                tracing::warn!("cannot read the witness's ranges: {e}");
-                std::collections::HashMap::new()
-            }
-        };
+        let ranges = ledger.store().witness_ranges().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the witness's ranges: {e}");
+            Vec::new()
+        });
+        let witness = gridledger_core::witness::Witness::new(disputes, ranges);
         Core {
             ledger,
             mempool: Mempool::new(),
@@ -248,8 +211,6 @@ impl Core {
             outbox: Vec::new(),
             votes_ready: Arc::new(tokio::sync::Notify::new()),
             witness,
-            witness_ranges,
-            disputes,
         }
     }
 
@@ -301,13 +262,13 @@ impl Core {
 
     /// Open disputes, oldest minute first.
     pub fn disputes(&self) -> impl DoubleEndedIterator<Item = &Dispute> + ExactSizeIterator {
-        self.disputes.values()
+        self.witness.disputes()
     }
 
     /// True if the chain's record for `key` is disputed by this node's own read.
     #[must_use]
     pub fn is_disputed(&self, key: &RecordKey) -> bool {
-        self.disputes.contains_key(key)
+        self.witness.is_disputed(key)
     }
 
     /// The main chain's record for `key`, with its block's height and id.
@@ -326,7 +287,7 @@ impl Core {
     /// Compares the main chain's record for `key` with this node's read, if both exist:
     /// opens a dispute when they differ, closes one when they no longer do.
     fn witness_main(&mut self, key: RecordKey) {
-        if self.witness.contains_key(&key) {
+        if self.witness.holds(&key) {
             let found = self.on_chain(&key);
             self.witness_against(key, found);
         }
@@ -334,48 +295,28 @@ impl Core {
 
     /// [`Core::witness_main`] with the main chain's record already in hand.
     fn witness_against(&mut self, key: RecordKey, found: Option<OnChain>) {
-        let Some(read) = self.witness.get(&key).cloned() else {
-            return;
-        };
-        match found {
-            Some((height, id, on_chain)) if !on_chain.same_reading(&read) => {
-                let fresh = self.disputes.get(&key).is_none_or(|d| d.block != id);
-                if fresh {
+        let keep = self.witness.against(key, found, now_ms());
+        self.persist(keep);
+    }
+
+    /// Keeps in the data dir, or takes out, what the witness asked: a read's digest, a
+    /// dispute found (counted), a dispute closed.
+    fn persist(&mut self, keep: impl IntoIterator<Item = Persist>) {
+        for p in keep {
+            let done = match p {
+                Persist::Read(key, d) => self.ledger.store().put_witness(&key, &d),
+                Persist::Dispute(key, dispute) => {
                     self.counters.witness_disputes += 1;
-                    tracing::warn!(
-                        relay = key.relay.0,
-                        minute = %key.minute,
-                        height,
-                        block = %id,
-                        "DISPUTE: the chain's record differs from what this node read from the relay"
-                    );
-                    let dispute = Dispute {
-                        height,
-                        block: id,
-                        on_chain,
-                        read,
-                        found_ms: now_ms(),
-                    };
                     // Kept in the data dir: a restart does not forget it.
-                    if let Some(bytes) = dispute.to_bytes() {
-                        if let Err(e) = self.ledger.keep_dispute(key, &bytes) {
-                            tracing::warn!("cannot keep a dispute in the data dir: {e}");
-                        }
-                    }
-                    self.disputes.insert(key, dispute);
-                    while self.disputes.len() > DISPUTES_CAPACITY {
-                        if let Some((old, _)) = self.disputes.pop_first() {
-                            let _ = self.ledger.forget_dispute(old);
-                        }
+                    match dispute.to_bytes() {
+                        Some(bytes) => self.ledger.keep_dispute(key, &bytes),
+                        None => Ok(()),
                     }
                 }
-            }
-            _ => {
-                if self.disputes.remove(&key).is_some() {
-                    if let Err(e) = self.ledger.forget_dispute(key) {
-                        tracing::warn!("cannot forget a dispute in the data dir: {e}");
-                    }
-                }
+                Persist::Forget(key) => self.ledger.forget_dispute(key),
+            };
+            if let Err(e) = done {
+                tracing::error!("cannot keep the witness's state in the data dir: {e}");
             }
         }
     }
@@ -390,23 +331,8 @@ impl Core {
         let key = RecordKey::of(&record);
         // Kept durably first: a restart, a crash or a repair does not make this node forget
         // what the relay said (and so accept a rewrite of it).
-        if let Some(d) = record_digest(&record) {
-            match self.ledger.store().put_witness(&key, &d) {
-                Ok(()) => {
-                    let r = self
-                        .witness_ranges
-                        .entry(key.relay.0)
-                        .or_insert((key.minute.0, key.minute.0));
-                    r.0 = r.0.min(key.minute.0);
-                    r.1 = r.1.max(key.minute.0);
-                }
-                Err(e) => tracing::error!("cannot keep a read in the data dir's witness: {e}"),
-            }
-        }
-        self.witness.insert(key, record.clone());
-        while self.witness.len() > WITNESS_CAPACITY {
-            self.witness.pop_first();
-        }
+        let keep = self.witness.read(record.clone());
+        self.persist(keep);
         if self.ledger.tree().record_height(&key).is_some() {
             self.witness_main(key);
             return false;
@@ -710,7 +636,7 @@ impl Core {
         for r in added.returned.clone() {
             // Back to the mempool, but as this node read it, if it did: a record that left
             // the main chain may be one that this node disputes.
-            let own = self.witness.get(&RecordKey::of(&r)).cloned();
+            let own = self.witness.own(&RecordKey::of(&r)).cloned();
             self.mempool.add_at(own.unwrap_or(r), now_ms());
         }
         // Blocks a reorg brought onto the main chain were stored earlier, perhaps before this
@@ -719,11 +645,7 @@ impl Core {
         if let Change::Reorg { adopted, .. } = &added.change {
             for id in adopted.iter().filter(|id| **id != added.id) {
                 let tree = self.ledger.tree();
-                if !tree
-                    .keys_of(id)
-                    .iter()
-                    .any(|k| self.witness.contains_key(k))
-                {
+                if !tree.keys_of(id).iter().any(|k| self.witness.holds(k)) {
                     continue;
                 }
                 let height = tree.height_of(id).unwrap_or(0);
@@ -736,7 +658,7 @@ impl Core {
                     .filter_map(|b| MinuteRecord::decode(b).ok())
                 {
                     let key = RecordKey::of(&r);
-                    if self.witness.contains_key(&key) {
+                    if self.witness.holds(&key) {
                         self.witness_against(key, Some((height, *id, r)));
                     }
                 }
@@ -744,20 +666,21 @@ impl Core {
         }
         // Disputed records that a reorg took off the main chain are disputes no more.
         if matches!(added.change, Change::Reorg { .. }) {
-            let open: Vec<RecordKey> = self.disputes.keys().copied().collect();
-            for key in open {
+            for key in self.witness.disputed_keys() {
                 self.witness_main(key);
             }
         }
     }
 
+    /// A block's records against this node's reads: those held whole, then the digests the
+    /// store keeps of older ones.
     fn witness_check(
         &self,
         block: &Block,
         decoded: Option<&[MinuteRecord]>,
     ) -> Result<(), AddError> {
         // Nothing read yet (a node joining by sync): nothing to compare, nothing to decode.
-        if self.witness.is_empty() && self.witness_ranges.is_empty() {
+        if self.witness.is_empty() {
             return Ok(());
         }
         let owned: Vec<MinuteRecord>;
@@ -773,53 +696,29 @@ impl Core {
                 &owned
             }
         };
-        let conflict = |r: &MinuteRecord| AddError::WitnessConflict {
-            relay: r.relay,
-            minute: r.minute,
+        let conflict = |c: gridledger_core::witness::Conflict| AddError::WitnessConflict {
+            relay: c.relay,
+            minute: c.minute,
         };
-        // Reads still in memory, whole.
-        let mut ask = Vec::new();
-        for r in records {
-            let key = RecordKey::of(r);
-            match self.witness.get(&key) {
-                Some(seen) if !seen.same_reading(r) => return Err(conflict(r)),
-                Some(_) => {}
-                None => {
-                    if self
-                        .witness_ranges
-                        .get(&key.relay.0)
-                        .is_some_and(|(lo, hi)| (*lo..=*hi).contains(&key.minute.0))
-                    {
-                        ask.push(r);
-                    }
-                }
-            }
-        }
+        let ask = self.witness.check(records).map_err(conflict)?;
         if ask.is_empty() {
             return Ok(());
         }
-        // Older reads: their digests, from the store.
-        let keys: Vec<RecordKey> = ask.iter().map(|r| RecordKey::of(r)).collect();
+        let asked: Vec<&MinuteRecord> = ask.iter().filter_map(|i| records.get(*i)).collect();
+        let keys: Vec<RecordKey> = asked.iter().map(|r| RecordKey::of(r)).collect();
         let kept = self
             .ledger
             .store()
             .witness_digests(&keys)
             .map_err(AddError::Store)?;
-        for (r, d) in ask.iter().zip(kept) {
-            if let Some(d) = d {
-                if record_digest(r) != Some(d) {
-                    return Err(conflict(r));
-                }
-            }
-        }
-        Ok(())
+        gridledger_core::witness::Witness::check_kept(asked, kept).map_err(conflict)
     }
 
     /// True if every record of the main chain above the final block agrees with this node's
     /// reads: no open dispute there (a member prevotes only then).
     fn witnessed_above_final(&self) -> bool {
         let final_height = self.ledger.final_block().map_or(0, |(h, _)| h);
-        !self.disputes.values().any(|d| d.height > final_height)
+        !self.witness.disputed_above(final_height)
     }
 
     /// Carries out what finality asked: switches of the main chain into the mempool, votes

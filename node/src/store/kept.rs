@@ -32,9 +32,7 @@ pub(super) const TLOG: TableDefinition<u64, [u8; 32]> = TableDefinition::new("tl
 pub(super) const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
 
 /// Bytes of a record's digest in the witness.
-pub const DIGEST_LEN: usize = 12;
-/// A record's digest: the first [`DIGEST_LEN`] bytes of SHA-256 of its canonical bytes.
-pub type Digest = [u8; DIGEST_LEN];
+pub use gridledger_core::witness::{Digest, DIGEST_LEN};
 /// The lowest tlog level whose subtree hashes are kept (256 leaves): below it a proof reads
 /// at most 256 block ids.
 pub const SUBTREE_LEVEL: u32 = 8;
