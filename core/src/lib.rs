@@ -1,6 +1,6 @@
 //! The gridledger node's decisions, without I/O: what waits for a block ([`mempool`]), a
 //! record on the chain that differs from this node's own read ([`dispute`]), whose turn it
-//! is to mine a minute ([`policy`]), blocks that came before their parent ([`orphans`]), how
+//! is to mine a minute ([`policy`]), what to mine next and when ([`mining`]), blocks that came before their parent ([`orphans`]), how
 //! each peer behaves ([`health`]), which peers already hold which miner's blocks
 //! ([`fanout`]), what a relay's signature means for a record ([`relay_sig`]), what to
 //! ask a peer for in a pull and what its answers mean ([`pull`]), and what follows a block
@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod health;
 pub mod intake;
 pub mod mempool;
+pub mod mining;
 pub mod orphans;
 pub mod policy;
 pub mod pull;

@@ -23,8 +23,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info};
 
 use crate::api::router;
-use crate::chain::validate::minute_closes_ms;
-use crate::chain::{assemble, Network, RecordKey};
+use crate::chain::{assemble, Network};
 use crate::core::{lock, now_ms, Core, Origin, Shared};
 use crate::ledger::Ledger;
 use crate::listen::{NodeListener, Remote};
@@ -32,11 +31,7 @@ use crate::peers::{send_block, sync_round};
 use crate::poll::{poll_relay_observed, PollConfig, RelayAddr, RelayStatus};
 use crate::store::StoreError;
 
-/// How far ahead of its own clock a miner may stamp a block, so that it can hold a record
-/// whose minute is about to close by this node's clock (a relay clock a little ahead of
-/// ours). Well inside the 2 minutes that peers allow ([`crate::chain::validate::MAX_FUTURE_MS`]),
-/// so a peer whose clock lags ours by 90 s still takes the block.
-pub const MAX_STAMP_AHEAD_MS: u64 = 30_000;
+pub use gridledger_core::mining::{block_time, MAX_STAMP_AHEAD_MS};
 
 /// How often finality looks at the clock when nothing happens (a prevote's pacing, a
 /// stalled quorum).
@@ -47,17 +42,6 @@ pub const VOTE_COALESCE: Duration = Duration::from_millis(10);
 
 /// How often the certificate files are checked for a change (SIGHUP reloads at once).
 pub const TLS_WATCH: Duration = Duration::from_secs(1);
-
-/// The time a miner stamps on a block of `records`: now, but never before the median time
-/// of the last blocks (rule 5) nor before the last record's minute has closed (rule 9), so
-/// that an honest node never builds a block the rules refuse.
-#[must_use]
-pub fn block_time(now_ms: u64, median_time_past_ms: u64, records: &[MinuteRecord]) -> u64 {
-    records
-        .iter()
-        .map(|r| minute_closes_ms(r.minute))
-        .fold(now_ms.max(median_time_past_ms), u64::max)
-}
 
 /// Everything a node needs to know.
 #[derive(Clone, Debug)]
@@ -338,81 +322,46 @@ pub async fn start(config: NodeConfig, key: SigningKey) -> Result<RunningNode, R
     {
         let shared = Arc::clone(&shared);
         let (cancel, wake) = (Arc::clone(&cancel), Arc::clone(&wake));
-        let max = config.max_records_per_block.max(1);
         let bits = config.network.bits;
-        let slot = config.mining_slot;
-        let own = key.verifying_key().to_bytes();
+        let settings = gridledger_core::mining::Settings {
+            own: key.verifying_key().to_bytes(),
+            slot: config.mining_slot,
+            max_records: config.max_records_per_block,
+        };
         let started = std::time::Instant::now();
         tasks.push(tokio::spawn(async move {
-            let mut wait = Duration::from_millis(500);
+            let mut wait = Duration::from_millis(gridledger_core::mining::IDLE_MS);
             loop {
                 let _ = tokio::time::timeout(wait, wake.notified()).await;
-                wait = Duration::from_millis(500);
+                // What to mine, and when, is the core's (`gridledger_core::mining`).
                 let job = {
                     let core = lock(&shared);
-                    if core.halted() {
-                        // A safety failure (crate::finality): people must resolve it first.
-                        wait = Duration::from_secs(1);
-                        continue;
-                    }
-                    if core.catching_up() && started.elapsed() < crate::core::CATCH_UP_MAX {
-                        // Not on the tip this node stopped with: on its peers' (Core::catching_up).
-                        wait = Duration::from_millis(50);
-                        continue;
-                    }
-                    let tree = core.ledger.tree();
-                    let now = now_ms();
-                    // Oldest minutes first; a record whose minute has not closed yet (its
-                    // relay's clock runs ahead of ours) waits in the mempool for its time,
-                    // and one that is not this node's turn yet waits for its turn.
-                    let pending: Vec<(MinuteRecord, u64)> = core
-                        .mempool
-                        .peek_timed(max)
-                        .into_iter()
-                        .filter(|(r, _)| {
-                            tree.record_height(&RecordKey::of(r)).is_none()
-                                && minute_closes_ms(r.minute) <= now + MAX_STAMP_AHEAD_MS
-                        })
-                        .collect();
-                    // Whose turn each minute is (crate::policy): who mined lately, looked up
-                    // only when there is something to mine.
-                    let members = if slot.is_zero() || pending.is_empty() {
-                        Vec::new()
-                    } else {
-                        tree.recent_miners(
-                            crate::policy::SETTLE_BLOCKS,
-                            crate::policy::RECENT_BLOCKS,
-                        )
+                    let standing = gridledger_core::mining::Standing {
+                        halted: core.halted(),
+                        catching_up: core.catching_up()
+                            && started.elapsed() < crate::core::CATCH_UP_MAX,
                     };
                     let peer_keys: Vec<[u8; 32]> =
                         core.peer_health.values().filter_map(|h| h.miner).collect();
-                    let mut next_due: Option<u64> = None;
-                    let records: Vec<MinuteRecord> = pending
-                        .into_iter()
-                        .filter_map(|(r, arrived)| {
-                            let key = RecordKey::of(&r);
-                            let due = crate::policy::due_ms(
-                                &key, arrived, &own, &members, &peer_keys, slot,
+                    match core.ledger.tip_header() {
+                        Ok(tip) => {
+                            let next = gridledger_core::mining::next(
+                                &settings,
+                                standing,
+                                &core.mempool,
+                                core.ledger.tree(),
+                                &tip,
+                                &peer_keys,
+                                now_ms(),
                             );
-                            if due <= now {
-                                Some(r)
-                            } else {
-                                next_due = Some(next_due.map_or(due, |d: u64| d.min(due)));
-                                None
-                            }
-                        })
-                        .collect();
-                    if let Some(due) = next_due {
-                        wait = Duration::from_millis(due.saturating_sub(now).clamp(1, 500));
-                    }
-                    if records.is_empty() {
-                        None
-                    } else {
-                        core.ledger.tip_header().ok().map(|parent| {
-                            let time =
-                                block_time(now, tree.median_time_past(&parent.id()), &records);
-                            (parent, records, time)
-                        })
+                            wait = Duration::from_millis(next.wait_ms);
+                            next.job.map(|j| (tip, j.records, j.time_ms))
+                        }
+                        Err(e) => {
+                            debug!("no tip to mine on: {e}");
+                            wait = Duration::from_millis(gridledger_core::mining::IDLE_MS);
+                            None
+                        }
                     }
                 };
                 let Some((parent, records, time)) = job else {
