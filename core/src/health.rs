@@ -142,6 +142,32 @@ impl PeerHealth {
     }
 }
 
+/// The peers (of `urls`) the sync round at `now_ms` (one every `period`) pulls from: each
+/// with no pull under way, not backed off, and not skipped for a recent push
+/// ([`PeerHealth::skip_poll`]); each is marked as pulled from until [`PeerHealth::record`]
+/// ends its pull (the runtime clears `in_flight` then). A peer seen for the first time gets
+/// its record here.
+pub fn due(
+    urls: &[String],
+    health: &mut std::collections::HashMap<String, PeerHealth>,
+    now_ms: u64,
+    period: Duration,
+) -> Vec<String> {
+    urls.iter()
+        .filter(|url| {
+            let h = health
+                .entry((*url).clone())
+                .or_insert_with(|| PeerHealth::new(url, None));
+            let due = !h.in_flight && h.backoff_until_ms <= now_ms && !h.skip_poll(now_ms, period);
+            if due {
+                h.in_flight = true;
+            }
+            due
+        })
+        .cloned()
+        .collect()
+}
+
 /// The peers (of `urls`) a block that became this node's best goes on to: all but the one
 /// that sent it, known by the miner key its `/status` gives (`None`: every peer).
 #[must_use]
@@ -222,6 +248,36 @@ mod tests {
             5_000 << 6,
             "a lie backs off by the count"
         );
+    }
+
+    /// A round pulls from each peer not already being pulled from, not backed off and not
+    /// skipped for a recent push; a peer met for the first time is due at once.
+    #[test]
+    fn a_round_pulls_from_the_peers_that_are_due() {
+        let period = Duration::from_secs(5);
+        let urls: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|u| (*u).to_owned())
+            .collect();
+        let mut health = std::collections::HashMap::new();
+        for u in &urls[..3] {
+            health.insert(u.clone(), PeerHealth::new(u, None));
+        }
+        if let Some(b) = health.get_mut("b") {
+            b.backoff_until_ms = 20_000;
+        }
+        if let Some(c) = health.get_mut("c") {
+            c.pushed_ms = 9_000;
+        }
+        assert_eq!(due(&urls, &mut health, 10_000, period), ["a", "d"]);
+        assert!(health["a"].in_flight && health["d"].in_flight && !health["b"].in_flight);
+        assert_eq!(health["c"].polls_skipped, 1, "the skip is counted");
+        // Next round: a and d still pulling, b still backed off, c skipped again.
+        assert!(due(&urls, &mut health, 11_000, period).is_empty());
+        if let Some(a) = health.get_mut("a") {
+            a.in_flight = false;
+        }
+        assert_eq!(due(&urls, &mut health, 21_000, period), ["a", "b", "c"]);
     }
 
     /// A peer that pushed within the last period is not polled, but only for

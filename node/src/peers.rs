@@ -777,20 +777,10 @@ pub async fn resolve(client: &PeerClient, shared: &Shared) -> Vec<Resolved> {
 /// first backoff after a failure (the sync period).
 pub fn sync_round(client: &PeerClient, shared: &Shared, base: Duration) {
     let now = now_ms();
-    let due: Vec<String> = {
-        let mut core = lock(shared);
-        let peers = core.peers.clone();
-        peers
-            .into_iter()
-            .filter(|p| {
-                let h = core.peer_health(p);
-                let due = !h.in_flight && h.backoff_until_ms <= now && !h.skip_poll(now, base);
-                if due {
-                    h.in_flight = true;
-                }
-                due
-            })
-            .collect()
+    // Whom to pull from is the core's (`gridledger_core::health::due`).
+    let due = {
+        let core = &mut *lock(shared);
+        crate::health::due(&core.peers, &mut core.peer_health, now, base)
     };
     for peer in due {
         let (client, shared) = (client.clone(), std::sync::Arc::clone(shared));
