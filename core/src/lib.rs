@@ -1,6 +1,7 @@
 //! The gridledger node's decisions, without I/O: what waits for a block ([`mempool`]), a
 //! record on the chain that differs from this node's own read ([`dispute`]), whose turn it
-//! is to mine a minute ([`policy`]), what to mine next and when ([`mining`]), blocks that came before their parent ([`orphans`]), how
+//! is to mine a minute ([`policy`]), what to mine next and when ([`mining`]), what each
+//! read of a relay means and when to read again ([`poller`]), blocks that came before their parent ([`orphans`]), how
 //! each peer behaves ([`health`]), which peers already hold which miner's blocks
 //! ([`fanout`]), what a relay's signature means for a record ([`relay_sig`]), what to
 //! ask a peer for in a pull and what its answers mean ([`pull`]), and what follows a block
@@ -22,6 +23,7 @@ pub mod mempool;
 pub mod mining;
 pub mod orphans;
 pub mod policy;
+pub mod poller;
 pub mod pull;
 pub mod relay_sig;
 pub mod witness;

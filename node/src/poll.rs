@@ -9,16 +9,17 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use gridledger_core::poller::{Poller, Read};
 use relay_core::registers::{
     attach_signature, decode_identity, decode_record, RecordRead, RegisterError, IDENTITY, RECORD,
     SIGNATURE,
 };
-use relay_core::{Minute, MinuteRecord, RecordFlags};
+use relay_core::MinuteRecord;
 use tokio::sync::mpsc;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout};
 use tokio_modbus::client::{tcp, Context, Reader};
 use tokio_modbus::{ExceptionCode, Slave};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 /// Where a relay is: `host:port`, and the unit id behind it (default 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,65 +267,7 @@ impl RelayReader {
     }
 }
 
-/// What a node knows about one relay it polls.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RelayStatus {
-    /// The relay, as configured.
-    pub relay: String,
-    /// The relay id its records carry (from the last record read).
-    pub relay_id: Option<u32>,
-    /// Minute of the last record read.
-    pub last_minute: Option<Minute>,
-    /// Records read.
-    pub records: u64,
-    /// Minutes between two records read that the node never saw (relay down, node down, a
-    /// poll too late).
-    pub missed_minutes: u64,
-    /// Polls that failed in a row (0 when the relay answers).
-    pub failures_in_a_row: u64,
-    /// The last error, if the last poll failed.
-    pub last_error: Option<String>,
-    /// Records refused because the relay's clock was not set.
-    pub clock_not_set: u64,
-    /// Polls that got an answer.
-    pub answered: u64,
-    /// Who vouches for the relay's last record read ([`crate::relay_sig::Signer`]).
-    pub signer: Option<crate::relay_sig::Signer>,
-    /// The public key the relay serves, if it signs.
-    pub served_key: Option<[u8; 32]>,
-    /// Records read whose relay signature failed (or was missing where the registry
-    /// requires one): reported, and not mined.
-    pub bad_signatures: u64,
-    /// How far the relay's clock ran ahead of this node's at the last record read, in
-    /// milliseconds: the record's minute closed that long after this node's now (0 when
-    /// the clock is fine). Records of a relay far ahead wait in the mempool until their
-    /// minute has closed by this node's clock, since a block may not hold them earlier.
-    pub clock_ahead_ms: u64,
-}
-
-/// A relay clock this far ahead of the node's (or more) is reported as a clock problem.
-pub const CLOCK_AHEAD_TOLERANCE_MS: u64 = 5_000;
-
-impl RelayStatus {
-    /// A clock problem worth telling a person about, if any.
-    #[must_use]
-    pub fn clock_problem(&self) -> Option<String> {
-        (self.clock_ahead_ms >= CLOCK_AHEAD_TOLERANCE_MS).then(|| {
-            format!(
-                "relay clock runs {:.1} s ahead of this node's: its records wait until their minute has closed here; check the relay's and the node's time sync",
-                self.clock_ahead_ms as f64 / 1000.0
-            )
-        })
-    }
-}
-
-impl RelayStatus {
-    /// True if the relay answered the last poll.
-    #[must_use]
-    pub fn is_up(&self) -> bool {
-        self.answered > 0 && self.failures_in_a_row == 0
-    }
-}
+pub use gridledger_core::poller::{RelayStatus, CLOCK_AHEAD_TOLERANCE_MS};
 
 /// How often and how patiently to poll.
 #[derive(Clone, Copy, Debug)]
@@ -370,80 +313,32 @@ pub async fn poll_relay_observed(
 ) {
     let label = relay.to_string();
     let mut reader = RelayReader::new(relay.clone(), config.io_timeout);
-    let period_ms = config.period.as_millis().max(1) as u64;
-    let mut retry = Duration::from_secs(1);
-    let mut last_seq: Option<u16> = None;
+    // What each read means, and when to read again, is the core's (`gridledger_core::poller`).
+    let mut poller = Poller::new(
+        u64::try_from(config.period.as_millis()).unwrap_or(u64::MAX),
+        u64::try_from(config.offset.as_millis()).unwrap_or(u64::MAX),
+    );
     loop {
         let started = std::time::Instant::now();
-        let outcome = reader.read().await;
+        let read = match reader.read().await {
+            Ok(Some(read)) => Read::Record {
+                seq: read.seq,
+                record: Box::new(read.record),
+                served_key: reader.served_key(),
+            },
+            Ok(None) => Read::Nothing,
+            Err(e) => Read::Failed(e.to_string()),
+        };
         metrics.observe_poll(&label, started.elapsed());
-        let mut failed = false;
-        let mut fresh = None;
-        {
+        let next = {
             let mut st = status.lock().unwrap_or_else(PoisonError::into_inner);
-            st.relay = relay.to_string();
-            match outcome {
-                Ok(Some(read)) if Some(read.seq) != last_seq => {
-                    last_seq = Some(read.seq);
-                    st.answered += 1;
-                    st.failures_in_a_row = 0;
-                    st.last_error = None;
-                    let rec = read.record;
-                    let served = reader.served_key();
-                    st.served_key = served;
-                    let signed = crate::relay_sig::check_read(&rec, served.as_ref(), &registry);
-                    if let Err(e) = &signed {
-                        if st.bad_signatures == 0 {
-                            warn!(relay = %relay, "{e}");
-                        } else {
-                            debug!(relay = %relay, "{e}");
-                        }
-                        st.bad_signatures += 1;
-                        st.last_error = Some(e.to_string());
-                        // The relay may have a new key (read its identity again next time),
-                        // or not have signed this record yet: read it again next time.
-                        reader.reconnect();
-                        last_seq = None;
-                    } else if !rec.flags.contains(RecordFlags::CLOCK_SET) {
-                        st.clock_not_set += 1;
-                        warn!(relay = %relay, "record without a set clock refused (minute counts from power-up)");
-                    } else if st.last_minute.is_none_or(|m| rec.minute > m) {
-                        if let Some(m) = st.last_minute {
-                            st.missed_minutes += u64::from(rec.minute.0 - m.0 - 1);
-                        }
-                        st.last_minute = Some(rec.minute);
-                        st.relay_id = Some(rec.relay.0);
-                        st.records += 1;
-                        let ahead = crate::chain::validate::minute_closes_ms(rec.minute)
-                            .saturating_sub(crate::clock::now_ms());
-                        if ahead >= CLOCK_AHEAD_TOLERANCE_MS
-                            && st.clock_ahead_ms < CLOCK_AHEAD_TOLERANCE_MS
-                        {
-                            warn!(relay = %relay, minute = %rec.minute, ahead_ms = ahead, "the relay's clock runs ahead of this node's; its records wait until their minute has closed");
-                        }
-                        st.clock_ahead_ms = ahead;
-                        st.signer = signed.ok();
-                        fresh = Some(rec);
-                    }
-                }
-                Ok(_) => {
-                    st.answered += 1;
-                    st.failures_in_a_row = 0;
-                    st.last_error = None;
-                }
-                Err(e) => {
-                    if st.failures_in_a_row == 0 {
-                        warn!(relay = %relay, "{e}; retrying");
-                    } else {
-                        debug!(relay = %relay, "{e}");
-                    }
-                    st.failures_in_a_row += 1;
-                    st.last_error = Some(e.to_string());
-                    failed = true;
-                }
-            }
+            st.relay = label.clone();
+            poller.on_read(read, &mut st, &registry, crate::clock::now_ms())
+        };
+        if next.reconnect {
+            reader.reconnect();
         }
-        if let Some(rec) = fresh {
+        if let Some(rec) = next.fresh {
             if records.send(rec).await.is_err() {
                 return;
             }
@@ -451,20 +346,10 @@ pub async fn poll_relay_observed(
         if records.is_closed() {
             return;
         }
-        if failed {
-            sleep(retry.min(config.period)).await;
-            retry = (retry * 2).min(config.period);
-            continue;
-        }
-        if retry > Duration::from_secs(1) {
-            info!(relay = %relay, "relay answers again");
-        }
-        retry = Duration::from_secs(1);
-        // Next aligned instant, plus the offset.
-        let now_ms = crate::clock::now_ms();
-        let next = (now_ms / period_ms + 1) * period_ms;
-        let wait = Duration::from_millis(next - now_ms) + config.offset;
-        tokio::time::sleep_until(Instant::now() + wait).await;
+        sleep(Duration::from_millis(
+            next.at_ms.saturating_sub(crate::clock::now_ms()),
+        ))
+        .await;
     }
 }
 
