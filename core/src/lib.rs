@@ -1,13 +1,16 @@
-//! The gridledger node's decisions, without I/O: what waits for a block ([`mempool`]), a
-//! record on the chain that differs from this node's own read ([`dispute`]), whose turn it
-//! is to mine a minute ([`policy`]), what to mine next and when ([`mining`]), what each
-//! read of a relay means and when to read again ([`poller`]), blocks that came before their parent ([`orphans`]), how
-//! each peer behaves ([`health`]), which peers already hold which miner's blocks
-//! ([`fanout`]), what a relay's signature means for a record ([`relay_sig`]), what to
-//! ask a peer for in a pull and what its answers mean ([`pull`]), and what follows a block
-//! a peer pushed: to whom it goes on, whether it waits for its parent, when to pull
-//! ([`intake`]), and what this node read itself, against which peers' records are checked
-//! ([`witness`]).
+//! The gridledger node's decisions, without I/O:
+//! - what waits for a block ([`mempool`]); what this node read itself, against which peers'
+//!   records are checked, and the records on the chain that differ ([`witness`],
+//!   [`dispute`]);
+//! - whose turn it is to mine a minute ([`policy`]), and what to mine next and when
+//!   ([`mining`]);
+//! - what each read of a relay means and when to read again ([`poller`]), and what a
+//!   relay's signature means for a record ([`relay_sig`]);
+//! - what follows a block a peer pushed: to whom it goes on, whether it waits for its parent
+//!   ([`orphans`]), when to pull ([`intake`]); which peers already hold which miner's
+//!   blocks ([`fanout`]); which peer gets which finality votes ([`votes`]);
+//! - how each peer behaves and whom a sync round pulls from ([`health`]), what to ask a peer
+//!   for in a pull and what its answers mean ([`pull`]).
 //!
 //! The floor between `gridledger-chain` (what a block is, how it is checked and chosen) and
 //! the node's runtime (`node/`: sockets, tasks, the store, the API). Nothing here opens a
@@ -26,4 +29,5 @@ pub mod policy;
 pub mod poller;
 pub mod pull;
 pub mod relay_sig;
+pub mod votes;
 pub mod witness;

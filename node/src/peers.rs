@@ -221,23 +221,8 @@ pub fn take_votes(core: &mut crate::core::Core) -> Option<VoteBatch> {
         return None;
     }
     let origin = core.finality.as_ref()?.members().origin().to_owned();
-    let votes = std::mem::take(&mut core.outbox);
-    let encoded: Vec<(Vec<u8>, Option<String>)> = votes
-        .into_iter()
-        .map(|(v, from)| (v.to_bytes(&origin), from))
-        .collect();
-    let to = core
-        .peers
-        .iter()
-        .filter_map(|peer| {
-            let body: Vec<u8> = encoded
-                .iter()
-                .filter(|(_, from)| from.as_deref() != Some(peer.as_str()))
-                .flat_map(|(b, _)| b.iter().copied())
-                .collect();
-            (!body.is_empty()).then(|| (peer.clone(), body))
-        })
-        .collect();
+    // Who gets which votes is the core's (`gridledger_core::votes`).
+    let to = gridledger_core::votes::bodies(std::mem::take(&mut core.outbox), &core.peers, &origin);
     Some(VoteBatch {
         to,
         sender: core.miner_key.map(hex::encode),
