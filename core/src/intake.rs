@@ -562,6 +562,32 @@ mod tests {
         assert_eq!(w.tree.tip(), b3.id());
     }
 
+    /// A peer that floods the node with valid early blocks (each two above the tip, each
+    /// on a parent never sent) fills neither the pool nor the graces past their bound, and
+    /// however many graces end at once, one pull is asked for.
+    #[test]
+    fn a_flood_of_early_blocks_stays_bounded() {
+        let mut w = World::new();
+        let genesis = w.net.genesis().header;
+        let n = crate::orphans::MAX_KEPT + 36;
+        let mut early = Vec::new();
+        for _ in 0..n {
+            let parent = w.mine(&genesis);
+            early.push(w.mine(&parent.header));
+        }
+        for (i, b) in early.iter().enumerate() {
+            let (v, a) = w.push(b, Some(3), 1_000 + i as u64);
+            assert_eq!(v, Verdict::UnknownParent);
+            assert!(matches!(a.actions[..], [Action::WakeAt(_)]));
+        }
+        assert_eq!(w.intake.early(), n as u64, "each counted");
+        assert!(w.intake.graces.len() <= crate::orphans::MAX_KEPT);
+        let waiting = early.iter().filter(|b| w.intake.waits(&b.id())).count();
+        assert_eq!(waiting, crate::orphans::MAX_KEPT, "the oldest went");
+        assert!(matches!(w.intake.timer(10_000)[..], [Action::Pull]));
+        assert!(w.intake.graces.is_empty());
+    }
+
     /// A block whose parent is unknown is kept only if it passes every rule that needs no
     /// chain: a broken signature, or a miner off the allow-list, is refused by name and
     /// kept nowhere.
