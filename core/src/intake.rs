@@ -311,7 +311,10 @@ mod tests {
     use relay_core::{Minute, RecordFlags, RelayId};
 
     use super::*;
-    use gridledger_chain::{assemble, BlockTree, Change, Header, RecordKey};
+    use crate::memchain::MemChain;
+    use crate::mempool::Mempool;
+    use crate::witness::Witness;
+    use gridledger_chain::{assemble, Header};
 
     /// Three peers, A, B and C, whose `/status` gave miner keys 1, 2 and 3.
     fn peers() -> (Vec<String>, HashMap<String, PeerHealth>) {
@@ -331,11 +334,11 @@ mod tests {
         (urls, health)
     }
 
-    /// A chain with its rules: a fork-choice tree stands in for the ledger (validation and
+    /// A chain with its rules: a chain in memory stands in for the ledger (validation and
     /// the store are the chain's and the runtime's, not the intake's).
     struct World {
         net: Network,
-        tree: BlockTree,
+        chain: MemChain,
         urls: Vec<String>,
         health: HashMap<String, PeerHealth>,
         intake: Intake,
@@ -346,11 +349,11 @@ mod tests {
     impl World {
         fn new() -> Self {
             let net = Network::new("intake-test", 0);
-            let tree = BlockTree::new(&net.genesis().header);
+            let chain = MemChain::new(&net);
             let (urls, health) = peers();
             World {
                 net,
-                tree,
+                chain,
                 urls,
                 health,
                 intake: Intake::default(),
@@ -377,22 +380,8 @@ mod tests {
 
         /// What the ledger would say: known, unknown parent, or stored (best or side).
         fn verdict(&mut self, b: &Block) -> Verdict {
-            if self.tree.contains(&b.id()) {
-                return Verdict::Known;
-            }
-            if !self.tree.contains(&b.header.prev) {
-                return Verdict::UnknownParent;
-            }
-            let keys = b
-                .records
-                .iter()
-                .filter_map(|r| relay_core::MinuteRecord::decode(r).ok())
-                .map(|r| RecordKey::of(&r))
-                .collect();
-            match self.tree.insert(&b.header, keys) {
-                Change::SideBranch => Verdict::Side,
-                _ => Verdict::Best,
-            }
+            self.chain
+                .accept(b, &Witness::default(), &mut Mempool::new(), 0)
         }
 
         /// Block `b` pushed by the peer with miner key `sender` at `now`.
@@ -410,7 +399,7 @@ mod tests {
                 urls: &self.urls,
                 health: &mut self.health,
             };
-            let height = self.tree.height();
+            let height = self.chain.tree().height();
             let arrived = self
                 .intake
                 .pushed(pushed, verdict, height, peers, &self.net, now);
@@ -523,7 +512,7 @@ mod tests {
             ],
             "the parent, then its child, each to all but its own sender"
         );
-        assert_eq!(w.tree.tip(), b2.id());
+        assert_eq!(w.chain.tree().tip(), b2.id());
         assert_eq!(w.intake.placed_count(), 1);
         assert!(!w.intake.waits(&b2.id()));
         assert!(
@@ -559,7 +548,7 @@ mod tests {
         let placed = w.intake.stored(b1.id(), 300);
         let done = w.carry_out(placed, 300);
         assert_eq!(relays(&done).len(), 2);
-        assert_eq!(w.tree.tip(), b3.id());
+        assert_eq!(w.chain.tree().tip(), b3.id());
     }
 
     /// A peer that floods the node with valid early blocks (each two above the tip, each

@@ -12,6 +12,9 @@
 //! - how each peer behaves and whom a sync round pulls from ([`health`]), what to ask a peer
 //!   for in a pull and what its answers mean ([`pull`]).
 //!
+//! [`memchain`] holds a chain in memory, as the node's ledger does in its store, for tests,
+//! benches and a simulator.
+//!
 //! The floor between `gridledger-chain` (what a block is, how it is checked and chosen) and
 //! the node's runtime (`node/`: sockets, tasks, the store, the API). Nothing here opens a
 //! socket, spawns a task, touches a disk or reads a clock: time comes in as `now_ms`
@@ -22,6 +25,7 @@ pub mod dispute;
 pub mod fanout;
 pub mod health;
 pub mod intake;
+pub mod memchain;
 pub mod mempool;
 pub mod mining;
 pub mod orphans;
