@@ -22,7 +22,9 @@ use crate::witness::Witness;
 pub struct MemChain {
     tree: BlockTree,
     headers: HashMap<BlockId, Header>,
-    records: HashMap<BlockId, Vec<MinuteRecord>>,
+    /// Each block's records as it carries them (a decoded record is kilobytes: only a
+    /// reorg decodes them again).
+    records: HashMap<BlockId, Vec<Vec<u8>>>,
 }
 
 impl MemChain {
@@ -90,7 +92,7 @@ impl MemChain {
         }
         let change = self.tree.insert_with_id(id, &b.header, keys.clone());
         self.headers.insert(id, b.header);
-        self.records.insert(id, records);
+        self.records.insert(id, b.records.clone());
         match change {
             Change::SideBranch => Verdict::Side,
             Change::Extended => {
@@ -98,23 +100,29 @@ impl MemChain {
                 Verdict::Best
             }
             Change::Reorg { abandoned, adopted } => {
-                for gone in &abandoned {
-                    for r in self.records.get(gone).into_iter().flatten() {
-                        mempool.add_at(witness.own(&RecordKey::of(r)).unwrap_or(r).clone(), now_ms);
-                    }
+                for r in abandoned.iter().flat_map(|id| self.decoded(id)) {
+                    mempool.add_at(
+                        witness.own(&RecordKey::of(&r)).unwrap_or(&r).clone(),
+                        now_ms,
+                    );
                 }
                 for joined in &adopted {
-                    let keys: Vec<RecordKey> = self
-                        .records
-                        .get(joined)
-                        .into_iter()
-                        .flatten()
-                        .map(RecordKey::of)
-                        .collect();
+                    let keys: Vec<RecordKey> =
+                        self.decoded(joined).iter().map(RecordKey::of).collect();
                     mempool.remove(&keys);
                 }
                 Verdict::Best
             }
         }
+    }
+
+    /// Block `id`'s records, decoded.
+    fn decoded(&self, id: &BlockId) -> Vec<MinuteRecord> {
+        self.records
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| MinuteRecord::decode(r).ok())
+            .collect()
     }
 }
