@@ -18,6 +18,13 @@ use crate::relay_sig::Signer;
 /// A relay clock this far ahead of the node's (or more) is reported as a clock problem.
 pub const CLOCK_AHEAD_TOLERANCE_MS: u64 = 5_000;
 
+/// A relay record whose minute closes this long after this node's now, or more, was stamped
+/// by a clock far ahead: when the relay's clock comes back, its next minutes (older than that
+/// record's) are read again rather than dropped. Ten times the future a block may be stamped
+/// with (`gridledger_chain::validate::MAX_FUTURE_MS`): a relay steadily a few minutes ahead is
+/// not taken for one that jumped.
+pub const FAR_AHEAD_MS: u64 = 10 * gridledger_chain::validate::MAX_FUTURE_MS;
+
 /// The first retry after a failed read; each further failure doubles it, up to the period.
 pub const FIRST_RETRY_MS: u64 = 1_000;
 
@@ -112,7 +119,16 @@ pub struct Poller {
     offset_ms: u64,
     retry_ms: u64,
     last_seq: Option<u16>,
+    /// The latest minute taken whose minute had closed, give or take [`FAR_AHEAD_MS`], by
+    /// this node's clock when it was read.
+    sane: Option<Minute>,
+    /// The minutes taken lately (at most [`TAKEN_KEPT`], the lowest forgotten first): none is
+    /// taken twice, whatever the relay's clock does.
+    taken: std::collections::BTreeSet<u32>,
 }
+
+/// Minutes a poller remembers having taken (a day of minutes).
+pub const TAKEN_KEPT: usize = 1440;
 
 impl Poller {
     /// A poller reading every `period_ms` (at least 1), `offset_ms` after each multiple.
@@ -123,6 +139,8 @@ impl Poller {
             offset_ms,
             retry_ms: FIRST_RETRY_MS,
             last_seq: None,
+            sane: None,
+            taken: std::collections::BTreeSet::new(),
         }
     }
 
@@ -166,11 +184,24 @@ impl Poller {
                 } else if !record.flags.contains(RecordFlags::CLOCK_SET) {
                     status.clock_not_set += 1;
                     warn!(relay = %status.relay, "record without a set clock refused (minute counts from power-up)");
-                } else if status.last_minute.is_none_or(|m| record.minute > m) {
-                    if let Some(m) = status.last_minute {
+                } else if let Some(after) = self.taken_after(status, record.minute, now_ms) {
+                    let closes = gridledger_chain::validate::minute_closes_ms(record.minute);
+                    let sane = closes <= now_ms.saturating_add(FAR_AHEAD_MS);
+                    // A gap to a minute far ahead is no gap: the minutes between will come.
+                    if let (Some(m), true) = (after, sane) {
                         status.missed_minutes += u64::from(record.minute.0 - m.0 - 1);
                     }
+                    if status.last_minute.is_some_and(|m| record.minute <= m) {
+                        warn!(relay = %status.relay, minute = %record.minute, "the relay's clock came back from far ahead: its records are read again from here");
+                    }
                     status.last_minute = Some(record.minute);
+                    if sane {
+                        self.sane = Some(record.minute);
+                    }
+                    self.taken.insert(record.minute.0);
+                    while self.taken.len() > TAKEN_KEPT {
+                        self.taken.pop_first();
+                    }
                     status.relay_id = Some(record.relay.0);
                     status.records += 1;
                     let ahead = gridledger_chain::validate::minute_closes_ms(record.minute)
@@ -206,6 +237,32 @@ impl Poller {
         // The next aligned instant, plus the offset.
         next.at_ms = (now_ms / self.period_ms + 1) * self.period_ms + self.offset_ms;
         next
+    }
+
+    /// Whether a record of `minute` is taken, and if so the minute it follows (for the gap):
+    /// a minute after the last one read; or, when the last one read lies far ahead of this
+    /// node's clock (a relay clock that jumped forward and came back), a minute after the
+    /// last one read before that. A minute taken before is never taken again, nor otherwise
+    /// an older one: a relay whose clock steps back would give a second, different record
+    /// for a minute already read, which the chain and this node's witness hold already.
+    fn taken_after(
+        &self,
+        status: &RelayStatus,
+        minute: Minute,
+        now_ms: u64,
+    ) -> Option<Option<Minute>> {
+        if self.taken.contains(&minute.0) {
+            return None;
+        }
+        let Some(last) = status.last_minute else {
+            return Some(None);
+        };
+        if minute > last {
+            return Some(Some(last));
+        }
+        let far = gridledger_chain::validate::minute_closes_ms(last)
+            > now_ms.saturating_add(FAR_AHEAD_MS);
+        (far && self.sane.is_none_or(|s| minute > s)).then_some(self.sane)
     }
 
     fn answered(&self, status: &mut RelayStatus) {
@@ -347,6 +404,60 @@ mod tests {
         assert!(st.is_up() && st.last_error.is_none());
         let n = p.on_read(Read::Failed("timeout".into()), &mut st, &reg, now);
         assert_eq!(n.at_ms - now, 1_000, "starts over");
+    }
+
+    /// A relay clock that jumps far ahead for one record and comes back: its next minutes
+    /// are taken again (nothing lost until a restart), a gap counted from the last minute
+    /// read before the jump; a minute read before the jump is still never taken twice, and
+    /// without a jump an older minute goes nowhere.
+    #[test]
+    fn a_relay_clock_that_jumps_ahead_and_back_loses_no_minute() {
+        let (mut p, mut st, reg) = start(PERIOD, OFFSET);
+        assert!(p
+            .on_read(read(1, M), &mut st, &reg, after(M, 1_000))
+            .fresh
+            .is_some());
+        assert!(p
+            .on_read(read(2, M + 1), &mut st, &reg, after(M + 1, 1_000))
+            .fresh
+            .is_some());
+        // A year ahead, once.
+        let glitch = M + 525_600;
+        assert!(p
+            .on_read(read(3, glitch), &mut st, &reg, after(M + 2, 1_000))
+            .fresh
+            .is_some());
+        let n = p.on_read(read(4, M + 3), &mut st, &reg, after(M + 3, 1_000));
+        assert_eq!(
+            n.fresh.map(|r| r.minute),
+            Some(Minute(M + 3)),
+            "back: taken"
+        );
+        assert_eq!(st.missed_minutes, 1, "minute M + 2, counted from M + 1");
+        assert!(p
+            .on_read(read(5, M + 4), &mut st, &reg, after(M + 4, 1_000))
+            .fresh
+            .is_some());
+        assert_eq!(
+            p.on_read(read(6, M + 1), &mut st, &reg, after(M + 4, 2_000))
+                .fresh,
+            None,
+            "a minute read before the jump is not read twice"
+        );
+        assert_eq!(st.records, 5);
+
+        // A relay steadily far ahead whose clock steps back a minute: the minute it gave
+        // already is not taken twice.
+        let (mut p, mut st, reg) = start(PERIOD, OFFSET);
+        let now = after(M, 0);
+        for (seq, m) in [(1, glitch), (2, glitch + 1)] {
+            assert!(p.on_read(read(seq, m), &mut st, &reg, now).fresh.is_some());
+        }
+        assert_eq!(p.on_read(read(3, glitch), &mut st, &reg, now).fresh, None);
+        assert_eq!(
+            st.missed_minutes, 0,
+            "no gap counted to or among minutes far ahead"
+        );
     }
 
     /// A record whose minute closes well after this node's now: its relay's clock runs
