@@ -38,20 +38,7 @@ use crate::fanout::Arrivals;
 use crate::health::PeerHealth;
 use crate::orphans::{Orphan, Orphans, GRACE};
 
-/// What the chain said of a pushed block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Stored, and it changed the main chain (it extended it, or a reorg).
-    Best,
-    /// Stored on a side branch.
-    Side,
-    /// Held already.
-    Known,
-    /// Its parent is unknown here.
-    UnknownParent,
-    /// Refused by a rule (the runtime answers with it).
-    Refused,
-}
+pub use crate::verdict::Verdict;
 
 /// The essentials of a pushed block the intake needs.
 #[derive(Clone, Debug)]

@@ -33,5 +33,6 @@ pub mod policy;
 pub mod poller;
 pub mod pull;
 pub mod relay_sig;
+pub mod verdict;
 pub mod votes;
 pub mod witness;

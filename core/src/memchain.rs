@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use gridledger_chain::{Block, BlockId, BlockTree, Change, Header, Network, RecordKey};
 use relay_core::MinuteRecord;
 
-use crate::intake::Verdict;
 use crate::mempool::Mempool;
+use crate::verdict::Verdict;
 use crate::witness::Witness;
 
 /// Blocks in memory and the fork choice over them.

@@ -266,15 +266,7 @@ mod tests {
         ] {
             pool.add_at(r, 0);
         }
-        let n = next(
-            &settings(0, 10),
-            Standing::default(),
-            &pool,
-            &tree,
-            &tip,
-            &[],
-            now,
-        );
+        let n = ask(&settings(0, 10), &pool, (&tree, &tip), &[], now);
         let job = n.job.expect("records to mine");
         let keys: Vec<(u32, u32)> = job
             .records
@@ -287,28 +279,12 @@ mod tests {
         // The stamp-ahead margin: 20 s before relay 5's minute closes, it is taken, and the
         // block is stamped at that close, not now.
         let early = minute_closes_ms(Minute(M + 4)) - 20_000;
-        let n = next(
-            &settings(0, 10),
-            Standing::default(),
-            &pool,
-            &tree,
-            &tip,
-            &[],
-            early,
-        );
+        let n = ask(&settings(0, 10), &pool, (&tree, &tip), &[], early);
         let job = n.job.expect("records to mine");
         assert_eq!(job.records.last().map(|r| r.relay.0), Some(5));
         assert_eq!(job.time_ms, minute_closes_ms(Minute(M + 4)));
 
-        let n = next(
-            &settings(0, 2),
-            Standing::default(),
-            &pool,
-            &tree,
-            &tip,
-            &[],
-            now,
-        );
+        let n = ask(&settings(0, 2), &pool, (&tree, &tip), &[], now);
         assert_eq!(
             n.job.map(|j| j.records.len()),
             Some(1),
