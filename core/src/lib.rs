@@ -21,8 +21,14 @@
 //! arguments, so every decision can be driven by a test, or a simulator, event by event.
 #![forbid(unsafe_code)]
 
+/// The log target of one line per record read, per block stored and per block made final,
+/// each with the time in Unix ms (`RUST_LOG=info,gridledger::trace=debug`): what a testbed
+/// needs to time a record or a block across many nodes.
+pub const TRACE: &str = "gridledger::trace";
+
 pub mod dispute;
 pub mod fanout;
+pub mod finality;
 pub mod health;
 pub mod intake;
 pub mod memchain;

@@ -10,9 +10,11 @@
 
 use std::collections::HashMap;
 
-use gridledger_chain::{Block, BlockId, BlockTree, Change, Header, Network, RecordKey};
+use gridledger_chain::merkle::Hash;
+use gridledger_chain::{Block, BlockId, BlockTree, Change, Header, Height, Network, RecordKey};
 use relay_core::MinuteRecord;
 
+use crate::finality::{Chain, Keep, Kept};
 use crate::mempool::Mempool;
 use crate::verdict::Verdict;
 use crate::witness::Witness;
@@ -25,6 +27,10 @@ pub struct MemChain {
     /// Each block's records as it carries them (a decoded record is kilobytes: only a
     /// reorg decodes them again).
     records: HashMap<BlockId, Vec<Vec<u8>>>,
+    /// The latest final block.
+    final_block: Option<(Height, BlockId)>,
+    /// What finality kept, as a store would keep it across a restart.
+    kept: Kept,
 }
 
 impl MemChain {
@@ -36,7 +42,35 @@ impl MemChain {
             tree: BlockTree::new(&genesis),
             headers: HashMap::from([(genesis.id(), genesis)]),
             records: HashMap::new(),
+            final_block: None,
+            kept: Kept::default(),
         }
+    }
+
+    /// What finality kept ([`Chain::keep`]), for a [`crate::finality::Finality`] opened
+    /// again after a restart.
+    #[must_use]
+    pub fn kept(&self) -> Kept {
+        self.kept.clone()
+    }
+
+    /// The latest final block.
+    #[must_use]
+    pub fn final_block(&self) -> Option<(Height, BlockId)> {
+        self.final_block
+    }
+
+    /// True if a block whose parent is `prev`, at `height`, forks below the final block or
+    /// off a block that contradicts a final checkpoint: nothing below a final block
+    /// changes, whatever the work of the other chain.
+    fn below_final(&self, prev: &BlockId, height: Height) -> bool {
+        if self.tree.is_excluded(prev) {
+            return true;
+        }
+        let Some((final_height, final_id)) = self.final_block else {
+            return false;
+        };
+        height <= final_height || self.tree.chain_contains(prev, &final_id) == Some(false)
     }
 
     /// The fork choice.
@@ -83,6 +117,9 @@ impl MemChain {
         if !self.tree.contains(&b.header.prev) {
             return Verdict::UnknownParent;
         }
+        if self.below_final(&b.header.prev, b.header.height) {
+            return Verdict::Refused;
+        }
         let keys: Vec<RecordKey> = records.iter().map(RecordKey::of).collect();
         if keys
             .iter()
@@ -99,20 +136,30 @@ impl MemChain {
                 mempool.remove(&keys);
                 Verdict::Best
             }
-            Change::Reorg { abandoned, adopted } => {
-                for r in abandoned.iter().flat_map(|id| self.decoded(id)) {
-                    mempool.add_at(
-                        witness.own(&RecordKey::of(&r)).unwrap_or(&r).clone(),
-                        now_ms,
-                    );
-                }
-                for joined in &adopted {
-                    let keys: Vec<RecordKey> =
-                        self.decoded(joined).iter().map(RecordKey::of).collect();
-                    mempool.remove(&keys);
-                }
+            reorg @ Change::Reorg { .. } => {
+                self.switched(&reorg, witness, mempool, now_ms);
                 Verdict::Best
             }
+        }
+    }
+
+    /// Keeps `mempool` in step with a switch of the main chain (a reorg a block brought, or
+    /// one finality made: [`crate::finality::Effects::switched`]): the records of the
+    /// blocks that left it come back (as this node read them where it did), those of the
+    /// blocks that joined it go.
+    pub fn switched(&self, change: &Change, witness: &Witness, mempool: &mut Mempool, now_ms: u64) {
+        let Change::Reorg { abandoned, adopted } = change else {
+            return;
+        };
+        for r in abandoned.iter().flat_map(|id| self.decoded(id)) {
+            mempool.add_at(
+                witness.own(&RecordKey::of(&r)).unwrap_or(&r).clone(),
+                now_ms,
+            );
+        }
+        for joined in adopted {
+            let keys: Vec<RecordKey> = self.decoded(joined).iter().map(RecordKey::of).collect();
+            mempool.remove(&keys);
         }
     }
 
@@ -124,5 +171,62 @@ impl MemChain {
             .flatten()
             .filter_map(|r| MinuteRecord::decode(r).ok())
             .collect()
+    }
+}
+
+/// Finality over the chain in memory; what it keeps stays in memory too ([`MemChain::kept`]).
+impl Chain for MemChain {
+    type Switch = Change;
+    type Error = std::convert::Infallible;
+
+    fn tree(&self) -> &BlockTree {
+        &self.tree
+    }
+
+    fn set_final(&mut self, height: Height, id: BlockId) {
+        self.final_block = Some((height, id));
+    }
+
+    fn set_floor(&mut self, id: &BlockId) -> Result<Option<Change>, Self::Error> {
+        Ok(self
+            .tree
+            .set_floor(id)
+            .filter(|c| matches!(c, Change::Reorg { .. })))
+    }
+
+    fn exclude(&mut self, id: &BlockId) -> Result<Option<Change>, Self::Error> {
+        Ok(self
+            .tree
+            .exclude(id)
+            .filter(|c| matches!(c, Change::Reorg { .. })))
+    }
+
+    fn root_at(&self, size: u64) -> Option<Hash> {
+        let mut ids = Vec::new();
+        let mut at: Height = 0;
+        while (ids.len() as u64) < size {
+            let run = self.tree.main_range(at, 4096);
+            if run.is_empty() {
+                return None;
+            }
+            for (h, id) in run {
+                if ids.len() as u64 >= size {
+                    break;
+                }
+                ids.push(id);
+                at = h + 1;
+            }
+        }
+        Some(gridledger_chain::tlog::root(&ids))
+    }
+
+    fn keep(&mut self, what: Keep<'_>) -> Result<(), Self::Error> {
+        match what {
+            Keep::Justified(b) => self.kept.justified = Some(b.to_vec()),
+            Keep::Own(b) => self.kept.own = Some(b.to_vec()),
+            Keep::Final { state, .. } => self.kept.final_state = Some(state.to_vec()),
+            Keep::Evidence(e) => self.kept.evidence.push(e.clone()),
+        }
+        Ok(())
     }
 }

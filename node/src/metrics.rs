@@ -43,26 +43,8 @@ pub struct Counters {
     pub placed: u64,
 }
 
-/// Finality's counters (`crate::finality`), for `/metrics` and `/status`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FinalityStats {
-    /// Valid votes taken (new ones).
-    pub votes: u64,
-    /// Votes refused (malformed, not a member, a bad signature).
-    pub votes_refused: u64,
-    /// Votes this node cast.
-    pub cast: u64,
-    /// Finalisations.
-    pub finalized: u64,
-    /// Offences found.
-    pub offences: u64,
-    /// Blocks refused for forking below the final block.
-    pub below_final: u64,
-    /// Checkpoints learned from peers.
-    pub learned: u64,
-    /// Votes not checked: their checkpoint had a quorum already.
-    pub redundant: u64,
-}
+/// Finality's counters, for `/metrics` and `/status`.
+pub use gridledger_core::finality::Stats as FinalityStats;
 
 /// The relay label of per-relay metrics.
 pub type RelayLabel = Vec<(String, String)>;

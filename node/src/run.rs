@@ -159,10 +159,12 @@ fn start_finality(core: &mut Core, config: &NodeConfig, key: &SigningKey) -> Res
         .finality
         .interval
         .unwrap_or_else(|| default_interval(members.len()));
-    let f = crate::finality::Finality::open(
+    let genesis = core.ledger.network().genesis().id();
+    let f = crate::finality::open(
         crate::finality::FinalityConfig {
             members,
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            genesis,
         },
         Some(key.clone()),
         &mut core.ledger,

@@ -3,4 +3,4 @@
 /// The log target of one line per record read, per block stored and per block made final,
 /// each with the time in Unix ms (`RUST_LOG=info,gridledger::trace=debug`): what a testbed
 /// needs to time a record or a block across many nodes (`gridledger-testbed` reads it).
-pub const TRACE: &str = "gridledger::trace";
+pub use gridledger_core::TRACE;

@@ -305,7 +305,7 @@ pub(super) async fn evidence(State(shared): State<Shared>) -> Response {
         return off();
     };
     Json(json!({
-        "offences": f.evidence().iter().map(crate::finality::Evidence::to_json).collect::<Vec<_>>(),
+        "offences": f.evidence().iter().map(crate::finality::evidence_json).collect::<Vec<_>>(),
         "safety_failure": f.safety_failure().map(|s| json!({
             "ours": s.ours,
             "theirs": s.theirs,

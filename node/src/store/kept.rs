@@ -31,11 +31,11 @@ pub(super) const CHECKPOINTS: TableDefinition<u32, &[u8]> = TableDefinition::new
 pub(super) const TLOG: TableDefinition<u64, [u8; 32]> = TableDefinition::new("tlog");
 pub(super) const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
 
+/// The lowest tlog level whose subtree hashes are kept (256 leaves): below it a proof reads
+/// at most 256 block ids. Finality (in the core) decides what it keeps by it.
+pub use gridledger_core::finality::SUBTREE_LEVEL;
 /// Bytes of a record's digest in the witness.
 pub use gridledger_core::witness::{Digest, DIGEST_LEN};
-/// The lowest tlog level whose subtree hashes are kept (256 leaves): below it a proof reads
-/// at most 256 block ids.
-pub const SUBTREE_LEVEL: u32 = 8;
 /// Minutes per witness chunk.
 const CHUNK: u32 = 64;
 
