@@ -343,6 +343,37 @@ pub struct Members {
     origin: String,
     verifiers: Vec<Verifier>,
     quorum: usize,
+    /// Votes whose signatures verified, shared by the views that hold this cache
+    /// ([`Members::with_verified`]); `None`: every vote is checked.
+    verified: Option<Verified>,
+}
+
+/// Votes known to carry a good signature: the SHA-256 of member, signature and signed text
+/// of each. Many views of the same members in one process (a simulator's nodes) check a
+/// vote once: the same inputs give the same answer. Only good signatures are kept, so a
+/// bad one is checked every time it comes.
+#[derive(Clone, Debug, Default)]
+pub struct Verified(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>);
+
+impl Verified {
+    fn key(v: &Vote, origin: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(v.member);
+        h.update(v.sig);
+        h.update(v.text(origin).as_bytes());
+        h.finalize().into()
+    }
+
+    fn holds(&self, k: &[u8; 32]) -> bool {
+        self.0.lock().map(|s| s.contains(k)).unwrap_or(false)
+    }
+
+    fn keep(&self, keys: impl IntoIterator<Item = [u8; 32]>) {
+        if let Ok(mut s) = self.0.lock() {
+            s.extend(keys);
+        }
+    }
 }
 
 /// The default quorum of `n` members: `⌊2n/3⌋ + 1`.
@@ -384,6 +415,7 @@ impl Members {
             origin: origin.to_owned(),
             verifiers,
             quorum,
+            verified: None,
         })
     }
 
@@ -463,23 +495,54 @@ impl Members {
         if !self.contains(&vote.member) {
             return Err(FinalityError::NotMember);
         }
+        let key = self
+            .verified
+            .as_ref()
+            .map(|c| (c, Verified::key(vote, &self.origin)));
+        if key.as_ref().is_some_and(|(c, k)| c.holds(k)) {
+            return Ok(());
+        }
         crate::signature::verify(&vote.member, vote.text(&self.origin).as_bytes(), &vote.sig)
-            .map_err(|_| FinalityError::BadSignature)
+            .map_err(|_| FinalityError::BadSignature)?;
+        if let Some((c, k)) = key {
+            c.keep([k]);
+        }
+        Ok(())
     }
 
     /// Checks many votes at once (one batch of signatures); `Err` names the position of the
     /// first bad one.
     pub fn check_all(&self, votes: &[Vote]) -> Result<(), usize> {
         let mut batch = crate::signature::Batch::new();
+        let mut fresh = Vec::new();
         for (i, v) in votes.iter().enumerate() {
             if v.well_formed().is_err() || !self.contains(&v.member) {
                 return Err(i);
+            }
+            if let Some(c) = &self.verified {
+                let k = Verified::key(v, &self.origin);
+                if c.holds(&k) {
+                    continue;
+                }
+                fresh.push(k);
             }
             batch
                 .push_message(i, &v.member, v.text(&self.origin).as_bytes(), &v.sig)
                 .map_err(|_| i)?;
         }
-        batch.verify()
+        batch.verify()?;
+        if let Some(c) = &self.verified {
+            c.keep(fresh);
+        }
+        Ok(())
+    }
+
+    /// These members, sharing `cache` of votes whose signatures verified with every other
+    /// view given it: a simulator's thousand nodes check each vote once.
+    #[must_use]
+    pub fn with_verified(mut self, cache: Verified) -> Self {
+        self.verified = Some(cache);
+        self
     }
 
     /// A checkpoint note (a commit text with member signatures): its checkpoint and the
@@ -693,6 +756,27 @@ mod tests {
         let pubs: Vec<[u8; 32]> = keys.iter().map(|k| k.verifying_key().to_bytes()).collect();
         let m = Members::new(&origin("net"), &pubs, None).expect("members");
         (keys, m)
+    }
+
+    /// Views sharing a cache of verified votes answer as views without one: a good vote is
+    /// taken (and checked once), a vote with its signature flipped is refused however often
+    /// its good twin was taken.
+    #[test]
+    fn a_shared_cache_of_verified_votes_changes_no_answer() {
+        let (keys, m) = members(4);
+        let cache = Verified::default();
+        let a = m.clone().with_verified(cache.clone());
+        let b = m.clone().with_verified(cache.clone());
+        let good = Vote::sign(Kind::Commit, cp(5, 1), &keys[0], m.origin()).expect("signs");
+        let mut bad = good;
+        bad.sig[10] ^= 1;
+        for view in [&m, &a, &b, &a] {
+            assert_eq!(view.check(&good), Ok(()));
+            assert_eq!(view.check_all(&[good]), Ok(()));
+            assert_eq!(view.check(&bad), Err(FinalityError::BadSignature));
+            assert_eq!(view.check_all(&[good, bad]), Err(1));
+        }
+        assert_eq!(cache.0.lock().map(|s| s.len()).unwrap_or(0), 1);
     }
 
     #[test]

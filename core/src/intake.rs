@@ -367,8 +367,12 @@ mod tests {
 
         /// What the ledger would say: known, unknown parent, or stored (best or side).
         fn verdict(&mut self, b: &Block) -> Verdict {
-            self.chain
-                .accept(b, &Witness::default(), &mut Mempool::new(), 0)
+            self.chain.accept(
+                &std::sync::Arc::new(b.clone()),
+                &Witness::default(),
+                &mut Mempool::new(),
+                0,
+            )
         }
 
         /// Block `b` pushed by the peer with miner key `sender` at `now`.

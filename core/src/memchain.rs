@@ -9,9 +9,12 @@
 //! A block given here is taken as having passed those.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use gridledger_chain::merkle::Hash;
-use gridledger_chain::{Block, BlockId, BlockTree, Change, Header, Height, Network, RecordKey};
+use gridledger_chain::{
+    Block, BlockId, BlockTree, Change, Header, Height, Network, RecordKey, TieBreak,
+};
 use relay_core::MinuteRecord;
 
 use crate::finality::{Chain, Keep, Kept};
@@ -23,10 +26,10 @@ use crate::witness::Witness;
 #[derive(Debug)]
 pub struct MemChain {
     tree: BlockTree,
-    headers: HashMap<BlockId, Header>,
-    /// Each block's records as it carries them (a decoded record is kilobytes: only a
-    /// reorg decodes them again).
-    records: HashMap<BlockId, Vec<Vec<u8>>>,
+    /// Each block as it came, shared with whoever else holds it (a simulator's thousand
+    /// nodes hold one copy of each block; a decoded record is kilobytes: only a reorg
+    /// decodes them again).
+    blocks: HashMap<BlockId, Arc<Block>>,
     /// The latest final block.
     final_block: Option<(Height, BlockId)>,
     /// What finality kept, as a store would keep it across a restart.
@@ -38,10 +41,13 @@ impl MemChain {
     #[must_use]
     pub fn new(net: &Network) -> Self {
         let genesis = net.genesis().header;
+        let mut tree = BlockTree::new(&genesis);
+        // As the node's ledger: between equal work, every node that has both tips picks
+        // the same one at once (FORMAT.md section 3).
+        tree.set_tie_break(TieBreak::LowerId);
         MemChain {
-            tree: BlockTree::new(&genesis),
-            headers: HashMap::from([(genesis.id(), genesis)]),
-            records: HashMap::new(),
+            tree,
+            blocks: HashMap::from([(genesis.id(), Arc::new(net.genesis()))]),
             final_block: None,
             kept: Kept::default(),
         }
@@ -82,13 +88,19 @@ impl MemChain {
     /// The header of block `id`, if held.
     #[must_use]
     pub fn header(&self, id: &BlockId) -> Option<&Header> {
-        self.headers.get(id)
+        self.blocks.get(id).map(|b| &b.header)
+    }
+
+    /// Block `id`, if held.
+    #[must_use]
+    pub fn block(&self, id: &BlockId) -> Option<&Arc<Block>> {
+        self.blocks.get(id)
     }
 
     /// The main chain's tip (every block the tree holds was given here first).
     #[must_use]
     pub fn tip(&self) -> Option<Header> {
-        self.headers.get(&self.tree.tip()).copied()
+        self.header(&self.tree.tip()).copied()
     }
 
     /// Block `b` given to the chain: refused if a record differs from this node's reads
@@ -97,11 +109,17 @@ impl MemChain {
     /// (at `now_ms`, as this node read them where it did) those a reorg took off it.
     pub fn accept(
         &mut self,
-        b: &Block,
+        b: &Arc<Block>,
         witness: &Witness,
         mempool: &mut Mempool,
         now_ms: u64,
     ) -> Verdict {
+        let id = b.id();
+        let known = self.tree.contains(&id);
+        // A copy is checked against this node's reads too; with none, it is known at once.
+        if known && witness.is_empty() {
+            return Verdict::Known;
+        }
         let records: Vec<MinuteRecord> = b
             .records
             .iter()
@@ -110,8 +128,7 @@ impl MemChain {
         if witness.check(&records).is_err() {
             return Verdict::Refused;
         }
-        let id = b.id();
-        if self.tree.contains(&id) {
+        if known {
             return Verdict::Known;
         }
         if !self.tree.contains(&b.header.prev) {
@@ -128,8 +145,7 @@ impl MemChain {
             return Verdict::Refused;
         }
         let change = self.tree.insert_with_id(id, &b.header, keys.clone());
-        self.headers.insert(id, b.header);
-        self.records.insert(id, b.records.clone());
+        self.blocks.insert(id, Arc::clone(b));
         match change {
             Change::SideBranch => Verdict::Side,
             Change::Extended => {
@@ -165,10 +181,10 @@ impl MemChain {
 
     /// Block `id`'s records, decoded.
     fn decoded(&self, id: &BlockId) -> Vec<MinuteRecord> {
-        self.records
+        self.blocks
             .get(id)
             .into_iter()
-            .flatten()
+            .flat_map(|b| &b.records)
             .filter_map(|r| MinuteRecord::decode(r).ok())
             .collect()
     }

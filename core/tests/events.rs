@@ -240,7 +240,7 @@ fn three_members_agree_on_a_minute_by_events_and_refuse_a_forged_rival() {
     // Events: (when, order, what). A push: (to, from, block).
     enum Event {
         Mine(usize),
-        Push(usize, usize, Box<Block>),
+        Push(usize, usize, std::sync::Arc<Block>),
     }
     // Timed events, in time order (then the order they were made in).
     struct Queue {
@@ -293,15 +293,17 @@ fn three_members_agree_on_a_minute_by_events_and_refuse_a_forged_rival() {
                 );
                 match step.job {
                     Some(job) => {
-                        let b = assemble(
-                            &tip,
-                            &job.records,
-                            &n.key,
-                            job.time_ms,
-                            0,
-                            &std::sync::atomic::AtomicBool::new(false),
-                        )
-                        .expect("bits 0 mines");
+                        let b = std::sync::Arc::new(
+                            assemble(
+                                &tip,
+                                &job.records,
+                                &n.key,
+                                job.time_ms,
+                                0,
+                                &std::sync::atomic::AtomicBool::new(false),
+                            )
+                            .expect("bits 0 mines"),
+                        );
                         mined += 1;
                         assert_eq!(
                             n.chain.accept(&b, &n.witness, &mut n.pool, now),
@@ -311,7 +313,7 @@ fn three_members_agree_on_a_minute_by_events_and_refuse_a_forged_rival() {
                         for u in n.urls.clone() {
                             queue.at(
                                 now + LINK_MS,
-                                Event::Push(index(&u), i, Box::new(b.clone())),
+                                Event::Push(index(&u), i, std::sync::Arc::clone(&b)),
                             );
                         }
                     }
@@ -360,15 +362,17 @@ fn three_members_agree_on_a_minute_by_events_and_refuse_a_forged_rival() {
     let mut forged = record.clone();
     forged.faults = forged.faults.wrapping_add(1);
     let genesis = net.genesis().header;
-    let rival = assemble(
-        &genesis,
-        &[forged],
-        &ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
-        t0,
-        0,
-        &std::sync::atomic::AtomicBool::new(false),
-    )
-    .expect("bits 0 mines");
+    let rival = std::sync::Arc::new(
+        assemble(
+            &genesis,
+            &[forged],
+            &ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            t0,
+            0,
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .expect("bits 0 mines"),
+    );
     for n in &mut nodes {
         assert_eq!(
             n.chain.accept(&rival, &n.witness, &mut n.pool, t0 + 5_000),

@@ -2,6 +2,7 @@
 //! votes handed from one to the others until none is left to send, no socket and no store.
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use gridledger_chain::finality::{origin, Checkpoint, Kind, Members, Vote};
@@ -73,6 +74,7 @@ fn open(net: &Network, k: u8, chain: &mut MemChain) -> Finality {
             members: members(net),
             interval_ms: 0,
             genesis: net.genesis().id(),
+            settle_ms: 0,
         },
         Some(key(k)),
         kept,
@@ -82,7 +84,7 @@ fn open(net: &Network, k: u8, chain: &mut MemChain) -> Finality {
 }
 
 /// A block of one record for `minute` on `parent`, mined by `miner`.
-fn block(parent: &Header, minute: u32, miner: u8, seed: u64) -> Block {
+fn block(parent: &Header, minute: u32, miner: u8, seed: u64) -> Arc<Block> {
     let r = SignalModel::new(seed, Profile::Realistic).record(
         RelayId(1),
         Minute(minute),
@@ -90,7 +92,10 @@ fn block(parent: &Header, minute: u32, miner: u8, seed: u64) -> Block {
         RecordFlags::CLOCK_SET,
     );
     let time = (u64::from(minute) + 1) * 60_000;
-    assemble(parent, &[r], &key(miner), time, 0, &AtomicBool::new(false)).expect("bits 0 mines")
+    Arc::new(
+        assemble(parent, &[r], &key(miner), time, 0, &AtomicBool::new(false))
+            .expect("bits 0 mines"),
+    )
 }
 
 /// Votes sent, each handed to every other node that is up (not back to its sender), until
@@ -129,7 +134,7 @@ fn advance(nodes: &mut [Node], now: u64) {
 }
 
 /// Gives `b` to every node that is up; each must take it as its best block.
-fn give(nodes: &mut [Node], b: &Block, now: u64) {
+fn give(nodes: &mut [Node], b: &Arc<Block>, now: u64) {
     for n in nodes.iter_mut().filter(|n| n.up) {
         assert_eq!(
             n.chain.accept(b, &n.witness, &mut n.pool, now),

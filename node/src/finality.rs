@@ -328,6 +328,7 @@ mod tests {
                 members,
                 interval_ms: 0,
                 genesis: net.genesis().id(),
+                settle_ms: 0,
             },
             Some(key(own)),
             ledger,

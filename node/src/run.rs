@@ -35,7 +35,7 @@ pub use gridledger_core::mining::{block_time, MAX_STAMP_AHEAD_MS};
 
 /// How often finality looks at the clock when nothing happens (a prevote's pacing, a
 /// stalled quorum).
-pub const FINALITY_TICK: Duration = Duration::from_millis(250);
+pub const FINALITY_TICK: Duration = Duration::from_millis(gridledger_core::finality::TICK_MS);
 
 /// How long votes wait to go out together with the next ones of their burst.
 pub const VOTE_COALESCE: Duration = Duration::from_millis(10);
@@ -121,15 +121,7 @@ pub enum RunError {
     Finality(String),
 }
 
-/// The pacing of a member's prevotes when none is set: 0.5 s up to 16 members, 30 ms a
-/// member beyond. A round costs each node about two quorums of signatures to check and to
-/// relay, so a bigger network spaces its rounds (64 members: about 2 s): blocks that come
-/// faster are finalised together.
-#[must_use]
-pub fn default_interval(members: usize) -> Duration {
-    Duration::from_millis(500)
-        .max(Duration::from_millis(30) * u32::try_from(members).unwrap_or(u32::MAX))
-}
+pub use gridledger_core::finality::default_interval;
 
 /// Starts finality if the network has an allow-list (its members vote), and says so if it
 /// has none: then no history is final.
@@ -165,6 +157,7 @@ fn start_finality(core: &mut Core, config: &NodeConfig, key: &SigningKey) -> Res
             members,
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             genesis,
+            settle_ms: gridledger_core::finality::DEFAULT_SETTLE_MS,
         },
         Some(key.clone()),
         &mut core.ledger,

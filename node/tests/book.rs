@@ -328,6 +328,7 @@ fn our_command(cmd: &str) -> Option<(&'static str, Vec<String>)> {
                 "node" => "gridledger",
                 "relay-sim" => "relay-sim",
                 "gateway" => "gateway",
+                "sim" => "sim",
                 _ => return None,
             };
             if words.iter().any(|w| w == "--example") {
@@ -361,7 +362,7 @@ fn every_flag_the_book_names_exists() {
         all.extend(f.iter().cloned());
         helps.insert(format!("gridledger tls {sub}"), f);
     }
-    for other in ["relay-sim", "gateway"] {
+    for other in ["relay-sim", "gateway", "sim"] {
         let path = dir.join(other);
         if !path.exists() {
             panic!(

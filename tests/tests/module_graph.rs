@@ -19,6 +19,7 @@ const CRATES: &[&str] = &[
     "chain",
     "core",
     "node",
+    "sim",
     "bench",
     "tests",
 ];
