@@ -7,9 +7,11 @@
 //!   loss, slow uplinks, partitions; [`queue`]: simulated time;
 //! - [`world`]: the nodes and what they do with each event, the invariants checked after
 //!   every event and at the end;
-//! - [`trace`]: the hash of every event, and the last events; [`report`]: the figures.
+//! - [`trace`]: the hash of every event, and the last events; [`report`]: the figures;
+//!   [`chart`]: the sweep's charts (the `sweep` binary).
 #![forbid(unsafe_code)]
 
+pub mod chart;
 pub mod config;
 pub mod link;
 pub mod queue;

@@ -42,6 +42,10 @@ pub struct Figures {
     pub lost: u64,
     /// Traffic by kind.
     pub traffic: Traffic,
+    /// Nodes.
+    pub nodes: usize,
+    /// A main-chain block's bytes, on average.
+    pub block_bytes: u64,
     /// Simulated time (ms).
     pub sim_ms: u64,
 }
@@ -71,13 +75,15 @@ impl Figures {
         }
     }
 
-    /// Vote bytes per node per final block, over the block bytes per node per block.
+    /// Vote bytes a node sends per block of the main chain, over a block's own bytes (the
+    /// finality issue's measure: at most 4).
     #[must_use]
     pub fn vote_to_block_bytes(&self) -> f64 {
-        if self.traffic.blocks.1 == 0 {
+        let per_node_block = self.nodes as f64 * f64::from(self.height.max(1));
+        if self.block_bytes == 0 {
             0.0
         } else {
-            self.traffic.votes.1 as f64 / self.traffic.blocks.1 as f64
+            self.traffic.votes.1 as f64 / per_node_block / self.block_bytes as f64
         }
     }
 
@@ -116,12 +122,13 @@ impl Figures {
         );
         let _ = writeln!(
             s,
-            "traffic: {} messages ({} lost); blocks {} B, votes {} B ({:.2} x the blocks' bytes), pulls {} B; {} events",
+            "traffic: {} messages ({} lost); blocks {} B, votes {} B ({:.2} x a block's {} B per node per block), pulls {} B; {} events",
             self.messages,
             self.lost,
             self.traffic.blocks.1,
             self.traffic.votes.1,
             self.vote_to_block_bytes(),
+            self.block_bytes,
             self.traffic.pulls.1,
             self.events
         );

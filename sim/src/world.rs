@@ -1601,6 +1601,14 @@ impl World {
                 messages: self.links.sent,
                 lost: self.links.lost,
                 traffic: self.traffic,
+                nodes: self.nodes.len(),
+                block_bytes: {
+                    let (n, sum) = (1..=chain.tree().height())
+                        .filter_map(|h| chain.tree().main_at(h))
+                        .filter_map(|id| chain.block(&id))
+                        .fold((0u64, 0u64), |(n, s), b| (n + 1, s + block_bytes(b) as u64));
+                    sum.checked_div(n).unwrap_or(0)
+                },
                 sim_ms: self
                     .now
                     .saturating_sub(minute_closes_ms(Minute(FIRST_MINUTE))),
