@@ -89,17 +89,21 @@ pub struct Next {
     pub wait_ms: u64,
 }
 
-/// The key a record's turns are drawn for: its relay, and the minute it came in (the last
-/// one closed when it was read), never before its own. A record read on time is drawn for
-/// its own minute, as before; one a relay served late comes with the next minute's records
-/// and is drawn with them: drawn for its own minute, its first miner would mine at the
-/// same instant as the next minute's first, two blocks at one height (the simulator, one
-/// relay 5–20 s late: 54 stale blocks per 100 at 16 nodes).
+/// The key a record's turns are drawn for. A record read within a minute of its close is
+/// drawn for its own minute, as the others of that minute. One read in the minute after
+/// (a relay 5–20 s late is read at the next poll) goes with that minute's records: drawn
+/// for its own, its first miner would mine at the same instant as the next minute's first,
+/// two blocks at one height (the simulator, one relay 5–20 s late: 54 stale blocks per 100
+/// at 16 nodes). One read later still (a backfill after an outage, a relay clock that runs
+/// behind ours) keeps its own minute: the records around it are not of one minute.
 fn turn_key(r: &MinuteRecord, arrived_ms: u64) -> RecordKey {
-    let came = u32::try_from(arrived_ms / 60_000)
-        .unwrap_or(u32::MAX)
-        .saturating_sub(1);
-    RecordKey::new(r.relay, relay_core::Minute(came.max(r.minute.0)))
+    let late = arrived_ms.saturating_sub(minute_closes_ms(r.minute)) / 60_000;
+    let minute = if late == 1 {
+        r.minute.0.saturating_add(1)
+    } else {
+        r.minute.0
+    };
+    RecordKey::new(r.relay, relay_core::Minute(minute))
 }
 
 /// What to mine next on `tip` (the main chain's tip in `tree`), from the records waiting in
@@ -232,8 +236,8 @@ mod tests {
 
     /// A node halted by finality, or catching up after its start, mines nothing and asks
     /// again soon; an empty mempool waits idle.
-    /// A record read on time is drawn for its own minute; one read a minute late, with the
-    /// records of the minute it came in; never for a minute before its own.
+    /// A record read on time is drawn for its own minute; one read in the minute after, with
+    /// the records of that minute; one read later still, or early, for its own.
     #[test]
     fn a_late_record_takes_its_turn_with_the_minute_it_came_in() {
         let r = record(3, M);
@@ -245,6 +249,12 @@ mod tests {
             RecordKey::new(RelayId(3), Minute(M + 1))
         );
         assert_eq!(turn_key(&r, 0), RecordKey::new(RelayId(3), Minute(M)));
+        // Read much later (a backfill, a relay clock behind ours): its own minute.
+        let backfill = minute_closes_ms(Minute(M + 5));
+        assert_eq!(
+            turn_key(&r, backfill),
+            RecordKey::new(RelayId(3), Minute(M))
+        );
     }
 
     #[test]
