@@ -212,7 +212,7 @@ pub struct Config {
     pub slow_uplink_kbps: Option<u64>,
     /// Relays, each read by every member every minute.
     pub relays: u16,
-    /// The mining slot of the turns (ms).
+    /// The mining slot of the turns (ms): the node's default at a 60 s poll period is 2 s.
     pub slot_ms: u64,
     /// Records a block takes at most.
     pub max_records: usize,
@@ -239,7 +239,7 @@ impl Default for Config {
             hop_ms: 10,
             slow_uplink_kbps: None,
             relays: 10,
-            slot_ms: 500,
+            slot_ms: 2_000,
             max_records: 64,
             sync_ms: 10_000,
             settle_ms: gridledger_core::finality::DEFAULT_SETTLE_MS,

@@ -55,8 +55,8 @@ struct Args {
     /// Relays, each read by every member every minute.
     #[arg(long, default_value_t = 10)]
     relays: u16,
-    /// The mining turns' slot (ms).
-    #[arg(long, default_value_t = 500)]
+    /// The mining turns' slot (ms); the node's default at a 60 s poll period.
+    #[arg(long, default_value_t = 2_000)]
     slot_ms: u64,
     /// How long a tip stands before a member prevotes it (ms).
     #[arg(long, default_value_t = gridledger_core::finality::DEFAULT_SETTLE_MS)]
