@@ -268,7 +268,8 @@ pub struct World {
     relay_stop: Vec<Option<(u32, u32)>>,
     relay_lag: Vec<u64>,
     traffic: Traffic,
-    verified: Verified,
+    /// Finality's settings, the same for every node (`None`: no members).
+    finality_config: Option<FinalityConfig>,
     violation: Option<String>,
 }
 
@@ -343,10 +344,14 @@ impl World {
         // One cache of verified votes for every node: each vote's signature is checked once
         // in the run, not once per node (the same inputs, the same answer).
         let verified = Verified::default();
-        let members_set = Members::new(&origin, &allow, None)
+        let finality_config = Members::new(&origin, &allow, None)
             .ok()
-            .map(|m| m.with_verified(verified.clone()));
-        let interval = default_interval(members);
+            .map(|m| FinalityConfig {
+                members: m.with_verified(verified),
+                interval_ms: u64::try_from(default_interval(members).as_millis()).unwrap_or(500),
+                genesis: net.genesis().id(),
+                settle_ms: cfg.settle_ms,
+            });
         let nodes: Vec<Node> = (0..n)
             .map(|i| {
                 let urls: Vec<String> = peers[i].iter().map(|j| url(*j)).collect();
@@ -370,20 +375,7 @@ impl World {
                 // The node's default poll offset (2 s after the minute), plus the read's time.
                 let poll_ms = 2_000 + rng.random_range(0..50);
                 let mut chain = MemChain::new(&net);
-                let finality = members_set.clone().and_then(|m| {
-                    Finality::open(
-                        FinalityConfig {
-                            members: m,
-                            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(500),
-                            genesis: net.genesis().id(),
-                            settle_ms: cfg.settle_ms,
-                        },
-                        Some(keys[i].clone()),
-                        chain.kept(),
-                        &mut chain,
-                    )
-                    .ok()
-                });
+                let finality = open_finality(finality_config.as_ref(), &keys[i], &mut chain);
                 Node {
                     key: keys[i].clone(),
                     pubkey: keys[i].verifying_key().to_bytes(),
@@ -437,7 +429,7 @@ impl World {
             relay_stop: vec![None; relays],
             relay_lag: vec![0; relays],
             traffic: Traffic::default(),
-            verified,
+            finality_config,
             violation: None,
         };
         w.plan();
@@ -665,7 +657,7 @@ impl World {
                 self.trace.event(self.now, name, node, &[]);
                 let held = std::mem::take(&mut self.nodes[node].withheld);
                 for b in held {
-                    self.push_to_peers(node, &b, None);
+                    self.push_to_peers(node, &b);
                 }
                 let end = minute_closes_ms(Minute(self.end_minute));
                 if self.now + 120_000 < end {
@@ -808,15 +800,7 @@ impl World {
             return;
         };
         let block = Arc::new(block);
-        self.made.insert(
-            block.id(),
-            Made {
-                block: Arc::clone(&block),
-                made_ms: now,
-                holders: 0,
-                everywhere_ms: None,
-            },
-        );
+        self.note_made(&block);
         let verdict = {
             let n = &mut self.nodes[node];
             let v = n.chain.accept(&block, &n.witness, &mut n.pool, local);
@@ -827,7 +811,7 @@ impl World {
         if self.nodes[node].hostile == Some(Hostile::Withhold) {
             self.nodes[node].withheld.push(Arc::clone(&block));
         } else {
-            self.push_to_peers(node, &block, None);
+            self.push_to_peers(node, &block);
         }
         if !self.nodes[node].pool.is_empty() {
             self.wake_miner(node, now + 1);
@@ -855,12 +839,23 @@ impl World {
         self.check_final_on_main(node);
     }
 
-    fn push_to_peers(&mut self, node: usize, block: &Arc<Block>, except: Option<usize>) {
+    /// A block made now (mined, rewritten, spammed): what the run times and hands out.
+    fn note_made(&mut self, block: &Arc<Block>) {
+        self.made.insert(
+            block.id(),
+            Made {
+                block: Arc::clone(block),
+                made_ms: self.now,
+                holders: 0,
+                everywhere_ms: None,
+            },
+        );
+    }
+
+    fn push_to_peers(&mut self, node: usize, block: &Arc<Block>) {
         let peers = self.links.peers()[node].clone();
         for p in peers {
-            if Some(p) != except {
-                self.push(node, p, block);
-            }
+            self.push(node, p, block);
         }
     }
 
@@ -1100,7 +1095,7 @@ impl World {
             return;
         };
         let fx = f.advance(&mut n.chain, witnessed, local);
-        self.effects(node, None, fx);
+        self.effects(node, fx);
     }
 
     /// A final checkpoint's note a peer served.
@@ -1113,7 +1108,7 @@ impl World {
         };
         // A note that does not verify is refused, as the node refuses it.
         if let Ok(fx) = f.on_checkpoint(&mut n.chain, note.as_bytes(), &url(from), local) {
-            self.effects(node, Some(from), fx);
+            self.effects(node, fx);
             self.advance(node);
         }
     }
@@ -1128,12 +1123,12 @@ impl World {
         };
         let from_url = url(from);
         let fx = f.on_votes(&mut n.chain, votes, Some(&from_url), witnessed, local);
-        self.effects(node, Some(from), fx);
+        self.effects(node, fx);
     }
 
     /// What finality asked: switches into the mempool, votes to the peers (each but the
     /// one it came from), a tick while the tip waits; and the run's safety checks.
-    fn effects(&mut self, node: usize, _from: Option<usize>, fx: Effects<Change>) {
+    fn effects(&mut self, node: usize, fx: Effects<Change>) {
         let now = self.now;
         {
             let n = &mut self.nodes[node];
@@ -1289,13 +1284,8 @@ impl World {
     }
 
     fn restart(&mut self, node: usize) {
-        let members = self.nodes.iter().filter(|n| n.member).count();
         let relays = self.cfg.relays;
-        let settle_ms = self.cfg.settle_ms;
         let now = self.now;
-        let origin = origin(&self.net.name);
-        let allow = self.net.allow_list.clone().unwrap_or_default();
-        let genesis = self.net.genesis().id();
         let n = &mut self.nodes[node];
         n.up = true;
         n.outbox.clear();
@@ -1309,24 +1299,7 @@ impl World {
             .map(|(u, h)| (u.clone(), PeerHealth::new(u, h.miner)))
             .collect();
         // What finality kept comes back; the rest of its state is gone.
-        let verified = self.verified.clone();
-        let n = &mut self.nodes[node];
-        n.finality = Members::new(&origin, &allow, None).ok().and_then(|m| {
-            let m = m.with_verified(verified);
-            Finality::open(
-                FinalityConfig {
-                    members: m,
-                    interval_ms: u64::try_from(default_interval(members).as_millis())
-                        .unwrap_or(500),
-                    genesis,
-                    settle_ms,
-                },
-                Some(n.key.clone()),
-                n.chain.kept(),
-                &mut n.chain,
-            )
-            .ok()
-        });
+        n.finality = open_finality(self.finality_config.as_ref(), &n.key, &mut n.chain);
         // Its poller reads the relays' latest minutes back.
         if n.member {
             let closed = u32::try_from(now / 60_000).unwrap_or(u32::MAX);
@@ -1385,16 +1358,8 @@ impl World {
             fork.push(Arc::new(b));
         }
         for b in fork {
-            self.made.insert(
-                b.id(),
-                Made {
-                    block: Arc::clone(&b),
-                    made_ms: self.now,
-                    holders: 0,
-                    everywhere_ms: None,
-                },
-            );
-            self.push_to_peers(node, &b, None);
+            self.note_made(&b);
+            self.push_to_peers(node, &b);
         }
     }
 
@@ -1418,16 +1383,8 @@ impl World {
         };
         n.spam_parent = Some(shown.header);
         let shown = Arc::new(shown);
-        self.made.insert(
-            shown.id(),
-            Made {
-                block: Arc::clone(&shown),
-                made_ms: self.now,
-                holders: 0,
-                everywhere_ms: None,
-            },
-        );
-        self.push_to_peers(node, &shown, None);
+        self.note_made(&shown);
+        self.push_to_peers(node, &shown);
     }
 
     fn cut_now(&self) -> (BTreeSet<RecordKey>, Height) {
@@ -1615,6 +1572,16 @@ impl World {
             },
         }
     }
+}
+
+/// `key`'s finality over `chain`, from what the chain kept (nothing, at the start).
+fn open_finality(
+    config: Option<&FinalityConfig>,
+    key: &SigningKey,
+    chain: &mut MemChain,
+) -> Option<Finality> {
+    let kept = chain.kept();
+    Finality::open(config?.clone(), Some(key.clone()), kept, chain).ok()
 }
 
 /// A block's bytes on the wire.
