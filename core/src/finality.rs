@@ -17,7 +17,7 @@ use std::fmt::Display;
 use ed25519_dalek::SigningKey;
 
 use gridledger_chain::finality::{
-    self, epoch_of, offence, Checkpoint, Kind, Members, Offence, OwnVotes, Source, Vote,
+    self, epoch_of, offence, Checkpoint, Epoch, Kind, Members, Offence, OwnVotes, Source, Vote,
 };
 use gridledger_chain::merkle::Hash;
 use gridledger_chain::tlog::Frontier;
@@ -110,6 +110,18 @@ const COUNTS: usize = if cfg!(feature = "planted-bug") { 2 } else { 1 };
 
 /// Votes kept per member to find offences among.
 const RECENT_PER_MEMBER: usize = 64;
+/// One member's votes kept to find offences among, and the highest source and target it
+/// ever linked. A vote whose source is at or above every source before and whose target is
+/// above every target before can be no offence against any of them (no equal target, and
+/// nothing before it surrounds it or is surrounded by it), so an honest member's votes,
+/// arriving in order, skip the search: with sixty-four votes kept per member, that search
+/// was the simulator's costliest line at a thousand nodes.
+#[derive(Debug, Default)]
+struct Recent {
+    votes: VecDeque<Vote>,
+    top: Option<(Epoch, Epoch)>,
+}
+
 /// Justified checkpoints remembered as sources.
 const KNOWN_JUSTIFIED: usize = 1024;
 /// Heights above the final one that votes are held for (a vote further ahead is dropped:
@@ -293,7 +305,7 @@ pub struct Finality {
     known: VecDeque<Source>,
     prevotes: BTreeMap<Checkpoint, BTreeMap<[u8; 32], Vote>>,
     commits: BTreeMap<Checkpoint, BTreeMap<[u8; 32], Vote>>,
-    recent: HashMap<[u8; 32], VecDeque<Vote>>,
+    recent: HashMap<[u8; 32], Recent>,
     seen: HashSet<[u8; 64]>,
     frontiers: HashMap<BlockId, Frontier>,
     learned: Option<Learned>,
@@ -754,15 +766,23 @@ impl Finality {
         self.stats.votes += 1;
         // Offences against what this member voted before.
         let recent = self.recent.entry(v.member).or_default();
+        let (source, target) = v.link();
         let mut found = Vec::new();
-        for w in recent.iter() {
-            if let Some(o) = offence(w, &v) {
-                found.push((o, *w));
+        if recent.top.is_some_and(|(s, t)| source < s || target <= t) {
+            for w in &recent.votes {
+                if let Some(o) = offence(w, &v) {
+                    found.push((o, *w));
+                }
             }
         }
-        recent.push_back(v);
-        while recent.len() > RECENT_PER_MEMBER {
-            recent.pop_front();
+        recent.top = Some(
+            recent
+                .top
+                .map_or((source, target), |(s, t)| (s.max(source), t.max(target))),
+        );
+        recent.votes.push_back(v);
+        while recent.votes.len() > RECENT_PER_MEMBER {
+            recent.votes.pop_front();
         }
         for (o, w) in found {
             self.offended(ledger, o, &w, &v, now_ms);

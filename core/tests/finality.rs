@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use gridledger_chain::finality::{origin, Checkpoint, Kind, Members, Vote};
+use gridledger_chain::finality::{origin, Checkpoint, Kind, Members, Source, Vote};
 use gridledger_chain::{assemble, Block, BlockId, Header, Network};
 use gridledger_core::finality::{Finality, FinalityConfig};
 use gridledger_core::memchain::MemChain;
@@ -263,4 +263,40 @@ fn four_members_finalise_by_votes_refuse_a_rewrite_wait_without_a_quorum_and_cat
     let n1 = &mut nodes[1];
     n1.finality = open(&net, 2, &mut n1.chain);
     assert_eq!(n1.finality.evidence().len(), 1);
+
+    // Member 3 prevotes source 40 → target 78, then source 20 → target 98, which surrounds
+    // it. The second comes with a target above every one before (the order an honest
+    // member's votes come in, where the core skips the search), but with a lower source:
+    // it is caught.
+    let surround: Vec<(usize, Vote)> = [(20, 40), (10, 50)]
+        .iter()
+        .filter_map(|&(source, size)| {
+            let s = Source {
+                epoch: 2 * source,
+                root: [3; 32],
+            };
+            let c = Checkpoint {
+                size,
+                root: [4; 32],
+            };
+            Vote::sign(Kind::Prevote(s), c, &key(3), &origin)
+        })
+        .map(|v| (2, v))
+        .collect();
+    assert_eq!(surround.len(), 2);
+    for v in surround {
+        gossip(&mut nodes, vec![v], now);
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        if i == 2 {
+            continue;
+        }
+        let e = n.finality.evidence();
+        let by3: Vec<_> = e
+            .iter()
+            .filter(|e| e.member == key(3).verifying_key().to_bytes())
+            .collect();
+        assert_eq!(by3.len(), 1, "node {i} catches the surround vote");
+        assert_eq!(by3[0].offence, "surround vote");
+    }
 }
