@@ -158,6 +158,9 @@ pub enum Topology {
     Random(usize),
     /// Every node a peer of every other.
     Full,
+    /// The wide-area testbed's graph for its scenario seed: a ring through a random order,
+    /// then chords until every site has 3 peers, none more than 4 (`graph::random_graph`).
+    Testbed(u64),
 }
 
 impl FromStr for Topology {
@@ -167,11 +170,18 @@ impl FromStr for Topology {
         if s == "full" {
             return Ok(Topology::Full);
         }
+        if let Some(seed) = s.strip_prefix("testbed:") {
+            return seed.parse().map(Topology::Testbed).map_err(|_| {
+                format!("topology {s:?}: `testbed:S` with the testbed scenario's seed S")
+            });
+        }
         let d = s
             .strip_prefix("random:")
             .unwrap_or(s)
             .parse::<usize>()
-            .map_err(|_| format!("topology {s:?}: `full`, or `random:D` with a degree D"))?;
+            .map_err(|_| {
+                format!("topology {s:?}: `full`, `random:D` with a degree D, or `testbed:S`")
+            })?;
         if d < 2 {
             return Err(format!("topology {s:?}: a degree of at least 2"));
         }
@@ -184,6 +194,7 @@ impl fmt::Display for Topology {
         match self {
             Topology::Random(d) => write!(f, "random:{d}"),
             Topology::Full => f.write_str("full"),
+            Topology::Testbed(seed) => write!(f, "testbed:{seed}"),
         }
     }
 }
@@ -205,11 +216,19 @@ pub struct Config {
     pub link_ms: u64,
     /// Each message's delay is `link_ms` ± this (ms), uniformly.
     pub jitter_ms: u64,
-    /// A node's time to check and store a block before it sends it on (ms): the
-    /// simulation's only processing time.
+    /// A node's time to check and store a block before it sends it on (ms); with shared
+    /// `cores`, after its `block_cpu_us` on one.
     pub hop_ms: u64,
     /// Uplink of a slow site (kbit/s); one node in eight is one. `None`: no limit.
     pub slow_uplink_kbps: Option<u64>,
+    /// Cores every node shares, as the testbed's processes share its machine (`cpu`);
+    /// 0: each node has its own, and checking costs `hop_ms` alone.
+    pub cores: usize,
+    /// With shared cores: a block's check and store at a node holds one for this long (µs),
+    /// before `hop_ms`.
+    pub block_cpu_us: u64,
+    /// With shared cores: each vote's signature check holds one for this long (µs).
+    pub vote_cpu_us: u64,
     /// Relays, each read by every member every minute.
     pub relays: u16,
     /// The mining slot of the turns (ms): the node's default at a 60 s poll period is 2 s.
@@ -238,6 +257,9 @@ impl Default for Config {
             jitter_ms: 10,
             hop_ms: 10,
             slow_uplink_kbps: None,
+            cores: 0,
+            block_cpu_us: 2_000,
+            vote_cpu_us: 50,
             relays: 10,
             slot_ms: 2_000,
             max_records: 64,
@@ -275,6 +297,12 @@ impl Config {
         );
         if let Some(k) = self.slow_uplink_kbps {
             c.push_str(&format!(" --slow-uplink-kbps {k}"));
+        }
+        if self.cores > 0 {
+            c.push_str(&format!(
+                " --cores {} --block-cpu-us {} --vote-cpu-us {}",
+                self.cores, self.block_cpu_us, self.vote_cpu_us
+            ));
         }
         c
     }

@@ -1,4 +1,7 @@
-//! Random connected peer graphs: sites peer with a few others, as a consortium's would.
+//! The wide-area testbed's peer graphs: random connected graphs where sites peer with a few
+//! others, as a consortium's would, and lines. They live here, and the testbed
+//! (`gridledger-testbed`) uses them from here, so that the simulator's `--topology testbed:S`
+//! is the very graph the testbed's scenario of seed `S` starts its processes on.
 
 use std::collections::{BTreeSet, VecDeque};
 

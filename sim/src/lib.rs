@@ -13,6 +13,8 @@
 
 pub mod chart;
 pub mod config;
+pub mod cpu;
+pub mod graph;
 pub mod link;
 pub mod queue;
 pub mod report;

@@ -37,7 +37,8 @@ struct Args {
     /// Run each seed twice and check the two traces' hashes are equal.
     #[arg(long)]
     twice: bool,
-    /// The peers' graph: `random:D` (degree D) or `full`.
+    /// The peers' graph: `random:D` (degree D), `full`, or `testbed:S` (the wide-area
+    /// testbed's graph for its scenario seed S: degrees 3 to 4).
     #[arg(long, default_value = "random:4")]
     topology: Topology,
     /// One-way link delay (ms), on average.
@@ -52,6 +53,16 @@ struct Args {
     /// One node in eight sits behind an uplink this slow (kbit/s).
     #[arg(long)]
     slow_uplink_kbps: Option<u64>,
+    /// Cores every node shares, as the wide-area testbed's processes share its machine
+    /// (0: each node its own).
+    #[arg(long, default_value_t = 0)]
+    cores: usize,
+    /// With --cores: a block's check and store holds a core this long (µs), at every node.
+    #[arg(long, default_value_t = 2_000)]
+    block_cpu_us: u64,
+    /// With --cores: a vote's signature check holds a core this long (µs).
+    #[arg(long, default_value_t = 50)]
+    vote_cpu_us: u64,
     /// Relays, each read by every member every minute.
     #[arg(long, default_value_t = 10)]
     relays: u16,
@@ -85,6 +96,9 @@ fn main() -> ExitCode {
         jitter_ms: a.jitter_ms,
         hop_ms: a.hop_ms,
         slow_uplink_kbps: a.slow_uplink_kbps,
+        cores: a.cores,
+        block_cpu_us: a.block_cpu_us,
+        vote_cpu_us: a.vote_cpu_us,
         relays: a.relays,
         slot_ms: a.slot_ms,
         settle_ms: a.settle_ms,

@@ -44,6 +44,8 @@ pub struct Figures {
     pub traffic: Traffic,
     /// Nodes.
     pub nodes: usize,
+    /// The peers' graph's diameter, in hops (`None`: not connected).
+    pub diameter: Option<usize>,
     /// A main-chain block's bytes, on average.
     pub block_bytes: u64,
     /// Simulated time (ms).
@@ -91,6 +93,12 @@ impl Figures {
     #[must_use]
     pub fn lines(&self) -> String {
         let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "graph: diameter {} hops",
+            self.diameter
+                .map_or_else(|| "- (not connected)".to_owned(), |d| d.to_string())
+        );
         let _ = writeln!(
             s,
             "chain: height {}, final {}; {} blocks mined by honest members, {} stale ({:.2} per 100); {} records read",

@@ -11,7 +11,7 @@ use crate::config::Topology;
 pub type Peers = Vec<Vec<usize>>;
 
 /// The graph of `n` nodes: a ring (so it is connected) plus random chords until every node
-/// has `d` peers, or as near as the seed allows; or every pair.
+/// has `d` peers, or as near as the seed allows; or every pair; or the testbed's graph.
 #[must_use]
 pub fn build(n: usize, topology: Topology, rng: &mut ChaCha8Rng) -> Peers {
     let mut adj: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
@@ -27,6 +27,11 @@ pub fn build(n: usize, topology: Topology, rng: &mut ChaCha8Rng) -> Peers {
                 for b in a + 1..n {
                     link(&mut adj, a, b);
                 }
+            }
+        }
+        Topology::Testbed(seed) => {
+            for (a, b) in crate::graph::random_graph(n, 3, 4, seed) {
+                link(&mut adj, a, b);
             }
         }
         Topology::Random(d) => {
@@ -82,6 +87,17 @@ pub fn build(n: usize, topology: Topology, rng: &mut ChaCha8Rng) -> Peers {
     adj.into_iter().map(|s| s.into_iter().collect()).collect()
 }
 
+/// The graph's diameter in hops (`None`: not connected), as the testbed reports it.
+#[must_use]
+pub fn diameter(peers: &Peers) -> Option<usize> {
+    let edges: crate::graph::Edges = peers
+        .iter()
+        .enumerate()
+        .flat_map(|(a, p)| p.iter().map(move |&b| (a.min(b), a.max(b))))
+        .collect();
+    crate::graph::diameter(peers.len(), &edges)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +135,54 @@ mod tests {
         }
         let full = build(5, Topology::Full, &mut ChaCha8Rng::seed_from_u64(0));
         assert!(full.iter().all(|p| p.len() == 4));
+    }
+
+    #[test]
+    fn the_testbed_topology_is_the_testbeds_graph_for_its_seed() {
+        for (n, seed) in [(16, 1), (64, 1), (64, 2)] {
+            let g = build(
+                n,
+                Topology::Testbed(seed),
+                &mut ChaCha8Rng::seed_from_u64(9),
+            );
+            let edges = crate::graph::random_graph(n, 3, 4, seed);
+            assert_eq!(
+                g,
+                crate::graph::neighbours(n, &edges)
+                    .into_iter()
+                    .map(|mut p| {
+                        p.sort_unstable();
+                        p
+                    })
+                    .collect::<Peers>()
+            );
+            assert!(connected(&g));
+            assert!(g.iter().all(|p| (3..=4).contains(&p.len())), "n={n}: {g:?}");
+            // The sim's own rng plays no part: the graph is the testbed's.
+            let other = build(
+                n,
+                Topology::Testbed(seed),
+                &mut ChaCha8Rng::seed_from_u64(10),
+            );
+            assert_eq!(g, other);
+        }
+        // The diameters the testbed printed for its steady scenario (seed 1) in
+        // bench/results/wan.md: 4 hops at 16 nodes, 6 at 64.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(
+            diameter(&build(16, Topology::Testbed(1), &mut rng)),
+            Some(4)
+        );
+        assert_eq!(
+            diameter(&build(64, Topology::Testbed(1), &mut rng)),
+            Some(6)
+        );
+        assert_eq!(diameter(&vec![vec![1], vec![0], vec![]]), None);
+        assert_ne!(
+            build(16, Topology::Testbed(1), &mut ChaCha8Rng::seed_from_u64(0)),
+            build(16, Topology::Testbed(2), &mut ChaCha8Rng::seed_from_u64(0))
+        );
+        assert_eq!("testbed:1".parse::<Topology>(), Ok(Topology::Testbed(1)));
+        assert_eq!(Topology::Testbed(7).to_string(), "testbed:7");
     }
 }

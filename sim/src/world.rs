@@ -36,6 +36,7 @@ use relay_core::signal::{Profile, SignalModel};
 use relay_core::{Minute, MinuteRecord, RecordFlags, RelayId};
 
 use crate::config::{Config, FaultSpec, Faults};
+use crate::cpu::Cpu;
 use crate::link::{Links, Partition};
 use crate::queue::Queue;
 use crate::report::{Figures, Outcome, Traffic};
@@ -270,6 +271,11 @@ pub struct World {
     traffic: Traffic,
     /// Finality's settings, the same for every node (`None`: no members).
     finality_config: Option<FinalityConfig>,
+    /// The cores the nodes share, if they share any (`--cores`).
+    cpu: Cpu,
+    /// The last block a node checked in this event, and when it may go on: a block sent to
+    /// several peers is checked once.
+    checked: Option<(usize, BlockId, u64)>,
     violation: Option<String>,
 }
 
@@ -406,6 +412,7 @@ impl World {
         let honest_members = nodes.iter().filter(|n| n.honest() && n.member).count();
         let relays = usize::from(cfg.relays);
         let trace = Trace::new(cfg.tail);
+        let cpu = Cpu::new(cfg.cores);
         let end_minute = FIRST_MINUTE + cfg.minutes;
         let mut w = World {
             cfg,
@@ -430,6 +437,8 @@ impl World {
             relay_lag: vec![0; relays],
             traffic: Traffic::default(),
             finality_config,
+            cpu,
+            checked: None,
             violation: None,
         };
         w.plan();
@@ -529,6 +538,7 @@ impl World {
                 self.cut = Some(self.cut_now());
             }
             self.now = at;
+            self.checked = None;
             self.step(ev);
             if let Some(v) = self.violation.take() {
                 return self.outcome(Some(v));
@@ -866,8 +876,17 @@ impl World {
         let bytes = block_bytes(block);
         self.traffic.blocks.0 += 1;
         self.traffic.blocks.1 += bytes as u64;
-        // A block goes on once checked and stored: the node's time per hop.
-        let leaves = self.now + self.cfg.hop_ms;
+        // A block goes on once checked and stored: the node's time per hop, after a shared
+        // core's time if the nodes share cores.
+        let id = block.id();
+        let leaves = match self.checked {
+            Some((n, b, at)) if n == from && b == id => at,
+            _ => {
+                let at = self.cpu.run(self.now, self.cfg.block_cpu_us) + self.cfg.hop_ms;
+                self.checked = Some((from, id, at));
+                at
+            }
+        };
         if let Some(at) = self.links.send(leaves, from, i, bytes, &mut self.rng) {
             self.queue.at(
                 at,
@@ -1122,7 +1141,14 @@ impl World {
             return;
         };
         let from_url = url(from);
+        let checked = f.stats.votes + f.stats.votes_refused;
         let fx = f.on_votes(&mut n.chain, votes, Some(&from_url), witnessed, local);
+        // Each signature checked holds a shared core: blocks wait behind them (the votes
+        // themselves are taken at once; the model is of the blocks' propagation).
+        let checks = f.stats.votes + f.stats.votes_refused - checked;
+        if checks > 0 {
+            self.cpu.run(now, checks * self.cfg.vote_cpu_us);
+        }
         self.effects(node, fx);
     }
 
@@ -1559,6 +1585,7 @@ impl World {
                 lost: self.links.lost,
                 traffic: self.traffic,
                 nodes: self.nodes.len(),
+                diameter: topology::diameter(self.links.peers()),
                 block_bytes: {
                     let (n, sum) = (1..=chain.tree().height())
                         .filter_map(|h| chain.tree().main_at(h))
