@@ -46,6 +46,11 @@ pub struct Figures {
     pub nodes: usize,
     /// The peers' graph's diameter, in hops (`None`: not connected).
     pub diameter: Option<usize>,
+    /// Pulls honest nodes asked: of any peer, of liars.
+    pub pulls: (u64, u64),
+    /// Lies caught (a peer claimed more work than ours and gave nothing): by liars, by
+    /// honest peers.
+    pub lies: (u64, u64),
     /// A main-chain block's bytes, on average.
     pub block_bytes: u64,
     /// Simulated time (ms).
@@ -139,6 +144,11 @@ impl Figures {
             self.block_bytes,
             self.traffic.pulls.1,
             self.events
+        );
+        let _ = writeln!(
+            s,
+            "pulls: {} asked by honest nodes, {} of them of liars; lies caught: {} by liars, {} by honest peers",
+            self.pulls.0, self.pulls.1, self.lies.0, self.lies.1
         );
         s
     }

@@ -23,11 +23,12 @@ use gridledger_chain::validate::minute_closes_ms;
 use gridledger_chain::Change;
 use gridledger_chain::{assemble, Block, BlockId, Header, Height, Network, RecordKey};
 use gridledger_core::finality::{default_interval, Effects, Finality, FinalityConfig, TICK_MS};
-use gridledger_core::health::PeerHealth;
+use gridledger_core::health::{self, PeerHealth};
 use gridledger_core::intake::{Action, Intake, Peers, Pushed};
 use gridledger_core::memchain::MemChain;
 use gridledger_core::mempool::Mempool;
 use gridledger_core::mining::{self, Settings, Standing};
+use gridledger_core::pull::{self, Claim, Pull, Step};
 use gridledger_core::verdict::Verdict;
 use gridledger_core::witness::Witness;
 use rand::{Rng, SeedableRng};
@@ -58,6 +59,8 @@ const CUT_MS: u64 = 75_000;
 pub const WARMUP_MINUTES: u32 = 10;
 /// Blocks a pull answer carries at most.
 const PULL_BLOCKS: usize = 64;
+/// How far ahead of its own chain a liar claims to be, in blocks.
+const LIE_AHEAD: u32 = 1_000;
 /// Minutes a restarted node reads back from each relay.
 const REREAD_MINUTES: u32 = 10;
 /// How long a node gathers votes before sending them (the runtime's `VOTE_COALESCE`).
@@ -174,6 +177,9 @@ enum Ev {
     Reply {
         to: usize,
         from: usize,
+        /// What the peer says of its chain: its tip, height and work (what the node's
+        /// `GET /tip` answers).
+        claim: (BlockId, Claim),
         blocks: Vec<Arc<Block>>,
         note: Option<Rc<String>>,
         votes: Vec<Vote>,
@@ -271,6 +277,10 @@ pub struct World {
     traffic: Traffic,
     /// Finality's settings, the same for every node (`None`: no members).
     finality_config: Option<FinalityConfig>,
+    /// Pulls asked, of all and of liars; lies caught (a peer that claimed more work and gave
+    /// nothing), of liars and of honest peers.
+    pulls: (u64, u64),
+    lies: (u64, u64),
     /// The cores the nodes share, if they share any (`--cores`).
     cpu: Cpu,
     /// The last block a node checked in this event, and when it may go on: a block sent to
@@ -437,6 +447,8 @@ impl World {
             relay_lag: vec![0; relays],
             traffic: Traffic::default(),
             finality_config,
+            pulls: (0, 0),
+            lies: (0, 0),
             cpu,
             checked: None,
             violation: None,
@@ -611,6 +623,7 @@ impl World {
             Ev::Reply {
                 to,
                 from,
+                claim,
                 blocks,
                 note,
                 votes,
@@ -618,7 +631,7 @@ impl World {
                 if self.nodes[to].up {
                     self.trace
                         .event(self.now, name, to, &(blocks.len() as u64).to_be_bytes());
-                    self.on_reply(to, from, &blocks);
+                    self.on_reply(to, from, claim, &blocks);
                     if let Some(note) = note {
                         self.on_checkpoint(to, from, &note);
                     }
@@ -632,11 +645,7 @@ impl World {
                     .at(self.now + self.cfg.sync_ms, Ev::Sync { node });
                 if self.nodes[node].up {
                     self.trace.event(self.now, name, node, &[]);
-                    let peers = self.links.peers()[node].len();
-                    if peers > 0 {
-                        let p = self.links.peers()[node][self.rng.random_range(0..peers)];
-                        self.ask(node, p);
-                    }
+                    self.sync(node);
                 }
             }
             Ev::Tick { node } => {
@@ -669,9 +678,12 @@ impl World {
                 for b in held {
                     self.push_to_peers(node, &b);
                 }
-                let end = minute_closes_ms(Minute(self.end_minute));
-                if self.now + 120_000 < end {
-                    self.queue.at(self.now + 120_000, Ev::Release { node });
+                // Every two minutes, and a last time when the faults heal: from then on it
+                // withholds nothing (`mined`).
+                let heal = self.heal_ms();
+                if self.now < heal {
+                    self.queue
+                        .at((self.now + 120_000).min(heal), Ev::Release { node });
                 }
             }
             Ev::Rewrite { node } => {
@@ -681,8 +693,7 @@ impl World {
             Ev::Spam { node } => {
                 self.trace.event(self.now, name, node, &[]);
                 self.spam(node);
-                let end = minute_closes_ms(Minute(self.end_minute));
-                if self.now + 5_000 < end {
+                if self.now + 5_000 < self.heal_ms() {
                     self.queue.at(self.now + 5_000, Ev::Spam { node });
                 }
             }
@@ -818,7 +829,7 @@ impl World {
             v
         };
         self.stored(node, &block, verdict);
-        if self.nodes[node].hostile == Some(Hostile::Withhold) {
+        if self.nodes[node].hostile == Some(Hostile::Withhold) && self.now < self.heal_ms() {
             self.nodes[node].withheld.push(Arc::clone(&block));
         } else {
             self.push_to_peers(node, &block);
@@ -826,6 +837,12 @@ impl World {
         if !self.nodes[node].pool.is_empty() {
             self.wake_miner(node, now + 1);
         }
+    }
+
+    /// When every fault has healed: the relays' last minute closes, and the run settles for
+    /// [`SETTLE_MINUTES`] before the end's checks.
+    fn heal_ms(&self) -> u64 {
+        minute_closes_ms(Minute(self.end_minute))
     }
 
     /// After `node` stored `block` with `verdict`: the run's counts, finality, the miner.
@@ -987,6 +1004,12 @@ impl World {
         let Some(i) = self.links.index(node, p) else {
             return;
         };
+        if self.nodes[node].honest() {
+            self.pulls.0 += 1;
+            if self.nodes[p].hostile == Some(Hostile::Liar) {
+                self.pulls.1 += 1;
+            }
+        }
         let tree = self.nodes[node].chain.tree();
         let mut locator = Vec::new();
         let mut h = tree.height();
@@ -1034,6 +1057,24 @@ impl World {
         };
         let liar = self.nodes[node].hostile == Some(Hostile::Liar);
         let tree = self.nodes[node].chain.tree();
+        // A liar claims a chain far ahead, with twice the work, that it never shows.
+        let claim = if liar {
+            (
+                BlockId([0xee; 32]),
+                Claim {
+                    height: tree.height().saturating_add(LIE_AHEAD),
+                    work: Some(tree.tip_work().saturating_mul(2).saturating_add(1)),
+                },
+            )
+        } else {
+            (
+                tree.tip(),
+                Claim {
+                    height: tree.height(),
+                    work: Some(tree.tip_work()),
+                },
+            )
+        };
         let blocks: Vec<Arc<Block>> = if liar {
             Vec::new()
         } else {
@@ -1075,6 +1116,7 @@ impl World {
                 Ev::Reply {
                     to: from,
                     from: node,
+                    claim,
                     blocks,
                     note,
                     votes,
@@ -1083,13 +1125,63 @@ impl World {
         }
     }
 
-    fn on_reply(&mut self, node: usize, from: usize, blocks: &[Arc<Block>]) {
+    /// A sync round at `node`: the node's own choice of peers (`core::health::due`: none
+    /// backed off after a lie or a failure, none that just pushed), and of those one at
+    /// random is asked (the node asks every one; one keeps a thousand nodes' rounds cheap).
+    fn sync(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        let local = n.local(self.now);
+        let period = std::time::Duration::from_millis(self.cfg.sync_ms);
+        let due = health::due(&n.urls, &mut n.health, local, period);
+        // No pull stays under way here: a lost answer is simply not waited for.
+        for u in &due {
+            if let Some(h) = n.health.get_mut(u) {
+                h.in_flight = false;
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let pick = &due[self.rng.random_range(0..due.len())];
+        if let Some(p) = index_of(pick) {
+            self.ask(node, p);
+        }
+    }
+
+    /// A peer's answer to a pull: its blocks go through the chain as the node's pull takes
+    /// them, and the core's rules (`core::pull`) judge it: a peer that claimed more work
+    /// than ours and gave nothing that raised ours lied, and is backed off
+    /// (`core::health`).
+    fn on_reply(
+        &mut self,
+        node: usize,
+        from: usize,
+        (tip, claim): (BlockId, Claim),
+        blocks: &[Arc<Block>],
+    ) {
+        let plan = {
+            let tree = self.nodes[node].chain.tree();
+            Pull::wanted(
+                tree.height(),
+                tree.tip_work(),
+                claim,
+                tree.contains(&tip),
+                PULL_BLOCKS as u32,
+            )
+        };
+        let mut outcomes = Vec::with_capacity(blocks.len());
         let mut best = false;
         for b in blocks {
             let now = self.now;
             let n = &mut self.nodes[node];
             let local = n.local(now);
             let verdict = n.chain.accept(b, &n.witness, &mut n.pool, local);
+            outcomes.push(match verdict {
+                Verdict::Best | Verdict::Side => pull::Outcome::Stored,
+                Verdict::Known => pull::Outcome::Known,
+                Verdict::UnknownParent => pull::Outcome::UnknownParent,
+                Verdict::Refused => pull::Outcome::Refused,
+            });
             let actions = if matches!(verdict, Verdict::Best | Verdict::Side) {
                 n.intake.stored(b.id(), local)
             } else {
@@ -1098,6 +1190,50 @@ impl World {
             best |= verdict == Verdict::Best;
             self.stored(node, b, verdict);
             self.carry_out(node, Some(from), actions);
+        }
+        if let Some(mut plan) = plan {
+            let tree = self.nodes[node].chain.tree();
+            let (height_now, work_now) = (tree.height(), tree.tip_work());
+            let step = plan.took(blocks.len() as u32, &outcomes, height_now);
+            let lied = matches!(step, Step::NoProgress(_)) || plan.lied(true, work_now);
+            let outcome = if lied {
+                let liar = self.nodes[from].hostile == Some(Hostile::Liar);
+                if self.nodes[node].honest() {
+                    if liar {
+                        self.lies.0 += 1;
+                    } else {
+                        self.lies.1 += 1;
+                        // Invariant: an honest peer whose every block could be taken is
+                        // never taken for a liar (it would be backed off, and heard late).
+                        // One on a chain this node refuses (a rewrite it took before it
+                        // knew the final block) is, as the node would take it.
+                        let takeable = outcomes
+                            .iter()
+                            .all(|o| matches!(o, pull::Outcome::Stored | pull::Outcome::Known));
+                        if self.nodes[from].honest() && takeable && self.violation.is_none() {
+                            self.violation = Some(format!(
+                                "node {node} took honest node {from} for a liar: it claimed height {} work {:?}, and the {} blocks it sent ({outcomes:?}) raised nothing",
+                                claim.height,
+                                claim.work,
+                                blocks.len()
+                            ));
+                        }
+                    }
+                }
+                health::Outcome::Failed {
+                    error: format!("claimed work {}; gave nothing new", claim.work.unwrap_or(0)),
+                    lied: true,
+                    unreachable: false,
+                }
+            } else {
+                health::Outcome::Stored(plan.stored())
+            };
+            let n = &mut self.nodes[node];
+            let local = n.local(self.now);
+            let period = std::time::Duration::from_millis(self.cfg.sync_ms);
+            if let Some(h) = n.health.get_mut(&url(from)) {
+                h.record(&outcome, period, local);
+            }
         }
         if best && blocks.len() == PULL_BLOCKS {
             self.ask(node, from);
@@ -1586,6 +1722,8 @@ impl World {
                 traffic: self.traffic,
                 nodes: self.nodes.len(),
                 diameter: topology::diameter(self.links.peers()),
+                pulls: self.pulls,
+                lies: self.lies,
                 block_bytes: {
                     let (n, sum) = (1..=chain.tree().height())
                         .filter_map(|h| chain.tree().main_at(h))
