@@ -114,8 +114,8 @@ const RECENT_PER_MEMBER: usize = 64;
 /// ever linked. A vote whose source is at or above every source before and whose target is
 /// above every target before can be no offence against any of them (no equal target, and
 /// nothing before it surrounds it or is surrounded by it), so an honest member's votes,
-/// arriving in order, skip the search: with sixty-four votes kept per member, that search
-/// was the simulator's costliest line at a thousand nodes.
+/// arriving in order, skip the search of the sixty-four kept (about 1 % of a simulated
+/// network's instructions, callgrind, 200 nodes and 16 members).
 #[derive(Debug, Default)]
 struct Recent {
     votes: VecDeque<Vote>,
