@@ -87,6 +87,28 @@ pub fn wasted(known: bool, held_ms: Option<u64>, trip_ms: u64) -> bool {
     known && held_ms.is_none_or(|ms| ms >= CLEAR_MS) && trip_ms <= LONG_TRIP_MS
 }
 
+/// Whether an announcement that the peer answered "held" after `trip_ms` counts as a
+/// wasted copy (for [`Fanout::learn`]): as [`wasted`], a trip over [`LONG_TRIP_MS`] never
+/// does (the peer does not say how long it held it: the answer's trip decides).
+#[must_use]
+pub fn announce_wasted(trip_ms: u64) -> bool {
+    trip_ms <= LONG_TRIP_MS
+}
+
+/// How a node sends a block it mined or took as its best on to its peers
+/// (`--block-relay`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Whole to each peer, except the blocks of a miner that the peer kept holding already
+    /// when this node sent them: those are announced ([`Fanout`]).
+    #[default]
+    Adaptive,
+    /// Whole to every peer.
+    Push,
+    /// Announced to every peer; a peer that lacks it asks for it.
+    Announce,
+}
+
 /// For each (peer URL, miner key): that miner's blocks in a row the peer already held.
 type Held = HashMap<(String, [u8; 32]), u8>;
 
@@ -101,6 +123,18 @@ impl Fanout {
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(&(peer.to_owned(), *miner))
             .is_some_and(|n| *n >= REDUNDANT_AFTER)
+    }
+
+    /// Whether a block goes to `peer` announced by its id (`true`) or whole, under `mode`.
+    /// `miner` is the block's miner when this node relays it; `None`: this node mined it,
+    /// so every peer lacks it and gets it whole, adaptive or not.
+    #[must_use]
+    pub fn announces(&self, mode: Mode, peer: &str, miner: Option<&[u8; 32]>) -> bool {
+        match (mode, miner) {
+            (Mode::Push, _) | (Mode::Adaptive, None) => false,
+            (Mode::Announce, _) => true,
+            (Mode::Adaptive, Some(m)) => self.announce_to(peer, m),
+        }
     }
 
     /// Learns how a block of `miner` sent to `peer` (whole or announced) was answered:
@@ -123,6 +157,29 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Push sends whole, announce announces, adaptive sends this node's own blocks whole
+    /// and a relayed block as the peer's record says; an announcement answered "held"
+    /// counts as wasted only over a short trip.
+    #[test]
+    fn the_mode_decides_whole_or_announced() {
+        let f = Fanout::default();
+        let m = [7; 32];
+        for _ in 0..REDUNDANT_AFTER {
+            f.learn("p", &m, true);
+        }
+        assert!(!f.announces(Mode::Push, "p", Some(&m)));
+        assert!(f.announces(Mode::Announce, "p", None));
+        assert!(f.announces(Mode::Announce, "q", Some(&m)));
+        assert!(
+            !f.announces(Mode::Adaptive, "p", None),
+            "own blocks go whole"
+        );
+        assert!(f.announces(Mode::Adaptive, "p", Some(&m)));
+        assert!(!f.announces(Mode::Adaptive, "q", Some(&m)), "q held none");
+        assert!(announce_wasted(LONG_TRIP_MS));
+        assert!(!announce_wasted(LONG_TRIP_MS + 1));
+    }
 
     /// Whole blocks until a peer held `REDUNDANT_AFTER` of one miner's in a row; then
     /// announcements until it lacks one; each miner and each peer on its own.

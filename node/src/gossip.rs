@@ -26,6 +26,16 @@ pub enum BlockRelay {
     Announce,
 }
 
+impl From<BlockRelay> for crate::fanout::Mode {
+    fn from(b: BlockRelay) -> Self {
+        match b {
+            BlockRelay::Adaptive => Self::Adaptive,
+            BlockRelay::Push => Self::Push,
+            BlockRelay::Announce => Self::Announce,
+        }
+    }
+}
+
 /// Reads at most `cap` bytes of an answer's body: `None` past it or on a failure (a peer's
 /// answer to an announcement is a few bytes; a longer one is not read).
 async fn read_small(mut resp: reqwest::Response, cap: usize) -> Option<Vec<u8>> {
@@ -155,11 +165,10 @@ pub fn send_block(
     let named = sender.own.map(hex::encode);
     let bytes = std::sync::Arc::new(bytes);
     for peer in peers {
-        let announce = match (sender.how, miner) {
-            (BlockRelay::Push, _) | (BlockRelay::Adaptive, None) => false,
-            (BlockRelay::Announce, _) => true,
-            (BlockRelay::Adaptive, Some(m)) => sender.fanout.announce_to(peer, &m),
-        };
+        // Whole or announced is the core's rule (`gridledger_core::fanout`).
+        let announce = sender
+            .fanout
+            .announces(sender.how.into(), peer, miner.as_ref());
         let (s, peer, bytes, named) = (
             sender.clone(),
             peer.clone(),
@@ -179,7 +188,7 @@ pub fn send_block(
                     Some(false) => {
                         s.metrics.sent(Sent::IdHeld);
                         let trip = u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX);
-                        learn(trip <= crate::fanout::LONG_TRIP_MS);
+                        learn(crate::fanout::announce_wasted(trip));
                         return;
                     }
                     Some(true) => learn(false),
