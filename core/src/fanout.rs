@@ -88,11 +88,11 @@ pub fn wasted(known: bool, held_ms: Option<u64>, trip_ms: u64) -> bool {
 }
 
 /// Whether an announcement that the peer answered "held" after `trip_ms` counts as a
-/// wasted copy (for [`Fanout::learn`]): as [`wasted`], a trip over [`LONG_TRIP_MS`] never
-/// does (the peer does not say how long it held it: the answer's trip decides).
+/// wasted copy (for [`Fanout::learn`]): [`wasted`] for a known block whose holding time
+/// the answer does not say.
 #[must_use]
 pub fn announce_wasted(trip_ms: u64) -> bool {
-    trip_ms <= LONG_TRIP_MS
+    wasted(true, None, trip_ms)
 }
 
 /// How a node sends a block it mined or took as its best on to its peers

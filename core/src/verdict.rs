@@ -16,3 +16,15 @@ pub enum Verdict {
     /// Refused by a rule (the runtime answers with it).
     Refused,
 }
+
+impl From<Verdict> for crate::pull::Outcome {
+    /// What a pull makes of a block the chain took with this verdict.
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Best | Verdict::Side => Self::Stored,
+            Verdict::Known => Self::Known,
+            Verdict::UnknownParent => Self::UnknownParent,
+            Verdict::Refused => Self::Refused,
+        }
+    }
+}

@@ -1176,12 +1176,7 @@ impl World {
             let n = &mut self.nodes[node];
             let local = n.local(now);
             let verdict = n.chain.accept(b, &n.witness, &mut n.pool, local);
-            outcomes.push(match verdict {
-                Verdict::Best | Verdict::Side => pull::Outcome::Stored,
-                Verdict::Known => pull::Outcome::Known,
-                Verdict::UnknownParent => pull::Outcome::UnknownParent,
-                Verdict::Refused => pull::Outcome::Refused,
-            });
+            outcomes.push(pull::Outcome::from(verdict));
             let actions = if matches!(verdict, Verdict::Best | Verdict::Side) {
                 n.intake.stored(b.id(), local)
             } else {
